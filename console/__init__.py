@@ -1,0 +1,1 @@
+"""fleetscope console: the ``fleetscope`` command line and the Streamlit app."""
