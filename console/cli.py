@@ -16,6 +16,15 @@ app = typer.Typer(
 )
 
 
+# ---------------------------------------------------------------- exporter: the per-node agent
+
+
+# ---------------------------------------------------------------- investigate: offline correlation
+
+
+# ---------------------------------------------------------------- lineage: the graph and audit queries
+
+
 def main() -> None:
     """Entry point of the ``fleetscope`` console script."""
     app()
