@@ -1,0 +1,284 @@
+"""The live collector: the same correlation engine as ``fleetscope investigate``, fed on a schedule.
+
+Every cycle the collector gathers what the cluster shows now into a *window*, a bundle folder laid out
+exactly like an offline one (one subfolder per node), investigates it with :func:`collectors.investigate`
+and records the report in the :class:`~collectors.incidents.IncidentStore`. Keeping the window a plain
+bundle means the live path and the offline path share every parser, detector and the correlator, and an
+on-call engineer can copy the window folder and re-run ``fleetscope investigate`` on it.
+
+Sources (DESIGN.md, "The shape"):
+
+- :class:`ExporterSource`: the built-in scraper, the embedded default. Reads each exporter's
+  ``/metrics`` (Prometheus text) and ``/events`` (the kernel-log lines it watched) straight from the
+  node.
+- :class:`PromQLSource`: any Prometheus-compatible HTTP API (Prometheus, Thanos, Mimir,
+  VictoriaMetrics, AMP). One instant query per cycle for fleetscope's, dcgm-exporter's and
+  node_exporter's GPU and fabric series, grouped into nodes by the ``instance`` target label.
+
+A source implements ``fetch() -> dict[node, NodeSnapshot]`` and may raise :class:`SourceError`; a failing
+source is counted in ``fleetscope_collector_source_errors_total`` and the cycle goes on with the others.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import time
+from collections import deque
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+from urllib.error import URLError
+from urllib.parse import urlencode, urlsplit
+from urllib.request import urlopen
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.core import Metric
+from prometheus_client.registry import Collector
+
+from collectors import investigate
+from collectors.incidents import IncidentStore
+
+log = logging.getLogger(__name__)
+
+#: Series the PromQL source reads: fleetscope's own, dcgm-exporter's, node_exporter's fabric and hwmon.
+PROMQL_SELECTOR = '{__name__=~"fleetscope_.+|DCGM_FI_.+|node_infiniband_.+|node_hwmon_.+"}'
+
+
+class SourceError(Exception):
+    """A source could not be read this cycle (unreachable, bad status, malformed answer)."""
+
+
+@dataclass
+class NodeSnapshot:
+    """What one node showed in one cycle.
+
+    Attributes:
+        metrics: Prometheus text exposition of the node's series.
+        kernel_lines: raw kernel-log lines (as the node printed them), oldest first.
+    """
+
+    metrics: str = ""
+    kernel_lines: list[str] = field(default_factory=list)
+
+
+class Source(Protocol):
+    """Where a cycle's evidence comes from."""
+
+    def fetch(self) -> dict[str, NodeSnapshot]:
+        """Read every node this source knows. Raises SourceError."""
+        ...
+
+
+def _get(url: str, timeout: float) -> bytes:
+    try:
+        with urlopen(url, timeout=timeout) as response:
+            body: bytes = response.read()
+            return body
+    except (URLError, OSError, ValueError) as exc:
+        raise SourceError(f"GET {url}: {exc}") from exc
+
+
+def node_name(address: str) -> str:
+    """The node a target address names: the host part of ``host:port`` or of a URL."""
+    host = urlsplit(address if "//" in address else f"//{address}").hostname
+    return host or address
+
+
+class ExporterSource:
+    """Reads ``fleetscope exporter`` endpoints directly.
+
+    Args:
+        targets: exporter base URLs or ``host:port`` pairs (``http://`` is assumed).
+        timeout: seconds allowed for each HTTP request.
+    """
+
+    def __init__(self, targets: Sequence[str], timeout: float = 10.0) -> None:
+        self.targets = [t if "//" in t else f"http://{t}" for t in targets]
+        self.timeout = timeout
+
+    def fetch(self) -> dict[str, NodeSnapshot]:
+        """Read ``/metrics`` and ``/events`` of every target; unreachable targets are skipped.
+
+        Raises:
+            SourceError: no target answered.
+        """
+        snapshots: dict[str, NodeSnapshot] = {}
+        errors: list[str] = []
+        for base in self.targets:
+            try:
+                metrics = _get(base.rstrip("/") + "/metrics", self.timeout).decode("utf-8", "replace")
+                events = json.loads(_get(base.rstrip("/") + "/events", self.timeout))
+            except (SourceError, json.JSONDecodeError) as exc:
+                errors.append(str(exc))
+                continue
+            lines = [str(e["raw"]) for e in events.get("events", []) if isinstance(e, dict) and "raw" in e]
+            snapshots[node_name(base)] = NodeSnapshot(metrics=metrics, kernel_lines=lines)
+        if errors and not snapshots:
+            raise SourceError("; ".join(errors))
+        for error in errors:
+            log.warning("exporter target skipped this cycle: %s", error)
+        return snapshots
+
+
+class _Samples(Collector):
+    """Re-exposes PromQL query results so they can be written with prometheus-client's exposition."""
+
+    def __init__(self, results: list[dict[str, Any]]) -> None:
+        self.results = results
+
+    def collect(self) -> list[Metric]:
+        families: dict[str, Metric] = {}
+        for result in self.results:
+            labels = dict(result["metric"])
+            name = labels.pop("__name__")
+            for target_label in ("instance", "job"):
+                labels.pop(target_label, None)
+            family = families.setdefault(name, Metric(name, "read through the PromQL API", "untyped"))
+            family.add_sample(name, labels, float(result["value"][1]))
+        return list(families.values())
+
+
+class PromQLSource:
+    """Reads the current value of GPU and fabric series from a Prometheus-compatible HTTP API.
+
+    Args:
+        url: the API's base URL, e.g. ``http://prometheus:9090`` (``/api/v1/query`` is appended).
+        timeout: seconds allowed for the query.
+    """
+
+    def __init__(self, url: str, timeout: float = 30.0) -> None:
+        self.url = url.rstrip("/")
+        self.timeout = timeout
+
+    def fetch(self) -> dict[str, NodeSnapshot]:
+        """One instant query, split into nodes by the ``instance`` label.
+
+        Raises:
+            SourceError: the API is unreachable or answered with an error.
+        """
+        query = urlencode({"query": PROMQL_SELECTOR})
+        try:
+            answer = json.loads(_get(f"{self.url}/api/v1/query?{query}", self.timeout))
+        except json.JSONDecodeError as exc:
+            raise SourceError(f"{self.url} answered with something that is not JSON: {exc}") from exc
+        if answer.get("status") != "success":
+            raise SourceError(f"{self.url}: {answer.get('errorType')}: {answer.get('error')}")
+        by_node: dict[str, list[dict[str, Any]]] = {}
+        for result in answer["data"]["result"]:
+            node = node_name(result["metric"].get("instance", "unknown"))
+            by_node.setdefault(node, []).append(result)
+        snapshots = {}
+        for node, results in by_node.items():
+            registry = CollectorRegistry(auto_describe=False)
+            registry.register(_Samples(results))
+            snapshots[node] = NodeSnapshot(metrics=generate_latest(registry).decode())
+        return snapshots
+
+
+class LiveCollector:
+    """Runs cycles: gather a window from the sources, investigate it, record incidents.
+
+    Args:
+        sources: where evidence comes from.
+        store: the incident store reports go to.
+        window_dir: the folder the window bundle is written into (replaced on every cycle).
+        kernel_history: how many kernel-log lines per node the window keeps across cycles.
+        registry: where the collector's own metrics are registered.
+    """
+
+    def __init__(
+        self,
+        sources: Sequence[Source],
+        store: IncidentStore,
+        window_dir: Path,
+        kernel_history: int = 5000,
+        registry: CollectorRegistry | None = None,
+    ) -> None:
+        self.sources = list(sources)
+        self.store = store
+        self.window_dir = Path(window_dir)
+        self._kernel: dict[str, deque[str]] = {}
+        self._kernel_history = kernel_history
+        self.registry = registry or CollectorRegistry()
+        self._cycles = Counter(
+            "fleetscope_collector_cycles_total", "Collection cycles run.", registry=self.registry
+        )
+        self._errors = Counter(
+            "fleetscope_collector_source_errors_total",
+            "Cycles in which a source could not be read.",
+            registry=self.registry,
+        )
+        self._duration = Histogram(
+            "fleetscope_collector_cycle_duration_seconds",
+            "Time to gather, investigate and record one window.",
+            registry=self.registry,
+        )
+        self._incident = Gauge(
+            "fleetscope_collector_incident_active",
+            "1 when the latest window shows an incident, else 0.",
+            registry=self.registry,
+        )
+        self._nodes = Gauge(
+            "fleetscope_collector_nodes", "Nodes seen in the latest window.", registry=self.registry
+        )
+
+    def _gather(self) -> dict[str, NodeSnapshot]:
+        nodes: dict[str, NodeSnapshot] = {}
+        for source in self.sources:
+            try:
+                for node, snapshot in source.fetch().items():
+                    merged = nodes.setdefault(node, NodeSnapshot())
+                    merged.metrics += snapshot.metrics
+                    merged.kernel_lines += snapshot.kernel_lines
+            except SourceError as exc:
+                self._errors.inc()
+                log.warning("source %s failed this cycle: %s", type(source).__name__, exc)
+        return nodes
+
+    def _write_window(self, nodes: dict[str, NodeSnapshot]) -> None:
+        staging = self.window_dir.with_name(self.window_dir.name + ".new")
+        shutil.rmtree(staging, ignore_errors=True)
+        staging.mkdir(parents=True)
+        for node, snapshot in nodes.items():
+            folder = staging / node
+            folder.mkdir()
+            if snapshot.metrics:
+                (folder / "metrics.prom").write_text(snapshot.metrics)
+            history = self._kernel.setdefault(node, deque(maxlen=self._kernel_history))
+            # An exporter's /events is a ring buffer that overlaps the previous cycle's.
+            seen = set(history)
+            history.extend(line for line in snapshot.kernel_lines if line not in seen)
+            if history:
+                (folder / "kernel.log").write_text("\n".join(history) + "\n")
+        # Swap in the new window whole, so a reader never sees half of one.
+        shutil.rmtree(self.window_dir, ignore_errors=True)
+        staging.rename(self.window_dir)
+
+    def run_once(self) -> dict[str, Any]:
+        """One cycle.
+
+        Returns:
+            The investigation report of the window (DESIGN.md JSON contract).
+        """
+        started = time.perf_counter()
+        nodes = self._gather()
+        self._write_window(nodes)
+        report = investigate(self.window_dir)
+        self.store.record(report)
+        self._cycles.inc()
+        self._nodes.set(len(nodes))
+        self._incident.set(1 if report.get("incident") else 0)
+        self._duration.observe(time.perf_counter() - started)
+        return report
+
+    def run_forever(self, interval: float) -> None:
+        """Run a cycle every ``interval`` seconds until interrupted."""
+        while True:
+            started = time.monotonic()
+            report = self.run_once()
+            if report.get("incident"):
+                log.warning("incident: %s", report["root_causes"][0].get("summary"))
+            time.sleep(max(0.0, interval - (time.monotonic() - started)))
