@@ -140,8 +140,9 @@ class KernelLogParser:
 
         Returns:
             Events for ``/events``: one per Xid, fallen-off-the-bus report, other ``NVRM:`` message or
-            malformed line, each a JSON-ready dict (``kind``, ``text``, ``xid``, ``pci_bus_id``,
-            ``uptime_seconds``, ``time``).
+            malformed line, each a JSON-ready dict: ``kind`` (``xid``, ``fallen_off_bus``, ``nvrm``,
+            ``malformed``), ``raw`` (the line as read), ``message`` (its text, escapes undone), ``xid``,
+            ``pci_bus_id``, ``uptime_seconds``, ``time``; malformed lines carry ``error`` instead.
         """
         self.lines += 1
         if kmsg and raw[:1] == b" ":
@@ -154,11 +155,10 @@ class KernelLogParser:
             except UnicodeDecodeError as exc:
                 raise MalformedLine(f"invalid UTF-8: {exc}") from None
             record = self._record(text.rstrip("\r"))
-            return self._events(record) if record is not None else []
+            return [{**e, "raw": text} for e in self._events(record)] if record is not None else []
         except MalformedLine as exc:
             self.malformed += 1
-            text = raw[:MAX_LINE_BYTES].decode(errors="replace")
-            return [{"kind": "malformed", "text": text, "error": str(exc)}]
+            return [{"kind": "malformed", "raw": raw[:MAX_LINE_BYTES].decode(errors="replace"), "error": str(exc)}]
 
     def _record(self, text: str) -> KernelRecord | None:
         if text.startswith("{"):
@@ -202,7 +202,7 @@ class KernelLogParser:
     def _events(self, record: KernelRecord) -> list[dict[str, Any]]:
         if "NVRM" not in record.message and not _FALLEN.search(record.message):
             return []
-        base = {"text": record.message, "uptime_seconds": record.uptime_seconds, "time": record.time}
+        base = {"message": record.message, "uptime_seconds": record.uptime_seconds, "time": record.time}
         if (m := _XID.search(record.message)) is not None:
             bus_id = canonical_pci_bus_id(m["pci"])
             assert bus_id is not None  # the pattern only admits bus ids
