@@ -231,10 +231,13 @@ class FakeNvml:
         """Make GPU ``index`` fall off the bus: every later call on it raises NVMLError_GpuIsLost."""
         self._lost.add(index)
 
-    def hang_gpu(self, index: int) -> threading.Event:
-        """Make calls on GPU ``index`` block until the returned event is set (a hung driver call)."""
-        self._hangs[index] = event = threading.Event()
-        return event
+    def hang_gpu(self, index: int) -> None:
+        """Make calls on GPU ``index`` block (a hung driver call) until :meth:`release_gpu`."""
+        self._hangs[index] = threading.Event()
+
+    def release_gpu(self, index: int) -> None:
+        """Let the stuck calls on GPU ``index`` return, and later calls run normally."""
+        self._hangs.pop(index).set()
 
     def advance(self, seconds: float) -> None:
         """Move the fake clock that the energy counters integrate power over."""
