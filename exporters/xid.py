@@ -16,6 +16,10 @@ over several lines (``NVRM: The NVIDIA GPU 0000:b3:00.0`` / ``... installed in t
 ``... fallen off the bus and is not responding to commands.``); the parser remembers the GPU named in
 the lines just before.
 
+Every message read also goes into a bounded ring buffer (``events_buffer_size``, oldest dropped first)
+that ``/events`` serves with the raw line, so the correlation service sees PCIe AER, OOM or hung-task
+lines next to the Xids; the counters never lose an event, the buffer may.
+
 Label choice for ``gpu``: the NVML index when NVML maps the PCI bus id to a GPU (so the series joins
 with the GPU collector's), else the canonical bus id ``0000:3b:00.0``. Both are bounded by the number of
 PCI functions on the node; a bus id label only appears for a GPU NVML cannot see, which is exactly the
@@ -139,9 +143,9 @@ class KernelLogParser:
             kmsg: The line came from a ``/dev/kmsg`` read, where indented lines are device properties.
 
         Returns:
-            Events for ``/events``: one per Xid, fallen-off-the-bus report, other ``NVRM:`` message or
-            malformed line, each a JSON-ready dict: ``kind`` (``xid``, ``fallen_off_bus``, ``nvrm``,
-            ``malformed``), ``raw`` (the line as read), ``message`` (its text, escapes undone), ``xid``,
+            Events for ``/events``: one per message (none for blank lines, journald fields other than
+            ``MESSAGE`` and kmsg property lines), each a JSON-ready dict: ``kind`` (``xid``,
+            ``fallen_off_bus``, ``nvrm`` for other driver messages, ``kernel`` for the rest, ``malformed``), ``raw`` (the line as read), ``message`` (its text, escapes undone), ``xid``,
             ``pci_bus_id``, ``uptime_seconds``, ``time``; malformed lines carry ``error`` instead.
         """
         self.lines += 1
@@ -200,9 +204,10 @@ class KernelLogParser:
         )
 
     def _events(self, record: KernelRecord) -> list[dict[str, Any]]:
-        if "NVRM" not in record.message and not _FALLEN.search(record.message):
-            return []
         base = {"message": record.message, "uptime_seconds": record.uptime_seconds, "time": record.time}
+        if "NVRM" not in record.message and not _FALLEN.search(record.message):
+            # Kept for /events too: the correlation service reads PCIe AER, OOM and hung-task lines there.
+            return [{**base, "kind": "kernel", "xid": None, "pci_bus_id": None}]
         if (m := _XID.search(record.message)) is not None:
             bus_id = canonical_pci_bus_id(m["pci"])
             assert bus_id is not None  # the pattern only admits bus ids
