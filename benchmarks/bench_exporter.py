@@ -23,7 +23,9 @@ from exporters.gpu import GpuCollector
 from exporters.scrape import ScrapeCollector
 from tests.exporters.fake_nvml import FakeNvml
 
-CAPTURE = Path(__file__).resolve().parent.parent / "tests/fixtures/nvidia-smi/h100-sxm-80gb-x8_drv565.57.01.txt"
+CAPTURE = (
+    Path(__file__).resolve().parent.parent / "tests/fixtures/nvidia-smi/h100-sxm-80gb-x8_drv565.57.01.txt"
+)
 
 
 def static_copy(exposition: str) -> CollectorRegistry:

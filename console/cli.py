@@ -21,14 +21,20 @@ app = typer.Typer(
 
 # ---------------------------------------------------------------- exporter: the per-node agent
 
-_EXPORTER_HELP = """Run the per-node exporter: /metrics (Prometheus text) and /events (kernel-log events, JSON).
-
-Collectors: host (CPU, memory, load, network from /proc and /sys); gpu (NVML: temperatures, power, energy, utilisation, memory, clocks, throttle reasons, ECC, remapped rows, PCIe replays); xid (Xid errors and "fallen off the bus" from the kernel log). A collector whose source is missing (no NVIDIA driver, unreadable /dev/kmsg) reports fleetscope_scrape_collector_success{collector=...} 0 while the others keep working.
-
-Settings: flags, then FLEETSCOPE_EXPORTER_* environment variables, then the YAML file (--config), then defaults.
-
-Example: fleetscope exporter --web.listen-address 0.0.0.0:9847 --no-collector.gpu ; then: curl -s localhost:9847/metrics | grep fleetscope_host
-"""
+_EXPORTER_HELP = "\n\n".join(
+    [
+        "Run the per-node exporter: /metrics (Prometheus text) and /events (kernel-log events, JSON).",
+        "Collectors: host (CPU, memory, load, network from /proc and /sys); gpu (NVML: temperatures, "
+        "power, energy, utilisation, memory, clocks, throttle reasons, ECC, remapped rows, PCIe replays); "
+        'xid (Xid errors and "fallen off the bus" from the kernel log). A collector whose source is '
+        "missing (no NVIDIA driver, unreadable /dev/kmsg) reports "
+        "fleetscope_scrape_collector_success{collector=...} 0 while the others keep working.",
+        "Settings: flags, then FLEETSCOPE_EXPORTER_* environment variables, then the YAML file "
+        "(--config), then defaults.",
+        "Example: fleetscope exporter --web.listen-address 0.0.0.0:9847 --no-collector.gpu ; "
+        "then: curl -s localhost:9847/metrics | grep fleetscope_host",
+    ]
+)
 
 
 @app.command("exporter", help=_EXPORTER_HELP, no_args_is_help=False)
@@ -46,7 +52,8 @@ def exporter_command(
         bool | None,
         typer.Option(
             "--collector.host/--no-collector.host",
-            help="CPU, memory, load and network counters. (default on; env FLEETSCOPE_EXPORTER_COLLECTOR_HOST)",
+            help="CPU, memory, load and network counters. "
+            "(default on; env FLEETSCOPE_EXPORTER_COLLECTOR_HOST)",
             show_default=False,
         ),
     ] = None,
@@ -150,7 +157,6 @@ def exporter_command(
         pass
     finally:
         exporter.stop()
-
 
 
 # ---------------------------------------------------------------- investigate: offline correlation

@@ -110,7 +110,9 @@ def load_config(
         except (OSError, yaml.YAMLError) as exc:
             raise ConfigError(f"cannot read config file {config_file}: {exc}") from None
         if not isinstance(loaded, dict):
-            raise ConfigError(f"config file {config_file}: expected a mapping of settings, got {type(loaded).__name__}")
+            raise ConfigError(
+                f"config file {config_file}: expected a mapping of settings, got {type(loaded).__name__}"
+            )
         _check(loaded, f"config file {config_file}")
         values.update(loaded)
     from_env = {field: env[name] for field, name in ENV.items() if name in env}

@@ -15,6 +15,7 @@ the same ``pynvml.NVMLError_*`` classes.
 from __future__ import annotations
 
 import concurrent.futures
+import functools
 import logging
 import queue
 import threading
@@ -89,13 +90,20 @@ def _clock_event_reasons(nvml: Any, handle: Any) -> dict[str, float]:
 
 def _ecc(error_type: str, counter_type: str) -> NvmlReader:
     def read(nvml: Any, handle: Any) -> int:
-        return int(nvml.nvmlDeviceGetTotalEccErrors(handle, getattr(nvml, error_type), getattr(nvml, counter_type)))
+        return int(
+            nvml.nvmlDeviceGetTotalEccErrors(handle, getattr(nvml, error_type), getattr(nvml, counter_type))
+        )
 
     return read
 
 
-def _spec(name: str, kind: str, help: str, source: str, scale: float = 1.0, extra: tuple[str, ...] = ()) -> MetricSpec:
+def _spec(
+    name: str, kind: str, help: str, source: str, scale: float = 1.0, extra: tuple[str, ...] = ()
+) -> MetricSpec:
     return MetricSpec(name, kind, help, source, scale, ("gpu", *extra))  # type: ignore[arg-type]
+
+
+_ECC_SPAN = {"volatile": "since the last driver load or GPU reset", "aggregate": "lifetime, in the infoROM"}
 
 
 def _ecc_metric(counter: str, error: str) -> GpuMetric:
@@ -103,9 +111,9 @@ def _ecc_metric(counter: str, error: str) -> GpuMetric:
         _spec(
             f"fleetscope_gpu_ecc_{counter}_{error}_errors_total",
             "counter",
-            f"{error.capitalize()} ECC errors, {counter} counter "
-            f"({'since the last driver load or GPU reset' if counter == 'volatile' else 'lifetime, in the infoROM'}); "
-            f"nvmlDeviceGetTotalEccErrors(NVML_MEMORY_ERROR_TYPE_{error.upper()}, NVML_{counter.upper()}_ECC).",
+            f"{error.capitalize()} ECC errors, {counter} counter ({_ECC_SPAN[counter]}); "
+            f"nvmlDeviceGetTotalEccErrors(NVML_MEMORY_ERROR_TYPE_{error.upper()}, "
+            f"NVML_{counter.upper()}_ECC).",
             "nvmlDeviceGetTotalEccErrors",
         ),
         _ecc(f"NVML_MEMORY_ERROR_TYPE_{error.upper()}", f"NVML_{counter.upper()}_ECC"),
@@ -460,7 +468,7 @@ class GpuCollector:
                     continue
                 log.warning("GPU %d answers NVML again", gpu.index)
                 gpu.stuck = None
-            pending[gpu.worker.submit(lambda gpu=gpu: self._read_gpu(gpu))] = gpu
+            pending[gpu.worker.submit(functools.partial(self._read_gpu, gpu))] = gpu
         done, not_done = concurrent.futures.wait(pending, timeout=self._timeout)
         for future in done:
             gpu = pending[future]
@@ -471,7 +479,9 @@ class GpuCollector:
                 gpu.values = {}
         for future in not_done:
             gpu = pending[future]
-            log.warning("GPU %d: NVML did not answer within %gs; skipping it until it does", gpu.index, self._timeout)
+            log.warning(
+                "GPU %d: NVML did not answer within %gs; skipping it until it does", gpu.index, self._timeout
+            )
             gpu.stuck, gpu.timeouts, gpu.values = future, gpu.timeouts + 1, {}
 
     def _read_gpu(self, gpu: _Gpu) -> dict[str, Any]:

@@ -31,7 +31,7 @@ from exporters.metrics import MetricSpec, add
 log = logging.getLogger(__name__)
 
 
-class SourceUnavailable(Exception):  # noqa: N818 - a state of the source, not a programming error
+class SourceUnavailable(Exception):
     """A collector's source (NVML, a sysfs tree, the kernel log) cannot be read right now."""
 
 
@@ -103,7 +103,9 @@ class ScrapeCollector:
                 self._note_unavailable(collector.name, str(exc))
             except Exception:
                 ok = False
-                log.exception("collector %s failed; its other series from this scrape are kept", collector.name)
+                log.exception(
+                    "collector %s failed; its other series from this scrape are kept", collector.name
+                )
             else:
                 self._note_available(collector.name)
             add(duration, [collector.name], self._clock() - start)

@@ -58,9 +58,14 @@ MAX_LINE_BYTES = 64 * 1024
 # How many lines after "The NVIDIA GPU <bus id>" a bare "fallen off the bus" is still about that GPU.
 _ANNOUNCE_WINDOW = 4
 
-_XID = re.compile(r"NVRM: Xid \(PCI:(?P<pci>[0-9a-fA-F]{4,8}:[0-9a-fA-F]{2}:[0-9a-fA-F]{2}(?:\.[0-7])?)\): (?P<xid>\d+)\b")
+_XID = re.compile(
+    r"NVRM: Xid \(PCI:(?P<pci>[0-9a-fA-F]{4,8}:[0-9a-fA-F]{2}:[0-9a-fA-F]{2}(?:\.[0-7])?)\): (?P<xid>\d+)\b"
+)
 _XID_LOOSE = re.compile(r"NVRM: Xid\b")
-_GPU_NAMED = re.compile(r"NVRM: (?:The NVIDIA )?GPU (?:at )?(?:PCI:)?(?P<pci>[0-9a-fA-F]{4,8}:[0-9a-fA-F]{2}:[0-9a-fA-F]{2}(?:\.[0-7])?)")
+_GPU_NAMED = re.compile(
+    r"NVRM: (?:The NVIDIA )?GPU (?:at )?(?:PCI:)?"
+    r"(?P<pci>[0-9a-fA-F]{4,8}:[0-9a-fA-F]{2}:[0-9a-fA-F]{2}(?:\.[0-7])?)"
+)
 _FALLEN = re.compile(r"fallen off the bus", re.IGNORECASE)
 _KMSG = re.compile(r"(?P<pri>\d+),(?P<seq>\d+),(?P<usec>\d+),(?P<flags>[^;]*);(?P<msg>.*)", re.DOTALL)
 _EXPORT_FIELD = re.compile(r"(?P<key>[A-Z_][A-Z0-9_]*)=(?P<value>.*)", re.DOTALL)
@@ -78,7 +83,8 @@ XID_ERRORS = MetricSpec(
 FALLEN_OFF_BUS = MetricSpec(
     "fleetscope_gpu_fallen_off_bus_total",
     "counter",
-    "Kernel-log reports that a GPU has fallen off the bus outside an Xid line (NVRM: ... fallen off the bus).",
+    "Kernel-log reports that a GPU has fallen off the bus outside an Xid line "
+    "(NVRM: ... fallen off the bus).",
     "kernel log: NVRM: ... fallen off the bus",
     labels=("gpu",),
 )
@@ -113,7 +119,7 @@ class KernelRecord:
     time: str | None = None
 
 
-class MalformedLine(ValueError):  # noqa: N818 - names the input, like json's JSONDecodeError
+class MalformedLine(ValueError):
     """A kernel-log line in a recognised format whose content cannot be read."""
 
 
@@ -145,7 +151,8 @@ class KernelLogParser:
         Returns:
             Events for ``/events``: one per message (none for blank lines, journald fields other than
             ``MESSAGE`` and kmsg property lines), each a JSON-ready dict: ``kind`` (``xid``,
-            ``fallen_off_bus``, ``nvrm`` for other driver messages, ``kernel`` for the rest, ``malformed``), ``raw`` (the line as read), ``message`` (its text, escapes undone), ``xid``,
+            ``fallen_off_bus``, ``nvrm`` for other driver messages, ``kernel`` for the rest,
+            ``malformed``), ``raw`` (the line as read), ``message`` (its text, escapes undone), ``xid``,
             ``pci_bus_id``, ``uptime_seconds``, ``time``; malformed lines carry ``error`` instead.
         """
         self.lines += 1
@@ -162,7 +169,9 @@ class KernelLogParser:
             return [{**e, "raw": text} for e in self._events(record)] if record is not None else []
         except MalformedLine as exc:
             self.malformed += 1
-            return [{"kind": "malformed", "raw": raw[:MAX_LINE_BYTES].decode(errors="replace"), "error": str(exc)}]
+            return [
+                {"kind": "malformed", "raw": raw[:MAX_LINE_BYTES].decode(errors="replace"), "error": str(exc)}
+            ]
 
     def _record(self, text: str) -> KernelRecord | None:
         if text.startswith("{"):
@@ -218,18 +227,14 @@ class KernelLogParser:
         named = _GPU_NAMED.search(record.message)
         if named is not None:
             self._announced = (canonical_pci_bus_id(named["pci"]) or named["pci"], self.lines)
+        recent = self._announced
+        bus_id = recent[0] if recent is not None and self.lines - recent[1] <= _ANNOUNCE_WINDOW else None
         if _FALLEN.search(record.message):
-            bus_id = None
-            if named is not None or (
-                self._announced is not None and self.lines - self._announced[1] <= _ANNOUNCE_WINDOW
-            ):
-                assert self._announced is not None
-                bus_id = self._announced[0]
             if bus_id is not None:
                 self.fallen_counts[bus_id] += 1
             self._announced = None
             return [{**base, "kind": "fallen_off_bus", "xid": None, "pci_bus_id": bus_id}]
-        return [{**base, "kind": "nvrm", "xid": None, "pci_bus_id": self._announced[0] if named else None}]
+        return [{**base, "kind": "nvrm", "xid": None, "pci_bus_id": bus_id if named else None}]
 
 
 class XidWatcher:
@@ -242,7 +247,9 @@ class XidWatcher:
             a source that cannot be opened.
     """
 
-    def __init__(self, kernel_log: str = "/dev/kmsg", events_size: int = 1000, poll_interval: float = 0.5) -> None:
+    def __init__(
+        self, kernel_log: str = "/dev/kmsg", events_size: int = 1000, poll_interval: float = 0.5
+    ) -> None:
         self.kernel_log = kernel_log
         self._poll = poll_interval
         self._parser = KernelLogParser()
@@ -265,7 +272,11 @@ class XidWatcher:
             self._thread.join(timeout)
 
     def snapshot(self) -> tuple[dict[tuple[str, int], int], dict[str, int], int, int]:
-        """Return copies of (Xid counts by (bus id, xid), fallen-off-bus counts by bus id, lines, malformed)."""
+        """Return copies of the counts.
+
+        Returns:
+            (Xid counts by (bus id, xid), fallen-off-bus counts by bus id, lines read, malformed lines).
+        """
         with self._lock:
             p = self._parser
             return dict(p.xid_counts), dict(p.fallen_counts), p.lines, p.malformed
@@ -373,7 +384,9 @@ class XidCollector:
 
     name = "xid"
 
-    def __init__(self, watcher: XidWatcher, gpu_for_bus_id: Callable[[str], str | None] | None = None) -> None:
+    def __init__(
+        self, watcher: XidWatcher, gpu_for_bus_id: Callable[[str], str | None] | None = None
+    ) -> None:
         self._watcher = watcher
         self._gpu_for_bus_id = gpu_for_bus_id or (lambda bus_id: None)
 

@@ -86,7 +86,12 @@ _XML_PATHS = {
 # ECC counters: NVML's corrected/uncorrected totals are the sums of nvidia-smi's SRAM and DRAM lines.
 _ECC_TEXT = {
     "corrected": ["SRAM Correctable", "DRAM Correctable"],
-    "uncorrected": ["SRAM Uncorrectable", "SRAM Uncorrectable Parity", "SRAM Uncorrectable SEC-DED", "DRAM Uncorrectable"],
+    "uncorrected": [
+        "SRAM Uncorrectable",
+        "SRAM Uncorrectable Parity",
+        "SRAM Uncorrectable SEC-DED",
+        "DRAM Uncorrectable",
+    ],
 }
 _ECC_XML = {
     "corrected": ["sram_correctable", "dram_correctable"],
@@ -160,9 +165,14 @@ def _xml_blocks(text: str) -> tuple[str, list[dict[str, str]]]:
 
 
 def _gpu(flat: dict[str, str], paths: dict[str, list[str]], xml: bool) -> FakeGpu:
-    values = {key: next((flat[p] for p in candidates if p in flat), None) for key, candidates in paths.items()}
+    values = {
+        key: next((flat[p] for p in candidates if p in flat), None) for key, candidates in paths.items()
+    }
     ecc: dict[tuple[int, int], int | None] = {}
-    for counter, nvml_counter in (("Volatile", pynvml.NVML_VOLATILE_ECC), ("Aggregate", pynvml.NVML_AGGREGATE_ECC)):
+    for counter, nvml_counter in (
+        ("Volatile", pynvml.NVML_VOLATILE_ECC),
+        ("Aggregate", pynvml.NVML_AGGREGATE_ECC),
+    ):
         for error, nvml_error in (
             ("corrected", pynvml.NVML_MEMORY_ERROR_TYPE_CORRECTED),
             ("uncorrected", pynvml.NVML_MEMORY_ERROR_TYPE_UNCORRECTED),
@@ -177,7 +187,9 @@ def _gpu(flat: dict[str, str], paths: dict[str, list[str]], xml: bool) -> FakeGp
     for path, state in flat.items():
         section, _, name = path.partition("/")
         if section.lower().replace(" ", "_") in ("clocks_event_reasons", "clocks_throttle_reasons"):
-            key = re.sub(r"^clocks_(event|throttle)_reason_", "", name.rsplit("/", 1)[-1].lower().replace(" ", "_"))
+            key = re.sub(
+                r"^clocks_(event|throttle)_reason_", "", name.rsplit("/", 1)[-1].lower().replace(" ", "_")
+            )
             if key in _REASON_BITS:
                 reasons = (reasons or 0) | (_REASON_BITS[key] if state == "Active" else 0)
     return FakeGpu(values, ecc, reasons)
@@ -197,7 +209,9 @@ class FakeNvml:
         init_error: A ``pynvml.NVMLError_*`` class that ``nvmlInit`` raises (no library, no driver).
     """
 
-    def __init__(self, gpus: list[FakeGpu], driver_version: str, init_error: type[Exception] | None = None) -> None:
+    def __init__(
+        self, gpus: list[FakeGpu], driver_version: str, init_error: type[Exception] | None = None
+    ) -> None:
         self.gpus = gpus
         self._driver_version = driver_version
         self._init_error = init_error
@@ -314,7 +328,8 @@ class FakeNvml:
 
     def nvmlDeviceGetUtilizationRates(self, handle: _Handle) -> Any:
         return pynvml.c_nvmlUtilization_t(
-            gpu=int(self._number(handle, "utilization_gpu")), memory=int(self._number(handle, "utilization_memory"))
+            gpu=int(self._number(handle, "utilization_gpu")),
+            memory=int(self._number(handle, "utilization_memory")),
         )
 
     def nvmlDeviceGetMemoryInfo(self, handle: _Handle) -> Any:

@@ -22,8 +22,8 @@ from prometheus_client import CollectorRegistry, generate_latest
 from exporters.gpu import GpuCollector
 from exporters.host import HostCollector
 from exporters.xid import XidCollector, XidWatcher
-from tests.exporters.support import FIXTURES, H100_X8, KERNEL_LOGS, T4, wait_for
 from tests.exporters.fake_nvml import FakeNvml
+from tests.exporters.support import FIXTURES, H100_X8, KERNEL_LOGS, T4, wait_for
 
 GOLDEN = Path(__file__).resolve().parent.parent / "golden"
 

@@ -63,7 +63,11 @@ def test_not_supported_fields_are_absent_for_that_gpu_only() -> None:
     # The T4 capture prints memory_temp and remapped_rows as N/A: NVML says NotSupported for them.
     assert "fleetscope_gpu_memory_temperature_celsius" not in names
     assert not any(name.startswith("fleetscope_gpu_remapped_rows") for name in names)
-    assert {"fleetscope_gpu_temperature_celsius", "fleetscope_gpu_power_watts", "fleetscope_gpu_info"} <= names
+    assert {
+        "fleetscope_gpu_temperature_celsius",
+        "fleetscope_gpu_power_watts",
+        "fleetscope_gpu_info",
+    } <= names
     collector.close()
 
 

@@ -82,7 +82,10 @@ def query(base: str, promql: str) -> list[dict]:
 
 def test_prometheus_scrapes_the_exporter(prometheus: str) -> None:
     wait_for(lambda: bool(query(prometheus, 'up{job="fleetscope-exporter"} == 1')), timeout=60, interval=0.5)
-    success = {r["metric"]["collector"]: r["value"][1] for r in query(prometheus, "fleetscope_scrape_collector_success")}
+    success = {
+        r["metric"]["collector"]: r["value"][1]
+        for r in query(prometheus, "fleetscope_scrape_collector_success")
+    }
     assert success == {"host": "1", "gpu": "1", "xid": "1"}
     temperatures = query(prometheus, "fleetscope_gpu_temperature_celsius")
     assert len(temperatures) == 8

@@ -11,7 +11,7 @@ from pathlib import Path
 import click
 import pytest
 import typer.main
-from typer.testing import CliRunner
+from typer.testing import CliRunner, Result
 
 from console.cli import app
 from exporters.config import ENV, ConfigError, ExporterConfig, load_config
@@ -53,7 +53,9 @@ def test_without_driver_host_metrics_are_still_served(no_driver: Exporter) -> No
     status, content_type, body = get(f"http://127.0.0.1:{no_driver.port}/metrics")
     assert status == 200 and content_type.startswith("text/plain")
     result = samples(body.decode())
-    success = {dict(labels)["collector"]: v for (n, labels), v in result.items() if n.endswith("collector_success")}
+    success = {
+        dict(labels)["collector"]: v for (n, labels), v in result.items() if n.endswith("collector_success")
+    }
     assert success == {"host": 1, "gpu": 0, "xid": 1}
     assert result[("fleetscope_host_memory_total_bytes", ())] == 24684092 * 1024
     assert ("fleetscope_host_network_receive_bytes_total", (("device", "eth0"),)) in result
@@ -89,13 +91,18 @@ def test_xid_series_use_the_gpu_index_from_nvml(tmp_path: Path) -> None:
     for exporter in serve(tmp_path, FakeNvml.from_capture(H100_X8)):
         url = f"http://127.0.0.1:{exporter.port}/metrics"
         key = ("fleetscope_gpu_xid_errors_total", (("gpu", "1"), ("xid", "48")))
-        wait_for(lambda url=url, key=key: samples(get(url)[2].decode()).get(key) == 1)
+
+        def counted(url: str = url, key: tuple = key) -> bool:
+            return samples(get(url)[2].decode()).get(key) == 1
+
+        wait_for(counted)
 
 
 def test_config_precedence_flags_over_env_over_file_over_defaults(tmp_path: Path) -> None:
     config_file = tmp_path / "exporter.yaml"
     config_file.write_text(
-        "listen_address: 127.0.0.1:1111\npath_sysfs: /file/sys\npath_procfs: /file/proc\ncollector_gpu: false\n"
+        "listen_address: 127.0.0.1:1111\npath_sysfs: /file/sys\n"
+        "path_procfs: /file/proc\ncollector_gpu: false\n"
     )
     env = {ENV["path_sysfs"]: "/env/sys", ENV["path_procfs"]: "/env/proc"}
     config = load_config({"path_procfs": "/flag/proc", "path_sysfs": None}, env, config_file)
@@ -114,11 +121,11 @@ def test_config_errors_name_their_source(tmp_path: Path) -> None:
     bad.write_text("listen_adress: 0.0.0.0:9847\n")
     with pytest.raises(ConfigError, match=r"config file .*bad.yaml.*listen_adress"):
         load_config({}, {}, bad)
-    with pytest.raises(ConfigError, match="command line.*HOST:PORT"):
+    with pytest.raises(ConfigError, match=r"command line.*HOST:PORT"):
         load_config({"listen_address": "9847"}, {})
 
 
-def cli(args: list[str], env: dict[str, str] | None = None) -> click.testing.Result:
+def cli(args: list[str], env: dict[str, str] | None = None) -> Result:
     # Where `exporter` is the app's only sub-command, typer collapses the app into that command.
     prefix = ["exporter"] if isinstance(typer.main.get_command(app), click.Group) else []
     return CliRunner().invoke(app, prefix + args, env=env)
@@ -127,7 +134,13 @@ def cli(args: list[str], env: dict[str, str] | None = None) -> click.testing.Res
 def test_cli_help_teaches_the_flags() -> None:
     result = cli(["--help"], env={"COLUMNS": "200"})
     assert result.exit_code == 0
-    for flag in ("--web.listen-address", "--no-collector.gpu", "--path.sysfs", "--xid.kernel-log", "--config"):
+    for flag in (
+        "--web.listen-address",
+        "--no-collector.gpu",
+        "--path.sysfs",
+        "--xid.kernel-log",
+        "--config",
+    ):
         assert flag in result.output
     assert "FLEETSCOPE_EXPORTER_PATH_SYSFS" in result.output and "127.0.0.1:9847" in result.output
 
