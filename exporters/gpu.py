@@ -298,7 +298,7 @@ INFO = MetricSpec(
 UP = MetricSpec(
     "fleetscope_gpu_up",
     "gauge",
-    "1 if NVML answered for this GPU within the deadline in this scrape, 0 if it was lost or hung.",
+    "1 if NVML answered for this GPU within the deadline in this scrape, 0 if it was lost, hung or failed.",
     "NVML call outcome",
     labels=("gpu",),
 )
@@ -353,6 +353,7 @@ class _Gpu:
     handle: Any = None
     identity: tuple[str, str, str] | None = None  # (uuid, model, canonical PCI bus id)
     lost: bool = False
+    failed: bool = False  # the last read failed before any field (handle or identity error)
     stuck: concurrent.futures.Future[Any] | None = None
     timeouts: int = 0
     values: dict[str, Any] = field(default_factory=dict)
@@ -426,7 +427,7 @@ class GpuCollector:
             if gpu.identity is not None:
                 uuid, model, bus_id = gpu.identity
                 add(info, [label, uuid, model, self._driver_version, bus_id], 1.0)
-            add(up, [label], 0.0 if gpu.lost or gpu.stuck is not None else 1.0)
+            add(up, [label], 0.0 if gpu.lost or gpu.failed or gpu.stuck is not None else 1.0)
             add(lost, [label], 1.0 if gpu.lost else 0.0)
             add(timeouts, [label], float(gpu.timeouts))
         yield from (info, up, lost, timeouts)
@@ -514,10 +515,11 @@ class GpuCollector:
             return {}
         except n.NVMLError as exc:
             self._report_once(gpu.index, "handle", str(exc))
+            gpu.failed = True
             return {}
         if gpu.lost:
             log.warning("GPU %d answers NVML again after being lost", gpu.index)
-        gpu.lost = False
+        gpu.lost = gpu.failed = False
         return values
 
     def _report_once(self, index: int, what: str, error: str) -> None:

@@ -80,17 +80,20 @@ class HostCollector:
     Args:
         procfs_root: Mount point of procfs (``/proc``, or a fixture tree).
         sysfs_root: Mount point of sysfs (``/sys``, or a fixture tree).
-        ticks_per_second: USER_HZ, the unit of ``/proc/stat``; defaults to ``sysconf(SC_CLK_TCK)``.
+        ticks_per_second: USER_HZ, the unit of ``/proc/stat``; ``None`` reads ``sysconf(SC_CLK_TCK)``.
     """
 
     name = "host"
 
     def __init__(
-        self, procfs_root: str | Path = "/proc", sysfs_root: str | Path = "/sys", ticks_per_second: int = 0
+        self,
+        procfs_root: str | Path = "/proc",
+        sysfs_root: str | Path = "/sys",
+        ticks_per_second: int | None = None,
     ) -> None:
         self._proc = Path(procfs_root)
         self._sys = Path(sysfs_root)
-        self._hz = ticks_per_second or os.sysconf("SC_CLK_TCK")
+        self._hz = ticks_per_second if ticks_per_second is not None else os.sysconf("SC_CLK_TCK")
 
     def collect(self) -> Iterator[Metric]:
         """Yield the host families; a missing or unreadable file raises after the others are yielded.

@@ -23,8 +23,13 @@ lines next to the Xids; the counters never lose an event, the buffer may.
 Label choice for ``gpu``: the NVML index when NVML maps the PCI bus id to a GPU (so the series joins
 with the GPU collector's), else the canonical bus id ``0000:3b:00.0``. Both are bounded by the number of
 PCI functions on the node; a bus id label only appears for a GPU NVML cannot see, which is exactly the
-GPU that has fallen off the bus. Counters are true monotonic counters over the exporter's lifetime
-(dcgm-exporter's ``DCGM_FI_DEV_XID_ERRORS`` is a last-value gauge that loses repeats).
+GPU that has fallen off the bus.
+
+Counters are true monotonic counters (dcgm-exporter's ``DCGM_FI_DEV_XID_ERRORS`` is a last-value gauge
+that loses repeats). Because every source is read from its oldest line, a restarted exporter counts the
+same lines again and its counters come back at the values they had, so ``increase()`` shows no false
+Xids after a restart; only when the kernel ring buffer has wrapped (or the file was rotated) do they
+restart lower, which Prometheus treats as an ordinary counter reset.
 """
 
 from __future__ import annotations
