@@ -29,13 +29,13 @@ def get(url: str) -> tuple[int, str, bytes]:
 
 
 def serve(tmp_path: Path, nvml: FakeNvml, **settings: object) -> Iterator[Exporter]:
-    config = ExporterConfig(
-        listen_address="127.0.0.1:0",
-        path_procfs=str(FIXTURES / "procfs"),
-        path_sysfs=str(FIXTURES / "sysfs"),
-        xid_kernel_log=str(tmp_path / "kern.log"),
-        **settings,  # type: ignore[arg-type]
-    )
+    defaults = {
+        "listen_address": "127.0.0.1:0",
+        "path_procfs": str(FIXTURES / "procfs"),
+        "path_sysfs": str(FIXTURES / "sysfs"),
+        "xid_kernel_log": str(tmp_path / "kern.log"),
+    }
+    config = ExporterConfig(**{**defaults, **settings})  # type: ignore[arg-type]
     exporter = Exporter(config, nvml=nvml).start()
     try:
         yield exporter
@@ -149,3 +149,14 @@ def test_cli_rejects_bad_settings_before_starting() -> None:
     result = cli(["--web.listen-address", "nowhere"])
     assert result.exit_code == 2
     assert "HOST:PORT" in result.output
+
+
+def test_unreadable_procfs_fails_only_the_host_collector(tmp_path: Path) -> None:
+    (tmp_path / "kern.log").write_bytes(b"")
+    for exporter in serve(tmp_path, FakeNvml.from_capture(H100_X8), path_procfs=str(tmp_path / "no-proc")):
+        result = samples(get(f"http://127.0.0.1:{exporter.port}/metrics")[2].decode())
+        success = {dict(k)["collector"]: v for (n, k), v in result.items() if n.endswith("collector_success")}
+        assert success == {"host": 0, "gpu": 1, "xid": 1}
+        # What the host collector could still read (network counters from /sys) is kept.
+        assert ("fleetscope_host_network_receive_bytes_total", (("device", "lo"),)) in result
+        assert ("fleetscope_host_memory_total_bytes", ()) not in result

@@ -6,6 +6,7 @@ import json
 import time
 from pathlib import Path
 
+import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 
 from exporters.scrape import ScrapeCollector
@@ -145,5 +146,36 @@ def test_missing_source_reports_unavailable_and_recovers(tmp_path: Path) -> None
         wait_for(lambda: watcher.error is not None and "cannot read" in watcher.error)
         log.write_bytes(XID79)
         wait_for(lambda: watcher.error is None and watcher.snapshot()[2] == 1)
+    finally:
+        watcher.stop()
+
+
+def test_kmsg_lines_in_a_followed_file(tmp_path: Path) -> None:
+    log = tmp_path / "kmsg.txt"
+    log.write_bytes(
+        b"6,901,14328198496,-;NVRM: GPU at PCI:0000:0a:00: GPU-00000000-0000-0000-0000-000000000001\n"
+        b"3,902,14328198504,-;NVRM: Xid (PCI:0000:0a:00): 31, pid=13332, name=cuda_plot_k32_v, Ch 00000010\n"
+    )
+    watcher = XidWatcher(str(log), poll_interval=0.05).start()
+    try:
+        wait_for(lambda: watcher.snapshot()[2] == 2)
+        assert xid_counts(watcher) == {("0000:0a:00.0", "31"): 1}
+        assert [e["uptime_seconds"] for e in watcher.events()] == [14328.198496, 14328.198504]
+    finally:
+        watcher.stop()
+
+
+def test_real_dev_kmsg_is_read() -> None:
+    kmsg = Path("/dev/kmsg")
+    try:
+        kmsg.open("rb").close()
+    except OSError as exc:
+        pytest.skip(f"/dev/kmsg not readable here: {exc}")
+    watcher = XidWatcher(str(kmsg), poll_interval=0.05).start()
+    try:
+        # Any booted kernel has records in its ring buffer; all of them parse as kmsg records.
+        wait_for(lambda: watcher.error is None and watcher.snapshot()[2] > 0)
+        assert watcher.snapshot()[3] == 0
+        assert all(e["uptime_seconds"] is not None for e in watcher.events())
     finally:
         watcher.stop()
