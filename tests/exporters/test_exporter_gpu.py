@@ -121,3 +121,17 @@ def test_bus_id_maps_to_nvml_index(h100: FakeNvml) -> None:
     assert collector.gpu_for_bus_id("0000:2a:00.0") == "1"
     assert collector.gpu_for_bus_id("0000:ff:00.0") is None
     collector.close()
+
+
+@pytest.mark.gpu
+def test_real_nvml_reports_every_gpu() -> None:
+    collector = GpuCollector()  # the real pynvml
+    try:
+        result = scrape(ScrapeCollector([collector]))
+        assert result[("fleetscope_scrape_collector_success", (("collector", "gpu"),))] == 1
+        up = gpu_values(result, "fleetscope_gpu_up")
+        assert up and set(up.values()) == {1.0}
+        assert set(gpu_values(result, "fleetscope_gpu_temperature_celsius")) == set(up)
+        assert all(0 < w < 2000 for w in gpu_values(result, "fleetscope_gpu_power_watts").values())
+    finally:
+        collector.close()
