@@ -28,6 +28,143 @@ app = typer.Typer(
 
 # ---------------------------------------------------------------- exporter: the per-node agent
 
+_EXPORTER_HELP = "\n\n".join(
+    [
+        "Run the per-node exporter: /metrics (Prometheus text) and /events (kernel-log events, JSON).",
+        "Collectors: host (CPU, memory, load, network from /proc and /sys); gpu (NVML: temperatures, "
+        "power, energy, utilisation, memory, clocks, throttle reasons, ECC, remapped rows, PCIe replays); "
+        'xid (Xid errors and "fallen off the bus" from the kernel log). A collector whose source is '
+        "missing (no NVIDIA driver, unreadable /dev/kmsg) reports "
+        "fleetscope_scrape_collector_success{collector=...} 0 while the others keep working.",
+        "Settings: flags, then FLEETSCOPE_EXPORTER_* environment variables, then the YAML file "
+        "(--config), then defaults.",
+        "Example: fleetscope exporter --web.listen-address 0.0.0.0:9847 --no-collector.gpu ; "
+        "then: curl -s localhost:9847/metrics | grep fleetscope_host",
+    ]
+)
+
+
+@app.command("exporter", help=_EXPORTER_HELP, no_args_is_help=False)
+def exporter_command(
+    listen_address: Annotated[
+        str | None,
+        typer.Option(
+            "--web.listen-address",
+            help="HOST:PORT to serve on; :PORT for every interface. (default 127.0.0.1:9847; "
+            "env FLEETSCOPE_EXPORTER_LISTEN_ADDRESS)",
+            show_default=False,
+        ),
+    ] = None,
+    collector_host: Annotated[
+        bool | None,
+        typer.Option(
+            "--collector.host/--no-collector.host",
+            help="CPU, memory, load and network counters. "
+            "(default on; env FLEETSCOPE_EXPORTER_COLLECTOR_HOST)",
+            show_default=False,
+        ),
+    ] = None,
+    collector_gpu: Annotated[
+        bool | None,
+        typer.Option(
+            "--collector.gpu/--no-collector.gpu",
+            help="NVIDIA GPUs through NVML. (default on; env FLEETSCOPE_EXPORTER_COLLECTOR_GPU)",
+            show_default=False,
+        ),
+    ] = None,
+    collector_xid: Annotated[
+        bool | None,
+        typer.Option(
+            "--collector.xid/--no-collector.xid",
+            help="Xid errors from the kernel log. (default on; env FLEETSCOPE_EXPORTER_COLLECTOR_XID)",
+            show_default=False,
+        ),
+    ] = None,
+    path_procfs: Annotated[
+        str | None,
+        typer.Option(
+            "--path.procfs",
+            help="procfs mount point (a container with the host's /proc at /host/proc: /host/proc). "
+            "(default /proc; env FLEETSCOPE_EXPORTER_PATH_PROCFS)",
+            show_default=False,
+        ),
+    ] = None,
+    path_sysfs: Annotated[
+        str | None,
+        typer.Option(
+            "--path.sysfs",
+            help="sysfs mount point. (default /sys; env FLEETSCOPE_EXPORTER_PATH_SYSFS)",
+            show_default=False,
+        ),
+    ] = None,
+    xid_kernel_log: Annotated[
+        str | None,
+        typer.Option(
+            "--xid.kernel-log",
+            metavar="PATH",
+            help="Kernel log to watch: /dev/kmsg, 'journal' (journalctl -k), or a file followed like "
+            "tail -F (dmesg, syslog, kmsg or journalctl json/export lines). (default /dev/kmsg; "
+            "env FLEETSCOPE_EXPORTER_XID_KERNEL_LOG)",
+            show_default=False,
+        ),
+    ] = None,
+    gpu_timeout: Annotated[
+        float | None,
+        typer.Option(
+            "--collector.gpu.timeout",
+            metavar="SECONDS",
+            help="Deadline for one GPU's NVML calls per scrape; a GPU past it is reported "
+            "fleetscope_gpu_up 0 and skipped until it answers. (default 2; "
+            "env FLEETSCOPE_EXPORTER_GPU_TIMEOUT_SECONDS)",
+            show_default=False,
+        ),
+    ] = None,
+    config: Annotated[
+        Path | None,
+        typer.Option(
+            "--config",
+            metavar="FILE",
+            help="YAML file of settings, keyed like the fields above (listen_address, collector_gpu, "
+            "path_sysfs, xid_kernel_log, gpu_timeout_seconds, events_buffer_size). "
+            "(env FLEETSCOPE_EXPORTER_CONFIG)",
+            show_default=False,
+        ),
+    ] = None,
+    log_level: Annotated[str, typer.Option("--log.level", help="debug, info, warning or error.")] = "info",
+) -> None:
+    import logging
+    import os
+
+    from exporters import ConfigError, Exporter, load_config
+
+    logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    flags = {
+        "listen_address": listen_address,
+        "collector_host": collector_host,
+        "collector_gpu": collector_gpu,
+        "collector_xid": collector_xid,
+        "path_procfs": path_procfs,
+        "path_sysfs": path_sysfs,
+        "xid_kernel_log": xid_kernel_log,
+        "gpu_timeout_seconds": gpu_timeout,
+    }
+    try:
+        settings = load_config(flags, os.environ, config)
+    except ConfigError as exc:
+        typer.echo(f"fleetscope exporter: {exc}", err=True)
+        raise typer.Exit(2) from None
+    try:
+        exporter = Exporter(settings)
+    except OSError as exc:
+        typer.echo(f"fleetscope exporter: cannot listen on {settings.listen_address}: {exc}", err=True)
+        raise typer.Exit(1) from None
+    try:
+        exporter.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        exporter.stop()
+
 
 # ---------------------------------------------------------------- investigate: offline correlation
 

@@ -1,0 +1,391 @@
+"""A FAKE NVML for tests: the pynvml functions the GPU collector calls, driven by real nvidia-smi output.
+
+There is no GPU on the machines that run this suite. :class:`FakeNvml` stands in for the :mod:`pynvml`
+module (it is injected as ``GpuCollector(nvml=FakeNvml(...))``, never monkeypatched in) and answers from
+readings recorded on real machines: ``nvidia-smi -q`` text and ``nvidia-smi -q -x`` XML captures in
+``tests/fixtures/nvidia-smi/`` (see its SOURCES.md). A field printed as ``N/A`` raises the real
+``pynvml.NVMLError_NotSupported``; a lost GPU raises ``pynvml.NVMLError_GpuIsLost``; no driver raises
+``pynvml.NVMLError_LibraryNotFound`` or ``NVMLError_DriverNotLoaded``. Constants, structures and error
+classes are pynvml's own.
+
+What is derived rather than recorded: the energy counter (nvidia-smi does not print
+nvmlDeviceGetTotalEnergyConsumption) is the recorded power draw integrated over the fake's clock, which
+only moves on :meth:`FakeNvml.advance`.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+import xml.etree.ElementTree as ET
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pynvml
+
+# nvidia-smi's names for the clock event (throttle) reasons -> nvml.h bit. Text output says "Idle", XML
+# says "gpu_idle"; older XML says "display_clocks_setting".
+_REASON_BITS = {
+    "idle": pynvml.nvmlClocksEventReasonGpuIdle,
+    "gpu_idle": pynvml.nvmlClocksEventReasonGpuIdle,
+    "applications_clocks_setting": pynvml.nvmlClocksEventReasonApplicationsClocksSetting,
+    "sw_power_cap": pynvml.nvmlClocksEventReasonSwPowerCap,
+    "hw_slowdown": pynvml.nvmlClocksEventReasonHwSlowdown,
+    "hw_thermal_slowdown": pynvml.nvmlClocksEventReasonHwThermalSlowdown,
+    "hw_power_brake_slowdown": pynvml.nvmlClocksEventReasonHwPowerBrakeSlowdown,
+    "sync_boost": pynvml.nvmlClocksEventReasonSyncBoost,
+    "sw_thermal_slowdown": pynvml.nvmlClocksEventReasonSwThermalSlowdown,
+    "display_clock_setting": pynvml.nvmlClocksEventReasonDisplayClockSetting,
+    "display_clocks_setting": pynvml.nvmlClocksEventReasonDisplayClockSetting,
+}
+
+# Reading -> candidate paths in the flattened capture ("Section/Key" for -q text, "tag/tag" for XML).
+_TEXT_PATHS = {
+    "name": ["Product Name"],
+    "uuid": ["GPU UUID"],
+    "bus_id": ["PCI/Bus Id"],
+    "temperature": ["Temperature/GPU Current Temp"],
+    "memory_temperature": ["Temperature/Memory Current Temp"],
+    "power_watts": [
+        "GPU Power Readings/Power Draw",
+        "GPU Power Readings/Instantaneous Power Draw",
+        "Power Readings/Power Draw",
+    ],
+    "utilization_gpu": ["Utilization/Gpu"],
+    "utilization_memory": ["Utilization/Memory"],
+    "memory_total_mib": ["FB Memory Usage/Total"],
+    "memory_used_mib": ["FB Memory Usage/Used"],
+    "sm_clock_mhz": ["Clocks/SM"],
+    "memory_clock_mhz": ["Clocks/Memory"],
+    "pcie_replays": ["PCI/Replays Since Reset"],
+    "remapped_correctable": ["Remapped Rows/Correctable Error"],
+    "remapped_uncorrectable": ["Remapped Rows/Uncorrectable Error"],
+    "remapped_pending": ["Remapped Rows/Pending"],
+    "remapped_failure": ["Remapped Rows/Remapping Failure Occurred"],
+}
+_XML_PATHS = {
+    "name": ["product_name"],
+    "uuid": ["uuid"],
+    "bus_id": ["pci/pci_bus_id"],
+    "temperature": ["temperature/gpu_temp"],
+    "memory_temperature": ["temperature/memory_temp"],
+    "power_watts": ["power_readings/power_draw", "gpu_power_readings/power_draw"],
+    "utilization_gpu": ["utilization/gpu_util"],
+    "utilization_memory": ["utilization/memory_util"],
+    "memory_total_mib": ["fb_memory_usage/total"],
+    "memory_used_mib": ["fb_memory_usage/used"],
+    "sm_clock_mhz": ["clocks/sm_clock"],
+    "memory_clock_mhz": ["clocks/mem_clock"],
+    "pcie_replays": ["pci/replay_counter"],
+    "remapped_correctable": ["remapped_rows/remapped_row_corr"],
+    "remapped_uncorrectable": ["remapped_rows/remapped_row_unc"],
+    "remapped_pending": ["remapped_rows/remapped_row_pending"],
+    "remapped_failure": ["remapped_rows/remapped_row_failure"],
+}
+# ECC counters: NVML's corrected/uncorrected totals are the sums of nvidia-smi's SRAM and DRAM lines.
+_ECC_TEXT = {
+    "corrected": ["SRAM Correctable", "DRAM Correctable"],
+    "uncorrected": [
+        "SRAM Uncorrectable",
+        "SRAM Uncorrectable Parity",
+        "SRAM Uncorrectable SEC-DED",
+        "DRAM Uncorrectable",
+    ],
+}
+_ECC_XML = {
+    "corrected": ["sram_correctable", "dram_correctable"],
+    "uncorrected": ["sram_uncorrectable", "dram_uncorrectable"],
+}
+
+
+@dataclass
+class FakeGpu:
+    """One GPU's recorded readings, in nvidia-smi's units (``None``: printed as N/A)."""
+
+    values: dict[str, str | None]
+    ecc: dict[tuple[int, int], int | None]
+    reasons: int | None
+
+    def number(self, key: str) -> float | None:
+        """Return a reading as a number: ``30 C`` -> 30, ``Yes`` -> 1; ``None`` for N/A or absent."""
+        text = self.values.get(key)
+        if text is None or text in ("N/A", "[N/A]", ""):
+            return None
+        if text in ("Yes", "No"):
+            return 1.0 if text == "Yes" else 0.0
+        return float(text.split()[0])
+
+
+def _text_blocks(text: str) -> tuple[str, list[dict[str, str]]]:
+    """Split ``nvidia-smi -q`` output into the driver version and one flat ``path -> value`` per GPU."""
+    driver, gpus = "", []
+    current: dict[str, str] | None = None
+    stack: list[tuple[int, str]] = []
+    for line in text.splitlines():
+        if not line.strip():
+            continue
+        if re.match(r"GPU [0-9A-Fa-f]{4,8}:[0-9A-Fa-f]{2}:", line):
+            current, stack = {}, []
+            gpus.append(current)
+            continue
+        key, sep, value = line.strip().partition(":")
+        key = key.strip()
+        if current is None:
+            if key == "Driver Version":
+                driver = value.strip()
+            continue
+        indent = len(line) - len(line.lstrip(" "))
+        while stack and stack[-1][0] >= indent:
+            stack.pop()
+        stack.append((indent, key))
+        if sep:
+            current["/".join(k for _, k in stack)] = value.strip()
+    return driver, gpus
+
+
+def _xml_blocks(text: str) -> tuple[str, list[dict[str, str]]]:
+    """Flatten ``nvidia-smi -q -x`` output like :func:`_text_blocks`."""
+    root = ET.fromstring(text)
+    gpus = []
+    for gpu in root.iter("gpu"):
+        flat: dict[str, str] = {}
+
+        def walk(element: ET.Element, prefix: str, flat: dict[str, str] = flat) -> None:
+            for child in element:
+                path = f"{prefix}{child.tag}"
+                if len(child):
+                    walk(child, path + "/")
+                else:
+                    flat[path] = (child.text or "").strip()
+
+        walk(gpu, "")
+        gpus.append(flat)
+    return root.findtext("driver_version", ""), gpus
+
+
+def _gpu(flat: dict[str, str], paths: dict[str, list[str]], xml: bool) -> FakeGpu:
+    values = {
+        key: next((flat[p] for p in candidates if p in flat), None) for key, candidates in paths.items()
+    }
+    ecc: dict[tuple[int, int], int | None] = {}
+    for counter, nvml_counter in (
+        ("Volatile", pynvml.NVML_VOLATILE_ECC),
+        ("Aggregate", pynvml.NVML_AGGREGATE_ECC),
+    ):
+        for error, nvml_error in (
+            ("corrected", pynvml.NVML_MEMORY_ERROR_TYPE_CORRECTED),
+            ("uncorrected", pynvml.NVML_MEMORY_ERROR_TYPE_UNCORRECTED),
+        ):
+            if xml:
+                keys = [f"ecc_errors/{counter.lower()}/{k}" for k in _ECC_XML[error]]
+            else:
+                keys = [f"ECC Errors/{counter}/{k}" for k in _ECC_TEXT[error]]
+            found = [flat[k] for k in keys if k in flat and flat[k].isdigit()]
+            ecc[(nvml_error, nvml_counter)] = sum(int(v) for v in found) if found else None
+    reasons: int | None = None
+    for path, state in flat.items():
+        section, _, name = path.partition("/")
+        if section.lower().replace(" ", "_") in ("clocks_event_reasons", "clocks_throttle_reasons"):
+            key = re.sub(
+                r"^clocks_(event|throttle)_reason_", "", name.rsplit("/", 1)[-1].lower().replace(" ", "_")
+            )
+            if key in _REASON_BITS:
+                reasons = (reasons or 0) | (_REASON_BITS[key] if state == "Active" else 0)
+    return FakeGpu(values, ecc, reasons)
+
+
+class _Handle:
+    def __init__(self, index: int) -> None:
+        self.index = index
+
+
+class FakeNvml:
+    """A FAKE of the :mod:`pynvml` module, driven by recorded nvidia-smi readings.
+
+    Args:
+        gpus: Recorded readings, one per GPU, in NVML index order.
+        driver_version: What ``nvmlSystemGetDriverVersion`` returns.
+        init_error: A ``pynvml.NVMLError_*`` class that ``nvmlInit`` raises (no library, no driver).
+    """
+
+    def __init__(
+        self, gpus: list[FakeGpu], driver_version: str, init_error: type[Exception] | None = None
+    ) -> None:
+        self.gpus = gpus
+        self._driver_version = driver_version
+        self._init_error = init_error
+        self._initialised = False
+        self._lost: set[int] = set()
+        self._hangs: dict[int, threading.Event] = {}
+        self._seconds = 0.0
+
+    @classmethod
+    def from_capture(cls, path: Path, copies: int = 1) -> FakeNvml:
+        """Build a fake from an ``nvidia-smi -q`` (text) or ``-q -x`` (XML) capture.
+
+        Args:
+            path: The capture file.
+            copies: Repeat the capture's GPUs this many times (benchmarks scale a node up this way).
+        """
+        text = path.read_text()
+        xml = text.lstrip().startswith("<?xml")
+        driver, flats = (_xml_blocks if xml else _text_blocks)(text)
+        gpus = [_gpu(flat, _XML_PATHS if xml else _TEXT_PATHS, xml) for flat in flats]
+        return cls(gpus * copies, driver)
+
+    @classmethod
+    def without_driver(cls, error: type[Exception] = pynvml.NVMLError_LibraryNotFound) -> FakeNvml:
+        """A node without the NVIDIA driver: ``nvmlInit`` raises ``error``."""
+        return cls([], "", init_error=error)
+
+    # ------------------------------------------------------------------ test controls
+
+    def lose_gpu(self, index: int) -> None:
+        """Make GPU ``index`` fall off the bus: every later call on it raises NVMLError_GpuIsLost."""
+        self._lost.add(index)
+
+    def hang_gpu(self, index: int) -> None:
+        """Make calls on GPU ``index`` block (a hung driver call) until :meth:`release_gpu`."""
+        self._hangs[index] = threading.Event()
+
+    def release_gpu(self, index: int) -> None:
+        """Let the stuck calls on GPU ``index`` return, and later calls run normally."""
+        self._hangs.pop(index).set()
+
+    def advance(self, seconds: float) -> None:
+        """Move the fake clock that the energy counters integrate power over."""
+        self._seconds += seconds
+
+    # ------------------------------------------------------------------ pynvml's names
+
+    def __getattr__(self, name: str) -> Any:
+        # Constants, structures and error classes come from pynvml itself, so `except nvml.NVMLError_X`
+        # in the collector catches exactly what the real library raises.
+        if name.startswith(("NVML_", "NVMLError", "nvmlClocksEventReason", "c_nvml")):
+            return getattr(pynvml, name)
+        raise AttributeError(f"FakeNvml does not implement {name}")
+
+    def nvmlInit(self) -> None:
+        if self._init_error is not None:
+            raise self._init_error()
+        self._initialised = True
+
+    def nvmlShutdown(self) -> None:
+        self._check_init()
+        self._initialised = False
+
+    def nvmlSystemGetDriverVersion(self) -> str:
+        self._check_init()
+        return self._driver_version
+
+    def nvmlDeviceGetCount(self) -> int:
+        self._check_init()
+        return len(self.gpus)
+
+    def nvmlDeviceGetHandleByIndex(self, index: int) -> _Handle:
+        self._check_init()
+        if not 0 <= index < len(self.gpus):
+            raise pynvml.NVMLError_InvalidArgument()
+        self._gpu(_Handle(index))
+        return _Handle(index)
+
+    def nvmlDeviceGetPciInfo(self, handle: _Handle) -> Any:
+        info = pynvml.nvmlPciInfo_t()
+        info.busId = self._str(handle, "bus_id").encode()
+        return info
+
+    def nvmlDeviceGetUUID(self, handle: _Handle) -> str:
+        return self._str(handle, "uuid")
+
+    def nvmlDeviceGetName(self, handle: _Handle) -> str:
+        return self._str(handle, "name")
+
+    def nvmlDeviceGetTemperature(self, handle: _Handle, sensor: int) -> int:
+        if sensor != pynvml.NVML_TEMPERATURE_GPU:
+            raise pynvml.NVMLError_InvalidArgument()
+        return int(self._number(handle, "temperature"))
+
+    def nvmlDeviceGetFieldValues(self, handle: _Handle, field_ids: list[int]) -> Any:
+        gpu = self._gpu(handle)
+        values = (pynvml.c_nvmlFieldValue_t * len(field_ids))()
+        for value, field_id in zip(values, field_ids, strict=True):
+            value.fieldId = field_id
+            reading = gpu.number("memory_temperature") if field_id == pynvml.NVML_FI_DEV_MEMORY_TEMP else None
+            if reading is None:
+                value.nvmlReturn = pynvml.NVML_ERROR_NOT_SUPPORTED
+            else:
+                value.nvmlReturn = pynvml.NVML_SUCCESS
+                value.valueType = pynvml.NVML_VALUE_TYPE_UNSIGNED_INT
+                value.value.uiVal = int(reading)
+        return values
+
+    def nvmlDeviceGetPowerUsage(self, handle: _Handle) -> int:
+        return round(self._number(handle, "power_watts") * 1000)
+
+    def nvmlDeviceGetTotalEnergyConsumption(self, handle: _Handle) -> int:
+        return round(self._number(handle, "power_watts") * 1000 * self._seconds)
+
+    def nvmlDeviceGetUtilizationRates(self, handle: _Handle) -> Any:
+        return pynvml.c_nvmlUtilization_t(
+            gpu=int(self._number(handle, "utilization_gpu")),
+            memory=int(self._number(handle, "utilization_memory")),
+        )
+
+    def nvmlDeviceGetMemoryInfo(self, handle: _Handle) -> Any:
+        total = int(self._number(handle, "memory_total_mib")) * 1024 * 1024
+        used = int(self._number(handle, "memory_used_mib")) * 1024 * 1024
+        return pynvml.c_nvmlMemory_t(total=total, free=total - used, used=used)
+
+    def nvmlDeviceGetClockInfo(self, handle: _Handle, clock: int) -> int:
+        keys = {pynvml.NVML_CLOCK_SM: "sm_clock_mhz", pynvml.NVML_CLOCK_MEM: "memory_clock_mhz"}
+        if clock not in keys:
+            raise pynvml.NVMLError_NotSupported()
+        return int(self._number(handle, keys[clock]))
+
+    def nvmlDeviceGetCurrentClocksEventReasons(self, handle: _Handle) -> int:
+        reasons = self._gpu(handle).reasons
+        if reasons is None:
+            raise pynvml.NVMLError_NotSupported()
+        return reasons
+
+    def nvmlDeviceGetTotalEccErrors(self, handle: _Handle, error_type: int, counter_type: int) -> int:
+        count = self._gpu(handle).ecc.get((error_type, counter_type))
+        if count is None:
+            raise pynvml.NVMLError_NotSupported()
+        return count
+
+    def nvmlDeviceGetRemappedRows(self, handle: _Handle) -> tuple[int, int, int, int]:
+        keys = ("remapped_correctable", "remapped_uncorrectable", "remapped_pending", "remapped_failure")
+        corr, unc, pending, failure = (int(self._number(handle, key)) for key in keys)
+        return corr, unc, pending, failure
+
+    def nvmlDeviceGetPcieReplayCounter(self, handle: _Handle) -> int:
+        return int(self._number(handle, "pcie_replays"))
+
+    # ------------------------------------------------------------------ helpers
+
+    def _check_init(self) -> None:
+        if not self._initialised:
+            raise pynvml.NVMLError_Uninitialized()
+
+    def _gpu(self, handle: _Handle) -> FakeGpu:
+        self._check_init()
+        hang = self._hangs.get(handle.index)
+        if hang is not None:
+            hang.wait()
+        if handle.index in self._lost:
+            raise pynvml.NVMLError_GpuIsLost()
+        return self.gpus[handle.index]
+
+    def _number(self, handle: _Handle, key: str) -> float:
+        value = self._gpu(handle).number(key)
+        if value is None:
+            raise pynvml.NVMLError_NotSupported()
+        return value
+
+    def _str(self, handle: _Handle, key: str) -> str:
+        value = self._gpu(handle).values.get(key)
+        if value is None:
+            raise pynvml.NVMLError_NotSupported()
+        return value

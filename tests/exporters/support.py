@@ -1,0 +1,33 @@
+"""Helpers shared by the exporter tests and benchmark: fixture paths, polling, exposition parsing."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
+H100_X8 = FIXTURES / "nvidia-smi" / "h100-sxm-80gb-x8_drv565.57.01.txt"
+T4 = FIXTURES / "nvidia-smi" / "telegraf_tesla-t4.xml"
+KERNEL_LOGS = FIXTURES / "kernel-log"
+
+
+def wait_for(predicate: Callable[[], bool], timeout: float = 10.0, interval: float = 0.05) -> None:
+    """Poll until ``predicate()`` is true; fail the test after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            pytest.fail(f"condition not met within {timeout}s")
+        time.sleep(interval)
+
+
+def samples(exposition: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    """Parse Prometheus text into ``{(sample name, sorted labels): value}``."""
+    return {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(exposition)
+        for s in family.samples
+    }
