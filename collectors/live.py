@@ -87,6 +87,17 @@ def node_name(address: str) -> str:
     return host or address
 
 
+def _kernel_line(event: dict[str, Any]) -> str:
+    """Write an exporter ``/events`` entry back as a ``dmesg`` line, the form the kernel-log parser reads.
+
+    The exporter's ``raw`` field keeps the source's own framing (``/dev/kmsg`` records, journald JSON);
+    ``message`` is the kernel's text and ``uptime_seconds`` its monotonic stamp.
+    """
+    uptime = event.get("uptime_seconds")
+    message = str(event["message"])
+    return f"[{float(uptime):12.6f}] {message}" if isinstance(uptime, int | float) else message
+
+
 class ExporterSource:
     """Reads ``fleetscope exporter`` endpoints directly.
 
@@ -114,7 +125,9 @@ class ExporterSource:
             except (SourceError, json.JSONDecodeError) as exc:
                 errors.append(str(exc))
                 continue
-            lines = [str(e["raw"]) for e in events.get("events", []) if isinstance(e, dict) and "raw" in e]
+            lines = [
+                _kernel_line(e) for e in events.get("events", []) if isinstance(e, dict) and e.get("message")
+            ]
             snapshots[node_name(base)] = NodeSnapshot(metrics=metrics, kernel_lines=lines)
         if errors and not snapshots:
             raise SourceError("; ".join(errors))
