@@ -279,7 +279,7 @@ class LiveCollector:
         started = time.perf_counter()
         nodes = self._gather()
         self._write_window(nodes)
-        report = investigate(self.window_dir)
+        report = investigate(self.window_dir).to_dict()
         self.store.record(report)
         self._cycles.inc()
         self._nodes.set(len(nodes))

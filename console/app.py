@@ -140,7 +140,7 @@ def investigate_page(settings: ConsoleSettings) -> None:
             st.error(f"{bundle} is not a folder")
             return
         with st.spinner(f"Investigating {bundle} ..."):
-            report = investigate(bundle)
+            report = investigate(bundle).to_dict()
         render_report(report)
 
 
