@@ -1,0 +1,122 @@
+"""The console in a real browser: Streamlit served on 127.0.0.1, driven by Playwright in Chromium."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from collectors.incidents import IncidentStore
+from tests.servers import free_port
+
+ROOT = Path(__file__).resolve().parents[2]
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+CHROMIUM_FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+pytestmark = [
+    pytest.mark.integration,
+    pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Debian chromium not installed"),
+]
+
+
+@pytest.fixture(scope="module")
+def console_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    state = tmp_path_factory.mktemp("console")
+    store = IncidentStore(state / "incidents.db")
+    report = {
+        "incident": True,
+        "root_causes": [
+            {
+                "layer": "gpu_hardware",
+                "node": "node-07",
+                "gpu": 5,
+                "gpu_pci_bus_id": "0000:b3:00.0",
+                "confidence": 0.93,
+                "summary": "GPU 5 on node-07 fell off the bus (Xid 79)",
+                "action": "drain node-07; reseat or replace GPU 5",
+                "evidence": [{"source": "node-07/dmesg.log:3", "text": "NVRM: Xid (PCI:0000:b3:00): 79"}],
+            }
+        ],
+        "timeline": [],
+        "symptoms": [],
+        "unparsed": {"files": 0, "lines": 0},
+    }
+    store.record(report)
+    store.close()
+    port = free_port()
+    env = dict(os.environ, HOME=str(state))
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "console.cli",
+            "console",
+            "--port",
+            str(port),
+            "--store",
+            str(state / "incidents.db"),
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(600):
+            try:
+                with urllib.request.urlopen(url + "/_stcore/health", timeout=1) as answer:
+                    if answer.status == 200:
+                        break
+            except OSError:
+                time.sleep(0.1)
+        else:
+            pytest.fail("the console did not answer its health check within 60 s")
+        yield url
+    finally:
+        process.terminate()
+        process.wait(timeout=20)
+
+
+def test_incidents_page_shows_the_recorded_root_cause(console_url: str, tmp_path: Path) -> None:
+    playwright = pytest.importorskip("playwright.sync_api")
+    with playwright.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
+        page = browser.new_page()
+        page.goto(console_url)
+        page.get_by_text("Root cause: GPU hardware").wait_for(timeout=60_000)
+        assert page.get_by_text("drain node-07; reseat or replace GPU 5").is_visible()
+        page.screenshot(path=str(tmp_path / "incidents.png"))
+        browser.close()
+
+
+def test_investigate_page_runs_the_engine_on_an_example_bundle(console_url: str) -> None:
+    playwright = pytest.importorskip("playwright.sync_api")
+    bundle = ROOT / "examples/incidents/50-multinode-xid119-gsp-timeout-collective-hang"
+    with playwright.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
+        page = browser.new_page()
+        page.goto(console_url)
+        page.get_by_text("Investigate", exact=True).click()
+        field = page.get_by_label("Bundle folder")
+        field.fill(str(bundle))
+        field.press("Enter")
+        page.get_by_text("Root cause: GPU hardware").wait_for(timeout=60_000)
+        assert page.get_by_text("node-02, GPU 3", exact=False).first.is_visible()
+        browser.close()
