@@ -54,6 +54,7 @@ class LogSignatureDetector(Detector):
                 explains="node",
                 count=sum(int(e.attrs.get("repeats", 1)) for e in evs),
             )
+        yield from _cuda_findings(evidence)
         for e in evidence:
             if e.kind != "exception" or e.source in explained_lines:
                 continue
@@ -73,6 +74,32 @@ class LogSignatureDetector(Detector):
                 evidence=[e],
                 explains="node",
             )
+
+
+def _cuda_findings(evidence: Sequence[Evidence]) -> Iterable[Finding]:
+    entries = {e["name"]: e for e in knowledge.cuda_errors()}
+    groups: dict[tuple[Any, ...], list[Evidence]] = {}
+    for e in evidence:
+        if e.kind == "cuda_error" and e.attrs["name"] in entries:
+            groups.setdefault((e.attrs["name"], e.node, e.gpu), []).append(e)
+    for (name, node, gpu), evs in groups.items():
+        entry = entries[name]
+        cause = entry.get("role") == "cause"
+        place = f"GPU {gpu} on {node}" if gpu is not None else (node or "an unknown node")
+        yield Finding(
+            kind=f"cuda_error:{name}",
+            layer=entry.get("layer"),
+            role="cause" if cause else "symptom",
+            severity="error",
+            weight=0.7 if cause else 0.3,
+            summary=f"CUDA reported {name} on {place}: {entry.get('meaning', '')}".strip(),
+            action=entry.get("action", ""),
+            node=node,
+            gpu=gpu,
+            evidence=evs,
+            explains="node",
+            count=sum(int(e.attrs.get("repeats", 1)) for e in evs),
+        )
 
 
 def _sentence(text: str) -> str:

@@ -109,15 +109,15 @@ def _finding(what: str, node: str | None, value: Any, evs: list[Evidence]) -> Fi
             **common,
         )
     if what == "result":
-        layer = _RESULT_LAYER.get(str(value), "framework")
+        entry = knowledge.nccl_result(str(value)) or {}
         return Finding(
             kind=f"nccl_result:{value}",
-            layer=layer,
+            layer=entry.get("layer", "framework"),
             role="symptom",
             severity="error",
             weight=0.3,
-            summary=f"NCCL reported {value}{on}: a collective failed",
-            action="look for the transport or GPU error that preceded it on every node",
+            summary=f"NCCL reported {value}{on}: {entry.get('meaning', 'a collective failed')}",
+            action=entry.get("action", "look for the transport or GPU error that preceded it on every node"),
             explains="cluster",
             **common,
         )
@@ -142,15 +142,20 @@ def _finding(what: str, node: str | None, value: Any, evs: list[Evidence]) -> Fi
                        action="look for the underlying transport or GPU error", **common)
     if what == "warn":
         message = evs[0].attrs.get("message", "")
-        network = any(k in message for k in ("NET/", "socket", "Socket", "Connection", "connect"))
-        return Finding(
-            kind=f"nccl_warn:{value}",
-            layer="network" if network else "framework",
-            role="symptom",
-            severity="warning",
-            weight=0.3 if network else 0.2,
-            summary=f"NCCL warned{on}: {message[:200]}",
-            action="check the network path between the nodes named in the warning" if network else "",
-            **common,
-        )
+        for pattern, entry in knowledge.nccl_messages():
+            if pattern.search(message):
+                cause = entry.get("role") == "cause"
+                return Finding(
+                    kind=f"nccl_warn:{entry['id']}",
+                    layer=entry.get("layer", "framework"),
+                    role="cause" if cause else "symptom",
+                    severity="error",
+                    weight=0.65 if cause else 0.3,
+                    summary=f"NCCL warned{on}: {message[:160]} ({entry.get('meaning', '')} Likely cause: "
+                    f"{entry.get('likely_cause', 'unknown')})",
+                    action=entry.get("action", ""),
+                    **common,
+                )
+        return Finding(kind="nccl_warn", layer="framework", role="symptom", severity="warning", weight=0.2,
+                       summary=f"NCCL warned{on}: {message[:200]}", action="", **common)
     return None

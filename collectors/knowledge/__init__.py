@@ -23,7 +23,22 @@ from typing import Any
 
 import yaml
 
-__all__ = ["Signature", "ib_wc_status", "load", "signatures", "xid"]
+__all__ = [
+    "CUDA_ERROR_KEYWORDS",
+    "Signature",
+    "cuda_errors",
+    "ib_wc_status",
+    "load",
+    "nccl_messages",
+    "nccl_result",
+    "signatures",
+    "xid",
+]
+
+#: Words that mark a line as a CUDA error report; CUDA's messages ("unknown error", "out of memory") are
+#: too generic to be matched on any other line.
+CUDA_ERROR_KEYWORDS = ("CUDA error", "CUDA_ERROR_", "cudaError", "Cuda failure", "CUDA failure",
+                       "CUDA driver version", "CUDA-capable", "NVIDIA driver on your system")
 
 
 @cache
@@ -54,6 +69,25 @@ def xid(number: int) -> dict[str, Any] | None:
 def ib_wc_status(code: int) -> dict[str, Any] | None:
     """Entry of one ``ibv_wc_status`` value (``ib_wc_status.yaml``), or ``None``."""
     return load("ib_wc_status.yaml").get("statuses", {}).get(code)
+
+
+def cuda_errors() -> list[dict[str, Any]]:
+    """CUDA runtime/driver errors (``cuda_errors.yaml``): name, driver_name, messages, layer, role, action."""
+    return list(load("cuda_errors.yaml").get("errors", []))
+
+
+def nccl_result(name: str) -> dict[str, Any] | None:
+    """Entry of one ``ncclResult_t`` by name (``nccl_errors.yaml``), or ``None``."""
+    for entry in load("nccl_errors.yaml").get("results", {}).values():
+        if entry.get("name") == name:
+            return dict(entry)
+    return None
+
+
+@cache
+def nccl_messages() -> tuple[tuple[re.Pattern[str], dict[str, Any]], ...]:
+    """NCCL WARN message shapes (``nccl_errors.yaml`` ``messages``), compiled, with their entries."""
+    return tuple((re.compile(m["pattern"]), m) for m in load("nccl_errors.yaml").get("messages", []))
 
 
 @dataclass(frozen=True, slots=True)
