@@ -75,7 +75,9 @@ def correlate(findings: list[Finding]) -> Correlation:
         return Correlation(incident=False, causes=[], symptoms=[])
     if not causes:
         best = max(symptoms, key=lambda f: (f.weight, f.layer is not None))
-        ranked = [RankedCause(finding=best, score=best.weight, confidence=min(_SYMPTOM_CONFIDENCE, best.weight))]
+        ranked = [
+            RankedCause(finding=best, score=best.weight, confidence=min(_SYMPTOM_CONFIDENCE, best.weight))
+        ]
         rest = [s for s in symptoms if s is not best]
         return Correlation(incident=True, causes=ranked, symptoms=[(s, 0) for s in rest])
     ranked = [RankedCause(finding=c, score=_score(c)) for c in causes]
@@ -83,15 +85,17 @@ def correlate(findings: list[Finding]) -> Correlation:
     for s in symptoms:
         covering = [r for r in ranked if _covers(r.finding, s)]
         if covering:
-            best = max(covering, key=lambda r: r.score)
-            best.explains.append(s)
+            owner = max(covering, key=lambda r: r.score)
+            owner.explains.append(s)
         attached.append((s, None))
     for r in ranked:
         if r.explains:
             r.score += 0.05
     ranked.sort(key=lambda r: (-r.score, _first_time_key(r.finding)))
     index = {id(r.finding): i for i, r in enumerate(ranked)}
-    attached = [(s, next((index[id(r.finding)] for r in ranked if s in r.explains), None)) for s, _ in attached]
+    attached = [
+        (s, next((index[id(r.finding)] for r in ranked if s in r.explains), None)) for s, _ in attached
+    ]
     for i, r in enumerate(ranked):
         r.confidence = _confidence(r, ranked[i + 1] if i + 1 < len(ranked) else None)
     return Correlation(incident=True, causes=ranked, symptoms=attached)
@@ -117,7 +121,7 @@ def _same_gpu_chains(causes: list[Finding]) -> tuple[list[Finding], list[Finding
 
 def _merge_gpus(causes: list[Finding]) -> list[Finding]:
     """Report one fault seen on several GPUs of one node once, for the node."""
-    groups: dict[tuple[object, ...], list[Finding]] = {}
+    groups: dict[tuple[str, str | None, str | None], list[Finding]] = {}
     for c in causes:
         groups.setdefault((c.kind, c.node, c.layer), []).append(c)
     out: list[Finding] = []
@@ -163,7 +167,11 @@ def _score(f: Finding) -> float:
 
 def _confidence(r: RankedCause, runner_up: RankedCause | None) -> float:
     confidence = min(_MAX_CONFIDENCE, r.score)
-    if runner_up is not None and runner_up.finding.layer != r.finding.layer and r.score - runner_up.score < 0.1:
+    if (
+        runner_up is not None
+        and runner_up.finding.layer != r.finding.layer
+        and r.score - runner_up.score < 0.1
+    ):
         confidence *= 0.8
     return round(confidence, 2)
 

@@ -32,8 +32,9 @@ MAX_TIMELINE = 200
 MAX_QUOTED = 10
 
 _PREFILTER = re.compile(
-    "|".join(re.escape(k) for k in sorted({k for p in LINE_PARSERS for k in p.keywords}, key=len, reverse=True))
-    .encode()
+    "|".join(
+        re.escape(k) for k in sorted({k for p in LINE_PARSERS for k in p.keywords}, key=len, reverse=True)
+    ).encode()
 )
 
 Progress = Callable[[int, int], None]
@@ -162,8 +163,9 @@ def investigate(bundle: Path, progress: Progress | None = None) -> Investigation
     findings: list[Finding] = []
     for detector in DETECTORS:
         findings.extend(detector().detect(evidence))
-    return Investigation(correlation=correlate(findings), evidence=evidence, unparsed=unparsed,
-                         files_read=files_read)
+    return Investigation(
+        correlation=correlate(findings), evidence=evidence, unparsed=unparsed, files_read=files_read
+    )
 
 
 def _read_file(f: BundleFile, stats: ReadStats, unparsed: Unparsed) -> Iterator[Evidence] | None:
@@ -177,8 +179,10 @@ def _read_file(f: BundleFile, stats: ReadStats, unparsed: Unparsed) -> Iterator[
     text_head = head.decode("utf-8", errors="replace")
     for doc in DOCUMENT_PARSERS:
         if doc.sniff(text_head):
-            lines = (Line(n, decode(raw), Prefixes(None, None, None, decode(raw)))
-                     for n, raw in scan_lines(f.path, stats))
+            lines = (
+                Line(n, decode(raw), Prefixes(None, None, None, decode(raw)))
+                for n, raw in scan_lines(f.path, stats)
+            )
             return doc(ctx).parse(lines)
     return _parse_log(f, ctx, stats)
 
@@ -224,8 +228,25 @@ class _EvidenceStore:
 
 def _key(e: Evidence) -> tuple[Any, ...]:
     a = e.attrs
-    detail = next((a[k] for k in ("xid", "signature", "name", "status", "path", "link", "rank", "result",
-                                  "package", "seq") if k in a), None)
+    detail = next(
+        (
+            a[k]
+            for k in (
+                "xid",
+                "signature",
+                "name",
+                "status",
+                "path",
+                "link",
+                "rank",
+                "result",
+                "package",
+                "seq",
+            )
+            if k in a
+        ),
+        None,
+    )
     labels = tuple(sorted(a["labels"].items())) if "labels" in a else ()
     return (e.node, e.kind, e.gpu, e.gpu_pci_bus_id, detail, labels)
 
@@ -256,10 +277,16 @@ def _resolve_gpus(evidence: list[Evidence]) -> None:
         if e.kind == "gpu_identity" and e.gpu is not None and e.gpu_pci_bus_id:
             by_bus.setdefault((e.node, e.gpu_pci_bus_id), e.gpu)
             by_index.setdefault((e.node, e.gpu), e.gpu_pci_bus_id)
-    uuid_index = {(e.node, e.attrs["uuid"]): e.gpu for e in evidence
-                  if e.kind == "gpu_identity" and e.gpu is not None and e.attrs.get("uuid")}
-    uuid_bus = {(e.node, e.attrs["uuid"]): e.gpu_pci_bus_id for e in evidence
-                if e.kind == "gpu_identity" and e.gpu_pci_bus_id and e.attrs.get("uuid")}
+    uuid_index = {
+        (e.node, e.attrs["uuid"]): e.gpu
+        for e in evidence
+        if e.kind == "gpu_identity" and e.gpu is not None and e.attrs.get("uuid")
+    }
+    uuid_bus = {
+        (e.node, e.attrs["uuid"]): e.gpu_pci_bus_id
+        for e in evidence
+        if e.kind == "gpu_identity" and e.gpu_pci_bus_id and e.attrs.get("uuid")
+    }
     for (node, uuid), bus in uuid_bus.items():
         if (node, uuid) in uuid_index and bus:
             by_bus.setdefault((node, bus), uuid_index[(node, uuid)])

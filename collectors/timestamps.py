@@ -26,7 +26,8 @@ import re
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, timezone
 
-_MONTHS = {m: i for i, m in enumerate("Jan Feb Mar Apr May Jun Jul Aug Sep Oct Nov Dec".split(), start=1)}
+_MONTH_NAMES = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
+_MONTHS = {m: i for i, m in enumerate(_MONTH_NAMES, start=1)}
 
 _UPTIME = re.compile(r"\[\s*(\d+\.\d+)\]\s?")
 _DELTA = re.compile(r"\[\s*[+<]\s*\d+\.\d+>?\]\s?")
@@ -74,9 +75,11 @@ def _zone(text: str | None) -> timezone:
     return timezone(sign * timedelta(hours=int(digits[:2]), minutes=int(digits[2:4])))
 
 
-def _safe(*args: int, tz: timezone = UTC) -> datetime | None:
+def _safe(
+    year: int, month: int, day: int, hour: int, minute: int, second: int, micro: int = 0, tz: timezone = UTC
+) -> datetime | None:
     try:
-        return datetime(*args, tzinfo=tz).astimezone(UTC)  # type: ignore[misc]
+        return datetime(year, month, day, hour, minute, second, micro, tzinfo=tz).astimezone(UTC)
     except ValueError:
         return None
 

@@ -6,8 +6,9 @@ Each sub-command is a thin layer over the package that does the work: ``exporter
 
 from __future__ import annotations
 
-from enum import Enum
+from enum import StrEnum
 from pathlib import Path
+from typing import Annotated
 
 import typer
 
@@ -33,7 +34,7 @@ if app.registered_callback is None:
         """Observability and lineage for GPU training clusters."""
 
 
-class InvestigateFormat(str, Enum):
+class InvestigateFormat(StrEnum):
     """Output formats of ``fleetscope investigate``."""
 
     text = "text"
@@ -49,8 +50,12 @@ INVESTIGATE_NOTHING_READABLE = 3
 
 @app.command("investigate")
 def investigate_command(
-    bundle: Path = typer.Argument(..., help="Bundle folder: one sub-folder per node, cluster-wide files on top."),
-    output_format: InvestigateFormat = typer.Option(InvestigateFormat.text, "--format", help="text or json."),
+    bundle: Annotated[
+        Path, typer.Argument(help="Bundle folder: one sub-folder per node, cluster-wide files on top.")
+    ],
+    output_format: Annotated[
+        InvestigateFormat, typer.Option("--format", help="text or json.")
+    ] = InvestigateFormat.text,
 ) -> None:
     """Find the root cause of a GPU-cluster incident in a bundle of collected logs.
 
@@ -71,11 +76,17 @@ def investigate_command(
     try:
         if sys.stderr.isatty():
             with Progress(
-                "[progress.description]{task.description}", BarColumn(), DownloadColumn(), TransferSpeedColumn(),
-                console=err, transient=True,
+                "[progress.description]{task.description}",
+                BarColumn(),
+                DownloadColumn(),
+                TransferSpeedColumn(),
+                console=err,
+                transient=True,
             ) as bar:
                 task = bar.add_task("reading bundle", total=None)
-                result = investigate(bundle, progress=lambda done, total: bar.update(task, completed=done, total=total))
+                result = investigate(
+                    bundle, progress=lambda done, total: bar.update(task, completed=done, total=total)
+                )
         else:
             result = investigate(bundle)
     except BundleError as exc:
@@ -92,7 +103,6 @@ def investigate_command(
     if result.files_read == 0:
         err.print(f"fleetscope investigate: nothing readable in {bundle} (no text files)", highlight=False)
         raise typer.Exit(INVESTIGATE_NOTHING_READABLE)
-
 
 
 # ---------------------------------------------------------------- lineage: the graph and audit queries

@@ -28,8 +28,10 @@ def render_text(report: dict[str, Any], console: Console) -> None:
     else:
         top = causes[0]
         gpu = _gpu(top)
-        console.print(f"[bold red]Root cause[/] ({top['layer'] or 'layer not determined'}) "
-                      f"node [bold]{top['node'] or '?'}[/]  GPU [bold]{gpu}[/]  confidence {top['confidence']:.2f}")
+        console.print(
+            f"[bold red]Root cause[/] ({top['layer'] or 'layer not determined'}) "
+            f"node [bold]{top['node'] or '?'}[/]  GPU [bold]{gpu}[/]  confidence {top['confidence']:.2f}"
+        )
         console.print(f"  {top['summary']}", highlight=False)
         if top["action"]:
             console.print(f"  [bold]Action:[/] {top['action']}", highlight=False)
@@ -39,8 +41,11 @@ def render_text(report: dict[str, Any], console: Console) -> None:
         if len(causes) > 1:
             console.print("\n[bold]Other candidate causes[/]")
             for c in causes[1:6]:
-                console.print(f"  {c['confidence']:.2f} {c['layer']} {c['node'] or '?'} GPU {_gpu(c)}: "
-                              f"{c['summary'][:200]}", highlight=False)
+                console.print(
+                    f"  {c['confidence']:.2f} {c['layer']} {c['node'] or '?'} GPU {_gpu(c)}: "
+                    f"{c['summary'][:200]}",
+                    highlight=False,
+                )
         if report["symptoms"]:
             console.print("\n[bold]Symptoms[/]")
             for s in report["symptoms"][:10]:
@@ -52,8 +57,13 @@ def render_text(report: dict[str, Any], console: Console) -> None:
         for column in ("time", "node", "layer", "source", "text"):
             table.add_column(column, overflow="fold")
         for item in timeline[:TEXT_TIMELINE_ROWS]:
-            table.add_row(item["time"] or item["time_raw"] or "", item["node"] or "", item["layer"] or "",
-                          item["source"], item["text"][:160])
+            table.add_row(
+                item["time"] or item["time_raw"] or "",
+                item["node"] or "",
+                item["layer"] or "",
+                item["source"],
+                item["text"][:160],
+            )
         console.print()
         console.print(table)
         if len(timeline) > TEXT_TIMELINE_ROWS:

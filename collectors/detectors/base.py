@@ -48,7 +48,7 @@ def where(node: str | None, gpu: int | None, bus: str | None) -> str:
     return " ".join(parts) or "an unknown node"
 
 
-class Template(dict):  # type: ignore[type-arg]
+class Template(dict[str, object]):
     """``str.format_map`` mapping that renders a missing field as ``?``."""
 
     def __missing__(self, key: str) -> str:

@@ -50,12 +50,21 @@ class GpuHealthDetector(Detector):
                 path, value = e.attrs["path"], e.attrs["value"]
                 key = path.split(" / ")[-1]
                 low = path.lower()
-                if low.startswith(("clocks throttle reasons", "clocks event reasons")) and key in _THERMAL_REASONS \
-                        and value == "Active":
+                if (
+                    low.startswith(("clocks throttle reasons", "clocks event reasons"))
+                    and key in _THERMAL_REASONS
+                    and value == "Active"
+                ):
                     yield self._thermal(e, f"the clock-event reason '{key}' is active")
-                elif low.startswith("ecc errors") and "uncorrectable" in key.lower() and "volatile" in low \
-                        and _number(value) > 0:
-                    yield self._memory(e, f"{value} uncorrectable ECC errors since the last driver load ({path})", 0.85)
+                elif (
+                    low.startswith("ecc errors")
+                    and "uncorrectable" in key.lower()
+                    and "volatile" in low
+                    and _number(value) > 0
+                ):
+                    yield self._memory(
+                        e, f"{value} uncorrectable ECC errors since the last driver load ({path})", 0.85
+                    )
                 elif low.startswith("remapped rows"):
                     remap.setdefault((e.node, e.gpu_pci_bus_id, e.gpu), {})[key] = e
                 elif low.startswith("retired pages") and "pending" in key.lower() and value == "Yes":
@@ -79,9 +88,13 @@ class GpuHealthDetector(Detector):
                     weight=0.75 if e.severity == "error" else 0.7,
                     summary=f"DCGM's health watch raised a {e.attrs['level']} for {system} on "
                     f"{where(e.node, e.gpu, e.gpu_pci_bus_id)}: {e.attrs['message'][:200]}",
-                    action="check cooling (fans, airflow, thermal interface) of that GPU" if layer == "thermal_power"
+                    action="check cooling (fans, airflow, thermal interface) of that GPU"
+                    if layer == "thermal_power"
                     else "run dcgmi diag -r 3 on that GPU and follow its result",
-                    node=e.node, gpu=e.gpu, gpu_pci_bus_id=e.gpu_pci_bus_id, evidence=[e],
+                    node=e.node,
+                    gpu=e.gpu,
+                    gpu_pci_bus_id=e.gpu_pci_bus_id,
+                    evidence=[e],
                 )
         for fields in remap.values():
             pending = fields.get("Pending")
@@ -90,24 +103,43 @@ class GpuHealthDetector(Detector):
                 yield self._memory(failure, "row remapping failed: no spare rows left", 0.9)
             elif pending is not None and pending.attrs["value"] == "Yes":
                 counts = ", ".join(f"{k}: {v.attrs['value']}" for k, v in fields.items() if "Error" in k)
-                yield self._memory(pending, f"a row remap is pending ({counts}); it takes effect at the next GPU "
-                                   "reset", 0.55, action="reset the GPU (or reboot) at a convenient time so the "
-                                   "remap takes effect; watch its remap count")
+                yield self._memory(
+                    pending,
+                    f"a row remap is pending ({counts}); it takes effect at the next GPU reset",
+                    0.55,
+                    action="reset the GPU (or reboot) at a convenient time so the "
+                    "remap takes effect; watch its remap count",
+                )
 
     @staticmethod
     def _thermal(e: Evidence, what: str) -> Finding:
         return Finding(
-            kind="thermal_slowdown", layer="thermal_power", role="cause", severity="warning", weight=0.7,
+            kind="thermal_slowdown",
+            layer="thermal_power",
+            role="cause",
+            severity="warning",
+            weight=0.7,
             summary=f"{where(e.node, e.gpu, e.gpu_pci_bus_id)} is slowed down for heat or power: {what}",
             action="check that GPU's cooling (fans, airflow, heatsink contact) and power delivery",
-            node=e.node, gpu=e.gpu, gpu_pci_bus_id=e.gpu_pci_bus_id, evidence=[e],
+            node=e.node,
+            gpu=e.gpu,
+            gpu_pci_bus_id=e.gpu_pci_bus_id,
+            evidence=[e],
         )
 
     @staticmethod
     def _memory(e: Evidence, what: str, weight: float, action: str = "") -> Finding:
         return Finding(
-            kind="gpu_memory_errors", layer="gpu_memory", role="cause", severity="error", weight=weight,
+            kind="gpu_memory_errors",
+            layer="gpu_memory",
+            role="cause",
+            severity="error",
+            weight=weight,
             summary=f"GPU memory of {where(e.node, e.gpu, e.gpu_pci_bus_id)}: {what}",
-            action=action or "drain the node; reset the GPU and check row remapping; replace the GPU if errors recur",
-            node=e.node, gpu=e.gpu, gpu_pci_bus_id=e.gpu_pci_bus_id, evidence=[e],
+            action=action
+            or "drain the node; reset the GPU and check row remapping; replace the GPU if errors recur",
+            node=e.node,
+            gpu=e.gpu,
+            gpu_pci_bus_id=e.gpu_pci_bus_id,
+            evidence=[e],
         )

@@ -16,8 +16,13 @@ from collectors.detectors.base import Detector
 from collectors.evidence import Evidence, Finding
 
 #: Signature ids and evidence kinds that show a node's driver stack broken.
-_BROKEN = {"nvidia_smi_driver_unreachable", "nvml_version_mismatch", "module_not_found", "module_insert_failed",
-           "nvidia_smi_no_devices"}
+_BROKEN = {
+    "nvidia_smi_driver_unreachable",
+    "nvml_version_mismatch",
+    "module_not_found",
+    "module_insert_failed",
+    "nvidia_smi_no_devices",
+}
 _BROKEN_KINDS = {"driver_api_mismatch", "module_load_error", "driver_probe_failed"}
 
 
@@ -42,23 +47,39 @@ class HostSoftwareDetector(Detector):
                 modules.setdefault(e.node, {}).setdefault(e.attrs["release"], []).append(e)
             elif e.kind == "driver_api_mismatch":
                 yield Finding(
-                    kind="driver_api_mismatch", layer="host_software", role="cause", severity="error", weight=0.75,
-                    summary=f"On {e.node} the NVIDIA user-space driver ({e.attrs['client_version']}) and kernel "
+                    kind="driver_api_mismatch",
+                    layer="host_software",
+                    role="cause",
+                    severity="error",
+                    weight=0.75,
+                    summary=f"On {e.node} the NVIDIA user-space driver ({e.attrs['client_version']}) "
+                    "and kernel "
                     f"module ({e.attrs['kernel_version']}) differ",
-                    action="reboot or reload the nvidia modules so both come from the same driver installation",
-                    node=e.node, evidence=[e],
+                    action="reboot or reload the nvidia modules so both come from the same driver "
+                    "installation",
+                    node=e.node,
+                    evidence=[e],
                 )
             elif e.kind == "module_load_error":
                 yield Finding(
-                    kind="module_load_error", layer="host_software", role="cause", severity="error", weight=0.7,
-                    summary=f"The {e.attrs['module']} module on {e.node} failed to load: {e.attrs['message'][:150]}",
+                    kind="module_load_error",
+                    layer="host_software",
+                    role="cause",
+                    severity="error",
+                    weight=0.7,
+                    summary=f"The {e.attrs['module']} module on {e.node} failed to load: "
+                    f"{e.attrs['message'][:150]}",
                     action="rebuild the NVIDIA module for the running kernel (DKMS) or reinstall the driver",
-                    node=e.node, evidence=[e],
+                    node=e.node,
+                    evidence=[e],
                 )
         for node, evs in changes.items():
             unattended = any(e.attrs.get("unattended") for e in evs)
-            packages = ", ".join(sorted({f"{e.attrs['package']} {e.attrs['old']} -> {e.attrs['new']}".strip()
-                                         for e in evs})[:4])
+            packages = ", ".join(
+                sorted({f"{e.attrs['package']} {e.attrs['old']} -> {e.attrs['new']}".strip() for e in evs})[
+                    :4
+                ]
+            )
             by = "unattended-upgrades" if unattended else "a package operation"
             is_cause = node in broken
             yield Finding(
@@ -78,11 +99,16 @@ class HostSoftwareDetector(Detector):
         for node, kernel in running.items():
             built = modules.get(node, {})
             release = kernel.attrs["release"]
-            if not built or any(e.attrs["module"] == "nvidia" or e.kind == "dkms_module"
-                                for e in built.get(release, [])):
+            if not built or any(
+                e.attrs["module"] == "nvidia" or e.kind == "dkms_module" for e in built.get(release, [])
+            ):
                 continue
-            others = sorted(r for r, evs in built.items() if r != release and any(
-                e.attrs.get("module") == "nvidia" or e.kind == "dkms_module" for e in evs))
+            others = sorted(
+                r
+                for r, evs in built.items()
+                if r != release
+                and any(e.attrs.get("module") == "nvidia" or e.kind == "dkms_module" for e in evs)
+            )
             if not others:
                 continue
             yield Finding(
@@ -93,8 +119,9 @@ class HostSoftwareDetector(Detector):
                 weight=0.8,
                 summary=f"{node} runs kernel {release} but the NVIDIA kernel module exists only for "
                 f"{', '.join(others)}: the driver was not rebuilt for the new kernel",
-                action=f"rebuild or reinstall the NVIDIA driver for {release} (register it with DKMS so kernel "
+                action=f"rebuild or reinstall the NVIDIA driver for {release} "
+                "(register it with DKMS so kernel "
                 "updates rebuild it), or boot the kernel it was built for",
                 node=node,
-                evidence=[kernel] + [e for r in others for e in built[r]][:5],
+                evidence=[kernel, *[e for r in others for e in built[r]][:5]],
             )

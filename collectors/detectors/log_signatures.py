@@ -35,8 +35,9 @@ class LogSignatureDetector(Detector):
                 groups.setdefault((e.attrs["signature"], e.node, e.gpu, e.gpu_pci_bus_id), []).append(e)
         for (sig_id, node, gpu, bus), evs in groups.items():
             sig = by_id[sig_id]
-            fields = Template(node=node or "an unknown node", gpu=gpu if gpu is not None else "?",
-                              bus=bus or "?")
+            fields = Template(
+                node=node or "an unknown node", gpu=gpu if gpu is not None else "?", bus=bus or "?"
+            )
             for e in evs:
                 fields.update({k: v for k, v in e.attrs.get("groups", {}).items() if k not in fields or v})
             yield Finding(
@@ -45,7 +46,7 @@ class LogSignatureDetector(Detector):
                 role="symptom" if sig.role == "symptom" else "cause",
                 severity=sig.severity,
                 weight=sig.weight,
-                summary=_sentence(sig.summary.format_map(fields)),
+                summary=sig.summary.format_map(fields),
                 action=sig.action.format_map(fields),
                 node=node,
                 gpu=gpu,
@@ -66,8 +67,10 @@ class LogSignatureDetector(Detector):
                 role="cause",
                 severity="error",
                 weight=0.3,
-                summary=_sentence(f"the job on {e.node or 'an unknown node'} raised {e.attrs['type']}: "
-                                  f"{e.attrs['message'][:200]}"),
+                summary=(
+                    f"The job on {e.node or 'an unknown node'} raised {e.attrs['type']}: "
+                    f"{e.attrs['message'][:200]}"
+                ),
                 action="read the traceback around this line; fix the code or configuration it points at",
                 node=e.node,
                 gpu=e.gpu,
@@ -100,7 +103,3 @@ def _cuda_findings(evidence: Sequence[Evidence]) -> Iterable[Finding]:
             explains="node",
             count=sum(int(e.attrs.get("repeats", 1)) for e in evs),
         )
-
-
-def _sentence(text: str) -> str:
-    return text[:1].upper() + text[1:]

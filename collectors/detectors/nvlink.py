@@ -12,8 +12,10 @@ from typing import Any
 from collectors.detectors.base import Detector, where
 from collectors.evidence import Evidence, Finding
 
-_ACTION = "drain {node}; run the NVLink diagnostics (dcgmi diag -r 3, nvidia-smi nvlink -e) and have the GPU " \
-          "baseboard, NVSwitch tray or cabling inspected"
+_ACTION = (
+    "drain {node}; run the NVLink diagnostics (dcgmi diag -r 3, nvidia-smi nvlink -e) and have the GPU "
+    "baseboard, NVSwitch tray or cabling inspected"
+)
 
 
 class NvlinkDetector(Detector):
@@ -53,7 +55,8 @@ class NvlinkDetector(Detector):
                 role="cause",
                 severity="error",
                 weight=0.8,
-                summary=f"{len(down)} of the {len(evs)} NVLinks of {where(node, gpu, down[0].gpu_pci_bus_id)} are "
+                summary=f"{len(down)} of the {len(evs)} NVLinks of "
+                f"{where(node, gpu, down[0].gpu_pci_bus_id)} are "
                 f"inactive (links {names}) while {up} run: peer traffic of that GPU is degraded",
                 action=_ACTION.format(node=node),
                 node=node,

@@ -42,9 +42,11 @@ class PcieAerDetector(Detector):
                 summary=f"PCIe {'fatal ' if fatal else ''}uncorrected errors"
                 + (f" on root port {', '.join(ports)}" if ports else "")
                 + (f" above {where(None, gpu_ev.gpu if gpu_ev else None, bus)}" if bus else "")
-                + f" on {node}" + (f" ({', '.join(bits)})" if bits else "")
+                + f" on {node}"
+                + (f" ({', '.join(bits)})" if bits else "")
                 + "; recovery failed, so the GPU dropped off the bus: a hardware/PCIe-link fault",
-                action=f"drain {node}; reseat the GPU and check its riser, slot and PCIe link (lspci -vvv link "
+                action=f"drain {node}; reseat the GPU and check its riser, slot and PCIe link "
+                "(lspci -vvv link "
                 "status); replace the part if the errors recur",
                 node=node,
                 gpu=gpu_ev.gpu if gpu_ev else None,

@@ -57,7 +57,11 @@ class PeerDeviationDetector(Detector):
                 value = float(e.attrs["value"])
                 others = [float(o.attrs["value"]) for k, o in by_gpu.items() if k != key]
                 median = statistics.median(others)
-                if value < MIN_COUNT or value < RATIO * max(median, 1.0) or value < RATIO * max(max(others), 1.0):
+                if (
+                    value < MIN_COUNT
+                    or value < RATIO * max(median, 1.0)
+                    or value < RATIO * max(max(others), 1.0)
+                ):
                     continue
                 yield Finding(
                     kind=f"peer_deviation:{name}",
@@ -65,10 +69,12 @@ class PeerDeviationDetector(Detector):
                     role="cause",
                     severity="error",
                     weight=0.85,
-                    summary=f"{where(e.node, e.gpu, e.gpu_pci_bus_id)} reports {name} = {value:.4g} while the "
+                    summary=f"{where(e.node, e.gpu, e.gpu_pci_bus_id)} reports {name} = {value:.4g} "
+                    "while the "
                     f"other {len(others)} GPUs report a median of {median:.4g}"
                     + (": its HBM is degrading" if layer == "gpu_memory" else ""),
-                    action=f"drain {e.node}; check GPU {e.gpu}'s row remapping and retired pages, run dcgmi diag "
+                    action=f"drain {e.node}; check GPU {e.gpu}'s row remapping and retired pages, "
+                    "run dcgmi diag "
                     "-r 3 and replace the GPU if the errors continue",
                     node=e.node,
                     gpu=e.gpu,

@@ -31,8 +31,10 @@ class StragglerDetector(Detector):
                 role="symptom",
                 severity="warning",
                 weight=0.3,
-                summary=f"Iteration time{' on ' + node if node else ''} jumped from {first.attrs['before_s']:.4g} s to "
-                f"{steps} (x{last.attrs['after_s'] / first.attrs['before_s']:.1f}); the bundle holds no evidence of "
+                summary=f"Iteration time{' on ' + node if node else ''} jumped from "
+                f"{first.attrs['before_s']:.4g} s to "
+                f"{steps} (x{last.attrs['after_s'] / first.attrs['before_s']:.1f}); "
+                "the bundle holds no evidence of "
                 "the cause (GPU, network, another job on the same GPUs?): unsure",
                 action="compare per-rank step times to find the straggler rank, and look at GPU utilisation, "
                 "clocks and co-located processes on its node at the time of the jump",

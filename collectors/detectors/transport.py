@@ -75,8 +75,11 @@ def _finding(what: str, node: str | None, value: Any, evs: list[Evidence]) -> Fi
             severity=entry.get("severity", "error"),
             weight=0.3 if consequence else 0.8,
             summary=f"InfiniBand/RoCE work completion failed{on}{to} with status {value} ({name}: "
-            f"{entry.get('meaning', 'unknown status')}) Likely cause: {entry.get('likely_cause', 'unknown')}.",
-            action=entry.get("action", "check the IB/RoCE fabric between the nodes (link state, counters, cabling)"),
+            f"{entry.get('meaning', 'unknown status')}) "
+            f"Likely cause: {entry.get('likely_cause', 'unknown')}.",
+            action=entry.get(
+                "action", "check the IB/RoCE fabric between the nodes (link state, counters, cabling)"
+            ),
             **common,
         )
     if what == "ofi_call_failed":
@@ -88,8 +91,10 @@ def _finding(what: str, node: str | None, value: Any, evs: list[Evidence]) -> Fi
             severity="error",
             weight=0.75,
             summary=f"The NCCL OFI plugin{on} found no usable libfabric provider ({value}: {error}): the EFA "
-            "device is missing (container started without /dev/infiniband) or EFA is not enabled on the instance",
-            action="pass the EFA devices into the container (/dev/infiniband/uverbs*), check `fi_info -p efa` on "
+            "device is missing (container started without /dev/infiniband) "
+            "or EFA is not enabled on the instance",
+            action="pass the EFA devices into the container (/dev/infiniband/uverbs*), "
+            "check `fi_info -p efa` on "
             "the host and that the instance type and its network interface have EFA enabled",
             **common,
         )
@@ -101,8 +106,10 @@ def _finding(what: str, node: str | None, value: Any, evs: list[Evidence]) -> Fi
             role="cause",
             severity="error",
             weight=0.7,
-            summary=f"EFA/libfabric transfers failed{on} (fi_errno {value}{', provider error ' + prov if prov else ''}): "
-            "packets between the nodes are not delivered, which on AWS is most often a security group that does "
+            summary=f"EFA/libfabric transfers failed{on} (fi_errno {value}"
+            f"{', provider error ' + prov if prov else ''}): "
+            "packets between the nodes are not delivered, which on AWS is most often a security "
+            "group that does "
             "not allow all traffic within itself",
             action="allow all inbound and outbound traffic between the instances' security group and itself; "
             "check the EFA devices with fi_info -p efa and the fi_pingpong test between the nodes",
@@ -131,15 +138,23 @@ def _finding(what: str, node: str | None, value: Any, evs: list[Evidence]) -> Fi
             role="symptom",
             severity="error",
             weight=0.25,
-            summary=f"{len(ranks) or count} ranks{on} hit the NCCL watchdog ({op} SeqNum {value} did not finish "
+            summary=f"{len(ranks) or count} ranks{on} hit the NCCL watchdog "
+            f"({op} SeqNum {value} did not finish "
             f"within {timeout_s:.0f} s): some rank, GPU or link stopped progressing",
             action="find the rank that never reached this collective and the GPU or link under it",
             **common,
         )
     if what == "failed":
-        return Finding(kind="nccl_failed_or_timed_out", layer="framework", role="symptom", severity="error",
-                       weight=0.2, summary=f"PyTorch reported failed or timed-out NCCL operations{on}",
-                       action="look for the underlying transport or GPU error", **common)
+        return Finding(
+            kind="nccl_failed_or_timed_out",
+            layer="framework",
+            role="symptom",
+            severity="error",
+            weight=0.2,
+            summary=f"PyTorch reported failed or timed-out NCCL operations{on}",
+            action="look for the underlying transport or GPU error",
+            **common,
+        )
     if what == "warn":
         message = evs[0].attrs.get("message", "")
         for pattern, entry in knowledge.nccl_messages():
@@ -156,6 +171,14 @@ def _finding(what: str, node: str | None, value: Any, evs: list[Evidence]) -> Fi
                     action=entry.get("action", ""),
                     **common,
                 )
-        return Finding(kind="nccl_warn", layer="framework", role="symptom", severity="warning", weight=0.2,
-                       summary=f"NCCL warned{on}: {message[:200]}", action="", **common)
+        return Finding(
+            kind="nccl_warn",
+            layer="framework",
+            role="symptom",
+            severity="warning",
+            weight=0.2,
+            summary=f"NCCL warned{on}: {message[:200]}",
+            action="",
+            **common,
+        )
     return None

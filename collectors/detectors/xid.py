@@ -55,7 +55,7 @@ def xid_finding(number: int, evidence: list[Evidence], inferred: bool = False) -
     count = sum(int(e.attrs.get("repeats", 1)) for e in evidence)
     place = where(first.node, first.gpu, first.gpu_pci_bus_id)
     times = f" ({count} times)" if count > 1 else ""
-    how = f", inferred from Xid 45 lines naming it as the cause" if inferred else ""
+    how = ", inferred from Xid 45 lines naming it as the cause" if inferred else ""
     summary = f"Xid {number} ({entry.get('name', '')}) on {place}{times}{how}"
     if consequence:
         summary += "; NVIDIA lists it as a consequence of another fault"
@@ -94,7 +94,11 @@ class XidDetector(Detector):
                     inferred.setdefault((e.node, e.gpu_pci_bus_id, e.gpu, int(cause)), []).append(e)
             elif e.kind == "gpu_fallen_off_bus":
                 number = 79
-            elif e.kind == "metric" and e.attrs.get("name") == "DCGM_FI_DEV_XID_ERRORS" and e.attrs.get("value"):
+            elif (
+                e.kind == "metric"
+                and e.attrs.get("name") == "DCGM_FI_DEV_XID_ERRORS"
+                and e.attrs.get("value")
+            ):
                 number = int(e.attrs["value"])
             if number is not None:
                 groups.setdefault((e.node, e.gpu_pci_bus_id, e.gpu, number), []).append(e)

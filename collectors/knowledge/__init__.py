@@ -37,8 +37,16 @@ __all__ = [
 
 #: Words that mark a line as a CUDA error report; CUDA's messages ("unknown error", "out of memory") are
 #: too generic to be matched on any other line.
-CUDA_ERROR_KEYWORDS = ("CUDA error", "CUDA_ERROR_", "cudaError", "Cuda failure", "CUDA failure",
-                       "CUDA driver version", "CUDA-capable", "NVIDIA driver on your system")
+CUDA_ERROR_KEYWORDS = (
+    "CUDA error",
+    "CUDA_ERROR_",
+    "cudaError",
+    "Cuda failure",
+    "CUDA failure",
+    "CUDA driver version",
+    "CUDA-capable",
+    "NVIDIA driver on your system",
+)
 
 
 @cache

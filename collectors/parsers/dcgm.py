@@ -34,7 +34,9 @@ class DcgmParser(LineParser):
         level = m["level"].upper()
         return (
             self.ctx.evidence(
-                line, "dcgm_health", gpu=int(gpu.group(1)) if gpu else None,
+                line,
+                "dcgm_health",
+                gpu=int(gpu.group(1)) if gpu else None,
                 severity="error" if level in ("FAILURE", "ERROR") else "warning",
                 attrs={"system": m["system"].strip(), "level": level, "message": m["msg"]},
             ),

@@ -13,17 +13,25 @@ import re
 from collections.abc import Iterable
 
 from collectors.evidence import Evidence
-from collectors.parsers.base import Line, LineParser
+from collectors.parsers.base import FileContext, Line, LineParser
 from collectors.timestamps import split_timestamp
 
 #: Packages whose change can break the GPU stack.
-_GPU_STACK = re.compile(r"nvidia|cuda|libnccl|datacenter-gpu-manager|dcgm|linux-(?:image|headers|modules)|dkms")
-_APT_FIELD = re.compile(r"^(?P<field>Start-Date|End-Date|Commandline|Requested-By|Upgrade|Install|Remove|Purge|Downgrade|Reinstall): (?P<value>.*)$")
+_GPU_STACK = re.compile(
+    r"nvidia|cuda|libnccl|datacenter-gpu-manager|dcgm|linux-(?:image|headers|modules)|dkms"
+)
+_APT_FIELD = re.compile(
+    r"^(?P<field>Start-Date|End-Date|Commandline|Requested-By|Upgrade|Install|Remove|Purge|Downgrade"
+    r"|Reinstall): (?P<value>.*)$"
+)
 _APT_PACKAGE = re.compile(r"(?P<pkg>[^\s,()]+) \((?P<versions>[^)]*)\)")
 _DPKG = re.compile(r"^(?P<action>upgrade|install|remove|purge) (?P<pkg>\S+) (?P<old>\S+) (?P<new>\S+)$")
 _UNAME = re.compile(r"^Linux (?P<host>\S+) (?P<release>\d+\.\d+\.\d+\S*) #")
 _MODULE_FILE = re.compile(r"/lib/modules/(?P<release>[^/\s]+)/\S*?(?P<module>nvidia[\w-]*)\.ko(?:\.\w+)?\b")
-_DKMS = re.compile(r"^(?P<module>nvidia[\w-]*)[,/] ?(?P<version>[\d.]+),? (?P<release>\d+\.\d+\.\d+\S*?),? (?P<arch>\w+): (?P<state>\w+)")
+_DKMS = re.compile(
+    r"^(?P<module>nvidia[\w-]*)[,/] ?(?P<version>[\d.]+),? (?P<release>\d+\.\d+\.\d+\S*?),? "
+    r"(?P<arch>\w+): (?P<state>\w+)"
+)
 _LSMOD = re.compile(r"^(?P<module>nvidia(?:_\w+)?)\s+(?P<size>\d+)\s+(?P<used>\d+)")
 _VERSION = re.compile(
     r"^(?P<what>PyTorch version|CUDA used to build PyTorch|Nvidia driver version|CUDA runtime version"
@@ -35,10 +43,23 @@ class HostSoftwareParser(LineParser):
     """Package changes, running kernel, NVIDIA module presence and framework versions."""
 
     name = "host"
-    keywords = ("Start-Date:", "Commandline:", "Upgrade:", "Install:", "Remove:", "Purge:", "Downgrade:",
-                "upgrade ", "Linux ", "/lib/modules/", "nvidia", "version:", "Is CUDA available")
+    keywords = (
+        "Start-Date:",
+        "Commandline:",
+        "Upgrade:",
+        "Install:",
+        "Remove:",
+        "Purge:",
+        "Downgrade:",
+        "upgrade ",
+        "Linux ",
+        "/lib/modules/",
+        "nvidia",
+        "version:",
+        "Is CUDA available",
+    )
 
-    def __init__(self, ctx) -> None:  # type: ignore[no-untyped-def]
+    def __init__(self, ctx: FileContext) -> None:
         super().__init__(ctx)
         self._start: Line | None = None
         self._commandline = ""
@@ -53,10 +74,16 @@ class HostSoftwareParser(LineParser):
             return (self._change(line, m["action"], m["pkg"], m["old"], m["new"], ""),)
         m = _UNAME.match(body)
         if m:
-            return (self.ctx.evidence(line, "kernel_release", attrs={"release": m["release"], "running": True}),)
+            return (
+                self.ctx.evidence(line, "kernel_release", attrs={"release": m["release"], "running": True}),
+            )
         m = _MODULE_FILE.search(body)
         if m:
-            return (self.ctx.evidence(line, "module_file", attrs={"release": m["release"], "module": m["module"]}),)
+            return (
+                self.ctx.evidence(
+                    line, "module_file", attrs={"release": m["release"], "module": m["module"]}
+                ),
+            )
         m = _DKMS.match(body)
         if m:
             return (self.ctx.evidence(line, "dkms_module", attrs=m.groupdict()),)
@@ -65,7 +92,9 @@ class HostSoftwareParser(LineParser):
             return (self.ctx.evidence(line, "module_loaded", attrs={"module": m["module"]}),)
         m = _VERSION.match(body)
         if m:
-            return (self.ctx.evidence(line, "software_version", attrs={"what": m["what"], "value": m["value"]}),)
+            return (
+                self.ctx.evidence(line, "software_version", attrs={"what": m["what"], "value": m["value"]}),
+            )
         return ()
 
     def _apt(self, line: Line, field: str, value: str) -> Iterable[Evidence]:
@@ -84,15 +113,24 @@ class HostSoftwareParser(LineParser):
             if not _GPU_STACK.search(p["pkg"]):
                 continue
             versions = [v.strip() for v in p["versions"].split(",")]
-            old, new = (versions + [""])[:2] if len(versions) > 1 else ("", versions[0])
+            old, new = [*versions, ""][:2] if len(versions) > 1 else ("", versions[0])
             out.append(self._change(line, field.lower(), p["pkg"], old, new, self._commandline))
         return out
 
     def _change(self, line: Line, action: str, pkg: str, old: str, new: str, commandline: str) -> Evidence:
         e = self.ctx.evidence(
-            line, "package_change", severity="warning", layer="host_software",
-            attrs={"action": action, "package": pkg, "old": old, "new": new, "commandline": commandline,
-                   "unattended": "unattended-upgrade" in commandline},
+            line,
+            "package_change",
+            severity="warning",
+            layer="host_software",
+            attrs={
+                "action": action,
+                "package": pkg,
+                "old": old,
+                "new": new,
+                "commandline": commandline,
+                "unattended": "unattended-upgrade" in commandline,
+            },
         )
         if e.time is None and self._start is not None:
             stamp, _ = split_timestamp(self._start.pre.body.removeprefix("Start-Date:").strip())

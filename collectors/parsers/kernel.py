@@ -18,7 +18,7 @@ import re
 from collections.abc import Iterable, Iterator
 
 from collectors.evidence import Evidence, canonical_bus_id
-from collectors.parsers.base import Line, LineParser
+from collectors.parsers.base import FileContext, Line, LineParser
 
 _XID = re.compile(
     r"NVRM: Xid \((?:PCI:)?(?P<bus>[0-9a-fA-F:.]+)\): (?P<xid>\d+)"
@@ -27,7 +27,8 @@ _XID = re.compile(
 _CAUSED_BY = re.compile(r"caused by previous Xid (\d+)", re.IGNORECASE)
 _DRIVER_GPU = re.compile(r"\bGPU(\d+)\b")
 _FALLEN = re.compile(
-    r"NVRM: (?:The NVIDIA )?GPU (?:at )?(?:PCI:)?(?P<bus>[0-9a-fA-F]{4,8}:[0-9a-fA-F]{2}:[0-9a-fA-F]{2}(?:\.\d)?)"
+    r"NVRM: (?:The NVIDIA )?GPU (?:at )?(?:PCI:)?"
+    r"(?P<bus>[0-9a-fA-F]{4,8}:[0-9a-fA-F]{2}:[0-9a-fA-F]{2}(?:\.\d)?)"
     r".*fallen off the bus",
     re.IGNORECASE,
 )
@@ -44,7 +45,9 @@ _LOCKUP = re.compile(
     r"(?P<what>soft lockup|hard LOCKUP|rcu_sched self-detected stall|blocked for more than \d+ seconds)"
     r".*?(?:\[(?P<proc>[^\]:]+):\d+\])?"
 )
-_UNKNOWN_SYMBOL = re.compile(r"(?P<mod>nvidia[\w-]*): (?P<msg>Unknown symbol .*|disagrees about version of symbol .*)")
+_UNKNOWN_SYMBOL = re.compile(
+    r"(?P<mod>nvidia[\w-]*): (?P<msg>Unknown symbol .*|disagrees about version of symbol .*)"
+)
 _CONTINUATION_INDENT = (" ", "\t")
 
 
@@ -64,7 +67,7 @@ class KernelLogParser(LineParser):
         "disagrees about version",
     )
 
-    def __init__(self, ctx) -> None:  # type: ignore[no-untyped-def]
+    def __init__(self, ctx: FileContext) -> None:
         super().__init__(ctx)
         self._pending: list[Line] = []
         self._aer_device: tuple[str, str] | None = None
@@ -87,7 +90,10 @@ class KernelLogParser(LineParser):
         if m:
             out.append(
                 self.ctx.evidence(
-                    line, "kernel_lockup", severity="error", layer="host_software",
+                    line,
+                    "kernel_lockup",
+                    severity="error",
+                    layer="host_software",
                     attrs={"what": m["what"], "process": m["proc"]},
                 )
             )
@@ -95,7 +101,10 @@ class KernelLogParser(LineParser):
         if m:
             out.append(
                 self.ctx.evidence(
-                    line, "module_load_error", severity="error", layer="host_software",
+                    line,
+                    "module_load_error",
+                    severity="error",
+                    layer="host_software",
                     attrs={"module": m["mod"], "message": m["msg"]},
                 )
             )
@@ -119,7 +128,12 @@ class KernelLogParser(LineParser):
         if m:
             bus = canonical_bus_id(m["bus"])
             detail = (m["msg"] or "").strip().rstrip('."').strip()
-            attrs: dict[str, object] = {"xid": int(m["xid"]), "pid": m["pid"], "process": m["name"], "detail": detail}
+            attrs: dict[str, object] = {
+                "xid": int(m["xid"]),
+                "pid": m["pid"],
+                "process": m["name"],
+                "detail": detail,
+            }
             caused = _CAUSED_BY.search(detail)
             if caused:
                 attrs["caused_by_xid"] = int(caused.group(1))
@@ -132,15 +146,21 @@ class KernelLogParser(LineParser):
             return
         m = _FALLEN.search(message)
         if m:
-            e = ev(line, "gpu_fallen_off_bus", gpu_pci_bus_id=canonical_bus_id(m["bus"]), severity="critical",
-                   layer="gpu_hardware")
+            e = ev(
+                line,
+                "gpu_fallen_off_bus",
+                gpu_pci_bus_id=canonical_bus_id(m["bus"]),
+                severity="critical",
+                layer="gpu_hardware",
+            )
             e.text = _text(line, message)
             yield e
             return
         m = _GPU_AT.search(message)
         if m:
-            yield ev(line, "gpu_identity", gpu_pci_bus_id=canonical_bus_id(m["bus"]),
-                     attrs={"uuid": m["uuid"]})
+            yield ev(
+                line, "gpu_identity", gpu_pci_bus_id=canonical_bus_id(m["bus"]), attrs={"uuid": m["uuid"]}
+            )
             return
         m = _LOADING.search(message)
         if m:
@@ -148,18 +168,33 @@ class KernelLogParser(LineParser):
             return
         m = _API_MISMATCH.search(message)
         if m:
-            yield ev(line, "driver_api_mismatch", severity="error", layer="host_software",
-                     attrs={"client_version": m["client"], "kernel_version": m["kernel"]})
+            yield ev(
+                line,
+                "driver_api_mismatch",
+                severity="error",
+                layer="host_software",
+                attrs={"client_version": m["client"], "kernel_version": m["kernel"]},
+            )
             return
         m = _RM_INIT.search(message)
         if m:
-            yield ev(line, "rm_init_failed", severity="error", layer="gpu_hardware",
-                     gpu_pci_bus_id=canonical_bus_id(m["bus"]) if m["bus"] else None)
+            yield ev(
+                line,
+                "rm_init_failed",
+                severity="error",
+                layer="gpu_hardware",
+                gpu_pci_bus_id=canonical_bus_id(m["bus"]) if m["bus"] else None,
+            )
             return
         m = _PROBE_FAILED.search(message)
         if m:
-            yield ev(line, "driver_probe_failed", severity="error", layer="host_software",
-                     attrs={"devices": int(m.group(1))})
+            yield ev(
+                line,
+                "driver_probe_failed",
+                severity="error",
+                layer="host_software",
+                attrs={"devices": int(m.group(1))},
+            )
 
     def _aer(self, line: Line) -> Iterator[Evidence]:
         body = line.pre.body.removeprefix("kernel: ")
@@ -184,8 +219,12 @@ class KernelLogParser(LineParser):
             attrs["error_bit"] = bit["bit"]
         is_gpu = m["drv"] == "nvidia"
         yield self.ctx.evidence(
-            line, "pcie_aer", severity=severity, layer="gpu_hardware",
-            gpu_pci_bus_id=canonical_bus_id(m["bus"]) if is_gpu else None, attrs=attrs,
+            line,
+            "pcie_aer",
+            severity=severity,
+            layer="gpu_hardware",
+            gpu_pci_bus_id=canonical_bus_id(m["bus"]) if is_gpu else None,
+            attrs=attrs,
         )
 
 

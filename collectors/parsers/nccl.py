@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
+from typing import Any
 
 from collectors.evidence import Evidence, canonical_bus_id
 from collectors.parsers.base import Line, LineParser
@@ -25,9 +26,7 @@ _IB_COMPLETION = re.compile(
 )
 _OFI_COMPLETION = re.compile(r"NET/OFI .*?completed with error\. RC: (?P<rc>-?\d+)\. Error: (?P<error>[^.]*)")
 _OFI_CALL = re.compile(r"NET/OFI .*?(?P<call>fi_\w+)\(\)? call failed: (?P<error>.*)")
-_BUS = re.compile(
-    r"cudaDev (?P<cuda>\d+)(?: nvmlDev (?P<nvml>\d+))? busId (?P<bus>[0-9a-fA-F:.]+)"
-)
+_BUS = re.compile(r"cudaDev (?P<cuda>\d+)(?: nvmlDev (?P<nvml>\d+))? busId (?P<bus>[0-9a-fA-F:.]+)")
 _RANK = re.compile(r"\brank (?P<rank>\d+) nRanks (?P<nranks>\d+)", re.IGNORECASE)
 
 
@@ -41,44 +40,73 @@ class NcclParser(LineParser):
         body = line.pre.body
         head = _HEADER.search(body)
         host = head["host"] if head else None
-        fields: dict = {"node": self.ctx.node or host or line.pre.host}
+        fields: dict[str, Any] = {"node": self.ctx.node or host or line.pre.host}
         out: list[Evidence] = []
         m = _BUS.search(body)
         if m:
             index = int(m["nvml"] if m["nvml"] is not None else m["cuda"])
-            attrs = {"source_field": "nvmlDev" if m["nvml"] is not None else "cudaDev"}
+            attrs: dict[str, Any] = {"source_field": "nvmlDev" if m["nvml"] is not None else "cudaDev"}
             r = _RANK.search(body)
             if r:
                 attrs["rank"] = int(r["rank"])
             out.append(
-                self.ctx.evidence(line, "gpu_identity", gpu=index, gpu_pci_bus_id=canonical_bus_id(m["bus"]),
-                                  attrs=attrs, **fields)
+                self.ctx.evidence(
+                    line,
+                    "gpu_identity",
+                    gpu=index,
+                    gpu_pci_bus_id=canonical_bus_id(m["bus"]),
+                    attrs=attrs,
+                    **fields,
+                )
             )
         m = _IB_COMPLETION.search(body)
         if m:
             out.append(
                 self.ctx.evidence(
-                    line, "ib_completion_error", severity="error", layer="network",
-                    attrs={"status": int(m["code"]), "peer": m["peer"], "opcode": m["opcode"],
-                           "vendor_err": m["vendor"]},
+                    line,
+                    "ib_completion_error",
+                    severity="error",
+                    layer="network",
+                    attrs={
+                        "status": int(m["code"]),
+                        "peer": m["peer"],
+                        "opcode": m["opcode"],
+                        "vendor_err": m["vendor"],
+                    },
                     **fields,
                 )
             )
             return out
         m = _OFI_COMPLETION.search(body)
         if m:
-            out.append(self.ctx.evidence(line, "ofi_completion_error", severity="error", layer="network",
-                                         attrs={"rc": int(m["rc"]), "error": m["error"]}, **fields))
+            out.append(
+                self.ctx.evidence(
+                    line,
+                    "ofi_completion_error",
+                    severity="error",
+                    layer="network",
+                    attrs={"rc": int(m["rc"]), "error": m["error"]},
+                    **fields,
+                )
+            )
             return out
         m = _OFI_CALL.search(body)
         if m:
-            out.append(self.ctx.evidence(line, "ofi_call_failed", severity="error", layer="network",
-                                         attrs={"call": m["call"], "error": m["error"].strip()}, **fields))
+            out.append(
+                self.ctx.evidence(
+                    line,
+                    "ofi_call_failed",
+                    severity="error",
+                    layer="network",
+                    attrs={"call": m["call"], "error": m["error"].strip()},
+                    **fields,
+                )
+            )
             return out
         level_msg = head or _BARE.search(body)
         if level_msg and level_msg["level"] in ("WARN", "ERROR", "ABORT"):
-            attrs = {"message": level_msg["msg"].strip()}
+            warn: dict[str, Any] = {"message": level_msg["msg"].strip()}
             if head:
-                attrs["device"] = int(head["dev"])
-            out.append(self.ctx.evidence(line, "nccl_warn", severity="warning", attrs=attrs, **fields))
+                warn["device"] = int(head["dev"])
+            out.append(self.ctx.evidence(line, "nccl_warn", severity="warning", attrs=warn, **fields))
         return out

@@ -9,8 +9,10 @@ from __future__ import annotations
 import re
 from collections import deque
 from collections.abc import Iterable, Iterator
+from typing import TextIO, cast
 
 from prometheus_client.parser import text_fd_to_metric_families
+from prometheus_client.samples import Sample
 
 from collectors.evidence import Evidence, canonical_bus_id
 from collectors.parsers.base import DocumentParser, Line
@@ -35,10 +37,11 @@ class PrometheusParser(DocumentParser):
         return good >= max(1, int(len(lines) * 0.8))
 
     def parse(self, lines: Iterable[Line]) -> Iterator[Evidence]:
+        # The reference parser only iterates over its argument, so a generator of lines keeps it streaming.
         numbers: deque[tuple[int, str]] = deque()
         seen_identity: set[tuple[int, str]] = set()
         try:
-            for family in text_fd_to_metric_families(_valid_lines(lines, numbers)):
+            for family in text_fd_to_metric_families(cast(TextIO, _valid_lines(lines, numbers))):
                 for sample in family.samples:
                     number, text = numbers.popleft() if numbers else (0, "")
                     if family.name.startswith(_KEPT):
@@ -47,7 +50,9 @@ class PrometheusParser(DocumentParser):
             # A line the reference parser rejects ends the file's reading; what came before is kept.
             return
 
-    def _sample(self, sample, number: int, text: str, seen: set[tuple[int, str]]) -> Iterator[Evidence]:  # type: ignore[no-untyped-def]
+    def _sample(
+        self, sample: Sample, number: int, text: str, seen: set[tuple[int, str]]
+    ) -> Iterator[Evidence]:
         labels = dict(sample.labels)
         gpu = labels.get("gpu")
         bus = labels.get("pci_bus_id") or labels.get("PCI_BUS_ID")
@@ -57,11 +62,26 @@ class PrometheusParser(DocumentParser):
         bus_id = canonical_bus_id(bus) if bus else None
         if gpu_index is not None and bus_id and (gpu_index, bus_id) not in seen:
             seen.add((gpu_index, bus_id))
-            yield self.ctx.evidence(line, "gpu_identity", node=node, gpu=gpu_index, gpu_pci_bus_id=bus_id,
-                                    attrs={"uuid": labels.get("UUID")})
+            yield self.ctx.evidence(
+                line,
+                "gpu_identity",
+                node=node,
+                gpu=gpu_index,
+                gpu_pci_bus_id=bus_id,
+                attrs={"uuid": labels.get("UUID")},
+            )
         yield self.ctx.evidence(
-            line, "metric", node=node, gpu=gpu_index, gpu_pci_bus_id=bus_id,
-            attrs={"name": sample.name, "value": sample.value, "labels": labels},
+            line,
+            "metric",
+            node=node,
+            gpu=gpu_index,
+            gpu_pci_bus_id=bus_id,
+            # The name as exposed: the client library renames counter samples (adds "_total").
+            attrs={
+                "name": text.split("{", 1)[0].split()[0] if text else sample.name,
+                "value": sample.value,
+                "labels": labels,
+            },
         )
 
 

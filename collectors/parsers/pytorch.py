@@ -64,7 +64,11 @@ class PyTorchParser(LineParser):
         m = _EXCEPTION.match(body.strip())
         if m:
             out.append(
-                self.ctx.evidence(line, "exception", severity="error",
-                                  attrs={"type": m["type"], "message": (m["msg"] or "").strip()})
+                self.ctx.evidence(
+                    line,
+                    "exception",
+                    severity="error",
+                    attrs={"type": m["type"], "message": (m["msg"] or "").strip()},
+                )
             )
         return out

@@ -23,7 +23,9 @@ class SignatureParser(LineParser):
     """Lines matching any reviewed log signature."""
 
     name = "signatures"
-    keywords = tuple(sorted({k for s in knowledge.signatures() for k in s.keywords} | set(knowledge.CUDA_ERROR_KEYWORDS)))
+    keywords = tuple(
+        sorted({k for s in knowledge.signatures() for k in s.keywords} | set(knowledge.CUDA_ERROR_KEYWORDS))
+    )
 
     def feed(self, line: Line) -> Iterable[Evidence]:
         body = line.pre.body
@@ -39,7 +41,10 @@ class SignatureParser(LineParser):
             bus = groups.get("bus")
             out.append(
                 self.ctx.evidence(
-                    line, "signature", severity=sig.severity, layer=sig.layer,
+                    line,
+                    "signature",
+                    severity=sig.severity,
+                    layer=sig.layer,
                     gpu=int(gpu) if gpu and gpu.isdigit() else None,
                     gpu_pci_bus_id=canonical_bus_id(bus) if bus else None,
                     attrs={"signature": sig.id, "groups": groups},
@@ -56,7 +61,11 @@ class SignatureParser(LineParser):
             if any(n and n in body for n in names) or any(m in body for m in entry.get("messages", [])):
                 gpu = _GPU.search(body)
                 yield self.ctx.evidence(
-                    line, "cuda_error", severity="error", layer=entry.get("layer"),
-                    gpu=int(gpu.group(1)) if gpu else None, attrs={"name": entry["name"]},
+                    line,
+                    "cuda_error",
+                    severity="error",
+                    layer=entry.get("layer"),
+                    gpu=int(gpu.group(1)) if gpu else None,
+                    attrs={"name": entry["name"]},
                 )
                 return

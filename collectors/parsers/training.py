@@ -13,7 +13,7 @@ import statistics
 from collections.abc import Iterable
 
 from collectors.evidence import Evidence
-from collectors.parsers.base import Line, LineParser
+from collectors.parsers.base import FileContext, Line, LineParser
 
 _ITER = re.compile(
     r"(?:[Ii]teration took (?P<s1>[\d.]+) ?s\b"
@@ -31,10 +31,16 @@ class IterationTimeParser(LineParser):
     """Iteration times, reduced to the baseline and its jumps."""
 
     name = "training"
-    keywords = ("teration took", "elapsed time per iteration", "step time", "step_time", "iter time",
-                "iteration time")
+    keywords = (
+        "teration took",
+        "elapsed time per iteration",
+        "step time",
+        "step_time",
+        "iter time",
+        "iteration time",
+    )
 
-    def __init__(self, ctx) -> None:  # type: ignore[no-untyped-def]
+    def __init__(self, ctx: FileContext) -> None:
         super().__init__(ctx)
         self._first: list[float] = []
         self._level: float | None = None
@@ -60,7 +66,11 @@ class IterationTimeParser(LineParser):
             self._level = seconds
             self._jumps += 1
             return (
-                self.ctx.evidence(line, "iteration_time_jump", severity="warning",
-                                  attrs={"before_s": before, "after_s": seconds, "ratio": seconds / before}),
+                self.ctx.evidence(
+                    line,
+                    "iteration_time_jump",
+                    severity="warning",
+                    attrs={"before_s": before, "after_s": seconds, "ratio": seconds / before},
+                ),
             )
         return ()
