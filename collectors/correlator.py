@@ -5,7 +5,8 @@ Rules, in order:
 1. **Same-GPU chains.** On one GPU, a fault the Xid catalogue attributes to the application (Xid 13, 31,
    43 ...) explains a later driver- or system-origin Xid (Xid 109 context-switch timeout after an Xid 13):
    the later one becomes a symptom. A hardware or firmware fault on that GPU stays a cause and, carrying
-   more weight, outranks the application fault.
+   more weight, outranks the application fault, but the order of events leaves open which one started
+   it, so its confidence is capped and its summary says so.
 2. **Symptoms need causes.** Watchdog timeouts, NCCL result codes, Xid 45/154, a driver nvidia-smi cannot
    reach: each is attached to the strongest cause whose scope covers it (the same GPU, node, or the
    whole job) and listed under ``symptoms``.
@@ -30,6 +31,8 @@ _EXPLAINABLE_ORIGINS = ("driver", "system", "consequence")
 _MAX_CONFIDENCE = 0.97
 #: Confidence of an answer that is only a symptom.
 _SYMPTOM_CONFIDENCE = 0.3
+#: Confidence of a hardware fault that an application fault on the same GPU preceded (rule 1).
+_AMBIGUOUS_CONFIDENCE = 0.4
 
 
 @dataclass(slots=True)
@@ -68,7 +71,7 @@ def correlate(findings: list[Finding]) -> Correlation:
     """
     causes = [f for f in findings if f.role == "cause"]
     symptoms = [f for f in findings if f.role == "symptom"]
-    causes, demoted = _same_gpu_chains(causes)
+    causes, demoted, ambiguous = _same_gpu_chains(causes)
     symptoms = demoted + symptoms
     causes = _merge_gpus(causes)
     if not causes and not symptoms:
@@ -98,25 +101,44 @@ def correlate(findings: list[Finding]) -> Correlation:
     ]
     for i, r in enumerate(ranked):
         r.confidence = _confidence(r, ranked[i + 1] if i + 1 < len(ranked) else None)
+        first_app = ambiguous.get(id(r.finding))
+        if first_app is not None:
+            r.confidence = min(r.confidence, _AMBIGUOUS_CONFIDENCE)
+            r.finding.summary += (
+                f"; an application fault ({first_app.kind.replace(':', ' ')}) came first on the same GPU, so "
+                "whether the application, the driver or the hardware started it is not established (unsure)"
+            )
     return Correlation(incident=True, causes=ranked, symptoms=attached)
 
 
-def _same_gpu_chains(causes: list[Finding]) -> tuple[list[Finding], list[Finding]]:
+def _same_gpu_chains(
+    causes: list[Finding],
+) -> tuple[list[Finding], list[Finding], dict[int, Finding]]:
+    """Apply rule 1.
+
+    Returns:
+        The remaining causes, the demoted ones, and (by ``id``) hardware causes an app fault preceded.
+    """
     by_gpu: dict[tuple[object, object], list[Finding]] = {}
     for c in causes:
         if c.kind.startswith("xid:") and gpu_key(c)[1] is not None:
             by_gpu.setdefault(gpu_key(c), []).append(c)
     demoted: list[Finding] = []
+    ambiguous: dict[int, Finding] = {}
     for group in by_gpu.values():
-        apps = [c for c in group if c.origin == "application"]
+        apps = sorted((c for c in group if c.origin == "application"), key=_first_time_key)
         if not apps:
             continue
-        first_app = min(_first_time_key(a) for a in apps)
+        first_app = _first_time_key(apps[0])
         for c in group:
-            if c.origin in _EXPLAINABLE_ORIGINS and _first_time_key(c) >= first_app:
+            if c.origin == "application" or _first_time_key(c) < first_app:
+                continue
+            if c.origin in _EXPLAINABLE_ORIGINS:
                 c.role = "symptom"
                 demoted.append(c)
-    return [c for c in causes if c.role == "cause"], demoted
+            else:
+                ambiguous[id(c)] = apps[0]
+    return [c for c in causes if c.role == "cause"], demoted, ambiguous
 
 
 def _merge_gpus(causes: list[Finding]) -> list[Finding]:

@@ -5,9 +5,6 @@ application, system, consequence), the severity and whether NVIDIA treats the Xi
 another (Xid 45 channel teardown, Xid 154 recovery-action change). A fallen-off-the-bus message is Xid 79
 in all but name. An Xid 45 that names its cause (``caused by previous Xid 145``) also yields a finding
 for that cause, since the kernel log may have rotated the original line away.
-
-Firmware Xids (GSP 119/120, PMU 62) are placed in ``gpu_hardware``: the firmware runs on the GPU and
-the remedy is to reset that GPU, whatever the catalogue's layer for the investigation step.
 """
 
 from __future__ import annotations
@@ -47,7 +44,7 @@ def xid_finding(number: int, evidence: list[Evidence], inferred: bool = False) -
     first = evidence[0]
     origin = entry.get("origin", "driver")
     consequence = bool(entry.get("consequence_of_other")) or origin == "consequence"
-    layer = "gpu_hardware" if origin == "firmware" else entry.get("layer", "gpu_hardware")
+    layer = entry.get("layer", "gpu_hardware")
     severity = entry.get("severity", "error")
     weight = _ORIGIN_WEIGHT.get(origin, 0.5) * _SEVERITY_SCALE.get(severity, 0.9)
     if inferred:

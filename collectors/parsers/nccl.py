@@ -21,7 +21,8 @@ _HEADER = re.compile(
 )
 _BARE = re.compile(r"NCCL (?P<level>WARN|ERROR) (?P<msg>.*)")
 _IB_COMPLETION = re.compile(
-    r"NET/IB ?: Got completion (?:from peer (?P<peer>\S+?) )?with (?:error |status=)(?P<code>\d+)"
+    r"NET/IB ?: Got completion (?:from peer (?P<peer>\S+?) )?"
+    r"with (?:error |status=(?:IBV_WC_\w+\()?)(?P<code>\d+)"
     r"(?:,? opcode[ =](?P<opcode>\d+))?(?:.*?vendor err (?P<vendor>\d+))?"
 )
 _OFI_COMPLETION = re.compile(r"NET/OFI .*?completed with error\. RC: (?P<rc>-?\d+)\. Error: (?P<error>[^.]*)")
