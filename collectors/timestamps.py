@@ -35,7 +35,8 @@ _DMESG_T = re.compile(
     r"\[(?:Mon|Tue|Wed|Thu|Fri|Sat|Sun) ([A-Z][a-z]{2}) +(\d{1,2}) (\d\d):(\d\d):(\d\d) (\d{4})\]\s?"
 )
 _ISO = re.compile(
-    r"\[?(\d{4})-(\d\d)-(\d\d)[T ](\d\d):(\d\d):(\d\d)(?:[.,](\d{1,9}))?\s?(Z|[+-]\d\d:?\d\d|UTC)?\]?:?\s?"
+    r"\[?(\d{4})-(\d\d)-(\d\d)(?:T| {1,2})(\d\d):(\d\d):(\d\d)(?:[.,](\d{1,9}))?"
+    r"\s?(Z|[+-]\d\d:?\d\d|UTC)?\]?:?\s?"
 )
 _SYSLOG = re.compile(r"([A-Z][a-z]{2}) +(\d{1,2}) (\d\d):(\d\d):(\d\d)(?:\.(\d{1,9}))? ")
 _GLOG = re.compile(r"\[?[IWEF](\d\d)(\d\d) (\d\d):(\d\d):(\d\d)\.(\d{1,9})\s+\d+\s+[^\]\s]+\]\s?")

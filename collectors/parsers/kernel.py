@@ -59,6 +59,8 @@ class KernelLogParser(LineParser):
         "NVRM",
         "AER",
         "PCIe Bus Error",
+        "pcieport",  # AER's error-bit lines ("[14] CmpltTO") carry no "AER"
+        "error status/mask",
         "soft lockup",
         "hard LOCKUP",
         "self-detected stall",
@@ -84,7 +86,7 @@ class KernelLogParser(LineParser):
             self._pending = [line]
             return out
         out.extend(self._flush())
-        if "AER" in body or "PCIe Bus Error" in body or _AER_BIT.match(body):
+        if "AER" in body or "PCIe Bus Error" in body or "pcieport" in body:
             out.extend(self._aer(line))
         m = _LOCKUP.search(body)
         if m:

@@ -74,13 +74,25 @@ def test_cli_json_matches_the_contract() -> None:
     bundle = ROOT / "examples" / "incidents" / "50-multinode-xid119-gsp-timeout-collective-hang"
     proc = subprocess.run(
         [sys.executable, "-m", "console.cli", "investigate", "--format", "json", str(bundle)],
-        capture_output=True, text=True, cwd=ROOT, check=False,
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        check=False,
     )
     assert proc.returncode == 0, proc.stderr
     out = json.loads(proc.stdout)
     assert set(out) >= {"incident", "root_causes", "timeline", "symptoms", "unparsed"}
     top = out["root_causes"][0]
-    assert set(top) >= {"layer", "node", "gpu", "gpu_pci_bus_id", "confidence", "summary", "action", "evidence"}
+    assert set(top) >= {
+        "layer",
+        "node",
+        "gpu",
+        "gpu_pci_bus_id",
+        "confidence",
+        "summary",
+        "action",
+        "evidence",
+    }
     assert (top["layer"], top["node"], top["gpu_pci_bus_id"]) == ("gpu_hardware", "node-02", "0000:5d:00.0")
     assert top["evidence"][0]["source"] == "node-02/dmesg.log:2"
     # Every rank's watchdog timeout is a symptom explained by the Xid, not a cause of its own.
@@ -93,7 +105,11 @@ def test_cli_text_puts_the_answer_first() -> None:
     bundle = ROOT / "examples" / "incidents" / "25-nvlink-two-links-inactive-nvlink-status"
     proc = subprocess.run(
         [sys.executable, "-m", "console.cli", "investigate", str(bundle)],
-        capture_output=True, text=True, cwd=ROOT, check=False, env={"COLUMNS": "200", "PATH": ""},
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        check=False,
+        env={"COLUMNS": "200", "PATH": ""},
     )
     assert proc.returncode == 0, proc.stderr
     first = proc.stdout.splitlines()[0]
