@@ -78,6 +78,8 @@ def correlate(findings: list[Finding]) -> Correlation:
         return Correlation(incident=False, causes=[], symptoms=[])
     if not causes:
         best = max(symptoms, key=lambda f: (f.weight, f.layer is not None))
+        if "unsure" not in best.summary:
+            best.summary += "; the bundle holds no evidence of what caused it (unsure)"
         ranked = [
             RankedCause(finding=best, score=best.weight, confidence=min(_SYMPTOM_CONFIDENCE, best.weight))
         ]
