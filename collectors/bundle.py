@@ -1,0 +1,201 @@
+"""Reading a bundle: one sub-folder per node, cluster-wide files at the top, any file names.
+
+Files are read as byte streams in fixed-size chunks, so a 2 GB log costs a few MB of memory; a line
+longer than :data:`MAX_LINE_BYTES` is cut there and counted as truncated. Text is decoded as UTF-8 with
+replacement characters, so non-UTF-8 bytes never stop a read. A file whose first block holds NUL bytes
+is binary and is skipped (counted as unparsed).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+#: Longest line kept, in bytes; longer lines are cut here (a 1 MB line is a dump, not a log message).
+MAX_LINE_BYTES = 1 << 20
+#: Bytes read at a time.
+CHUNK_BYTES = 4 << 20
+#: Bytes looked at to recognise a file's format and whether it is binary.
+HEAD_BYTES = 64 << 10
+#: The case set's answer key sits beside the node folders; the engine must never read it.
+ANSWER_KEY = "case.json"
+
+
+class BundleError(Exception):
+    """The bundle path cannot be investigated (missing, not a folder, unreadable)."""
+
+
+@dataclass(frozen=True, slots=True)
+class BundleFile:
+    """One file of a bundle.
+
+    Attributes:
+        path: Absolute path.
+        rel: Path relative to the bundle root with ``/`` separators, used in evidence sources.
+        node: The node sub-folder it sits in, or ``None`` for a cluster-wide file at the top.
+        size: Size in bytes.
+    """
+
+    path: Path
+    rel: str
+    node: str | None
+    size: int
+
+
+@dataclass(slots=True)
+class ReadStats:
+    """What a read of one file saw.
+
+    Attributes:
+        lines: Lines read.
+        truncated: Lines cut at :data:`MAX_LINE_BYTES`.
+        bytes: Bytes read.
+    """
+
+    lines: int = 0
+    truncated: int = 0
+    bytes: int = 0
+
+
+def iter_files(root: Path) -> Iterator[BundleFile]:
+    """List a bundle's files, node folders first, in a stable order.
+
+    Args:
+        root: The bundle folder.
+
+    Yields:
+        Every regular file except hidden ones and the top-level answer key.
+
+    Raises:
+        BundleError: ``root`` does not exist or is not a folder.
+    """
+    if not root.exists():
+        raise BundleError(f"bundle not found: {root}")
+    if not root.is_dir():
+        raise BundleError(f"bundle is not a folder: {root}")
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        here = Path(dirpath)
+        rel_dir = here.relative_to(root)
+        node = rel_dir.parts[0] if rel_dir.parts else None
+        for name in sorted(filenames):
+            if name.startswith(".") or (node is None and name == ANSWER_KEY):
+                continue
+            path = here / name
+            if not path.is_file():
+                continue
+            rel = (rel_dir / name).as_posix()
+            yield BundleFile(path=path, rel=rel, node=node, size=path.stat().st_size)
+
+
+def read_head(path: Path) -> bytes:
+    """Return the first :data:`HEAD_BYTES` of a file."""
+    with path.open("rb") as fh:
+        return fh.read(HEAD_BYTES)
+
+
+def is_binary(head: bytes) -> bool:
+    """Whether a file's first block looks binary (holds NUL bytes, as text never does)."""
+    return b"\x00" in head
+
+
+def decode(raw: bytes) -> str:
+    """Decode one line as UTF-8, replacing what is not, and drop the line end."""
+    return raw.rstrip(b"\r\n").decode("utf-8", errors="replace")
+
+
+def scan_lines(
+    path: Path, stats: ReadStats, prefilter: re.Pattern[bytes] | None = None
+) -> Iterator[tuple[int, bytes]]:
+    """Stream a file's lines, optionally only those the prefilter finds a match in.
+
+    With a prefilter the regex runs over whole chunks in C and only matching lines are cut out, which is
+    what makes a multi-GB log cheap to read.
+
+    Args:
+        path: File to read.
+        stats: Updated in place with lines, truncated lines and bytes read.
+        prefilter: A bytes regex; ``None`` yields every line.
+
+    Yields:
+        ``(line_number, raw_line)``: 1-based line number and the line's bytes without its newline.
+    """
+    lineno = 0  # lines fully counted before buf[0]
+    skipping = False  # inside the tail of an over-long line
+    buf = b""
+    with path.open("rb") as fh:
+        while True:
+            chunk = fh.read(CHUNK_BYTES)
+            stats.bytes += len(chunk)
+            eof = not chunk
+            buf += chunk
+            if skipping:
+                nl = buf.find(b"\n")
+                if nl < 0:
+                    buf = b""
+                    if eof:
+                        lineno += 1
+                        break
+                    continue
+                buf = buf[nl + 1 :]
+                lineno += 1
+                skipping = False
+            end = len(buf) if eof else buf.rfind(b"\n") + 1
+            if end == 0 and len(buf) > MAX_LINE_BYTES:
+                # One line longer than the limit: keep its head, count it, skip to its end.
+                line = buf[:MAX_LINE_BYTES]
+                stats.truncated += 1
+                if prefilter is None or prefilter.search(line):
+                    yield lineno + 1, line
+                buf = b""
+                skipping = True
+                continue
+            if end:
+                yield from _lines_in(buf, end, lineno, prefilter, stats)
+                lineno += buf.count(b"\n", 0, end)
+                if eof and end and not buf.endswith(b"\n"):
+                    lineno += 1
+                buf = buf[end:]
+            if eof:
+                break
+    stats.lines = lineno
+
+
+def _lines_in(
+    buf: bytes, end: int, lineno: int, prefilter: re.Pattern[bytes] | None, stats: ReadStats
+) -> Iterator[tuple[int, bytes]]:
+    if prefilter is None:
+        start = 0
+        n = lineno
+        while start < end:
+            nl = buf.find(b"\n", start, end)
+            stop = end if nl < 0 else nl
+            n += 1
+            line = buf[start:stop]
+            if len(line) > MAX_LINE_BYTES:
+                stats.truncated += 1
+                line = line[:MAX_LINE_BYTES]
+            yield n, line
+            start = stop + 1
+        return
+    pos = 0
+    counted_to = 0
+    n = lineno
+    while pos < end:
+        m = prefilter.search(buf, pos, end)
+        if m is None:
+            return
+        start = buf.rfind(b"\n", 0, m.start()) + 1
+        nl = buf.find(b"\n", m.end(), end)
+        stop = end if nl < 0 else nl
+        n += buf.count(b"\n", counted_to, start) + 1
+        counted_to = stop + 1
+        line = buf[start:stop]
+        if len(line) > MAX_LINE_BYTES:
+            stats.truncated += 1
+            line = line[:MAX_LINE_BYTES]
+        yield n, line
+        pos = stop + 1

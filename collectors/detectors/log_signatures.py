@@ -1,0 +1,105 @@
+"""Findings from reviewed log signatures (``collectors/knowledge/signatures.yaml``) and bare exceptions.
+
+Each signature match becomes a finding with the signature's layer, role, weight, summary and action.
+A Python exception that no other parser or signature explained on its line becomes a weak ``job``
+cause: an unhandled error in the user's code is the best reading when nothing else is known.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from collectors import knowledge
+from collectors.detectors.base import Detector, Template
+from collectors.evidence import Evidence, Finding
+
+#: Exceptions that only report a failure elsewhere (collectives, the launcher); never a cause by themselves.
+_RELAY_EXCEPTIONS = ("DistBackendError", "ChildFailedError", "DistStoreError", "DistNetworkError")
+
+
+class LogSignatureDetector(Detector):
+    """Signature matches and unexplained exceptions."""
+
+    name = "log_signatures"
+
+    def detect(self, evidence: Sequence[Evidence]) -> Iterable[Finding]:
+        by_id = {s.id: s for s in knowledge.signatures()}
+        groups: dict[tuple[Any, ...], list[Evidence]] = {}
+        explained_lines: set[str] = set()
+        for e in evidence:
+            if e.kind == "exception":
+                continue
+            explained_lines.add(e.source)
+            if e.kind == "signature" and e.attrs["signature"] in by_id:
+                groups.setdefault((e.attrs["signature"], e.node, e.gpu, e.gpu_pci_bus_id), []).append(e)
+        for (sig_id, node, gpu, bus), evs in groups.items():
+            sig = by_id[sig_id]
+            fields = Template(
+                node=node or "an unknown node", gpu=gpu if gpu is not None else "?", bus=bus or "?"
+            )
+            for e in evs:
+                fields.update({k: v for k, v in e.attrs.get("groups", {}).items() if k not in fields or v})
+            yield Finding(
+                kind=f"signature:{sig_id}",
+                layer=sig.layer,
+                role="symptom" if sig.role == "symptom" else "cause",
+                severity=sig.severity,
+                weight=sig.weight,
+                summary=sig.summary.format_map(fields),
+                action=sig.action.format_map(fields),
+                node=node,
+                gpu=gpu,
+                gpu_pci_bus_id=bus,
+                evidence=evs,
+                explains="node",
+                count=sum(int(e.attrs.get("repeats", 1)) for e in evs),
+            )
+        yield from _cuda_findings(evidence)
+        for e in evidence:
+            if e.kind != "exception" or e.source in explained_lines:
+                continue
+            if e.attrs["type"] in _RELAY_EXCEPTIONS:
+                continue
+            yield Finding(
+                kind=f"exception:{e.attrs['type']}",
+                layer="job",
+                role="cause",
+                severity="error",
+                weight=0.3,
+                summary=(
+                    f"The job on {e.node or 'an unknown node'} raised {e.attrs['type']}: "
+                    f"{e.attrs['message'][:200]}"
+                ),
+                action="read the traceback around this line; fix the code or configuration it points at",
+                node=e.node,
+                gpu=e.gpu,
+                evidence=[e],
+                explains="node",
+            )
+
+
+def _cuda_findings(evidence: Sequence[Evidence]) -> Iterable[Finding]:
+    entries = {e["name"]: e for e in knowledge.cuda_errors()}
+    groups: dict[tuple[Any, ...], list[Evidence]] = {}
+    for e in evidence:
+        if e.kind == "cuda_error" and e.attrs["name"] in entries:
+            groups.setdefault((e.attrs["name"], e.node, e.gpu), []).append(e)
+    for (name, node, gpu), evs in groups.items():
+        entry = entries[name]
+        cause = entry.get("role") == "cause"
+        place = f"GPU {gpu} on {node}" if gpu is not None else (node or "an unknown node")
+        yield Finding(
+            kind=f"cuda_error:{name}",
+            layer=entry.get("layer"),
+            role="cause" if cause else "symptom",
+            severity="error",
+            weight=0.7 if cause else 0.3,
+            summary=f"CUDA reported {name} on {place}: {entry.get('meaning', '')}".strip(),
+            action=entry.get("action", ""),
+            node=node,
+            gpu=gpu,
+            evidence=evs,
+            explains="node",
+            count=sum(int(e.attrs.get("repeats", 1)) for e in evs),
+        )

@@ -1,0 +1,184 @@
+"""Collective-communication failures: InfiniBand/RoCE completions, EFA/libfabric, NCCL and c10d.
+
+* ``NET/IB : Got completion ... with error N``: N is an ``ibv_wc_status`` (knowledge
+  ``ib_wc_status.yaml``, from libibverbs ``verbs.h``); its entry gives meaning, layer and action, and
+  whether it only reports an earlier failure (``IBV_WC_WR_FLUSH_ERR``).
+* NET/OFI completion errors and libfabric ``err: N`` are ``fi_errno`` values; ``fi_getinfo()`` failing
+  means no usable provider (EFA device absent from the container, EFA not enabled).
+* NCCL result codes and the c10d watchdog timeout are symptoms: they say a collective failed or hung,
+  not why.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from collectors import knowledge
+from collectors.detectors.base import Detector
+from collectors.evidence import Evidence, Finding
+
+_RESULT_LAYER = {
+    "ncclRemoteError": "network",
+    "ncclSystemError": "network",
+    "ncclUnhandledCudaError": "framework",
+    "ncclInternalError": "framework",
+    "ncclInvalidArgument": "job",
+    "ncclInvalidUsage": "job",
+    "ncclInProgress": "framework",
+}
+
+
+class TransportDetector(Detector):
+    """IB/EFA transport errors (causes) and NCCL/c10d failures (symptoms)."""
+
+    name = "transport"
+
+    def detect(self, evidence: Sequence[Evidence]) -> Iterable[Finding]:
+        groups: dict[tuple[Any, ...], list[Evidence]] = {}
+        for e in evidence:
+            if e.kind == "ib_completion_error":
+                groups.setdefault(("ib", e.node, e.attrs["status"]), []).append(e)
+            elif e.kind in ("ofi_completion_error", "ofi_call_failed"):
+                groups.setdefault((e.kind, e.node, e.attrs.get("rc") or e.attrs.get("call")), []).append(e)
+            elif e.kind == "libfabric_warn" and "errno" in e.attrs:
+                groups.setdefault(("libfabric", e.node, e.attrs["errno"]), []).append(e)
+            elif e.kind == "nccl_result":
+                groups.setdefault(("result", None, e.attrs["result"]), []).append(e)
+            elif e.kind == "c10d_watchdog_timeout":
+                groups.setdefault(("watchdog", None, e.attrs["seq"]), []).append(e)
+            elif e.kind == "nccl_failed_or_timed_out":
+                groups.setdefault(("failed", None, None), []).append(e)
+            elif e.kind == "nccl_warn":
+                groups.setdefault(("warn", e.node, e.attrs["message"][:60]), []).append(e)
+        for (what, node, value), evs in groups.items():
+            finding = _finding(what, node, value, evs)
+            if finding is not None:
+                yield finding
+
+
+def _finding(what: str, node: str | None, value: Any, evs: list[Evidence]) -> Finding | None:
+    count = sum(int(e.attrs.get("repeats", 1)) for e in evs)
+    nodes = sorted({e.node for e in evs if e.node})
+    on = f" on {', '.join(nodes)}" if nodes else ""
+    common: dict[str, Any] = {"node": node, "evidence": evs, "count": count}
+    if what == "ib":
+        entry = knowledge.ib_wc_status(int(value)) or {}
+        name = entry.get("name", f"status {value}")
+        peers = sorted({str(e.attrs["peer"]) for e in evs if e.attrs.get("peer")})
+        to = f" to peer {', '.join(peers)}" if peers else ""
+        consequence = bool(entry.get("consequence_of_other"))
+        return Finding(
+            kind=f"ib_wc_status:{value}",
+            layer=entry.get("layer", "network"),
+            role="symptom" if consequence else "cause",
+            severity=entry.get("severity", "error"),
+            weight=0.3 if consequence else 0.8,
+            summary=f"InfiniBand/RoCE work completion failed{on}{to} with status {value} ({name}: "
+            f"{entry.get('meaning', 'unknown status')}) "
+            f"Likely cause: {entry.get('likely_cause', 'unknown')}.",
+            action=entry.get(
+                "action", "check the IB/RoCE fabric between the nodes (link state, counters, cabling)"
+            ),
+            **common,
+        )
+    if what == "ofi_call_failed":
+        error = evs[0].attrs.get("error", "")
+        return Finding(
+            kind=f"ofi_call_failed:{value}",
+            layer="network",
+            role="cause",
+            severity="error",
+            weight=0.75,
+            summary=f"The NCCL OFI plugin{on} found no usable libfabric provider ({value}: {error}): the EFA "
+            "device is missing (container started without /dev/infiniband) "
+            "or EFA is not enabled on the instance",
+            action="pass the EFA devices into the container (/dev/infiniband/uverbs*), "
+            "check `fi_info -p efa` on "
+            "the host and that the instance type and its network interface have EFA enabled",
+            **common,
+        )
+    if what in ("ofi_completion_error", "libfabric"):
+        prov = next((e.attrs.get("prov_err") for e in evs if e.attrs.get("prov_err")), "")
+        return Finding(
+            kind=f"fi_errno:{value}",
+            layer="network",
+            role="cause",
+            severity="error",
+            weight=0.7,
+            summary=f"EFA/libfabric transfers failed{on} (fi_errno {value}"
+            f"{', provider error ' + prov if prov else ''}): "
+            "packets between the nodes are not delivered, which on AWS is most often a security "
+            "group that does "
+            "not allow all traffic within itself",
+            action="allow all inbound and outbound traffic between the instances' security group and itself; "
+            "check the EFA devices with fi_info -p efa and the fi_pingpong test between the nodes",
+            **common,
+        )
+    if what == "result":
+        entry = knowledge.nccl_result(str(value)) or {}
+        return Finding(
+            kind=f"nccl_result:{value}",
+            layer=entry.get("layer", "framework"),
+            role="symptom",
+            severity="error",
+            weight=0.3,
+            summary=f"NCCL reported {value}{on}: {entry.get('meaning', 'a collective failed')}",
+            action=entry.get("action", "look for the transport or GPU error that preceded it on every node"),
+            explains="cluster",
+            **common,
+        )
+    if what == "watchdog":
+        ranks = sorted({int(e.attrs["rank"]) for e in evs if e.attrs.get("rank") is not None})
+        op = evs[0].attrs.get("op")
+        timeout_s = int(evs[0].attrs.get("timeout_ms") or 0) / 1000
+        return Finding(
+            kind=f"c10d_watchdog_timeout:{value}",
+            layer="framework",
+            role="symptom",
+            severity="error",
+            weight=0.25,
+            summary=f"{len(ranks) or count} ranks{on} hit the NCCL watchdog "
+            f"({op} SeqNum {value} did not finish "
+            f"within {timeout_s:.0f} s): some rank, GPU or link stopped progressing",
+            action="find the rank that never reached this collective and the GPU or link under it",
+            **common,
+        )
+    if what == "failed":
+        return Finding(
+            kind="nccl_failed_or_timed_out",
+            layer="framework",
+            role="symptom",
+            severity="error",
+            weight=0.2,
+            summary=f"PyTorch reported failed or timed-out NCCL operations{on}",
+            action="look for the underlying transport or GPU error",
+            **common,
+        )
+    if what == "warn":
+        message = evs[0].attrs.get("message", "")
+        for pattern, entry in knowledge.nccl_messages():
+            if pattern.search(message):
+                cause = entry.get("role") == "cause"
+                return Finding(
+                    kind=f"nccl_warn:{entry['id']}",
+                    layer=entry.get("layer", "framework"),
+                    role="cause" if cause else "symptom",
+                    severity="error",
+                    weight=0.65 if cause else 0.3,
+                    summary=f"NCCL warned{on}: {message[:160]} ({entry.get('meaning', '')} Likely cause: "
+                    f"{entry.get('likely_cause', 'unknown')})",
+                    action=entry.get("action", ""),
+                    **common,
+                )
+        return Finding(
+            kind="nccl_warn",
+            layer="framework",
+            role="symptom",
+            severity="warning",
+            weight=0.2,
+            summary=f"NCCL warned{on}: {message[:200]}",
+            action="",
+            **common,
+        )
+    return None

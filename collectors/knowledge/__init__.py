@@ -1,0 +1,140 @@
+"""Reviewed knowledge the detectors rely on, each entry with its source.
+
+Files (YAML, in this package):
+
+* ``xid.yaml`` — NVIDIA's Xid catalogue: ``xids: {N: {name, layer, origin, severity, consequence_of_other,
+  action, meaning, source}}``.
+* ``ib_wc_status.yaml`` — ``statuses: {code: {name, status_str, meaning, likely_cause, layer, severity,
+  consequence_of_other, action, source}}`` (libibverbs ``enum ibv_wc_status``).
+* ``cuda_errors.yaml``, ``nccl_errors.yaml``, ``libfabric_errors.yaml`` — error names and messages with
+  layer, role and action.
+* ``signatures.yaml`` — log message shapes (see its header), loaded as :class:`Signature`.
+
+A missing file loads as empty, so the engine still runs (with less knowledge) from a partial checkout.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from functools import cache
+from importlib import resources
+from typing import Any
+
+import yaml
+
+__all__ = [
+    "CUDA_ERROR_KEYWORDS",
+    "Signature",
+    "cuda_errors",
+    "ib_wc_status",
+    "load",
+    "nccl_messages",
+    "nccl_result",
+    "signatures",
+    "xid",
+]
+
+#: Words that mark a line as a CUDA error report; CUDA's messages ("unknown error", "out of memory") are
+#: too generic to be matched on any other line.
+CUDA_ERROR_KEYWORDS = (
+    "CUDA error",
+    "CUDA_ERROR_",
+    "cudaError",
+    "Cuda failure",
+    "CUDA failure",
+    "CUDA driver version",
+    "CUDA-capable",
+    "NVIDIA driver on your system",
+)
+
+
+@cache
+def load(name: str) -> dict[str, Any]:
+    """Load one knowledge file.
+
+    Args:
+        name: File name in this package, e.g. ``"xid.yaml"``.
+
+    Returns:
+        The parsed mapping, or ``{}`` if the file is absent.
+
+    Raises:
+        yaml.YAMLError: The file exists but is not valid YAML.
+    """
+    path = resources.files(__package__).joinpath(name)
+    if not path.is_file():
+        return {}
+    data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    return data if isinstance(data, dict) else {}
+
+
+def xid(number: int) -> dict[str, Any] | None:
+    """Catalogue entry of one Xid (``xid.yaml``), or ``None`` if NVIDIA does not document it."""
+    return load("xid.yaml").get("xids", {}).get(number)
+
+
+def ib_wc_status(code: int) -> dict[str, Any] | None:
+    """Entry of one ``ibv_wc_status`` value (``ib_wc_status.yaml``), or ``None``."""
+    return load("ib_wc_status.yaml").get("statuses", {}).get(code)
+
+
+def cuda_errors() -> list[dict[str, Any]]:
+    """CUDA runtime/driver errors (``cuda_errors.yaml``): name, driver_name, messages, layer, role, action."""
+    return list(load("cuda_errors.yaml").get("errors", []))
+
+
+def nccl_result(name: str) -> dict[str, Any] | None:
+    """Entry of one ``ncclResult_t`` by name (``nccl_errors.yaml``), or ``None``."""
+    for entry in load("nccl_errors.yaml").get("results", {}).values():
+        if entry.get("name") == name:
+            return dict(entry)
+    return None
+
+
+@cache
+def nccl_messages() -> tuple[tuple[re.Pattern[str], dict[str, Any]], ...]:
+    """NCCL WARN message shapes (``nccl_errors.yaml`` ``messages``), compiled, with their entries."""
+    return tuple((re.compile(m["pattern"]), m) for m in load("nccl_errors.yaml").get("messages", []))
+
+
+@dataclass(frozen=True, slots=True)
+class Signature:
+    """One log message shape from ``signatures.yaml`` (field meanings in that file's header)."""
+
+    id: str
+    keywords: tuple[str, ...]
+    regex: re.Pattern[str]
+    layer: str
+    role: str
+    severity: str
+    weight: float
+    summary: str
+    action: str
+    source: str
+
+
+@cache
+def signatures() -> tuple[Signature, ...]:
+    """All log signatures, compiled.
+
+    Raises:
+        re.error: A signature's regex does not compile (a bug in the reviewed file).
+    """
+    out = []
+    for raw in load("signatures.yaml").get("signatures", []):
+        out.append(
+            Signature(
+                id=raw["id"],
+                keywords=tuple(raw["keywords"]),
+                regex=re.compile(raw["regex"]),
+                layer=raw["layer"],
+                role=raw["role"],
+                severity=raw["severity"],
+                weight=float(raw["weight"]),
+                summary=raw["summary"],
+                action=raw.get("action", ""),
+                source=raw["source"],
+            )
+        )
+    return tuple(out)

@@ -1,0 +1,80 @@
+"""Text rendering of an investigation for ``fleetscope investigate --format text``.
+
+The answer comes first (layer, node, GPU, confidence, action), then the evidence with file:line, then
+other candidate causes, the symptoms they explain and the timeline.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+#: Timeline rows shown in text form; the JSON form carries the whole timeline.
+TEXT_TIMELINE_ROWS = 40
+
+
+def render_text(report: dict[str, Any], console: Console) -> None:
+    """Print an investigation (the dictionary of ``Investigation.to_dict()``) for a person.
+
+    Args:
+        report: The investigation as a dictionary.
+        console: Where to print.
+    """
+    causes = report["root_causes"]
+    if not report["incident"]:
+        console.print("[bold green]No incident[/]: the bundle shows a healthy system.")
+    else:
+        top = causes[0]
+        gpu = _gpu(top)
+        console.print(
+            f"[bold red]Root cause[/] ({top['layer'] or 'layer not determined'}) "
+            f"node [bold]{top['node'] or '?'}[/]  GPU [bold]{gpu}[/]  confidence {top['confidence']:.2f}"
+        )
+        console.print(f"  {top['summary']}", highlight=False)
+        if top["action"]:
+            console.print(f"  [bold]Action:[/] {top['action']}", highlight=False)
+        console.print("\n[bold]Evidence[/]")
+        for e in top["evidence"]:
+            console.print(f"  [cyan]{e['source']}[/]  {e['text'][:300]}", highlight=False)
+        if len(causes) > 1:
+            console.print("\n[bold]Other candidate causes[/]")
+            for c in causes[1:6]:
+                console.print(
+                    f"  {c['confidence']:.2f} {c['layer']} {c['node'] or '?'} GPU {_gpu(c)}: "
+                    f"{c['summary'][:200]}",
+                    highlight=False,
+                )
+        if report["symptoms"]:
+            console.print("\n[bold]Symptoms[/]")
+            for s in report["symptoms"][:10]:
+                by = f" (explained by cause {s['explained_by'] + 1})" if s["explained_by"] is not None else ""
+                console.print(f"  {s['summary'][:200]}{by}", highlight=False)
+    timeline = report["timeline"]
+    if timeline:
+        table = Table(title="Timeline", show_lines=False)
+        for column in ("time", "node", "layer", "source", "text"):
+            table.add_column(column, overflow="fold")
+        for item in timeline[:TEXT_TIMELINE_ROWS]:
+            table.add_row(
+                item["time"] or item["time_raw"] or "",
+                item["node"] or "",
+                item["layer"] or "",
+                item["source"],
+                item["text"][:160],
+            )
+        console.print()
+        console.print(table)
+        if len(timeline) > TEXT_TIMELINE_ROWS:
+            console.print(f"  ... {len(timeline) - TEXT_TIMELINE_ROWS} more in --format json")
+    unparsed = report["unparsed"]
+    console.print(f"\nUnparsed: {unparsed['files']} file(s), {unparsed['lines']} line(s).")
+    for note in report.get("notes", []):
+        console.print(f"  note: {note}", highlight=False)
+
+
+def _gpu(cause: dict[str, Any]) -> str:
+    if cause["gpu"] is not None:
+        return str(cause["gpu"]) + (f" ({cause['gpu_pci_bus_id']})" if cause["gpu_pci_bus_id"] else "")
+    return cause["gpu_pci_bus_id"] or "?"
