@@ -281,8 +281,11 @@ def collect(
         str, typer.Option("--web.listen-address", help="Where the collector serves its own /metrics.")
     ] = "127.0.0.1:9836",
 ) -> None:
-    """Watch the cluster: every INTERVAL seconds gather a window of metrics and kernel-log events,
-    investigate it with the same engine as `fleetscope investigate`, and record incidents.
+    """Watch the cluster and record incidents (the live form of `investigate`).
+
+    Every INTERVAL seconds: gather a window of metrics and kernel-log events from the exporters (or a
+    Prometheus-compatible API), investigate it with the same engine as `fleetscope investigate`, and
+    record the incident, if any, in the SQLite store the console reads.
 
     Example: fleetscope collect -t node-01:9835 -t node-02:9835
     """

@@ -1,0 +1,99 @@
+"""The live collector against a real exporter over HTTP, directly and through a real Prometheus."""
+
+from __future__ import annotations
+
+import json
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from collectors.incidents import IncidentStore
+from collectors.live import ExporterSource, LiveCollector, PromQLSource, SourceError
+from exporters.config import ExporterConfig
+from exporters.server import Exporter
+from tests.exporters.fake_nvml import FakeNvml
+from tests.exporters.support import FIXTURES, H100_X8, KERNEL_LOGS, wait_for
+from tests.servers import free_port, prometheus_server, promql
+
+
+@pytest.fixture
+def kernel_log(tmp_path: Path) -> Path:
+    log = tmp_path / "kern.log"
+    log.write_text("")
+    return log
+
+
+@pytest.fixture
+def exporter(kernel_log: Path) -> Iterator[Exporter]:
+    config = ExporterConfig(
+        listen_address="127.0.0.1:0",
+        collector_gpu=False,
+        path_procfs=str(FIXTURES / "procfs"),
+        path_sysfs=str(FIXTURES / "sysfs"),
+        xid_kernel_log=str(kernel_log),
+    )
+    running = Exporter(config).start()
+    yield running
+    running.stop()
+
+
+def _events(exporter: Exporter) -> list[dict]:
+    with urllib.request.urlopen(f"http://127.0.0.1:{exporter.port}/events", timeout=5) as answer:
+        events: list[dict] = json.loads(answer.read())["events"]
+        return events
+
+
+def test_a_gpu_falling_off_the_bus_becomes_one_incident(
+    tmp_path: Path, exporter: Exporter, kernel_log: Path
+) -> None:
+    store = IncidentStore(tmp_path / "incidents.db")
+    collector = LiveCollector([ExporterSource([f"127.0.0.1:{exporter.port}"])], store, tmp_path / "window")
+    assert collector.run_once()["incident"] is False
+
+    fallen = (KERNEL_LOGS / "fallen-off-bus-multiline.dmesg.log").read_text()
+    kernel_log.write_text(fallen)
+    wait_for(lambda: len(_events(exporter)) == len(fallen.splitlines()))
+    report = collector.run_once()
+    top = report["root_causes"][0]
+    assert report["incident"] is True
+    assert (top["layer"], top["node"]) == ("gpu_hardware", "127.0.0.1")
+    assert "b3:00" in (top["gpu_pci_bus_id"] or "")
+
+    collector.run_once()  # the exporter's ring buffer repeats the lines; the window must not
+    window_log = (tmp_path / "window" / "127.0.0.1" / "kernel.log").read_text().splitlines()
+    assert len(window_log) == len(fallen.splitlines())
+    (incident,) = store.recent()
+    assert incident.occurrences == 2
+    exposition = collector.registry.get_sample_value("fleetscope_collector_cycles_total")
+    assert exposition == 3
+
+
+def test_an_unreachable_exporter_is_a_source_error() -> None:
+    with pytest.raises(SourceError, match=r"GET http://127\.0\.0\.1"):
+        ExporterSource([f"127.0.0.1:{free_port()}"], timeout=2).fetch()
+
+
+@pytest.mark.integration
+def test_xid_counters_read_through_prometheus_name_the_gpu(tmp_path: Path) -> None:
+    log = tmp_path / "kern.log"
+    log.write_bytes((KERNEL_LOGS / "xid31-62-45.dmesg.log").read_bytes())
+    config = ExporterConfig(
+        listen_address="127.0.0.1:0",
+        path_procfs=str(FIXTURES / "procfs"),
+        path_sysfs=str(FIXTURES / "sysfs"),
+        xid_kernel_log=str(log),
+    )
+    exporter = Exporter(config, nvml=FakeNvml.from_capture(H100_X8)).start()
+    collector = LiveCollector([], IncidentStore(tmp_path / "incidents.db"), tmp_path / "window")
+    try:
+        with prometheus_server(tmp_path, [f"127.0.0.1:{exporter.port}"]) as base:
+            wait_for(lambda: bool(promql(base, "fleetscope_gpu_xid_errors_total")), timeout=60, interval=0.5)
+            collector.sources = [PromQLSource(base)]
+            report = collector.run_once()
+    finally:
+        exporter.stop()
+    top = report["root_causes"][0]
+    assert report["incident"] is True
+    assert (top["node"], top["gpu_pci_bus_id"]) == ("127.0.0.1", "0000:0a:00.0")
