@@ -13,6 +13,7 @@ Server differences handled here, never in the queries:
 
 from __future__ import annotations
 
+import copy
 import re
 from typing import Any
 
@@ -80,8 +81,23 @@ class BoltStore(GraphStore):
         except (Neo4jError, ServiceUnavailable, OSError) as exc:
             self._driver.close()
             raise StoreError(f"cannot reach the Bolt server at {uri}: {exc}") from exc
-        self.is_neo4j = agent.lower().startswith("neo4j")
+        # FalkorDB announces itself with a Neo4j agent string; only Neo4j has dbms.components().
+        self.is_neo4j = agent.lower().startswith("neo4j") and self._has_dbms_components()
         self.backend = "neo4j" if self.is_neo4j else f"bolt ({agent or 'unknown server'})"
+
+    def on_database(self, database: str) -> BoltStore:
+        """A store on another database (graph) of the same server, sharing this driver; closing
+        either closes the driver."""
+        other = copy.copy(self)
+        other._database = database
+        return other
+
+    def _has_dbms_components(self) -> bool:
+        try:
+            self._run("CALL dbms.components() YIELD name RETURN name", None, neo4j.READ_ACCESS)
+        except StoreError:
+            return False
+        return True
 
     def _run(self, cypher: str, params: dict[str, Any] | None, mode: str) -> list[Row]:
         def work(tx: neo4j.ManagedTransaction) -> list[Row]:

@@ -41,7 +41,8 @@ class FalkorDBServer:
         bolt_port: also open FalkorDB's Bolt listener on this port. For tests of the Bolt path
             only: the listener binds every interface, and FalkorDB 4.16.3 aborts
             (``blocked.c:345 server.also_propagate.numops == 0``) on a Bolt write while the
-            append-only file is on, so with ``bolt_port`` the data is not kept on disk.
+            append-only file is on, so with ``bolt_port`` the data is not kept on disk. It also
+            silently opens no listener for a port above 32767.
         start_timeout_s: seconds to wait for the first PING answer.
 
     Raises:
@@ -76,7 +77,7 @@ class FalkorDBServer:
         ]  # fmt: skip
         self.process = subprocess.Popen(args, stdin=subprocess.DEVNULL, start_new_session=True)
         deadline = time.monotonic() + start_timeout_s
-        while not self._answers():
+        while not (self._answers() and self._bolt_answers()):
             if self.process.poll() is not None or time.monotonic() > deadline:
                 self._kill()
                 raise StoreError(f"FalkorDB did not start in {self.data_dir}: {self._log_tail()}")
@@ -92,6 +93,16 @@ class FalkorDBServer:
             return False
         finally:
             client.connection.close()
+
+    def _bolt_answers(self) -> bool:
+        if self.bolt_port is None:
+            return True
+        # A bare TCP connect without a Bolt handshake wedges FalkorDB 4.16's Bolt listener, so
+        # readiness is read from the server log instead.
+        try:
+            return f"Bolt protocol initialized. Port: {self.bolt_port}" in self.log_path.read_text(errors="replace")
+        except OSError:
+            return False
 
     def _log_tail(self) -> str:
         try:
@@ -114,9 +125,10 @@ class FalkorDBServer:
         if self.process is None:
             return
         if self.process.poll() is None:
-            client = falkordb.FalkorDB(unix_socket_path=str(self.socket_path), socket_timeout=5)
-            # The server closes the connection as it exits, which the client reports as an error.
+            # The server closes the connection as it exits, which the client reports as an error;
+            # a server that does not answer at all is terminated below.
             with contextlib.suppress(RedisError):
+                client = falkordb.FalkorDB(unix_socket_path=str(self.socket_path), socket_timeout=5)
                 client.connection.shutdown()
             try:
                 self.process.wait(10)
