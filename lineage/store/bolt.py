@@ -55,6 +55,16 @@ def write_clause(cypher: str) -> str | None:
     return None
 
 
+def _has_quote(value: Any) -> bool:
+    if isinstance(value, str):
+        return "'" in value
+    if isinstance(value, dict):
+        return any(_has_quote(v) for v in value.values())
+    if isinstance(value, (list, tuple)):
+        return any(_has_quote(v) for v in value)
+    return False
+
+
 class BoltStore(GraphStore):
     """A graph reached over Bolt with the ``neo4j`` driver.
 
@@ -82,6 +92,7 @@ class BoltStore(GraphStore):
             self._driver.close()
             raise StoreError(f"cannot reach the Bolt server at {uri}: {exc}") from exc
         # FalkorDB announces itself with a Neo4j agent string; only Neo4j has dbms.components().
+        self.is_neo4j = True  # until probed: the probe itself must not be refused
         self.is_neo4j = agent.lower().startswith("neo4j") and self._has_dbms_components()
         self.backend = "neo4j" if self.is_neo4j else f"bolt ({agent or 'unknown server'})"
 
@@ -100,6 +111,11 @@ class BoltStore(GraphStore):
         return True
 
     def _run(self, cypher: str, params: dict[str, Any] | None, mode: str) -> list[Row]:
+        if not self.is_neo4j and _has_quote(params):
+            # FalkorDB 4.16's Bolt layer pastes parameter text into the query unescaped: a value
+            # with a single quote fails, and could change the statement. Refuse it here.
+            raise StoreError("FalkorDB over Bolt cannot bind text containing a single quote safely")
+
         def work(tx: neo4j.ManagedTransaction) -> list[Row]:
             return [record.data() for record in tx.run(cypher, params or {})]
 

@@ -100,7 +100,9 @@ class FalkorDBServer:
         # A bare TCP connect without a Bolt handshake wedges FalkorDB 4.16's Bolt listener, so
         # readiness is read from the server log instead.
         try:
-            return f"Bolt protocol initialized. Port: {self.bolt_port}" in self.log_path.read_text(errors="replace")
+            return f"Bolt protocol initialized. Port: {self.bolt_port}" in self.log_path.read_text(
+                errors="replace"
+            )
         except OSError:
             return False
 

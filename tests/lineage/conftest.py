@@ -62,7 +62,10 @@ def store(request: pytest.FixtureRequest) -> Iterator[GraphStore]:
     if request.param == "embedded":
         backend = EmbeddedStore(request.getfixturevalue("embedded_dir"), graph=graph)
     else:
+        # FalkorDB's Bolt endpoint ignores the database name and serves one graph, so the Bolt
+        # tests run one after another on that graph, emptied first.
         backend = request.getfixturevalue("bolt_store").on_database(graph)
+        backend.write("MATCH (n) DETACH DELETE n")
     yield backend
     if request.param == "embedded":
         backend.close()
