@@ -124,7 +124,8 @@ def test_models_trained_on_personal_or_restricted_data(seeded: Lineage) -> None:
          "dataset": "ds-chat", "personal_data": True, "licence": None},
         {"model": "chat-7b:2", "trained_model": "chat-7b:1", "run": "run-ft", "dataset_version": "dv-chat-3",
          "dataset": "ds-chat", "personal_data": True, "licence": None},
-        {"model": "code-7b:1", "trained_model": "code-7b:1", "run": "run-code", "dataset_version": "dv-code-2",
+        {"model": "code-7b:1", "trained_model": "code-7b:1", "run": "run-code", 
+         "dataset_version": "dv-code-2",
          "dataset": "ds-code", "personal_data": False, "licence": "proprietary-noai"},
     ]  # fmt: skip
 
@@ -158,7 +159,7 @@ def test_runs_and_models_on_a_gpu_during_a_hardware_incident(seeded: Lineage) ->
         {"incident": "inc-3", "layer": "gpu_hardware", "gpu": "gpu-b", "run": "run-code",
          "run_started_at": f"2024-02-10{T}", "run_ended_at": f"2024-02-12{T}", "produced": "code-7b:1"},
         {"incident": "inc-3", "layer": "gpu_hardware", "gpu": "gpu-b", "run": "run-pre2",
-         "run_started_at": f"2024-01-05T01:00:00.000000Z", "run_ended_at": f"2024-01-10{T}",
+         "run_started_at": "2024-01-05T01:00:00.000000Z", "run_ended_at": f"2024-01-10{T}",
          "produced": "base-7b:1"},
     ]  # fmt: skip
     assert [r["run"] for r in seeded.audit("incident_exposure", {"incident": "inc-1"})] == ["run-ft"]

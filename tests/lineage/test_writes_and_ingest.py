@@ -71,7 +71,7 @@ def test_broken_event_leaves_the_graph_unchanged(lineage: Lineage, tmp_path: Pat
     event["run"]["runId"] = "another-run"
     event["inputs"] = [{"namespace": "s3://b", "name": "t", "facets": {"schema": {
         "_producer": "p", "_schemaURL": "https://x", "fields": [{"name": 7}]}}}]  # fmt: skip
-    with pytest.raises(InvalidEvent, match="inputs\\[0\\].facets.schema"):
+    with pytest.raises(InvalidEvent, match=r"inputs\[0\]\.facets\.schema"):
         lineage.ingest(json.dumps(event))
     with pytest.raises(InvalidEvent, match="not JSON"):
         lineage.ingest("{nope")
