@@ -124,7 +124,7 @@ def test_models_trained_on_personal_or_restricted_data(seeded: Lineage) -> None:
          "dataset": "ds-chat", "personal_data": True, "licence": None},
         {"model": "chat-7b:2", "trained_model": "chat-7b:1", "run": "run-ft", "dataset_version": "dv-chat-3",
          "dataset": "ds-chat", "personal_data": True, "licence": None},
-        {"model": "code-7b:1", "trained_model": "code-7b:1", "run": "run-code", 
+        {"model": "code-7b:1", "trained_model": "code-7b:1", "run": "run-code",
          "dataset_version": "dv-code-2",
          "dataset": "ds-code", "personal_data": False, "licence": "proprietary-noai"},
     ]  # fmt: skip
