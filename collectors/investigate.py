@@ -21,6 +21,7 @@ from collectors.correlator import Correlation, correlate
 from collectors.detectors import DETECTORS
 from collectors.evidence import SEVERITIES, Evidence, Finding
 from collectors.parsers import DOCUMENT_PARSERS, LINE_PARSERS, FileContext, Line
+from collectors.parsers.base import anchor, keyword_pattern
 from collectors.prefixes import Prefixes, split_prefixes
 from collectors.timestamps import split_timestamp, with_year
 
@@ -31,11 +32,13 @@ MAX_TIMELINE = 200
 #: Evidence lines quoted per root cause.
 MAX_QUOTED = 10
 
-_PREFILTER = re.compile(
-    "|".join(
-        re.escape(k) for k in sorted({k for p in LINE_PARSERS for k in p.keywords}, key=len, reverse=True)
-    ).encode()
-)
+#: Keyword anchors (see ``collectors.parsers.base.anchor``) and the parsers each one calls for.
+_ANCHORS: dict[str, list[int]] = {}
+for _i, _parser in enumerate(LINE_PARSERS):
+    for _keyword in _parser.keywords:
+        _ANCHORS.setdefault(anchor(_keyword), []).append(_i)
+_PREFILTER = re.compile(keyword_pattern(_ANCHORS).encode())
+_DISPATCH = re.compile(keyword_pattern(_ANCHORS))
 
 Progress = Callable[[int, int], None]
 
@@ -188,15 +191,17 @@ def _read_file(f: BundleFile, stats: ReadStats, unparsed: Unparsed) -> Iterator[
 
 
 def _parse_log(f: BundleFile, ctx: FileContext, stats: ReadStats) -> Iterator[Evidence]:
-    parsers = [p(ctx) for p in LINE_PARSERS]
+    parsers = [cls(ctx) for cls in LINE_PARSERS]
     for n, raw in scan_lines(f.path, stats, _PREFILTER):
         text = decode(raw)
+        wanted = sorted({i for m in _DISPATCH.finditer(text) for i in _ANCHORS[m.group(0)]})
+        if not wanted:
+            continue
         line = Line(n, text, split_prefixes(text))
-        for p in parsers:
-            if any(k in text for k in p.keywords):
-                yield from p.feed(line)
-    for p in parsers:
-        yield from p.finish()
+        for i in wanted:
+            yield from parsers[i].feed(line)
+    for parser in parsers:
+        yield from parser.finish()
 
 
 class _EvidenceStore:

@@ -35,7 +35,8 @@ class NcclParser(LineParser):
     """NCCL WARN lines, IB/OFI transport errors and device-to-bus-id INFO lines."""
 
     name = "nccl"
-    keywords = ("NCCL WARN", "NCCL ERROR", "NET/IB", "NET/OFI", "busId")
+    # Not "NET/IB" alone: INFO lines name the transport at every init and would all become candidates.
+    keywords = ("NCCL WARN", "NCCL ERROR", "Got completion", "completed with error", "call failed", "busId")
 
     def feed(self, line: Line) -> Iterable[Evidence]:
         body = line.pre.body

@@ -38,7 +38,18 @@ class PyTorchParser(LineParser):
     """c10d watchdog timeouts, NCCL result codes and exception lines."""
 
     name = "pytorch"
-    keywords = ("Watchdog caught", "nccl", _FAILED_OR_TIMED_OUT, "Error", "Exception")
+    keywords = (
+        "Watchdog caught",
+        "ncclUnhandledCudaError",
+        "ncclSystemError",
+        "ncclInternalError",
+        "ncclInvalid",
+        "ncclRemoteError",
+        "ncclInProgress",
+        _FAILED_OR_TIMED_OUT,
+        "Error",
+        "Exception",
+    )
 
     def feed(self, line: Line) -> Iterable[Evidence]:
         body = line.pre.body
