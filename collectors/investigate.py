@@ -166,6 +166,10 @@ def investigate(bundle: Path, progress: Progress | None = None) -> Investigation
     findings: list[Finding] = []
     for detector in DETECTORS:
         findings.extend(detector().detect(evidence))
+    for finding in findings:
+        # Evidence read without a layer (an Xid line) takes its finding's, for the timeline.
+        for e in finding.evidence:
+            e.layer = e.layer or finding.layer
     return Investigation(
         correlation=correlate(findings), evidence=evidence, unparsed=unparsed, files_read=files_read
     )

@@ -130,6 +130,9 @@ def _finding(what: str, node: str | None, value: Any, evs: list[Evidence]) -> Fi
         )
     if what == "watchdog":
         ranks = sorted({int(e.attrs["rank"]) for e in evs if e.attrs.get("rank") is not None})
+        # Ranks that never reported inside the range that did are where the collective stopped.
+        silent = sorted(set(range(ranks[0], ranks[-1] + 1)) - set(ranks)) if ranks else []
+        hint = f"; rank(s) {', '.join(map(str, silent[:8]))} never reported" if 0 < len(silent) <= 8 else ""
         op = evs[0].attrs.get("op")
         timeout_s = int(evs[0].attrs.get("timeout_ms") or 0) / 1000
         return Finding(
@@ -140,7 +143,7 @@ def _finding(what: str, node: str | None, value: Any, evs: list[Evidence]) -> Fi
             weight=0.25,
             summary=f"{len(ranks) or count} ranks{on} hit the NCCL watchdog "
             f"({op} SeqNum {value} did not finish "
-            f"within {timeout_s:.0f} s): some rank, GPU or link stopped progressing",
+            f"within {timeout_s:.0f} s){hint}: some rank, GPU or link stopped progressing",
             action="find the rank that never reached this collective and the GPU or link under it",
             **common,
         )

@@ -63,6 +63,7 @@ def test_xid79_on_one_gpu_explains_watchdog_timeouts_on_every_node(tmp_path: Pat
     (watchdog,) = [s for s in out["symptoms"] if s["kind"] == "c10d_watchdog_timeout:911207"]
     assert watchdog["explained_by"] == 0 and watchdog["layer"] == "framework"
     assert "21 ranks" in watchdog["summary"]
+    assert "rank(s) 5, 13, 21 never reported" in watchdog["summary"]
 
 
 def test_a_memory_xid_outranks_many_application_xids_on_other_gpus(tmp_path: Path) -> None:
