@@ -100,19 +100,31 @@ def _finding(what: str, node: str | None, value: Any, evs: list[Evidence]) -> Fi
         )
     if what in ("ofi_completion_error", "libfabric"):
         prov = next((e.attrs.get("prov_err") for e in evs if e.attrs.get("prov_err")), "")
+        prov_errno = next((e.attrs["prov_errno"] for e in evs if e.attrs.get("prov_errno") is not None), None)
+        entry = (
+            knowledge.libfabric_error("efa_prov_errno", prov_errno) if prov_errno is not None else None
+        ) or (knowledge.libfabric_error("fi_errno", int(value)) or {})
+        name = entry.get("name", f"fi_errno {value}")
+        detail = (
+            f", provider error {prov_errno if prov_errno is not None else prov}" if prov or prov_errno else ""
+        )
+        cause = entry.get(
+            "likely_cause",
+            "on AWS most often a security group that does not allow all traffic within itself",
+        )
         return Finding(
             kind=f"fi_errno:{value}",
             layer="network",
             role="cause",
             severity="error",
             weight=0.7,
-            summary=f"EFA/libfabric transfers failed{on} (fi_errno {value}"
-            f"{', provider error ' + prov if prov else ''}): "
-            "packets between the nodes are not delivered, which on AWS is most often a security "
-            "group that does "
-            "not allow all traffic within itself",
-            action="allow all inbound and outbound traffic between the instances' security group and itself; "
-            "check the EFA devices with fi_info -p efa and the fi_pingpong test between the nodes",
+            summary=f"EFA/libfabric transfers failed{on} ({name}{detail}): packets between the nodes are not "
+            f"delivered; likely cause: {cause}",
+            action=entry.get(
+                "action",
+                "allow all inbound and outbound traffic between the instances' security group and itself; "
+                "check the EFA devices with fi_info -p efa and run fi_pingpong between the nodes",
+            ),
             **common,
         )
     if what == "result":

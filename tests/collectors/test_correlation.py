@@ -179,3 +179,15 @@ def test_healthy_bundle_is_not_an_incident(tmp_path: Path) -> None:
     )
     out = investigate(tmp_path).to_dict()
     assert out["incident"] is False and out["root_causes"] == []
+
+
+def test_efa_provider_error_is_named_from_the_libfabric_catalogue(tmp_path: Path) -> None:
+    write(
+        tmp_path,
+        "nccl.log",
+        "[1,3]<stdout>:node-04:7:7 [0] NCCL WARN NET/OFI Request 0x7f456c224810 completed with error. "
+        "RC: 103. Error: 4126 (Unresponsive receiver (reachable by EFA device but handshake failed)\n",
+    )
+    top = investigate(tmp_path).to_dict()["root_causes"][0]
+    assert (top["layer"], top["node"]) == ("network", "node-04")
+    assert "FI_EFA_ERR_UNESTABLISHED_RECV_UNRESP" in top["summary"]
