@@ -155,6 +155,9 @@ def investigate(bundle: Path, progress: Progress | None = None) -> Investigation
         except OSError as exc:
             unparsed.files += 1
             unparsed.notes.append(f"{f.rel}: unreadable ({exc.strerror or exc})")
+        except Exception as exc:  # one malformed file must not cost the whole investigation
+            unparsed.files += 1
+            unparsed.notes.append(f"{f.rel}: could not be parsed ({type(exc).__name__}: {exc})")
         if stats.truncated:
             unparsed.notes.append(f"{f.rel}: {stats.truncated} line(s) longer than 1 MB were cut")
         done += f.size
@@ -165,7 +168,10 @@ def investigate(bundle: Path, progress: Progress | None = None) -> Investigation
     _resolve_gpus(evidence)
     findings: list[Finding] = []
     for detector in DETECTORS:
-        findings.extend(detector().detect(evidence))
+        try:
+            findings.extend(detector().detect(evidence))
+        except Exception as exc:  # a detector bug must not hide the other detectors' findings
+            unparsed.notes.append(f"detector {detector.name} failed ({type(exc).__name__}: {exc})")
     for finding in findings:
         # Evidence read without a layer (an Xid line) takes its finding's, for the timeline.
         for e in finding.evidence:
