@@ -15,7 +15,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from collectors import knowledge
-from collectors.detectors.base import Detector
+from collectors.detectors.base import Detector, occurrences
 from collectors.evidence import Evidence, Finding
 
 _RESULT_LAYER = {
@@ -58,7 +58,7 @@ class TransportDetector(Detector):
 
 
 def _finding(what: str, node: str | None, value: Any, evs: list[Evidence]) -> Finding | None:
-    count = sum(int(e.attrs.get("repeats", 1)) for e in evs)
+    count = occurrences(evs)
     nodes = sorted({e.node for e in evs if e.node})
     on = f" on {', '.join(nodes)}" if nodes else ""
     common: dict[str, Any] = {"node": node, "evidence": evs, "count": count}
