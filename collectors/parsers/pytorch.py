@@ -23,7 +23,7 @@ _WATCHDOG = re.compile(
     r"(?:, NumelIn=(?P<numel_in>\d+), NumelOut=(?P<numel_out>\d+))?, Timeout\(ms\)=(?P<timeout>\d+)\)"
     r"(?: ran for (?P<ran>\d+) milliseconds)?"
 )
-_RANK = re.compile(r"\[Rank (\d+)\]")
+_RANK = re.compile(r"\bRank (\d+)\]")
 _NCCL_RESULT = re.compile(
     r"\b(ncclUnhandledCudaError|ncclSystemError|ncclInternalError|ncclInvalidArgument|ncclInvalidUsage"
     r"|ncclRemoteError|ncclInProgress)\b"

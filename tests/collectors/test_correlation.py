@@ -191,3 +191,34 @@ def test_efa_provider_error_is_named_from_the_libfabric_catalogue(tmp_path: Path
     top = investigate(tmp_path).to_dict()["root_causes"][0]
     assert (top["layer"], top["node"]) == ("network", "node-04")
     assert "FI_EFA_ERR_UNESTABLISHED_RECV_UNRESP" in top["summary"]
+
+
+def test_nvidia_smi_err_row_names_the_lost_gpu(tmp_path: Path) -> None:
+    write(
+        tmp_path,
+        "node-05/nvidia-smi.txt",
+        "|   0  NVIDIA A100-SXM4-80GB          On  |   00000000:07:00.0 Off |                    0 |\n"
+        "|   1  NVIDIA A100-SXM4-80GB          On  |   00000000:0B:00.0 Off |                 ERR! |\n",
+    )
+    top = investigate(tmp_path).to_dict()["root_causes"][0]
+    assert (top["layer"], top["node"], top["gpu"], top["gpu_pci_bus_id"]) == (
+        "gpu_hardware",
+        "node-05",
+        1,
+        "0000:0b:00.0",
+    )
+
+
+def test_gpu_at_its_slowdown_temperature_is_a_thermal_fault(tmp_path: Path) -> None:
+    smi = (
+        Path(__file__).resolve().parents[2]
+        / "examples/incidents/32-healthy-nvidia-smi-q-idle-no-throttle/node-01/nvidia-smi-q.txt"
+    ).read_text()
+    write(
+        tmp_path,
+        "node-01/smi.txt",
+        smi.replace("GPU Current Temp            : 37 C", "GPU Current Temp            : 94 C"),
+    )
+    top = investigate(tmp_path).to_dict()["root_causes"][0]
+    assert (top["layer"], top["gpu"], top["gpu_pci_bus_id"]) == ("thermal_power", 0, "0000:84:00.0")
+    assert "94 C" in top["summary"]
