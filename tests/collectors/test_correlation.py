@@ -222,3 +222,18 @@ def test_gpu_at_its_slowdown_temperature_is_a_thermal_fault(tmp_path: Path) -> N
     top = investigate(tmp_path).to_dict()["root_causes"][0]
     assert (top["layer"], top["gpu"], top["gpu_pci_bus_id"]) == ("thermal_power", 0, "0000:84:00.0")
     assert "94 C" in top["summary"]
+
+
+def test_syslog_stamps_take_the_year_of_the_nodes_other_files(tmp_path: Path) -> None:
+    write(
+        tmp_path,
+        "node-01/kernel.log",
+        "Nov  4 07:41:24 node-01 kernel: NVRM: Xid (PCI:0000:3b:00): 79, pid=1, "
+        "GPU has fallen off the bus.\n",
+    )
+    write(tmp_path, "node-01/train.log", WATCHDOG.format(rank=0))
+    out = investigate(tmp_path).to_dict()
+    xid_line = next(t for t in out["timeline"] if t["source"] == "node-01/kernel.log:1")
+    assert (xid_line["time"], xid_line["time_raw"]) == ("2024-11-04T07:41:24+00:00", "Nov  4 07:41:24")
+    # Ordered by time: the Xid two days before the watchdog fired.
+    assert out["timeline"][0]["source"] == "node-01/kernel.log:1"
