@@ -49,6 +49,8 @@ class TransportDetector(Detector):
                 groups.setdefault(("watchdog", None, e.attrs["seq"]), []).append(e)
             elif e.kind == "nccl_failed_or_timed_out":
                 groups.setdefault(("failed", None, None), []).append(e)
+            elif e.kind == "nccl_tests_wrong_values" and e.attrs["count"]:
+                groups.setdefault(("wrong_values", e.node, None), []).append(e)
             elif e.kind == "nccl_warn":
                 groups.setdefault(("warn", e.node, e.attrs["message"][:60]), []).append(e)
         for (what, node, value), evs in groups.items():
@@ -157,6 +159,20 @@ def _finding(what: str, node: str | None, value: Any, evs: list[Evidence]) -> Fi
             f"({op} SeqNum {value} did not finish "
             f"within {timeout_s:.0f} s){hint}: some rank, GPU or link stopped progressing",
             action="find the rank that never reached this collective and the GPU or link under it",
+            **common,
+        )
+    if what == "wrong_values":
+        return Finding(
+            kind="nccl_tests_wrong_values",
+            layer=None,
+            role="symptom",
+            severity="error",
+            weight=0.35,
+            summary=f"nccl-tests{on} received wrong values ({max(e.attrs['count'] for e in evs)} elements): "
+            "data is corrupted somewhere between the GPUs (GPU memory, NVLink/PCIe or the network); "
+            "which one is not established by this test alone (unsure)",
+            action="rerun per node (NVLink only) and across nodes to split the path, and run "
+            "dcgmi diag -r 3 on the GPUs involved",
             **common,
         )
     if what == "failed":

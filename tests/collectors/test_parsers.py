@@ -13,6 +13,7 @@ from collectors.parsers.host import HostSoftwareParser
 from collectors.parsers.kernel import KernelLogParser
 from collectors.parsers.libfabric import LibfabricParser
 from collectors.parsers.nccl import NcclParser
+from collectors.parsers.nccl_tests import NcclTestsParser
 from collectors.parsers.nvidia_smi import NvidiaSmiLinesParser, NvidiaSmiQueryParser
 from collectors.parsers.prometheus import PrometheusParser
 from collectors.parsers.pytorch import PyTorchParser
@@ -296,3 +297,20 @@ def test_efa_provider_error_code_is_read() -> None:
     )
     (e,) = feed(NcclParser, line)
     assert (e.attrs["rc"], e.attrs["prov_errno"]) == (103, 4126)
+
+
+def test_nccl_tests_summary_and_wrong_values() -> None:
+    text = (
+        "#       size         count      type   redop    root     time   algbw   busbw #wrong"
+        "     time   algbw   busbw #wrong\n"
+        "   134217728      33554432     float     sum      -1   1234.5  108.72  203.85      0"
+        "   1230.1  109.11  204.58      3\n"
+        "# Out of bounds values : 3 FAILED\n"
+        "# Avg bus bandwidth    : 182.3 \n"
+    )
+    evidence = feed(NcclTestsParser, text)
+    assert [(e.kind, e.attrs.get("count"), e.attrs.get("gb_per_s")) for e in evidence] == [
+        ("nccl_tests_wrong_values", 3, None),
+        ("nccl_tests_wrong_values", 3, None),
+        ("nccl_tests_busbw", None, 182.3),
+    ]
