@@ -139,7 +139,9 @@ def anchor(keyword: str) -> str:
             return 0
         if ch in _RARE_FIRST:
             return 1
-        return 2 if ch.isdigit() or ch in "([])=_," else 3
+        if ch.isdigit() or ch in "([])=_,":
+            return 2
+        return 4 if ch.isspace() else 3
 
     if len(keyword) <= _MIN_ANCHOR:
         return keyword
