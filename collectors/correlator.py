@@ -86,21 +86,18 @@ def correlate(findings: list[Finding]) -> Correlation:
         rest = [s for s in symptoms if s is not best]
         return Correlation(incident=True, causes=ranked, symptoms=[(s, 0) for s in rest])
     ranked = [RankedCause(finding=c, score=_score(c)) for c in causes]
-    attached: list[tuple[Finding, int | None]] = []
+    owners: dict[int, RankedCause] = {}
     for s in symptoms:
         covering = [r for r in ranked if _covers(r.finding, s)]
         if covering:
-            owner = max(covering, key=lambda r: r.score)
-            owner.explains.append(s)
-        attached.append((s, None))
+            owners[id(s)] = max(covering, key=lambda r: r.score)
+            owners[id(s)].explains.append(s)
     for r in ranked:
         if r.explains:
             r.score += 0.05
     ranked.sort(key=lambda r: (-r.score, _first_time_key(r.finding)))
-    index = {id(r.finding): i for i, r in enumerate(ranked)}
-    attached = [
-        (s, next((index[id(r.finding)] for r in ranked if s in r.explains), None)) for s, _ in attached
-    ]
+    position = {id(r): i for i, r in enumerate(ranked)}
+    attached = [(s, position[id(owners[id(s)])] if id(s) in owners else None) for s in symptoms]
     for i, r in enumerate(ranked):
         r.confidence = _confidence(r, ranked[i + 1] if i + 1 < len(ranked) else None)
         first_app = ambiguous.get(id(r.finding))

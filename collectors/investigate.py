@@ -21,6 +21,7 @@ from collectors.correlator import Correlation, correlate
 from collectors.detectors import DETECTORS
 from collectors.evidence import SEVERITIES, Evidence, Finding
 from collectors.parsers import DOCUMENT_PARSERS, LINE_PARSERS, FileContext, Line
+from collectors.parsers.base import anchor, keyword_pattern
 from collectors.prefixes import Prefixes, split_prefixes
 from collectors.timestamps import split_timestamp, with_year
 
@@ -31,11 +32,13 @@ MAX_TIMELINE = 200
 #: Evidence lines quoted per root cause.
 MAX_QUOTED = 10
 
-_PREFILTER = re.compile(
-    "|".join(
-        re.escape(k) for k in sorted({k for p in LINE_PARSERS for k in p.keywords}, key=len, reverse=True)
-    ).encode()
-)
+#: Keyword anchors (see ``collectors.parsers.base.anchor``) and the parsers each one calls for.
+_ANCHORS: dict[str, list[int]] = {}
+for _i, _parser in enumerate(LINE_PARSERS):
+    for _keyword in _parser.keywords:
+        _ANCHORS.setdefault(anchor(_keyword), []).append(_i)
+_PREFILTER = re.compile(keyword_pattern(_ANCHORS).encode())
+_DISPATCH = re.compile(keyword_pattern(_ANCHORS))
 
 Progress = Callable[[int, int], None]
 
@@ -152,6 +155,9 @@ def investigate(bundle: Path, progress: Progress | None = None) -> Investigation
         except OSError as exc:
             unparsed.files += 1
             unparsed.notes.append(f"{f.rel}: unreadable ({exc.strerror or exc})")
+        except Exception as exc:  # one malformed file must not cost the whole investigation
+            unparsed.files += 1
+            unparsed.notes.append(f"{f.rel}: could not be parsed ({type(exc).__name__}: {exc})")
         if stats.truncated:
             unparsed.notes.append(f"{f.rel}: {stats.truncated} line(s) longer than 1 MB were cut")
         done += f.size
@@ -162,7 +168,14 @@ def investigate(bundle: Path, progress: Progress | None = None) -> Investigation
     _resolve_gpus(evidence)
     findings: list[Finding] = []
     for detector in DETECTORS:
-        findings.extend(detector().detect(evidence))
+        try:
+            findings.extend(detector().detect(evidence))
+        except Exception as exc:  # a detector bug must not hide the other detectors' findings
+            unparsed.notes.append(f"detector {detector.name} failed ({type(exc).__name__}: {exc})")
+    for finding in findings:
+        # Evidence read without a layer (an Xid line) takes its finding's, for the timeline.
+        for e in finding.evidence:
+            e.layer = e.layer or finding.layer
     return Investigation(
         correlation=correlate(findings), evidence=evidence, unparsed=unparsed, files_read=files_read
     )
@@ -188,15 +201,17 @@ def _read_file(f: BundleFile, stats: ReadStats, unparsed: Unparsed) -> Iterator[
 
 
 def _parse_log(f: BundleFile, ctx: FileContext, stats: ReadStats) -> Iterator[Evidence]:
-    parsers = [p(ctx) for p in LINE_PARSERS]
+    parsers = [cls(ctx) for cls in LINE_PARSERS]
     for n, raw in scan_lines(f.path, stats, _PREFILTER):
         text = decode(raw)
+        wanted = sorted({i for m in _DISPATCH.finditer(text) for i in _ANCHORS[m.group(0)]})
+        if not wanted:
+            continue
         line = Line(n, text, split_prefixes(text))
-        for p in parsers:
-            if any(k in text for k in p.keywords):
-                yield from p.feed(line)
-    for p in parsers:
-        yield from p.finish()
+        for i in wanted:
+            yield from parsers[i].feed(line)
+    for parser in parsers:
+        yield from parser.finish()
 
 
 class _EvidenceStore:

@@ -31,6 +31,12 @@ class Detector:
         raise NotImplementedError
 
 
+def occurrences(evidence: Iterable[Evidence]) -> int:
+    """How many lines the evidence stands for (the bundle reader keeps the first few per key and counts
+    the rest in ``attrs["repeats"]``)."""
+    return sum(int(e.attrs.get("repeats", 1)) for e in evidence)
+
+
 def gpu_key(e: Evidence | Finding) -> tuple[str | None, str | int | None]:
     """Identity of the GPU an item is about: ``(node, bus id or index)``; ``(node, None)`` if none."""
     return (e.node, e.gpu_pci_bus_id or e.gpu)

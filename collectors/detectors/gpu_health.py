@@ -4,7 +4,8 @@ Sources: ``nvidia-smi -q`` fields (``nvmlDeviceGetCurrentClocksEventReasons``,
 ``nvmlDeviceGetMemoryErrorCounter``, ``nvmlDeviceGetRemappedRows``, ``nvmlDeviceGetRetiredPages``),
 dcgm-exporter gauges (``DCGM_FI_DEV_ECC_DBE_*``, ``DCGM_FI_DEV_UNCORRECTABLE_REMAPPED_ROWS``,
 ``DCGM_FI_DEV_ROW_REMAP_FAILURE``, ``DCGM_FI_DEV_THERMAL_VIOLATION``) and nv-hostengine health incidents.
-``SW Power Cap`` and ``Idle`` are normal clock reasons and are not faults.
+``SW Power Cap`` and ``Idle`` are normal clock reasons and are not faults; a GPU at or above its
+slowdown temperature (``nvmlDeviceGetTemperatureThreshold``) is.
 """
 
 from __future__ import annotations
@@ -45,6 +46,7 @@ class GpuHealthDetector(Detector):
 
     def detect(self, evidence: Sequence[Evidence]) -> Iterable[Finding]:
         remap: dict[tuple[Any, ...], dict[str, Evidence]] = {}
+        temps: dict[tuple[Any, ...], dict[str, Evidence]] = {}
         for e in evidence:
             if e.kind == "smi_field":
                 path, value = e.attrs["path"], e.attrs["value"]
@@ -65,6 +67,8 @@ class GpuHealthDetector(Detector):
                     yield self._memory(
                         e, f"{value} uncorrectable ECC errors since the last driver load ({path})", 0.85
                     )
+                elif low.startswith("temperature") and key in ("GPU Current Temp", "GPU Slowdown Temp"):
+                    temps.setdefault((e.node, e.gpu_pci_bus_id, e.gpu), {})[key] = e
                 elif low.startswith("remapped rows"):
                     remap.setdefault((e.node, e.gpu_pci_bus_id, e.gpu), {})[key] = e
                 elif low.startswith("retired pages") and "pending" in key.lower() and value == "Yes":
@@ -95,6 +99,18 @@ class GpuHealthDetector(Detector):
                     gpu=e.gpu,
                     gpu_pci_bus_id=e.gpu_pci_bus_id,
                     evidence=[e],
+                )
+        for pair in temps.values():
+            current, slowdown = pair.get("GPU Current Temp"), pair.get("GPU Slowdown Temp")
+            if (
+                current
+                and slowdown
+                and 0 < _number(slowdown.attrs["value"]) <= _number(current.attrs["value"])
+            ):
+                yield self._thermal(
+                    current,
+                    f"it runs at {current.attrs['value']}, at or above its slowdown temperature "
+                    f"({slowdown.attrs['value']})",
                 )
         for fields in remap.values():
             pending = fields.get("Pending")

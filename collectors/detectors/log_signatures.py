@@ -11,7 +11,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from collectors import knowledge
-from collectors.detectors.base import Detector, Template
+from collectors.detectors.base import Detector, Template, occurrences
 from collectors.evidence import Evidence, Finding
 
 #: Exceptions that only report a failure elsewhere (collectives, the launcher); never a cause by themselves.
@@ -53,7 +53,7 @@ class LogSignatureDetector(Detector):
                 gpu_pci_bus_id=bus,
                 evidence=evs,
                 explains="node",
-                count=sum(int(e.attrs.get("repeats", 1)) for e in evs),
+                count=occurrences(evs),
             )
         yield from _cuda_findings(evidence)
         for e in evidence:
@@ -101,5 +101,5 @@ def _cuda_findings(evidence: Sequence[Evidence]) -> Iterable[Finding]:
             gpu=gpu,
             evidence=evs,
             explains="node",
-            count=sum(int(e.attrs.get("repeats", 1)) for e in evs),
+            count=occurrences(evs),
         )

@@ -15,7 +15,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from collectors import knowledge
-from collectors.detectors.base import Detector
+from collectors.detectors.base import Detector, occurrences
 from collectors.evidence import Evidence, Finding
 
 _RESULT_LAYER = {
@@ -49,6 +49,8 @@ class TransportDetector(Detector):
                 groups.setdefault(("watchdog", None, e.attrs["seq"]), []).append(e)
             elif e.kind == "nccl_failed_or_timed_out":
                 groups.setdefault(("failed", None, None), []).append(e)
+            elif e.kind == "nccl_tests_wrong_values" and e.attrs["count"]:
+                groups.setdefault(("wrong_values", e.node, None), []).append(e)
             elif e.kind == "nccl_warn":
                 groups.setdefault(("warn", e.node, e.attrs["message"][:60]), []).append(e)
         for (what, node, value), evs in groups.items():
@@ -58,7 +60,7 @@ class TransportDetector(Detector):
 
 
 def _finding(what: str, node: str | None, value: Any, evs: list[Evidence]) -> Finding | None:
-    count = sum(int(e.attrs.get("repeats", 1)) for e in evs)
+    count = occurrences(evs)
     nodes = sorted({e.node for e in evs if e.node})
     on = f" on {', '.join(nodes)}" if nodes else ""
     common: dict[str, Any] = {"node": node, "evidence": evs, "count": count}
@@ -100,19 +102,31 @@ def _finding(what: str, node: str | None, value: Any, evs: list[Evidence]) -> Fi
         )
     if what in ("ofi_completion_error", "libfabric"):
         prov = next((e.attrs.get("prov_err") for e in evs if e.attrs.get("prov_err")), "")
+        prov_errno = next((e.attrs["prov_errno"] for e in evs if e.attrs.get("prov_errno") is not None), None)
+        entry = (
+            knowledge.libfabric_error("efa_prov_errno", prov_errno) if prov_errno is not None else None
+        ) or (knowledge.libfabric_error("fi_errno", int(value)) or {})
+        name = entry.get("name", f"fi_errno {value}")
+        detail = (
+            f", provider error {prov_errno if prov_errno is not None else prov}" if prov or prov_errno else ""
+        )
+        cause = entry.get(
+            "likely_cause",
+            "on AWS most often a security group that does not allow all traffic within itself",
+        )
         return Finding(
             kind=f"fi_errno:{value}",
             layer="network",
             role="cause",
             severity="error",
             weight=0.7,
-            summary=f"EFA/libfabric transfers failed{on} (fi_errno {value}"
-            f"{', provider error ' + prov if prov else ''}): "
-            "packets between the nodes are not delivered, which on AWS is most often a security "
-            "group that does "
-            "not allow all traffic within itself",
-            action="allow all inbound and outbound traffic between the instances' security group and itself; "
-            "check the EFA devices with fi_info -p efa and the fi_pingpong test between the nodes",
+            summary=f"EFA/libfabric transfers failed{on} ({name}{detail}): packets between the nodes are not "
+            f"delivered; likely cause: {cause}",
+            action=entry.get(
+                "action",
+                "allow all inbound and outbound traffic between the instances' security group and itself; "
+                "check the EFA devices with fi_info -p efa and run fi_pingpong between the nodes",
+            ),
             **common,
         )
     if what == "result":
@@ -130,6 +144,9 @@ def _finding(what: str, node: str | None, value: Any, evs: list[Evidence]) -> Fi
         )
     if what == "watchdog":
         ranks = sorted({int(e.attrs["rank"]) for e in evs if e.attrs.get("rank") is not None})
+        # Ranks that never reported inside the range that did are where the collective stopped.
+        silent = sorted(set(range(ranks[0], ranks[-1] + 1)) - set(ranks)) if ranks else []
+        hint = f"; rank(s) {', '.join(map(str, silent[:8]))} never reported" if 0 < len(silent) <= 8 else ""
         op = evs[0].attrs.get("op")
         timeout_s = int(evs[0].attrs.get("timeout_ms") or 0) / 1000
         return Finding(
@@ -140,8 +157,22 @@ def _finding(what: str, node: str | None, value: Any, evs: list[Evidence]) -> Fi
             weight=0.25,
             summary=f"{len(ranks) or count} ranks{on} hit the NCCL watchdog "
             f"({op} SeqNum {value} did not finish "
-            f"within {timeout_s:.0f} s): some rank, GPU or link stopped progressing",
+            f"within {timeout_s:.0f} s){hint}: some rank, GPU or link stopped progressing",
             action="find the rank that never reached this collective and the GPU or link under it",
+            **common,
+        )
+    if what == "wrong_values":
+        return Finding(
+            kind="nccl_tests_wrong_values",
+            layer=None,
+            role="symptom",
+            severity="error",
+            weight=0.35,
+            summary=f"nccl-tests{on} received wrong values ({max(e.attrs['count'] for e in evs)} elements): "
+            "data is corrupted somewhere between the GPUs (GPU memory, NVLink/PCIe or the network); "
+            "which one is not established by this test alone (unsure)",
+            action="rerun per node (NVLink only) and across nodes to split the path, and run "
+            "dcgmi diag -r 3 on the GPUs involved",
             **common,
         )
     if what == "failed":

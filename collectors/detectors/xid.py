@@ -13,7 +13,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from collectors import knowledge
-from collectors.detectors.base import Detector, where
+from collectors.detectors.base import Detector, occurrences, where
 from collectors.evidence import Evidence, Finding
 
 #: Prior strength as a root cause by catalogue origin, then scaled by severity.
@@ -49,7 +49,7 @@ def xid_finding(number: int, evidence: list[Evidence], inferred: bool = False) -
     weight = _ORIGIN_WEIGHT.get(origin, 0.5) * _SEVERITY_SCALE.get(severity, 0.9)
     if inferred:
         weight *= 0.95
-    count = sum(int(e.attrs.get("repeats", 1)) for e in evidence)
+    count = occurrences(evidence)
     place = where(first.node, first.gpu, first.gpu_pci_bus_id)
     times = f" ({count} times)" if count > 1 else ""
     how = ", inferred from Xid 45 lines naming it as the cause" if inferred else ""

@@ -28,6 +28,7 @@ __all__ = [
     "Signature",
     "cuda_errors",
     "ib_wc_status",
+    "libfabric_error",
     "load",
     "nccl_messages",
     "nccl_result",
@@ -96,6 +97,16 @@ def nccl_result(name: str) -> dict[str, Any] | None:
 def nccl_messages() -> tuple[tuple[re.Pattern[str], dict[str, Any]], ...]:
     """NCCL WARN message shapes (``nccl_errors.yaml`` ``messages``), compiled, with their entries."""
     return tuple((re.compile(m["pattern"]), m) for m in load("nccl_errors.yaml").get("messages", []))
+
+
+def libfabric_error(table: str, code: int) -> dict[str, Any] | None:
+    """Entry of a libfabric error (``libfabric_errors.yaml``).
+
+    Args:
+        table: ``"fi_errno"`` (libfabric's ``FI_E*``) or ``"efa_prov_errno"`` (the EFA provider's codes).
+        code: The error number.
+    """
+    return load("libfabric_errors.yaml").get(table, {}).get(code)
 
 
 @dataclass(frozen=True, slots=True)

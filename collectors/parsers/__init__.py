@@ -11,6 +11,7 @@ from collectors.parsers.host import HostSoftwareParser
 from collectors.parsers.kernel import KernelLogParser
 from collectors.parsers.libfabric import LibfabricParser
 from collectors.parsers.nccl import NcclParser
+from collectors.parsers.nccl_tests import NcclTestsParser
 from collectors.parsers.nvidia_smi import NvidiaSmiLinesParser, NvidiaSmiQueryParser
 from collectors.parsers.prometheus import PrometheusParser
 from collectors.parsers.pytorch import PyTorchParser
@@ -24,6 +25,7 @@ DOCUMENT_PARSERS: tuple[type[DocumentParser], ...] = (PrometheusParser, NvidiaSm
 LINE_PARSERS: tuple[type[LineParser], ...] = (
     KernelLogParser,
     NcclParser,
+    NcclTestsParser,
     PyTorchParser,
     LibfabricParser,
     NvidiaSmiLinesParser,

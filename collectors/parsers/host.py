@@ -25,7 +25,9 @@ _APT_FIELD = re.compile(
     r"|Reinstall): (?P<value>.*)$"
 )
 _APT_PACKAGE = re.compile(r"(?P<pkg>[^\s,()]+) \((?P<versions>[^)]*)\)")
-_DPKG = re.compile(r"^(?P<action>upgrade|install|remove|purge) (?P<pkg>\S+) (?P<old>\S+) (?P<new>\S+)$")
+_DPKG = re.compile(
+    r"^(?:\S+ \S+ )?(?P<action>upgrade|install|remove|purge) (?P<pkg>\S+) (?P<old>\S+) (?P<new>\S+)$"
+)
 _UNAME = re.compile(r"^Linux (?P<host>\S+) (?P<release>\d+\.\d+\.\d+\S*) #")
 _MODULE_FILE = re.compile(r"/lib/modules/(?P<release>[^/\s]+)/\S*?(?P<module>nvidia[\w-]*)\.ko(?:\.\w+)?\b")
 _DKMS = re.compile(
@@ -46,16 +48,26 @@ class HostSoftwareParser(LineParser):
     keywords = (
         "Start-Date:",
         "Commandline:",
+        "Requested-By:",
         "Upgrade:",
         "Install:",
         "Remove:",
         "Purge:",
         "Downgrade:",
-        "upgrade ",
+        "Reinstall:",
+        "End-Date:",
+        ":amd64 ",  # dpkg.log rows name the package with its architecture
+        ":arm64 ",
         "Linux ",
         "/lib/modules/",
-        "nvidia",
-        "version:",
+        "nvidia,",
+        "nvidia/",
+        "nvidia  ",  # an lsmod row: the name padded with spaces
+        "PyTorch version:",
+        "CUDA used to build",
+        "driver version:",
+        "CUDA runtime version",
+        "cuDNN version",
         "Is CUDA available",
     )
 

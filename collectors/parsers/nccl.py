@@ -25,8 +25,14 @@ _IB_COMPLETION = re.compile(
     r"with (?:error |status=(?:IBV_WC_\w+\()?)(?P<code>\d+)"
     r"(?:,? opcode[ =](?P<opcode>\d+))?(?:.*?vendor err (?P<vendor>\d+))?"
 )
-_OFI_COMPLETION = re.compile(r"NET/OFI .*?completed with error\. RC: (?P<rc>-?\d+)\. Error: (?P<error>[^.]*)")
-_OFI_CALL = re.compile(r"NET/OFI .*?(?P<call>fi_\w+)\(\)? call failed: (?P<error>.*)")
+_OFI_COMPLETION = re.compile(
+    r"NET/OFI .*?completed with error\. RC: (?P<rc>-?\d+)\.(?: Flags: \d+\.)? "
+    r"Error: (?:(?P<prov>\d+) )?(?P<error>[^.]*)"
+)
+_OFI_CALL = re.compile(
+    r"NET/OFI .*?(?:(?P<call>fi_\w+)\(\)? call failed: (?P<error>.*)"
+    r"|(?P<init>Unable to find a protocol that worked|No eligible providers were found).*)"
+)
 _BUS = re.compile(r"cudaDev (?P<cuda>\d+)(?: nvmlDev (?P<nvml>\d+))? busId (?P<bus>[0-9a-fA-F:.]+)")
 _RANK = re.compile(r"\brank (?P<rank>\d+) nRanks (?P<nranks>\d+)", re.IGNORECASE)
 
@@ -35,7 +41,17 @@ class NcclParser(LineParser):
     """NCCL WARN lines, IB/OFI transport errors and device-to-bus-id INFO lines."""
 
     name = "nccl"
-    keywords = ("NCCL WARN", "NCCL ERROR", "NET/IB", "NET/OFI", "busId")
+    # Not "NET/IB" alone: INFO lines name the transport at every init and would all become candidates.
+    keywords = (
+        "NCCL WARN",
+        "NCCL ERROR",
+        "Got completion",
+        "completed with error",
+        "call failed",
+        "Unable to find a protocol",
+        "No eligible providers",
+        "busId",
+    )
 
     def feed(self, line: Line) -> Iterable[Evidence]:
         body = line.pre.body
@@ -86,7 +102,11 @@ class NcclParser(LineParser):
                     "ofi_completion_error",
                     severity="error",
                     layer="network",
-                    attrs={"rc": int(m["rc"]), "error": m["error"]},
+                    attrs={
+                        "rc": abs(int(m["rc"])),
+                        "prov_errno": int(m["prov"]) if m["prov"] else None,
+                        "error": m["error"],
+                    },
                     **fields,
                 )
             )
@@ -99,7 +119,7 @@ class NcclParser(LineParser):
                     "ofi_call_failed",
                     severity="error",
                     layer="network",
-                    attrs={"call": m["call"], "error": m["error"].strip()},
+                    attrs={"call": m["call"] or "plugin init", "error": (m["error"] or m["init"]).strip()},
                     **fields,
                 )
             )

@@ -23,7 +23,7 @@ _WATCHDOG = re.compile(
     r"(?:, NumelIn=(?P<numel_in>\d+), NumelOut=(?P<numel_out>\d+))?, Timeout\(ms\)=(?P<timeout>\d+)\)"
     r"(?: ran for (?P<ran>\d+) milliseconds)?"
 )
-_RANK = re.compile(r"\[Rank (\d+)\]")
+_RANK = re.compile(r"\bRank (\d+)\]")
 _NCCL_RESULT = re.compile(
     r"\b(ncclUnhandledCudaError|ncclSystemError|ncclInternalError|ncclInvalidArgument|ncclInvalidUsage"
     r"|ncclRemoteError|ncclInProgress)\b"
@@ -38,7 +38,18 @@ class PyTorchParser(LineParser):
     """c10d watchdog timeouts, NCCL result codes and exception lines."""
 
     name = "pytorch"
-    keywords = ("Watchdog caught", "nccl", _FAILED_OR_TIMED_OUT, "Error", "Exception")
+    keywords = (
+        "Watchdog caught",
+        "ncclUnhandledCudaError",
+        "ncclSystemError",
+        "ncclInternalError",
+        "ncclInvalid",
+        "ncclRemoteError",
+        "ncclInProgress",
+        _FAILED_OR_TIMED_OUT,
+        "Error",
+        "Exception",
+    )
 
     def feed(self, line: Line) -> Iterable[Evidence]:
         body = line.pre.body

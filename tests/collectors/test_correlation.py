@@ -63,6 +63,7 @@ def test_xid79_on_one_gpu_explains_watchdog_timeouts_on_every_node(tmp_path: Pat
     (watchdog,) = [s for s in out["symptoms"] if s["kind"] == "c10d_watchdog_timeout:911207"]
     assert watchdog["explained_by"] == 0 and watchdog["layer"] == "framework"
     assert "21 ranks" in watchdog["summary"]
+    assert "rank(s) 5, 13, 21 never reported" in watchdog["summary"]
 
 
 def test_a_memory_xid_outranks_many_application_xids_on_other_gpus(tmp_path: Path) -> None:
@@ -178,3 +179,61 @@ def test_healthy_bundle_is_not_an_incident(tmp_path: Path) -> None:
     )
     out = investigate(tmp_path).to_dict()
     assert out["incident"] is False and out["root_causes"] == []
+
+
+def test_efa_provider_error_is_named_from_the_libfabric_catalogue(tmp_path: Path) -> None:
+    write(
+        tmp_path,
+        "nccl.log",
+        "[1,3]<stdout>:node-04:7:7 [0] NCCL WARN NET/OFI Request 0x7f456c224810 completed with error. "
+        "RC: 103. Error: 4126 (Unresponsive receiver (reachable by EFA device but handshake failed)\n",
+    )
+    top = investigate(tmp_path).to_dict()["root_causes"][0]
+    assert (top["layer"], top["node"]) == ("network", "node-04")
+    assert "FI_EFA_ERR_UNESTABLISHED_RECV_UNRESP" in top["summary"]
+
+
+def test_nvidia_smi_err_row_names_the_lost_gpu(tmp_path: Path) -> None:
+    write(
+        tmp_path,
+        "node-05/nvidia-smi.txt",
+        "|   0  NVIDIA A100-SXM4-80GB          On  |   00000000:07:00.0 Off |                    0 |\n"
+        "|   1  NVIDIA A100-SXM4-80GB          On  |   00000000:0B:00.0 Off |                 ERR! |\n",
+    )
+    top = investigate(tmp_path).to_dict()["root_causes"][0]
+    assert (top["layer"], top["node"], top["gpu"], top["gpu_pci_bus_id"]) == (
+        "gpu_hardware",
+        "node-05",
+        1,
+        "0000:0b:00.0",
+    )
+
+
+def test_gpu_at_its_slowdown_temperature_is_a_thermal_fault(tmp_path: Path) -> None:
+    smi = (
+        Path(__file__).resolve().parents[2]
+        / "examples/incidents/32-healthy-nvidia-smi-q-idle-no-throttle/node-01/nvidia-smi-q.txt"
+    ).read_text()
+    write(
+        tmp_path,
+        "node-01/smi.txt",
+        smi.replace("GPU Current Temp            : 37 C", "GPU Current Temp            : 94 C"),
+    )
+    top = investigate(tmp_path).to_dict()["root_causes"][0]
+    assert (top["layer"], top["gpu"], top["gpu_pci_bus_id"]) == ("thermal_power", 0, "0000:84:00.0")
+    assert "94 C" in top["summary"]
+
+
+def test_syslog_stamps_take_the_year_of_the_nodes_other_files(tmp_path: Path) -> None:
+    write(
+        tmp_path,
+        "node-01/kernel.log",
+        "Nov  4 07:41:24 node-01 kernel: NVRM: Xid (PCI:0000:3b:00): 79, pid=1, "
+        "GPU has fallen off the bus.\n",
+    )
+    write(tmp_path, "node-01/train.log", WATCHDOG.format(rank=0))
+    out = investigate(tmp_path).to_dict()
+    xid_line = next(t for t in out["timeline"] if t["source"] == "node-01/kernel.log:1")
+    assert (xid_line["time"], xid_line["time_raw"]) == ("2024-11-04T07:41:24+00:00", "Nov  4 07:41:24")
+    # Ordered by time: the Xid two days before the watchdog fired.
+    assert out["timeline"][0]["source"] == "node-01/kernel.log:1"

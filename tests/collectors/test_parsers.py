@@ -13,6 +13,7 @@ from collectors.parsers.host import HostSoftwareParser
 from collectors.parsers.kernel import KernelLogParser
 from collectors.parsers.libfabric import LibfabricParser
 from collectors.parsers.nccl import NcclParser
+from collectors.parsers.nccl_tests import NcclTestsParser
 from collectors.parsers.nvidia_smi import NvidiaSmiLinesParser, NvidiaSmiQueryParser
 from collectors.parsers.prometheus import PrometheusParser
 from collectors.parsers.pytorch import PyTorchParser
@@ -273,3 +274,43 @@ def test_iteration_times_keep_only_baseline_and_jumps() -> None:
     jumps = [round(e.attrs["after_s"]) for e in evidence if e.kind == "iteration_time_jump"]
     assert base == [pytest.approx(32.403)]
     assert jumps == [109, 196, 744]
+
+
+def test_older_oom_message_and_ofi_init_failure() -> None:
+    old = (
+        "RuntimeError: CUDA out of memory. Tried to allocate 20.00 MiB (GPU 3; 15.78 GiB total capacity; "
+        "14.1 GiB already allocated)"
+    )
+    assert [(e.attrs["signature"], e.gpu) for e in feed(SignatureParser, old)] == [("cuda_out_of_memory", 3)]
+    init = (
+        "node-01:7:7 [0] nccl_net_ofi_create_plugin:261 NCCL WARN NET/OFI Unable to find a protocol that "
+        "worked.  Failing initialization."
+    )
+    (e,) = feed(NcclParser, init)
+    assert (e.kind, e.attrs["error"]) == ("ofi_call_failed", "Unable to find a protocol that worked")
+
+
+def test_efa_provider_error_code_is_read() -> None:
+    line = (
+        "node-01:7:7 [0] NCCL WARN NET/OFI Request 0x7f456c224810 completed with error. RC: 103. "
+        "Error: 4126 (Unresponsive receiver (reachable by EFA device but handshake failed)"
+    )
+    (e,) = feed(NcclParser, line)
+    assert (e.attrs["rc"], e.attrs["prov_errno"]) == (103, 4126)
+
+
+def test_nccl_tests_summary_and_wrong_values() -> None:
+    text = (
+        "#       size         count      type   redop    root     time   algbw   busbw #wrong"
+        "     time   algbw   busbw #wrong\n"
+        "   134217728      33554432     float     sum      -1   1234.5  108.72  203.85      0"
+        "   1230.1  109.11  204.58      3\n"
+        "# Out of bounds values : 3 FAILED\n"
+        "# Avg bus bandwidth    : 182.3 \n"
+    )
+    evidence = feed(NcclTestsParser, text)
+    assert [(e.kind, e.attrs.get("count"), e.attrs.get("gb_per_s")) for e in evidence] == [
+        ("nccl_tests_wrong_values", 3, None),
+        ("nccl_tests_wrong_values", 3, None),
+        ("nccl_tests_busbw", None, 182.3),
+    ]
