@@ -170,14 +170,6 @@ def exporter_command(
 # ---------------------------------------------------------------- investigate: offline correlation
 
 
-if app.registered_callback is None:
-    # Typer runs a lone command as the whole program (no sub-command name); a callback keeps
-    # `fleetscope investigate ...` a sub-command even on a branch where it is the only one.
-    @app.callback()
-    def _group() -> None:
-        """Observability and lineage for GPU training clusters."""
-
-
 class InvestigateFormat(StrEnum):
     """Output formats of ``fleetscope investigate``."""
 
