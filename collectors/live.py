@@ -51,6 +51,34 @@ class SourceError(Exception):
     """A source could not be read this cycle (unreachable, bad status, malformed answer)."""
 
 
+class CollectionError(Exception):
+    """A cycle could not run: no source answered, or the window folder is not the collector's own."""
+
+
+#: File that marks a folder as a collector window, so the collector only ever replaces its own.
+WINDOW_MARKER = ".fleetscope-window"
+
+
+def http_url(address: str) -> str:
+    """Check an HTTP address given by a user and return it as a URL.
+
+    Args:
+        address: ``host:port`` (``http://`` is assumed) or an ``http(s)://`` URL.
+
+    Raises:
+        ValueError: the address has no host, another scheme, spaces or control characters.
+    """
+    url = address if "//" in address else f"http://{address}"
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname or any(c.isspace() for c in url):
+        raise ValueError(f"{address!r} is not an HTTP address (host:port or http://host:port)")
+    try:
+        parts.port  # noqa: B018 - a non-numeric or out-of-range port raises here
+    except ValueError as exc:
+        raise ValueError(f"{address!r}: {exc}") from None
+    return url.rstrip("/")
+
+
 @dataclass
 class NodeSnapshot:
     """What one node showed in one cycle.
@@ -104,10 +132,13 @@ class ExporterSource:
     Args:
         targets: exporter base URLs or ``host:port`` pairs (``http://`` is assumed).
         timeout: seconds allowed for each HTTP request.
+
+    Raises:
+        ValueError: a target is not an HTTP address.
     """
 
     def __init__(self, targets: Sequence[str], timeout: float = 10.0) -> None:
-        self.targets = [t if "//" in t else f"http://{t}" for t in targets]
+        self.targets = [http_url(t) for t in targets]
         self.timeout = timeout
 
     def fetch(self) -> dict[str, NodeSnapshot]:
@@ -120,8 +151,8 @@ class ExporterSource:
         errors: list[str] = []
         for base in self.targets:
             try:
-                metrics = _get(base.rstrip("/") + "/metrics", self.timeout).decode("utf-8", "replace")
-                events = json.loads(_get(base.rstrip("/") + "/events", self.timeout))
+                metrics = _get(base + "/metrics", self.timeout).decode("utf-8", "replace")
+                events = json.loads(_get(base + "/events", self.timeout))
             except (SourceError, json.JSONDecodeError) as exc:
                 errors.append(str(exc))
                 continue
@@ -160,10 +191,13 @@ class PromQLSource:
     Args:
         url: the API's base URL, e.g. ``http://prometheus:9090`` (``/api/v1/query`` is appended).
         timeout: seconds allowed for the query.
+
+    Raises:
+        ValueError: ``url`` is not an HTTP address.
     """
 
     def __init__(self, url: str, timeout: float = 30.0) -> None:
-        self.url = url.rstrip("/")
+        self.url = http_url(url)
         self.timeout = timeout
 
     def fetch(self) -> dict[str, NodeSnapshot]:
@@ -197,7 +231,8 @@ class LiveCollector:
     Args:
         sources: where evidence comes from.
         store: the incident store reports go to.
-        window_dir: the folder the window bundle is written into (replaced on every cycle).
+        window_dir: the folder the window bundle is written into, replaced on every cycle; it must
+            not exist yet or be a window this collector wrote (it holds :data:`WINDOW_MARKER`).
         kernel_history: how many kernel-log lines per node the window keeps across cycles.
         registry: where the collector's own metrics are registered.
     """
@@ -240,6 +275,7 @@ class LiveCollector:
 
     def _gather(self) -> dict[str, NodeSnapshot]:
         nodes: dict[str, NodeSnapshot] = {}
+        errors = []
         for source in self.sources:
             try:
                 for node, snapshot in source.fetch().items():
@@ -248,13 +284,23 @@ class LiveCollector:
                     merged.kernel_lines += snapshot.kernel_lines
             except SourceError as exc:
                 self._errors.inc()
+                errors.append(f"{type(source).__name__}: {exc}")
                 log.warning("source %s failed this cycle: %s", type(source).__name__, exc)
+        if errors and len(errors) == len(self.sources):
+            # Investigating an empty window would report a healthy cluster that nobody looked at.
+            raise CollectionError("no source could be read: " + "; ".join(errors))
         return nodes
 
     def _write_window(self, nodes: dict[str, NodeSnapshot]) -> None:
         staging = self.window_dir.with_name(self.window_dir.name + ".new")
+        for folder in (self.window_dir, staging):
+            if folder.exists() and not (folder / WINDOW_MARKER).exists():
+                raise CollectionError(
+                    f"{folder} exists and is not a fleetscope window; refusing to replace it"
+                )
         shutil.rmtree(staging, ignore_errors=True)
         staging.mkdir(parents=True)
+        (staging / WINDOW_MARKER).write_text("written by fleetscope collect; replaced every cycle\n")
         for node, snapshot in nodes.items():
             folder = staging / node
             folder.mkdir()
@@ -274,7 +320,10 @@ class LiveCollector:
         """One cycle.
 
         Returns:
-            The investigation report of the window (DESIGN.md JSON contract).
+            The investigation report of the window (docs/design.md JSON contract).
+
+        Raises:
+            CollectionError: no source could be read, or the window folder is not the collector's.
         """
         started = time.perf_counter()
         nodes = self._gather()
@@ -288,10 +337,14 @@ class LiveCollector:
         return report
 
     def run_forever(self, interval: float) -> None:
-        """Run a cycle every ``interval`` seconds until interrupted."""
+        """Run a cycle every ``interval`` seconds until interrupted; a failed cycle is logged and skipped."""
         while True:
             started = time.monotonic()
-            report = self.run_once()
-            if report.get("incident"):
-                log.warning("incident: %s", report["root_causes"][0].get("summary"))
+            try:
+                report = self.run_once()
+            except CollectionError as exc:
+                log.error("cycle skipped: %s", exc)
+            else:
+                if report.get("incident"):
+                    log.warning("incident: %s", report["root_causes"][0].get("summary"))
             time.sleep(max(0.0, interval - (time.monotonic() - started)))

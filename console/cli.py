@@ -10,7 +10,6 @@ import contextlib
 import json
 import logging
 import os
-import subprocess
 import sys
 from enum import StrEnum
 from pathlib import Path
@@ -24,10 +23,23 @@ app = typer.Typer(
     help="Observability and lineage for GPU training clusters.",
     no_args_is_help=True,
     add_completion=False,
+    # Plain help text: Rich's rendering would turn "REL:Label:id" into an emoji and cut long
+    # FLEETSCOPE_* names at 80 columns.
+    rich_markup_mode=None,
 )
 
 
 # ---------------------------------------------------------------- exporter: the per-node agent
+
+
+class LogLevel(StrEnum):
+    """Log levels the long-running commands accept."""
+
+    debug = "debug"
+    info = "info"
+    warning = "warning"
+    error = "error"
+
 
 _EXPORTER_HELP = "\n\n".join(
     [
@@ -131,7 +143,7 @@ def exporter_command(
             show_default=False,
         ),
     ] = None,
-    log_level: Annotated[str, typer.Option("--log.level", help="debug, info, warning or error.")] = "info",
+    log_level: Annotated[LogLevel, typer.Option("--log.level", help="How much to log.")] = LogLevel.info,
 ) -> None:
     import logging
     import os
@@ -187,7 +199,10 @@ INVESTIGATE_NOTHING_READABLE = 3
 @app.command("investigate")
 def investigate_command(
     bundle: Annotated[
-        Path, typer.Argument(help="Bundle folder: one sub-folder per node, cluster-wide files on top.")
+        Path,
+        typer.Argument(
+            metavar="BUNDLE", help="Bundle folder: one sub-folder per node, cluster-wide files on top."
+        ),
     ],
     output_format: Annotated[
         InvestigateFormat, typer.Option("--format", help="text or json.")
@@ -195,8 +210,16 @@ def investigate_command(
 ) -> None:
     """Find the root cause of a GPU-cluster incident in a bundle of collected logs.
 
-    Exit codes: 0 = investigated (incident or not; see "incident" in the output), 1 = internal error,
-    2 = usage error or the bundle path is missing / not a folder, 3 = nothing readable in the bundle
+    A bundle holds one folder per node (dmesg or journal, training and NCCL logs, nvidia-smi output,
+    dcgm-exporter or fleetscope scrapes, apt history ...) and cluster-wide launcher logs on top; file
+    names do not matter, formats are recognised from content. The answer comes first: layer, node,
+    GPU, confidence and action, then the evidence lines (file:line), the symptoms it explains and the
+    timeline.
+
+    Example: fleetscope investigate --format json examples/incidents/02-xid119-gsp-rpc-timeout
+
+    Exit codes: 0 investigated (incident or not: see "incident" in the output); 1 internal error;
+    2 usage error, or the bundle path is missing or not a folder; 3 nothing readable in the bundle
     (no files, or only binary ones).
     """
     import json
@@ -485,8 +508,8 @@ def collect(
     store: Annotated[
         Path | None,
         typer.Option(
-            help="SQLite incident store [env FLEETSCOPE_INCIDENT_STORE; default "
-            "~/.local/share/fleetscope/incidents.db]."
+            help="SQLite incident store; the window of the latest cycle is kept beside it, in "
+            "STORE.window/. (default ~/.local/share/fleetscope/incidents.db; env FLEETSCOPE_INCIDENT_STORE)"
         ),
     ] = None,
     interval: Annotated[float, typer.Option(help="Seconds between cycles.", min=1.0)] = 30.0,
@@ -501,27 +524,46 @@ def collect(
     Prometheus-compatible API), investigate it with the same engine as `fleetscope investigate`, and
     record the incident, if any, in the SQLite store the console reads.
 
-    Example: fleetscope collect -t node-01:9835 -t node-02:9835
+    Examples:
+
+      fleetscope collect -t node-01:9847 -t node-02:9847
+
+      fleetscope collect --prometheus-url http://prometheus:9090 --interval 60
+
+      fleetscope collect --once -t 127.0.0.1:9847   # one cycle, report as JSON
+
+    Exit codes: 0 done; 1 no source could be read (with --once) or the window folder is not
+    fleetscope's; 2 usage error.
     """
     from collectors.incidents import IncidentStore
-    from collectors.live import ExporterSource, LiveCollector, PromQLSource, Source
+    from collectors.live import CollectionError, ExporterSource, LiveCollector, PromQLSource, Source
     from console.settings import ConsoleSettings
 
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     sources: list[Source] = []
-    if target:
-        sources.append(ExporterSource(target))
-    if prometheus_url:
-        sources.append(PromQLSource(prometheus_url))
+    try:
+        if target:
+            sources.append(ExporterSource(target))
+        if prometheus_url:
+            sources.append(PromQLSource(prometheus_url))
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from None
     if not sources:
         raise typer.BadParameter("give at least one --target or a --prometheus-url")
-    store_path = store or ConsoleSettings().incident_store
-    collector = LiveCollector(sources, IncidentStore(store_path), store_path.parent / "window")
-    if once:
-        typer.echo(json.dumps(collector.run_once(), indent=2, default=str))
-        return
     host, _, port = listen.rpartition(":")
+    if not port.isdigit() or not 0 < int(port) < 65536:
+        raise typer.BadParameter(f"--web.listen-address must be HOST:PORT, got {listen!r}")
+    store_path = store or ConsoleSettings().incident_store
+    window = store_path.with_name(store_path.name + ".window")
+    collector = LiveCollector(sources, IncidentStore(store_path), window)
+    if once:
+        try:
+            typer.echo(json.dumps(collector.run_once(), indent=2, default=str))
+        except CollectionError as exc:
+            typer.echo(f"fleetscope collect: {exc}", err=True)
+            raise typer.Exit(1) from None
+        return
     start_http_server(int(port), addr=host or "127.0.0.1", registry=collector.registry)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     with contextlib.suppress(KeyboardInterrupt):
         collector.run_forever(interval)
 
@@ -529,15 +571,28 @@ def collect(
 @app.command()
 def console(
     address: Annotated[str, typer.Option(help="Address the web app listens on.")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="Port the web app listens on.")] = 8501,
+    port: Annotated[int, typer.Option(help="Port the web app listens on.", min=1, max=65535)] = 8501,
     store: Annotated[
         Path | None,
-        typer.Option(help="SQLite incident store the collector writes [env FLEETSCOPE_INCIDENT_STORE]."),
+        typer.Option(
+            help="SQLite incident store the collector writes. (default "
+            "~/.local/share/fleetscope/incidents.db; env FLEETSCOPE_INCIDENT_STORE)"
+        ),
     ] = None,
 ) -> None:
-    """Open the on-call console (a Streamlit web app) at http://ADDRESS:PORT."""
+    """Open the on-call console (a Streamlit web app) at http://ADDRESS:PORT.
+
+    Pages: Incidents (what `fleetscope collect` recorded, with root cause, evidence and timeline) and
+    Investigate (run the engine on a bundle folder on this machine). Needs the console extra:
+    pip install 'fleetscope[console]'.
+    """
+    import importlib.util
+
     from console import settings
 
+    if importlib.util.find_spec("streamlit") is None:
+        typer.echo("fleetscope console needs Streamlit: pip install 'fleetscope[console]'", err=True)
+        raise typer.Exit(1)
     env = dict(os.environ)
     if store:
         env[settings.ENV_INCIDENT_STORE] = str(store)
@@ -557,7 +612,8 @@ def console(
         "--browser.gatherUsageStats",
         "false",
     ]
-    raise typer.Exit(subprocess.call(command, env=env))
+    # Become the Streamlit server, so a signal to this process reaches the server and leaves no orphan.
+    os.execve(sys.executable, command, env)
 
 
 def main() -> None:

@@ -10,7 +10,14 @@ from pathlib import Path
 import pytest
 
 from collectors.incidents import IncidentStore
-from collectors.live import ExporterSource, LiveCollector, PromQLSource, SourceError
+from collectors.live import (
+    CollectionError,
+    ExporterSource,
+    LiveCollector,
+    PromQLSource,
+    SourceError,
+    http_url,
+)
 from exporters.config import ExporterConfig
 from exporters.server import Exporter
 from tests.exporters.fake_nvml import FakeNvml
@@ -68,6 +75,36 @@ def test_a_gpu_falling_off_the_bus_becomes_one_incident(
     assert incident.occurrences == 2
     exposition = collector.registry.get_sample_value("fleetscope_collector_cycles_total")
     assert exposition == 3
+
+
+def test_a_cycle_with_no_source_read_is_an_error_not_a_healthy_report(tmp_path: Path) -> None:
+    dead = ExporterSource([f"127.0.0.1:{free_port()}"], timeout=2)
+    collector = LiveCollector([dead], IncidentStore(tmp_path / "incidents.db"), tmp_path / "window")
+    with pytest.raises(CollectionError, match="no source could be read"):
+        collector.run_once()
+    assert collector.registry.get_sample_value("fleetscope_collector_source_errors_total") == 1
+
+
+def test_the_collector_only_replaces_its_own_window(tmp_path: Path, exporter: Exporter) -> None:
+    foreign = tmp_path / "window"
+    foreign.mkdir()
+    (foreign / "notes.txt").write_text("mine")
+    source = ExporterSource([f"127.0.0.1:{exporter.port}"])
+    collector = LiveCollector([source], IncidentStore(tmp_path / "incidents.db"), foreign)
+    with pytest.raises(CollectionError, match="not a fleetscope window"):
+        collector.run_once()
+    assert (foreign / "notes.txt").read_text() == "mine"
+
+
+@pytest.mark.parametrize("address", ["bad target!!", "ftp://host:21", "host:port", "http://:9847"])
+def test_addresses_are_checked_before_any_request(address: str) -> None:
+    with pytest.raises(ValueError, match=r"not an HTTP address|port"):
+        http_url(address)
+
+
+def test_addresses_without_scheme_are_http() -> None:
+    assert http_url("node-01:9847") == "http://node-01:9847"
+    assert http_url("https://prom.example:443/") == "https://prom.example:443"
 
 
 def test_an_unreachable_exporter_is_a_source_error() -> None:
