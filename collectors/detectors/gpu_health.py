@@ -107,6 +107,32 @@ _DCGM_SYSTEM_LAYER = {
 }
 
 
+#: ``dcgmi diag`` tests by the layer a failure points at (DCGM Diagnostics user guide: deployment,
+#: integration, hardware and stress suites); a test not listed is read as a GPU hardware fault.
+_DCGM_DIAG_LAYER = {
+    "denylist": "host_software",
+    "nvml library": "host_software",
+    "cuda main library": "host_software",
+    "cuda toolkit libraries": "host_software",
+    "permissions and os blocks": "host_software",
+    "persistence mode": "host_software",
+    "environment variables": "host_software",
+    "graphics processes": "host_software",
+    "fabric manager": "host_software",
+    "page retirement/row remap": "gpu_memory",
+    "gpu memory": "gpu_memory",
+    "memory": "gpu_memory",
+    "memtest": "gpu_memory",
+    "memory bandwidth": "gpu_memory",
+    "targeted power": "thermal_power",
+    "power": "thermal_power",
+    "nvlink": "nvlink",
+    "nvbandwidth": "nvlink",
+    "pcie": "gpu_hardware",
+    "inforom": "gpu_hardware",
+}
+
+
 def _number(value: Any) -> float:
     try:
         return float(str(value).split()[0])
@@ -184,6 +210,28 @@ class GpuHealthDetector(Detector):
                     action="check cooling (fans, airflow, thermal interface) of that GPU"
                     if layer == "thermal_power"
                     else "run dcgmi diag -r 3 on that GPU and follow its result",
+                    node=e.node,
+                    gpu=e.gpu,
+                    gpu_pci_bus_id=e.gpu_pci_bus_id,
+                    evidence=[e],
+                )
+        for e in evidence:
+            if e.kind == "dcgm_diag":
+                test = str(e.attrs.get("test", ""))
+                layer = _DCGM_DIAG_LAYER.get(test.lower(), "gpu_hardware")
+                failed = e.attrs.get("result") == "FAIL"
+                yield Finding(
+                    kind=f"dcgm_diag:{test.lower().replace(' ', '_')}",
+                    layer=layer,
+                    role="cause",
+                    severity=e.severity,
+                    weight=0.8 if failed else 0.6,
+                    summary=f"dcgmi diag: the {test} test {'failed' if failed else 'warned'} on "
+                    f"{where(e.node, e.gpu, e.gpu_pci_bus_id)}",
+                    action="fix the host software the test names, then rerun dcgmi diag"
+                    if layer == "host_software"
+                    else f"drain {e.node or 'the node'}; rerun dcgmi diag -r 3 on that GPU and replace it "
+                    "if the test fails again",
                     node=e.node,
                     gpu=e.gpu,
                     gpu_pci_bus_id=e.gpu_pci_bus_id,
