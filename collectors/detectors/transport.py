@@ -4,7 +4,9 @@
   ``ib_wc_status.yaml``, from libibverbs ``verbs.h``); its entry gives meaning, layer and action, and
   whether it only reports an earlier failure (``IBV_WC_WR_FLUSH_ERR``).
 * NET/OFI completion errors and libfabric ``err: N`` are ``fi_errno`` values; ``fi_getinfo()`` failing
-  means no usable provider (EFA device absent from the container, EFA not enabled).
+  means no usable provider (EFA device absent from the container, EFA not enabled). Their layer, cause
+  and action are the ``libfabric_errors.yaml`` entry's (network for provider and fabric faults,
+  host_software where the host's configuration or driver install is at fault).
 * NCCL result codes and the c10d watchdog timeout are symptoms: they say a collective failed or hung,
   not why.
 """
@@ -86,18 +88,19 @@ def _finding(what: str, node: str | None, value: Any, evs: list[Evidence]) -> Fi
         )
     if what == "ofi_call_failed":
         error = evs[0].attrs.get("error", "")
+        entry = knowledge.libfabric_message(evs[0].text, error) or {}
         return Finding(
             kind=f"ofi_call_failed:{value}",
-            layer="network",
+            layer=entry.get("layer", "network"),
             role="cause",
             severity="error",
             weight=0.75,
-            summary=f"The NCCL OFI plugin{on} found no usable libfabric provider ({value}: {error}): the EFA "
-            "device is missing (container started without /dev/infiniband) "
-            "or EFA is not enabled on the instance",
-            action="pass the EFA devices into the container (/dev/infiniband/uverbs*), "
-            "check `fi_info -p efa` on "
-            "the host and that the instance type and its network interface have EFA enabled",
+            summary=f"The NCCL OFI plugin{on} found no usable libfabric provider ({value}: {error}); "
+            "likely cause: "
+            + entry.get("likely_cause", entry.get("meaning", "no EFA device visible to the process")),
+            action=entry.get(
+                "action", "run fi_info -p efa on the host and in the container and check the EFA devices"
+            ),
             **common,
         )
     if what in ("ofi_completion_error", "libfabric"):
@@ -116,7 +119,7 @@ def _finding(what: str, node: str | None, value: Any, evs: list[Evidence]) -> Fi
         )
         return Finding(
             kind=f"fi_errno:{value}",
-            layer="network",
+            layer=entry.get("layer", "network"),
             role="cause",
             severity="error",
             weight=0.7,

@@ -3,18 +3,27 @@
 Per GPU and Xid, one finding. The catalogue gives the layer, the origin (hardware, firmware, driver,
 application, system, consequence), the severity and whether NVIDIA treats the Xid as a side effect of
 another (Xid 45 channel teardown, Xid 154 recovery-action change). A fallen-off-the-bus message is Xid 79
-in all but name. An Xid 45 that names its cause (``caused by previous Xid 145``) also yields a finding
-for that cause, since the kernel log may have rotated the original line away.
+in all but name, and so is NVML's ``NVML_ERROR_GPU_IS_LOST`` (fleetscope's ``fleetscope_gpu_lost`` gauge).
+An Xid 45 that names its cause (``caused by previous Xid 145``) also yields a finding for that cause,
+since the kernel log may have rotated the original line away.
+
+The exporter's counters are the same facts as the kernel-log lines they count
+(``fleetscope_gpu_xid_errors_total{gpu,xid}``, ``fleetscope_gpu_fallen_off_bus_total{gpu}``), so they
+join the same per-GPU groups and go through the same catalogue entry: a counter only adds its count and
+its source.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Sequence
 from typing import Any
 
 from collectors import knowledge
 from collectors.detectors.base import Detector, occurrences, where
 from collectors.evidence import Evidence, Finding
+from exporters.gpu import LOST
+from exporters.xid import FALLEN_OFF_BUS, XID_ERRORS
 
 #: Prior strength as a root cause by catalogue origin, then scaled by severity.
 _ORIGIN_WEIGHT = {"hardware": 0.9, "firmware": 0.88, "driver": 0.6, "system": 0.5, "application": 0.6}
@@ -49,7 +58,7 @@ def xid_finding(number: int, evidence: list[Evidence], inferred: bool = False) -
     weight = _ORIGIN_WEIGHT.get(origin, 0.5) * _SEVERITY_SCALE.get(severity, 0.9)
     if inferred:
         weight *= 0.95
-    count = occurrences(evidence)
+    count = _count(evidence)
     place = where(first.node, first.gpu, first.gpu_pci_bus_id)
     times = f" ({count} times)" if count > 1 else ""
     how = ", inferred from Xid 45 lines naming it as the cause" if inferred else ""
@@ -74,8 +83,39 @@ def xid_finding(number: int, evidence: list[Evidence], inferred: bool = False) -
     )
 
 
+def _count(evidence: list[Evidence]) -> int:
+    """Occurrences behind one Xid's evidence: lines, or the exporter's counter where it counted more.
+
+    The exporter counts the same kernel-log lines a bundle may also hold, so the two are not added.
+    """
+    counters = [e for e in evidence if e.kind == "metric" and e.attrs.get("name") in _COUNTERS]
+    lines = occurrences(e for e in evidence if e.kind != "metric")
+    counted = sum(int(float(e.attrs.get("value", 0))) for e in counters)
+    return max(lines, counted, 1)
+
+
+#: The exporter's counters of kernel-log Xid and fallen-off-the-bus messages.
+_COUNTERS = (XID_ERRORS.name, FALLEN_OFF_BUS.name)
+
+
+def _metric_xid(e: Evidence) -> int | None:
+    """The Xid a metric sample reports, or ``None``."""
+    name, value = e.attrs.get("name"), e.attrs.get("value")
+    if not isinstance(value, int | float) or not math.isfinite(value) or value <= 0:
+        return None
+    if name == "DCGM_FI_DEV_XID_ERRORS":
+        # dcgm-exporter's gauge holds the number of the last Xid seen.
+        return int(value)
+    if name == XID_ERRORS.name:
+        xid = str(e.attrs.get("labels", {}).get("xid", ""))
+        return int(xid) if xid.isdigit() else None
+    if name in (FALLEN_OFF_BUS.name, LOST.name):
+        return 79
+    return None
+
+
 class XidDetector(Detector):
-    """Xid lines, fallen-off-the-bus messages and DCGM's last-Xid gauge."""
+    """Xid lines, fallen-off-the-bus messages, DCGM's last-Xid gauge and fleetscope's Xid counters."""
 
     name = "xid"
 
@@ -91,12 +131,8 @@ class XidDetector(Detector):
                     inferred.setdefault((e.node, e.gpu_pci_bus_id, e.gpu, int(cause)), []).append(e)
             elif e.kind == "gpu_fallen_off_bus":
                 number = 79
-            elif (
-                e.kind == "metric"
-                and e.attrs.get("name") == "DCGM_FI_DEV_XID_ERRORS"
-                and e.attrs.get("value")
-            ):
-                number = int(e.attrs["value"])
+            elif e.kind == "metric":
+                number = _metric_xid(e)
             if number is not None:
                 groups.setdefault((e.node, e.gpu_pci_bus_id, e.gpu, number), []).append(e)
         for (_, _, _, number), evs in groups.items():

@@ -29,6 +29,7 @@ __all__ = [
     "cuda_errors",
     "ib_wc_status",
     "libfabric_error",
+    "libfabric_message",
     "load",
     "nccl_messages",
     "nccl_result",
@@ -109,6 +110,29 @@ def libfabric_error(table: str, code: int) -> dict[str, Any] | None:
     return load("libfabric_errors.yaml").get(table, {}).get(code)
 
 
+@cache
+def _libfabric_messages() -> tuple[tuple[re.Pattern[str], dict[str, Any]], ...]:
+    return tuple((re.compile(m["pattern"]), m) for m in load("libfabric_errors.yaml").get("messages", []))
+
+
+def libfabric_message(line: str, error: str = "") -> dict[str, Any] | None:
+    """The ``libfabric_errors.yaml`` entry that explains a libfabric/aws-ofi-nccl failure line.
+
+    Args:
+        line: The log line.
+        error: The ``fi_strerror()`` text the line quotes, if any (``"No data available"``).
+
+    Returns:
+        The first ``messages`` entry whose pattern matches ``line``, else the ``fi_errno`` entry whose
+        text is ``error``, else ``None``.
+    """
+    for pattern, entry in _libfabric_messages():
+        if pattern.search(line):
+            return entry
+    codes = load("libfabric_errors.yaml").get("fi_errno", {}).values()
+    return next((e for e in codes if error and e.get("text") == error), None)
+
+
 @dataclass(frozen=True, slots=True)
 class Signature:
     """One log message shape from ``signatures.yaml`` (field meanings in that file's header)."""
@@ -123,6 +147,7 @@ class Signature:
     summary: str
     action: str
     source: str
+    unless: re.Pattern[str] | None = None
 
 
 @cache
@@ -146,6 +171,7 @@ def signatures() -> tuple[Signature, ...]:
                 summary=raw["summary"],
                 action=raw.get("action", ""),
                 source=raw["source"],
+                unless=re.compile(raw["unless"]) if raw.get("unless") else None,
             )
         )
     return tuple(out)

@@ -36,7 +36,7 @@ class LibfabricParser(LineParser):
         if err:
             attrs["errno"] = abs(int(err["err"]))
             attrs["prov_err"] = (err["prov_err"] or "").strip()
-        e = self.ctx.evidence(line, "libfabric_warn", severity="warning", layer="network", attrs=attrs)
+        e = self.ctx.evidence(line, "libfabric_warn", severity="warning", attrs=attrs)
         if e.time is None:
             e.time = datetime.fromtimestamp(int(m["epoch"]), tz=UTC)
             e.time_raw = m["epoch"]

@@ -1,7 +1,11 @@
 """Prometheus text exposition: dcgm-exporter (``DCGM_FI_*``), fleetscope (``fleetscope_*``), node_exporter.
 
 Parsed with ``prometheus_client.parser`` (the reference parser), streaming. DCGM's ``gpu`` label is the
-NVML index and its ``pci_bus_id`` label the bus id, so every DCGM sample also maps one to the other.
+NVML index and its ``pci_bus_id`` label the bus id, so every DCGM sample also maps one to the other;
+fleetscope's ``fleetscope_gpu_info{gpu,pci_bus_id,uuid}`` does the same. fleetscope's kernel-log series
+(``fleetscope_gpu_xid_errors_total{gpu,xid}``) label a GPU NVML could not map by its PCI bus id instead
+of an index, so a ``gpu`` label holding a bus id is read as one. Series read back through the PromQL API
+come back ``untyped`` under their full sample names; the evidence keeps the name as written either way.
 """
 
 from __future__ import annotations
@@ -60,6 +64,8 @@ class PrometheusParser(DocumentParser):
         line = Line(number=number, text=text, pre=_NO_PREFIX)
         gpu_index = int(gpu) if gpu is not None and gpu.isdigit() else None
         bus_id = canonical_bus_id(bus) if bus else None
+        if gpu is not None and gpu_index is None and bus_id is None:
+            bus_id = canonical_bus_id(gpu)
         if gpu_index is not None and bus_id and (gpu_index, bus_id) not in seen:
             seen.add((gpu_index, bus_id))
             yield self.ctx.evidence(
@@ -68,7 +74,7 @@ class PrometheusParser(DocumentParser):
                 node=node,
                 gpu=gpu_index,
                 gpu_pci_bus_id=bus_id,
-                attrs={"uuid": labels.get("UUID")},
+                attrs={"uuid": labels.get("UUID") or labels.get("uuid")},
             )
         yield self.ctx.evidence(
             line,

@@ -34,7 +34,7 @@ class SignatureParser(LineParser):
             if not any(k in body for k in sig.keywords):
                 continue
             m = sig.regex.search(body)
-            if m is None:
+            if m is None or (sig.unless is not None and sig.unless.search(body)):
                 continue
             groups = {k: v for k, v in m.groupdict().items() if v is not None}
             gpu = groups.get("gpu")
