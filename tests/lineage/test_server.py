@@ -51,7 +51,7 @@ def service(embedded_dir: Path, tmp_path: Path) -> Iterator[Lineage]:
 def serving(lin: Lineage, api_key: str | None = None) -> Iterator[str]:
     """Run the endpoint on a free 127.0.0.1 port; yields its base URL."""
     server = make_server(lin, "127.0.0.1", 0, api_key)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
     thread.start()
     try:
         yield f"http://127.0.0.1:{server.server_address[1]}"
