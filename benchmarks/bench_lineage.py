@@ -267,8 +267,8 @@ def bench_size(target: int, args: argparse.Namespace, root: Path) -> list[list[s
         load_s = time.perf_counter() - t0
         nodes = lin.query("MATCH (n) RETURN count(n) AS c")[0]["c"]
         rels = lin.query("MATCH ()-[r]->() RETURN count(r) AS c")[0]["c"]
-        print(f"# {target}: built {g.node_count} nodes / {g.rel_count} relationships, loaded in {load_s:.1f} s "
-              f"(graph holds {nodes} nodes, {rels} relationships)", flush=True)  # fmt: skip
+        print(f"# {target}: built {g.node_count} nodes / {g.rel_count} relationships, loaded in "
+              f"{load_s:.1f} s (graph holds {nodes} nodes, {rels} relationships)", flush=True)  # fmt: skip
         events = openlineage_events(args.events, g, rng)
         t0 = time.perf_counter()
         for line_no, event in enumerate(events, start=1):
