@@ -66,8 +66,15 @@ def _schemas() -> _Schemas:
         (doc["$id"], Resource.from_contents(doc)) for doc in documents
     )
     validator_class = jsonschema.validators.validator_for(documents[0])
+    # jsonschema checks no "format" by default. The run id's "uuid" is checked because consumers
+    # key runs on it (Marquez stores it as a UUID); "date-time" is left to event_statement, which
+    # parses eventTime itself, and "uri" would need an optional package and would refuse producers
+    # that send bare names.
+    formats = jsonschema.FormatChecker(formats=("uuid",))
     events = {
-        kind: validator_class({"$ref": f"{EVENT_SCHEMA_ID}#/$defs/{kind}"}, registry=registry)
+        kind: validator_class(
+            {"$ref": f"{EVENT_SCHEMA_ID}#/$defs/{kind}"}, registry=registry, format_checker=formats
+        )
         for kind in ("RunEvent", "DatasetEvent", "JobEvent")
     }
     facets: dict[tuple[str, str], jsonschema.protocols.Validator] = {}

@@ -44,15 +44,19 @@ def embedded_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
 
 
 @pytest.fixture(scope="session")
-def bolt_store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BoltStore]:
+def bolt_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FalkorDBServer]:
+    server = FalkorDBServer(tmp_path_factory.mktemp("falkordb-bolt"), bolt_port=_free_port())
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def bolt_store(bolt_server: FalkorDBServer) -> Iterator[BoltStore]:
     # One driver for the session: FalkorDB 4.16's Bolt listener stops answering handshakes after
     # a few connections are opened and closed, so tests share one connection pool.
-    port = _free_port()
-    server = FalkorDBServer(tmp_path_factory.mktemp("falkordb-bolt"), bolt_port=port)
-    store = BoltStore(f"bolt://127.0.0.1:{port}")
+    store = BoltStore(f"bolt://127.0.0.1:{bolt_server.bolt_port}")
     yield store
     store.close()
-    server.stop()
 
 
 @pytest.fixture(params=["embedded", "bolt"])

@@ -68,7 +68,7 @@ def test_broken_event_leaves_the_graph_unchanged(lineage: Lineage, tmp_path: Pat
     lineage.ingest(_event("example_full_event.json"))
     before = count_graph(lineage.store)
     event = json.loads(_event("example_full_event.json"))
-    event["run"]["runId"] = "another-run"
+    event["run"]["runId"] = "5f3e0a52-0f8e-4c5b-9a43-0d6f1b7c2e11"
     event["inputs"] = [{"namespace": "s3://b", "name": "t", "facets": {"schema": {
         "_producer": "p", "_schemaURL": "https://x", "fields": [{"name": 7}]}}}]  # fmt: skip
     with pytest.raises(InvalidEvent, match=r"inputs\[0\]\.facets\.schema"):

@@ -1,0 +1,217 @@
+"""The OpenLineage HTTP endpoint over real HTTP on 127.0.0.1, on the embedded store.
+
+Events come from the OpenLineage spec's own examples and from the real ``openlineage-python`` client
+(``OpenLineageClient`` + ``HttpTransport``, ``api_key`` auth, gzip), which proves the endpoint speaks
+what the OpenLineage HTTP transport sends.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import urllib.error
+import urllib.request
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+from openlineage.client import OpenLineageClient
+from openlineage.client.event_v2 import InputDataset, Job, OutputDataset, Run, RunEvent, RunState
+from openlineage.client.facet_v2 import schema_dataset
+from openlineage.client.transport.http import (
+    ApiKeyTokenProvider,
+    HttpCompression,
+    HttpConfig,
+    HttpTransport,
+)
+
+from lineage import AuditLog, Lineage, verify_log
+from lineage.server import LINEAGE_PATH, make_server
+from lineage.store.embedded import EmbeddedStore
+from tests.lineage.conftest import count_graph
+
+EXAMPLE = Path("/work/shared/fixtures/openlineage/client/python/tests/example_full_event.json")
+TOKEN = "s3cret-token-for-tests"
+PRODUCER = "https://github.com/fleetscope/fleetscope/tests"
+
+
+@pytest.fixture
+def service(embedded_dir: Path, tmp_path: Path) -> Iterator[Lineage]:
+    store = EmbeddedStore(embedded_dir, graph=f"http-{uuid.uuid4().hex[:8]}")
+    lin = Lineage(store, AuditLog(tmp_path / "audit.jsonl"), tmp_path / "quarantine.jsonl")
+    yield lin
+    lin.close()
+
+
+@contextmanager
+def serving(lin: Lineage, api_key: str | None = None) -> Iterator[str]:
+    """Run the endpoint on a free 127.0.0.1 port; yields its base URL."""
+    server = make_server(lin, "127.0.0.1", 0, api_key)
+    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(5)
+
+
+def post(url: str, body: bytes, headers: dict[str, str] | None = None) -> tuple[int, dict[str, Any]]:
+    request = urllib.request.Request(
+        url + LINEAGE_PATH,
+        data=body,
+        headers={"Content-Type": "application/json", **(headers or {})},
+        method="POST",
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as exc:
+        with exc:
+            return exc.code, json.loads(exc.read())
+
+
+def runs(lin: Lineage) -> list[dict[str, Any]]:
+    return lin.query("MATCH (r:Run) RETURN r.id AS id, r.state AS state, r.job_name AS job ORDER BY id")
+
+
+def test_accepted_event_lands_in_the_graph(service: Lineage) -> None:
+    with serving(service) as url:
+        status, body = post(url, EXAMPLE.read_bytes())
+    assert (status, body) == (201, {"status": "applied"})
+    assert runs(service) == [
+        {"id": "ea041791-68bc-4ae1-bd89-4c8106a157e4", "state": "COMPLETE", "job": "myjob.mytask"}
+    ]
+    edges = service.query(
+        "MATCH (:Run)-[e]->(v:DatasetVersion) RETURN type(e) AS rel, v.id AS id ORDER BY rel"
+    )
+    table = "my-datasource-namespace:instance.schema.table@unversioned"
+    assert edges == [{"rel": "PRODUCED", "id": table}, {"rel": "USED", "id": table}]
+    assert verify_log(service.log.path).records == 1
+
+
+def test_broken_event_is_refused_with_its_reason_and_quarantined(service: Lineage) -> None:
+    broken = json.loads(EXAMPLE.read_text())
+    broken["run"]["runId"] = "not-a-uuid"
+    with serving(service) as url:
+        post(url, EXAMPLE.read_bytes())
+        before = count_graph(service.store)
+        status, body = post(url, json.dumps(broken).encode())
+        bad_json_status, bad_json = post(url, b'{"eventType": "START",')
+        stats = requests.get(f"{url}{LINEAGE_PATH}/stats", timeout=10).json()
+    assert status == 400
+    assert body["error"].startswith("RunEvent run/runId: 'not-a-uuid' is not a 'uuid'")
+    assert bad_json_status == 400 and bad_json["error"].startswith("not JSON")
+    assert count_graph(service.store) == before
+    quarantined = [json.loads(line) for line in service.quarantine.read_text().splitlines()]
+    assert [q["reason"] for q in quarantined] == [body["error"], bad_json["error"]]
+    assert json.loads(quarantined[0]["event"])["run"]["runId"] == "not-a-uuid"
+    assert quarantined[0]["source"].startswith("http:127.0.0.1")
+    assert stats == {"accepted": 1, "rejected": 2}
+    assert verify_log(service.log.path).records == 1
+
+
+def test_bearer_token_is_required_when_configured(service: Lineage) -> None:
+    event = EXAMPLE.read_bytes()
+    with serving(service, api_key=TOKEN) as url:
+        missing = post(url, event)
+        wrong = post(url, event, {"Authorization": "Bearer not-the-token"})
+        basic = post(url, event, {"Authorization": f"Basic {TOKEN}"})
+        stats_without = requests.get(f"{url}{LINEAGE_PATH}/stats", timeout=10).status_code
+        assert count_graph(service.store) == (0, 0)
+        accepted = post(url, event, {"Authorization": f"Bearer {TOKEN}"})
+    for status, body in (missing, wrong, basic):
+        assert status == 401
+        assert body == {"error": "missing or wrong bearer token"}
+    assert stats_without == 401
+    assert accepted == (201, {"status": "applied"})
+    assert len(runs(service)) == 1
+
+
+@pytest.mark.parametrize("host", ["0.0.0.0", "::", "192.0.2.10"])
+def test_refuses_to_listen_off_loopback_without_a_token(service: Lineage, host: str) -> None:
+    with pytest.raises(ValueError, match=f"refusing to listen on {host} without a token"):
+        make_server(service, host, 0, None)
+
+
+def test_loopback_names_need_no_token(service: Lineage) -> None:
+    server = make_server(service, "localhost", 0, None)
+    try:
+        assert server.server_address[0] == "127.0.0.1"
+    finally:
+        server.server_close()
+
+
+def _client(url: str, api_key: str, compression: HttpCompression | None = None) -> OpenLineageClient:
+    config = HttpConfig(
+        url=url,
+        auth=ApiKeyTokenProvider({"api_key": api_key}),
+        compression=compression,
+        timeout=10,
+        retry={"total": 0},
+    )
+    return OpenLineageClient(transport=HttpTransport(config))
+
+
+def _client_event(run_id: str, state: RunState, time: str) -> RunEvent:
+    schema = schema_dataset.SchemaDatasetFacet(
+        fields=[schema_dataset.SchemaDatasetFacetFields(name="text", type="string")]
+    )
+    return RunEvent(
+        eventType=state,
+        eventTime=time,
+        run=Run(runId=run_id),
+        job=Job(namespace="training", name="sft-7b"),
+        producer=PRODUCER,
+        inputs=[InputDataset(namespace="s3://corpus", name="chat", facets={"schema": schema})],
+        outputs=[OutputDataset(namespace="s3://models", name="sft-7b")],
+    )
+
+
+@pytest.mark.parametrize("compression", [None, HttpCompression.GZIP], ids=["plain", "gzip"])
+def test_the_openlineage_python_client_is_accepted(
+    service: Lineage, compression: HttpCompression | None
+) -> None:
+    run_id = str(uuid.uuid4())
+    with serving(service, api_key=TOKEN) as url:
+        client = _client(url, TOKEN, compression)
+        client.emit(_client_event(run_id, RunState.START, "2024-03-01T10:00:00+00:00"))
+        client.emit(_client_event(run_id, RunState.COMPLETE, "2024-03-01T12:30:00.500+00:00"))
+        client.close()
+    rows = service.query(
+        "MATCH (r:Run {id: $id}) RETURN r.state AS state, r.job_namespace AS ns, r.job_name AS job, "
+        "r.started_at AS started, r.ended_at AS ended",
+        {"id": run_id},
+    )
+    assert rows == [
+        {
+            "state": "COMPLETE",
+            "ns": "training",
+            "job": "sft-7b",
+            "started": "2024-03-01T10:00:00.000000Z",
+            "ended": "2024-03-01T12:30:00.500000Z",
+        }
+    ]
+    edges = service.query(
+        "MATCH (r:Run {id: $id})-[e]->(v:DatasetVersion) RETURN type(e) AS rel, v.id AS v ORDER BY rel",
+        {"id": run_id},
+    )
+    assert edges == [
+        {"rel": "PRODUCED", "v": "s3://models:sft-7b@unversioned"},
+        {"rel": "USED", "v": "s3://corpus:chat@unversioned"},
+    ]
+    assert service.stats.accepted == 2
+
+
+def test_the_openlineage_python_client_with_a_wrong_key_is_refused(service: Lineage) -> None:
+    with serving(service, api_key=TOKEN) as url:
+        client = _client(url, "wrong-key")
+        with pytest.raises(requests.HTTPError, match="401"):
+            client.emit(_client_event(str(uuid.uuid4()), RunState.START, "2024-03-01T10:00:00+00:00"))
+        client.close()
+    assert count_graph(service.store) == (0, 0)
