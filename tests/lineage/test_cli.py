@@ -25,7 +25,7 @@ from lineage import QUERIES, AuditLog, Lineage, open_store
 from tests.lineage.seed import seed
 from tests.servers import free_port
 
-EXAMPLE = Path("/work/shared/fixtures/openlineage/client/python/tests/example_full_event.json")
+EXAMPLE = Path(__file__).resolve().parents[1] / "fixtures/openlineage/example_full_event.json"
 ROOT = Path(__file__).resolve().parents[2]
 T = "T00:00:00.000000Z"
 

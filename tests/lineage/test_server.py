@@ -34,7 +34,7 @@ from lineage.server import LINEAGE_PATH, make_server
 from lineage.store.embedded import EmbeddedStore
 from tests.lineage.conftest import count_graph
 
-EXAMPLE = Path("/work/shared/fixtures/openlineage/client/python/tests/example_full_event.json")
+EXAMPLE = Path(__file__).resolve().parents[1] / "fixtures/openlineage/example_full_event.json"
 TOKEN = "s3cret-token-for-tests"
 PRODUCER = "https://github.com/fleetscope/fleetscope/tests"
 

@@ -19,12 +19,12 @@ from lineage import (
 )
 from tests.lineage.conftest import count_graph
 
-FIXTURES = Path("/work/shared/fixtures/openlineage")
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures/openlineage"
 SPEC_EVENT = Path(__file__).resolve().parents[2] / "lineage" / "spec"
 
 
 def _event(name: str) -> str:
-    return (FIXTURES / "client/python/tests" / name).read_text()
+    return (FIXTURES / name).read_text()
 
 
 def test_record_is_idempotent_and_binds_values(lineage: Lineage) -> None:
