@@ -254,14 +254,18 @@ def investigate_command(
     except Exception as exc:  # the command line must answer with a message, never a traceback
         err.print(f"fleetscope investigate: internal error: {type(exc).__name__}: {exc}", highlight=False)
         raise typer.Exit(INVESTIGATE_INTERNAL_ERROR) from None
+    if result.files_read == 0:
+        # No report: "no incident" would claim a healthy system that nobody looked at.
+        notes = "".join(f"\n  {note}" for note in result.unparsed.notes)
+        err.print(
+            f"fleetscope investigate: nothing readable in {bundle} (no text files){notes}", highlight=False
+        )
+        raise typer.Exit(INVESTIGATE_NOTHING_READABLE)
     report = result.to_dict()
     if output_format is InvestigateFormat.json:
         typer.echo(json.dumps(report, indent=2))
     else:
         render_text(report, Console())
-    if result.files_read == 0:
-        err.print(f"fleetscope investigate: nothing readable in {bundle} (no text files)", highlight=False)
-        raise typer.Exit(INVESTIGATE_NOTHING_READABLE)
 
 
 # ---------------------------------------------------------------- lineage: the graph and audit queries
