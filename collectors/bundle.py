@@ -2,14 +2,18 @@
 
 Files are read as byte streams in fixed-size chunks, so a 2 GB log costs a few MB of memory; a line
 longer than :data:`MAX_LINE_BYTES` is cut there and counted as truncated. Text is decoded as UTF-8 with
-replacement characters, so non-UTF-8 bytes never stop a read. A file whose first block holds NUL bytes
-is binary and is skipped (counted as unparsed).
+replacement characters, so non-UTF-8 bytes never stop a read. A gzip file (``nvidia-bug-report.log.gz``,
+a rotated ``kern.log.1.gz``), recognised by its magic bytes, is decompressed as it is streamed. A file
+whose first block holds NUL bytes is binary and is skipped (counted as unparsed).
 """
 
 from __future__ import annotations
 
+import gzip
+import io
 import os
 import re
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +24,10 @@ MAX_LINE_BYTES = 1 << 20
 CHUNK_BYTES = 4 << 20
 #: Bytes looked at to recognise a file's format and whether it is binary.
 HEAD_BYTES = 64 << 10
+#: The first bytes of a gzip member (RFC 1952, section 2.3.1).
+GZIP_MAGIC = b"\x1f\x8b"
+#: What reading a file can raise: I/O errors, and a truncated or corrupt gzip stream.
+READ_ERRORS = (OSError, EOFError, zlib.error)
 #: The case set's answer key sits beside the node folders; the engine must never read it.
 ANSWER_KEY = "case.json"
 
@@ -91,9 +99,20 @@ def iter_files(root: Path) -> Iterator[BundleFile]:
             yield BundleFile(path=path, rel=rel, node=node, size=path.stat().st_size)
 
 
-def read_head(path: Path) -> bytes:
-    """Return the first :data:`HEAD_BYTES` of a file."""
+def open_bytes(path: Path) -> io.BufferedIOBase:
+    """Open a file to read its bytes, decompressing it on the fly when its content is gzip.
+
+    Raises:
+        OSError: the file cannot be opened.
+    """
     with path.open("rb") as fh:
+        compressed = fh.read(len(GZIP_MAGIC)) == GZIP_MAGIC
+    return gzip.open(path, "rb") if compressed else path.open("rb")
+
+
+def read_head(path: Path) -> bytes:
+    """Return the first :data:`HEAD_BYTES` of a file (of its decompressed content, for gzip)."""
+    with open_bytes(path) as fh:
         return fh.read(HEAD_BYTES)
 
 
@@ -126,9 +145,10 @@ def scan_lines(
     lineno = 0  # lines fully counted before buf[0]
     skipping = False  # inside the tail of an over-long line
     buf = b""
-    with path.open("rb") as fh:
+    with open_bytes(path) as fh:
         while True:
-            chunk = fh.read(CHUNK_BYTES)
+            # read1: what one read gives, so a truncated archive yields its lines before it fails.
+            chunk = fh.read1(CHUNK_BYTES)
             stats.bytes += len(chunk)
             eof = not chunk
             buf += chunk

@@ -16,7 +16,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from collectors.bundle import BundleFile, ReadStats, decode, is_binary, iter_files, read_head, scan_lines
+from collectors.bundle import (
+    READ_ERRORS,
+    BundleFile,
+    ReadStats,
+    decode,
+    is_binary,
+    iter_files,
+    read_head,
+    scan_lines,
+)
 from collectors.correlator import Correlation, correlate
 from collectors.detectors import DETECTORS
 from collectors.evidence import SEVERITIES, Evidence, Finding
@@ -202,16 +211,22 @@ def _read_file(f: BundleFile, stats: ReadStats, unparsed: Unparsed) -> Iterator[
 
 def _parse_log(f: BundleFile, ctx: FileContext, stats: ReadStats) -> Iterator[Evidence]:
     parsers = [cls(ctx) for cls in LINE_PARSERS]
-    for n, raw in scan_lines(f.path, stats, _PREFILTER):
-        text = decode(raw)
-        wanted = sorted({i for m in _DISPATCH.finditer(text) for i in _ANCHORS[m.group(0)]})
-        if not wanted:
-            continue
-        line = Line(n, text, split_prefixes(text))
-        for i in wanted:
-            yield from parsers[i].feed(line)
+    broken: Exception | None = None
+    try:
+        for n, raw in scan_lines(f.path, stats, _PREFILTER):
+            text = decode(raw)
+            wanted = sorted({i for m in _DISPATCH.finditer(text) for i in _ANCHORS[m.group(0)]})
+            if not wanted:
+                continue
+            line = Line(n, text, split_prefixes(text))
+            for i in wanted:
+                yield from parsers[i].feed(line)
+    except READ_ERRORS as exc:
+        broken = exc  # a truncated archive or a failing disk: keep what the lines before it showed
     for parser in parsers:
         yield from parser.finish()
+    if broken is not None:
+        raise broken
 
 
 class _EvidenceStore:
