@@ -14,7 +14,7 @@ from typing import Any
 
 import yaml
 
-from lineage.store.base import DEFAULT_DATA_DIR
+from lineage.store.base import DEFAULT_DATA_DIR, embedded_data_dir
 
 #: Environment variables, one per field.
 ENV_VARS: dict[str, str] = {
@@ -37,8 +37,10 @@ class LineageConfig:
         store_uri: ``embedded:///DIR``, ``bolt://host:7687`` or ``neo4j://host:7687``.
         user: Bolt user (Neo4j).
         password: Bolt password.
-        audit_log: the hash-chained audit log file.
-        quarantine: JSON-lines file of rejected OpenLineage events.
+        audit_log: the hash-chained audit log file (default: ``audit.jsonl`` in the embedded store's
+            folder, or in the default data folder for a Bolt store).
+        quarantine: JSON-lines file of rejected OpenLineage events (default: ``quarantine.jsonl``
+            beside the audit log's default).
         listen_host: endpoint address; loopback by default.
         listen_port: endpoint port (5000, the OpenLineage client's default URL port).
         api_key: bearer token the endpoint requires (required off loopback).
@@ -77,6 +79,11 @@ class LineageConfig:
             if os.environ.get(var):
                 values[name] = os.environ[var]
         values.update({name: value for name, value in flags.items() if value is not None})
+        # The audit log and the quarantine live beside an embedded graph unless placed elsewhere.
+        data_dir = embedded_data_dir(str(values.get("store_uri", cls.store_uri)))
+        if data_dir is not None:
+            values.setdefault("audit_log", data_dir / "audit.jsonl")
+            values.setdefault("quarantine", data_dir / "quarantine.jsonl")
         config = cls(**values)
         config.audit_log = Path(config.audit_log)
         config.quarantine = Path(config.quarantine)

@@ -89,6 +89,18 @@ class GraphStore(abc.ABC):
         self.close()
 
 
+def embedded_data_dir(uri: str) -> Path | None:
+    """The data folder an ``embedded://`` URI names (the default folder for ``embedded://``).
+
+    Returns:
+        The folder, or None when ``uri`` is not an embedded-store URI.
+    """
+    parts = urlsplit(uri)
+    if parts.scheme.lower() != "embedded":
+        return None
+    return Path(parts.path) if parts.path not in {"", "/"} else DEFAULT_DATA_DIR
+
+
 def open_store(uri: str, *, user: str | None = None, password: str | None = None) -> GraphStore:
     """Open the backend that ``uri`` names (see the module docstring).
 
@@ -116,7 +128,6 @@ def open_store(uri: str, *, user: str | None = None, password: str | None = None
     if scheme == "embedded":
         from lineage.store.embedded import EmbeddedStore
 
-        data_dir = Path(parts.path) if parts.path not in {"", "/"} else DEFAULT_DATA_DIR
         graph = query.get("graph", ["fleetscope"])[0]
-        return EmbeddedStore(data_dir, graph=graph)
+        return EmbeddedStore(embedded_data_dir(uri) or DEFAULT_DATA_DIR, graph=graph)
     raise ValueError(f"unknown lineage store URI scheme {parts.scheme!r} in {uri!r} (bolt, neo4j, embedded)")
