@@ -20,7 +20,6 @@ from prometheus_client import start_http_server
 
 app = typer.Typer(
     name="fleetscope",
-    help="Observability and lineage for GPU training clusters.",
     no_args_is_help=True,
     add_completion=False,
     # Plain help text: Rich's rendering would turn "REL:Label:id" into an emoji and cut long
@@ -618,6 +617,30 @@ def console(
     ]
     # Become the Streamlit server, so a signal to this process reaches the server and leaves no orphan.
     os.execve(sys.executable, command, env)
+
+
+def _version(value: bool) -> None:
+    if value:
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            typer.echo(f"fleetscope {version('fleetscope')}")
+        except PackageNotFoundError:
+            typer.echo("fleetscope (not installed: running from a source tree)")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    show_version: Annotated[
+        bool, typer.Option("--version", help="Print the version and exit.", callback=_version, is_eager=True)
+    ] = False,
+) -> None:
+    """Observability and lineage for GPU training clusters.
+
+    Start with `fleetscope investigate examples/incidents/02-xid119-gsp-rpc-timeout`, or run
+    `fleetscope exporter` on a GPU node; every command's --help has examples.
+    """
 
 
 def main() -> None:
