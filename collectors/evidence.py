@@ -2,7 +2,7 @@
 
 An :class:`Evidence` is one fact read from one line (or one sample) of one source; a :class:`Finding` is
 what a detector concluded from one or more pieces of evidence. Both carry the layer vocabulary of
-DESIGN.md so the correlator can reason across sources.
+docs/design.md so the correlator can reason across sources.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
 
-#: Root-cause layers, in DESIGN.md's order ("Layers (the vocabulary of a root cause)").
+#: Root-cause layers, in docs/design.md's order ("Layers (the vocabulary of a root cause)").
 LAYERS: tuple[str, ...] = (
     "gpu_hardware",
     "gpu_memory",

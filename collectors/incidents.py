@@ -1,12 +1,12 @@
 """The incident store: investigation reports kept in one SQLite file.
 
-An incident is one investigation report in the JSON contract of DESIGN.md (``incident``,
+An incident is one investigation report in the JSON contract of docs/design.md (``incident``,
 ``root_causes``, ``timeline``, ``symptoms``, ``unparsed``) whose ``incident`` is true. The live
 collector investigates its window again on every cycle, so the same fault is reported many times; the
 store folds repeats into one row keyed by a fingerprint of the top root cause (layer, node, GPU, PCI bus
 id), counting how often and when it was first and last seen.
 
-SQLite is the embedded default (DESIGN.md, "Embedded defaults"): one file, no server, safe for one
+SQLite is the embedded default (docs/design.md, "Embedded defaults"): one file, no server, safe for one
 writer (the collector) and many readers (the console) through WAL mode.
 """
 
@@ -45,7 +45,7 @@ class Incident:
 
     Attributes:
         fingerprint: SHA-256 (hex, 16 chars kept) of the top root cause's layer, node, GPU and PCI id.
-        layer: the root cause's layer (DESIGN.md vocabulary), or None when the engine is unsure.
+        layer: the root cause's layer (docs/design.md vocabulary), or None when the engine is unsure.
         node: culprit node, or None.
         gpu: culprit GPU index (nvidia-smi order), or None.
         summary: the root cause in one sentence.
@@ -53,7 +53,7 @@ class Incident:
         first_seen: UTC time the fault was first recorded.
         last_seen: UTC time of the latest report of it.
         occurrences: how many reports folded into this row.
-        report: the latest full report (DESIGN.md JSON contract).
+        report: the latest full report (docs/design.md JSON contract).
     """
 
     fingerprint: str
@@ -119,7 +119,7 @@ class IncidentStore:
         """Store a report, folding it into the incident it repeats.
 
         Args:
-            report: an investigation report (DESIGN.md JSON contract).
+            report: an investigation report (docs/design.md JSON contract).
             now: the time of the report (UTC); defaults to the current time.
 
         Returns:

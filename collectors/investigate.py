@@ -3,7 +3,7 @@
 Pipeline: :mod:`collectors.bundle` reads files as streams → :mod:`collectors.parsers` turn lines into
 evidence → GPU identities are resolved per node (bus id ↔ index ↔ UUID, from ``nvidia-smi``, NCCL and
 DCGM lines) and year-less timestamps get the bundle's year → :mod:`collectors.detectors` produce
-findings → :mod:`collectors.correlator` ranks root causes. The output dictionary follows DESIGN.md's
+findings → :mod:`collectors.correlator` ranks root causes. The output dictionary follows docs/design.md's
 contract.
 """
 
@@ -83,7 +83,7 @@ class Investigation:
         return self.correlation.incident
 
     def to_dict(self) -> dict[str, Any]:
-        """The JSON object of DESIGN.md's contract (``incident``, ``root_causes``, ``timeline`` ...)."""
+        """The JSON object of docs/design.md's contract (``incident``, ``root_causes``, ``timeline`` ...)."""
         causes = self.correlation.causes
         return {
             "incident": self.incident,

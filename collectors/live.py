@@ -6,7 +6,7 @@ and records the report in the :class:`~collectors.incidents.IncidentStore`. Keep
 bundle means the live path and the offline path share every parser, detector and the correlator, and an
 on-call engineer can copy the window folder and re-run ``fleetscope investigate`` on it.
 
-Sources (DESIGN.md, "The shape"):
+Sources (docs/design.md, "The shape"):
 
 - :class:`ExporterSource`: the built-in scraper, the embedded default. Reads each exporter's
   ``/metrics`` (Prometheus text) and ``/events`` (the kernel-log lines it watched) straight from the

@@ -36,7 +36,7 @@ LAYER_LABELS = {
 
 
 def render_report(report: dict[str, Any]) -> None:
-    """Show one investigation report (DESIGN.md JSON contract): the answer first, then the evidence."""
+    """Show one investigation report (docs/design.md JSON contract): the answer first, then the evidence."""
     if not report.get("incident"):
         st.success("No incident: the evidence shows a healthy system.")
         return

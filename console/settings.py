@@ -1,6 +1,6 @@
 """Settings of the console and the live collector, read from ``FLEETSCOPE_*`` environment variables.
 
-Precedence (STYLE.md, "Configuration"): command-line flags, then these environment variables, then
+Precedence (docs/style.md, "Configuration"): command-line flags, then these environment variables, then
 defaults that work on a laptop. The command line passes its flags to the Streamlit process through the
 same variables, so the app has one way in.
 """

@@ -4,7 +4,7 @@ This table is the one place that says what the graph may hold. Every write is ch
 before any Cypher is built, and labels and relationship types reach Cypher only from here (Cypher
 cannot bind a label as a parameter), never from user input.
 
-Beyond the contract in DESIGN.md the model adds two relationships the audit queries need:
+Beyond the contract in docs/design.md the model adds two relationships the audit queries need:
 ``(DatasetVersion)-[:VERSION_OF]->(Dataset)`` (personal-data and licence flags live on the
 dataset) and ``(Run)-[:PRODUCED]->(DatasetVersion)`` (an OpenLineage output).
 """

@@ -1,4 +1,4 @@
-"""EFA/libfabric failures take their layer from ``libfabric_errors.yaml`` alone (DESIGN.md: EFA is
+"""EFA/libfabric failures take their layer from ``libfabric_errors.yaml`` alone (docs/design.md: EFA is
 ``network``; ``host_software`` only where the host's configuration or driver install is at fault)."""
 
 from __future__ import annotations
