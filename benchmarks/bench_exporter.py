@@ -1,6 +1,6 @@
 """Scrape cost of the GPU collector against prometheus-client serving the same series statically.
 
-Run: ``PYTHONPATH=$PWD python benchmarks/bench_exporter.py [--gpus 8] [--scrapes 200]``
+Run: ``python -m benchmarks.bench_exporter [--gpus 8] [--scrapes 200]``
 
 Both sides are timed as ``generate_latest(registry)``. The fleetscope side runs the GPU collector on the
 fake NVML (readings of a real 8x H100 node, repeated to the requested GPU count), so every scrape goes
@@ -60,11 +60,11 @@ def series(exposition: bytes) -> int:
     return sum(1 for line in exposition.decode().splitlines() if line and not line.startswith("#"))
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--gpus", type=int, default=8)
     parser.add_argument("--scrapes", type=int, default=200)
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
 
     fake = FakeNvml.from_capture(CAPTURE)
     fake.gpus = (fake.gpus * (args.gpus // len(fake.gpus) + 1))[: args.gpus]

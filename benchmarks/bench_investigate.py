@@ -5,7 +5,7 @@ kernel log, a training log (launcher prefixes, NCCL INFO, step lines, Python log
 scrape, with the line shapes of examples/incidents and one real fault (an Xid 79) buried in the middle.
 Runs the investigation in this process on one core and prints a table: MB, seconds, MB/s, peak RSS.
 
-    PYTHONPATH=$PWD python benchmarks/bench_investigate.py --mb 256
+    python -m benchmarks.bench_investigate --mb 256
 """
 
 from __future__ import annotations
@@ -89,10 +89,10 @@ def generate(root: Path, megabytes: int) -> int:
     return total
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--mb", type=int, nargs="+", default=[1024], help="bundle sizes to run, in MB")
-    args = ap.parse_args()
+    args = ap.parse_args(argv)
     rows = []
     for mb in args.mb:
         with tempfile.TemporaryDirectory(prefix="fleetscope-bench-") as tmp:

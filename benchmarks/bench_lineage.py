@@ -1,7 +1,7 @@
 """OpenLineage ingest rate and audit-query latency on the embedded store (FalkorDB, append-only file
 with fsync on every write), at graph sizes given on the command line.
 
-Run: ``PYTHONPATH=$PWD python benchmarks/bench_lineage.py --nodes 10000 --nodes 100000``
+Run: ``python -m benchmarks.bench_lineage --nodes 10000 --nodes 100000``
 (``--events``, ``--repeats``, ``--query-budget-s``, ``--seed``; ``--data-dir`` keeps the graphs).
 
 For each size a fresh embedded store is filled with a synthetic cluster history of about that many
@@ -297,7 +297,7 @@ def bench_size(target: int, args: argparse.Namespace, root: Path) -> list[list[s
         lin.close()
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("--nodes", type=int, action="append", help="graph size (repeatable); default 10000")
     parser.add_argument("--events", type=int, default=1000, help="OpenLineage events to ingest per size")
@@ -307,7 +307,7 @@ def main() -> None:
     )
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--data-dir", type=Path, help="keep the graphs here (default: a temporary folder)")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     sizes = args.nodes or [10000]
     with tempfile.TemporaryDirectory(prefix="fleetscope-bench-") as tmp:
         root = args.data_dir or Path(tmp)

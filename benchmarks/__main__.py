@@ -1,0 +1,28 @@
+"""Run every benchmark and print its table: ``python -m benchmarks`` from the repository root.
+
+``--quick`` runs smaller sizes (a 64 MB bundle, a 10k-node graph) for a first look; the full run
+(a 1 GB bundle, 10k and 100k-node graphs) takes about five minutes on two cores. Each benchmark also
+runs on its own with its own flags: ``python -m benchmarks.bench_investigate --help``.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from benchmarks import bench_exporter, bench_investigate, bench_lineage
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="smaller sizes, for a first look")
+    quick = parser.parse_args().quick
+    print("== investigate: throughput and peak memory")
+    bench_investigate.main(["--mb", "64"] if quick else ["--mb", "1024"])
+    print("\n== exporter: scrape time against a static registry")
+    bench_exporter.main([])
+    print("\n== lineage: OpenLineage ingest and audit-query latency (embedded store)")
+    bench_lineage.main(["--nodes", "10000"] if quick else ["--nodes", "10000", "--nodes", "100000"])
+
+
+if __name__ == "__main__":
+    main()
