@@ -85,3 +85,14 @@ def count_graph(store: GraphStore) -> tuple[int, int]:
     nodes = store.read("MATCH (n) RETURN count(n) AS c")[0]["c"]
     rels = store.read("MATCH ()-[r]->() RETURN count(r) AS c")[0]["c"]
     return nodes, rels
+
+
+_SERVER_FIXTURES = {"embedded_dir", "bolt_server", "bolt_store", "store", "lineage"}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Tests that talk to a FalkorDB server are integration tests, however they reach it."""
+    here = Path(__file__).parent
+    for item in items:
+        if here in item.path.parents and _SERVER_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.integration)
