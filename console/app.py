@@ -6,12 +6,20 @@ Start it with ``fleetscope console`` (which runs ``streamlit run`` on this file)
   ranked root cause, the evidence lines behind it and the timeline across layers.
 - **Investigate**: run the correlation engine on a bundle of logs on this machine (a folder laid out as
   in ``examples/incidents/``) and show the same view.
+- **Audit**: the lineage graph's audit query pack (:mod:`lineage.queries`) with its parameters, and a
+  free-form Cypher box; both run in read-only sessions with bound parameters, and the rows download as
+  CSV or JSON.
 
-Settings come from the environment (see :mod:`console.settings`).
+Settings come from the environment (see :mod:`console.settings`; the lineage store from
+``FLEETSCOPE_LINEAGE_*``, see :mod:`lineage.config`).
 """
 
 from __future__ import annotations
 
+import atexit
+import csv
+import io
+import json
 from pathlib import Path
 from typing import Any
 
@@ -144,15 +152,80 @@ def investigate_page(settings: ConsoleSettings) -> None:
         render_report(report)
 
 
+@st.cache_resource
+def _lineage() -> Any:
+    """One lineage service for the app's lifetime (opening an embedded store starts its server)."""
+    from lineage import AuditLog, Lineage, open_store
+    from lineage.config import LineageConfig
+
+    config = LineageConfig.load()
+    store = open_store(config.store_uri, user=config.user, password=config.password)
+    service = Lineage(store, AuditLog(config.audit_log), config.quarantine)
+    # Streamlit exits normally on SIGTERM/SIGINT, so this stops an embedded server the console started.
+    atexit.register(service.close)
+    return service
+
+
+def _show_rows(rows: list[dict[str, Any]], name: str) -> None:
+    st.caption(f"{len(rows)} row(s)")
+    st.dataframe(rows, use_container_width=True, hide_index=True)
+    if rows:
+        text = io.StringIO()
+        writer = csv.DictWriter(text, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+        left, right = st.columns(2)
+        left.download_button("Download CSV", text.getvalue(), f"{name}.csv", "text/csv")
+        right.download_button(
+            "Download JSON", json.dumps(rows, indent=2, default=str), f"{name}.json", "application/json"
+        )
+
+
+def audit_page() -> None:
+    """The audit query pack and a read-only Cypher box over the lineage graph."""
+    from lineage import QUERIES, LineageError, StoreError
+
+    st.header("Audit")
+    try:
+        lineage = _lineage()
+    except (StoreError, ValueError) as exc:
+        st.error(f"The lineage store cannot be opened: {exc}")
+        return
+    name = st.selectbox("Audit query", sorted(QUERIES))
+    if name:
+        query = QUERIES[name]
+        st.write(query.description)
+        given = {}
+        for param in query.params:
+            label = f"{param.name}{'' if param.required else ' (optional)'}"
+            value = st.text_input(label, help=param.help, key=f"{name}.{param.name}")
+            if value:
+                given[param.name] = value
+        if st.button("Run", key=f"run.{name}"):
+            try:
+                _show_rows(lineage.audit(name, given), name)
+            except (LineageError, StoreError) as exc:
+                st.error(str(exc))
+    st.subheader("Free-form query (read-only)")
+    cypher = st.text_area("Cypher", placeholder="MATCH (r:Run)-[:USED]->(d:DatasetVersion) RETURN r.id, d.id")
+    if st.button("Run query") and cypher.strip():
+        try:
+            _show_rows(lineage.query(cypher), "query")
+        except Exception as exc:  # a typed query's error is the user's to read, whatever raised it
+            st.error(f"{type(exc).__name__}: {exc}")
+
+
 def main() -> None:
     """Lay out the app; Streamlit re-runs this on every interaction."""
     st.set_page_config(page_title="fleetscope", layout="wide")
     settings = ConsoleSettings()
-    page = st.sidebar.radio("fleetscope", ["Incidents", "Investigate"])
+    page = st.sidebar.radio("fleetscope", ["Incidents", "Investigate", "Audit"])
     if page == "Incidents":
         incidents_page(settings)
-    else:
+    elif page == "Investigate":
         investigate_page(settings)
+    else:
+        audit_page()
 
 
 main()

@@ -11,9 +11,11 @@ import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
+import psutil
 import pytest
 
 from collectors.incidents import IncidentStore
+from lineage import AuditLog, Lineage, Link, open_store
 from tests.servers import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -59,8 +61,17 @@ def console_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     }
     store.record(report)
     store.close()
+    lineage_dir = state / "lineage"
+    lineage = Lineage(
+        open_store(f"embedded://{lineage_dir}"), AuditLog(state / "audit.jsonl"), state / "q.jsonl"
+    )
+    lineage.record("DatasetVersion", "web@v3", {"contains_personal_data": True})
+    lineage.record(
+        "Run", "run-42", links=[Link("USED", "DatasetVersion", "web@v3"), Link("PRODUCED", "Model", "chat:1")]
+    )
+    lineage.close()
     port = free_port()
-    env = dict(os.environ, HOME=str(state))
+    env = dict(os.environ, HOME=str(state), FLEETSCOPE_LINEAGE_URI=f"embedded://{lineage_dir}")
     process = subprocess.Popen(
         [
             sys.executable,
@@ -92,6 +103,11 @@ def console_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     finally:
         process.terminate()
         process.wait(timeout=20)
+    # The console stops the embedded graph server it started.
+    servers = [
+        p for p in psutil.process_iter(["cmdline"]) if str(lineage_dir) in " ".join(p.info["cmdline"] or [])
+    ]
+    assert servers == []
 
 
 def test_incidents_page_shows_the_recorded_root_cause(console_url: str, tmp_path: Path) -> None:
@@ -122,4 +138,28 @@ def test_investigate_page_runs_the_engine_on_an_example_bundle(console_url: str,
         page.get_by_text("node-02", exact=False).first.wait_for(timeout=60_000)
         page.get_by_text("Xid 119", exact=False).first.wait_for(timeout=60_000)
         page.screenshot(path=str(tmp_path / "investigate.png"), full_page=True)
+        browser.close()
+
+
+def test_audit_page_runs_the_pack_and_refuses_writes(console_url: str, tmp_path: Path) -> None:
+    playwright = pytest.importorskip("playwright.sync_api")
+    with playwright.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
+        page = browser.new_page()
+        page.goto(console_url)
+        page.get_by_text("Audit", exact=True).click()
+        page.get_by_text("Free-form query (read-only)").wait_for(timeout=60_000)
+        page.get_by_label("Audit query").click()
+        page.get_by_role("option", name="impact").click()
+        page.get_by_label("id", exact=True).fill("web@v3")
+        page.get_by_role("button", name="Run", exact=True).click()
+        page.get_by_text("2 row(s)").wait_for(timeout=60_000)
+        cypher = page.get_by_label("Cypher")
+        cypher.fill("CREATE (:Model {id: 'forged'})")
+        page.get_by_role("button", name="Run query").click()
+        page.get_by_text("ReadOnlyViolation", exact=False).wait_for(timeout=60_000)
+        cypher.fill("MATCH (m:Model {id: 'forged'}) RETURN m.id AS id")
+        page.get_by_role("button", name="Run query").click()
+        page.get_by_text("0 row(s)").wait_for(timeout=60_000)
+        page.screenshot(path=str(tmp_path / "audit.png"), full_page=True)
         browser.close()
