@@ -26,7 +26,7 @@ import logging
 import shutil
 import time
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -39,7 +39,7 @@ from prometheus_client.core import Metric
 from prometheus_client.registry import Collector
 
 from collectors import investigate
-from collectors.incidents import IncidentStore
+from collectors.incidents import Incident, IncidentStore
 
 log = logging.getLogger(__name__)
 
@@ -235,6 +235,8 @@ class LiveCollector:
             not exist yet or be a window this collector wrote (it holds :data:`WINDOW_MARKER`).
         kernel_history: how many kernel-log lines per node the window keeps across cycles.
         registry: where the collector's own metrics are registered.
+        on_incident: called with each recorded incident (e.g. to link it into the lineage graph); an
+            exception it raises is logged and counted, never fatal to the cycle.
     """
 
     def __init__(
@@ -244,9 +246,11 @@ class LiveCollector:
         window_dir: Path,
         kernel_history: int = 5000,
         registry: CollectorRegistry | None = None,
+        on_incident: Callable[[Incident], object] | None = None,
     ) -> None:
         self.sources = list(sources)
         self.store = store
+        self.on_incident = on_incident
         self.window_dir = Path(window_dir)
         self._kernel: dict[str, deque[str]] = {}
         self._kernel_history = kernel_history
@@ -267,6 +271,11 @@ class LiveCollector:
         self._incident = Gauge(
             "fleetscope_collector_incident_active",
             "1 when the latest window shows an incident, else 0.",
+            registry=self.registry,
+        )
+        self._export_errors = Counter(
+            "fleetscope_collector_incident_export_errors_total",
+            "Incidents the on_incident hook (the lineage graph) failed to take.",
             registry=self.registry,
         )
         self._nodes = Gauge(
@@ -329,7 +338,13 @@ class LiveCollector:
         nodes = self._gather()
         self._write_window(nodes)
         report = investigate(self.window_dir).to_dict()
-        self.store.record(report)
+        incident = self.store.record(report)
+        if incident is not None and self.on_incident is not None:
+            try:
+                self.on_incident(incident)
+            except Exception as exc:  # the incident is in the store; the graph can take it next cycle
+                self._export_errors.inc()
+                log.error("incident %s not exported: %s: %s", incident.fingerprint, type(exc).__name__, exc)
         self._cycles.inc()
         self._nodes.set(len(nodes))
         self._incident.set(1 if report.get("incident") else 0)

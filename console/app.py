@@ -155,12 +155,9 @@ def investigate_page(settings: ConsoleSettings) -> None:
 @st.cache_resource
 def _lineage() -> Any:
     """One lineage service for the app's lifetime (opening an embedded store starts its server)."""
-    from lineage import AuditLog, Lineage, open_store
     from lineage.config import LineageConfig
 
-    config = LineageConfig.load()
-    store = open_store(config.store_uri, user=config.user, password=config.password)
-    service = Lineage(store, AuditLog(config.audit_log), config.quarantine)
+    service = LineageConfig.load().open()
     # Streamlit exits normally on SIGTERM/SIGINT, so this stops an embedded server the console started.
     atexit.register(service.close)
     return service

@@ -7,9 +7,11 @@ Each sub-command is a thin layer over the package that does the work: ``exporter
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import logging
 import os
+import signal
 import sys
 from enum import StrEnum
 from pathlib import Path
@@ -26,6 +28,16 @@ app = typer.Typer(
     # FLEETSCOPE_* names at 80 columns.
     rich_markup_mode=None,
 )
+
+
+def _stop_on_sigterm() -> None:
+    """Turn SIGTERM (docker stop, systemd, kill) into SystemExit, so cleanup code runs: a long-running
+    command that started an embedded graph server stops it instead of leaving it orphaned."""
+
+    def _exit(signum: int, frame: object) -> None:
+        raise SystemExit(0)
+
+    signal.signal(signal.SIGTERM, _exit)
 
 
 # ---------------------------------------------------------------- exporter: the per-node agent
@@ -288,11 +300,7 @@ def _lineage_config(config: Path | None, store: str | None, **flags: Any) -> Any
 
 
 def _open_lineage(config: Path | None, store: str | None) -> Any:
-    from lineage import AuditLog, Lineage, open_store
-
-    cfg = _lineage_config(config, store)
-    graph = open_store(cfg.store_uri, user=cfg.user, password=cfg.password)
-    return Lineage(graph, AuditLog(cfg.audit_log), cfg.quarantine)
+    return _lineage_config(config, store).open()
 
 
 def _pairs(items: list[str], what: str) -> dict[str, str]:
@@ -391,9 +399,10 @@ def lineage_serve(
     typer.echo(
         f"OpenLineage endpoint on http://{cfg.listen_host}:{server.server_address[1]}/api/v1/lineage, {auth}"
     )
+    _stop_on_sigterm()
     try:
         server.serve_forever()
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, SystemExit):
         pass
     finally:
         server.server_close()
@@ -520,6 +529,15 @@ def collect(
     listen: Annotated[
         str, typer.Option("--web.listen-address", help="Where the collector serves its own /metrics.")
     ] = "127.0.0.1:9836",
+    lineage_store: Annotated[
+        str | None,
+        typer.Option(
+            "--lineage-store",
+            help="Also record each incident in this lineage graph, linked to the runs on its GPU or host "
+            "at the time (embedded:///DIR, bolt://HOST:PORT). (default: off, or FLEETSCOPE_LINEAGE_URI "
+            "when set)",
+        ),
+    ] = None,
 ) -> None:
     """Watch the cluster and record incidents (the live form of `investigate`).
 
@@ -558,17 +576,26 @@ def collect(
         raise typer.BadParameter(f"--web.listen-address must be HOST:PORT, got {listen!r}")
     store_path = store or ConsoleSettings().incident_store
     window = store_path.with_name(store_path.name + ".window")
-    collector = LiveCollector(sources, IncidentStore(store_path), window)
-    if once:
-        try:
-            typer.echo(json.dumps(collector.run_once(), indent=2, default=str))
-        except CollectionError as exc:
-            typer.echo(f"fleetscope collect: {exc}", err=True)
-            raise typer.Exit(1) from None
-        return
-    start_http_server(int(port), addr=host or "127.0.0.1", registry=collector.registry)
-    with contextlib.suppress(KeyboardInterrupt):
-        collector.run_forever(interval)
+    with contextlib.ExitStack() as cleanup:
+        on_incident = None
+        if lineage_store or os.environ.get("FLEETSCOPE_LINEAGE_URI"):
+            from lineage import record_collector_incident
+
+            service = _open_lineage(None, lineage_store)
+            cleanup.callback(service.close)  # stops an embedded graph server this process started
+            on_incident = functools.partial(record_collector_incident, service)
+        collector = LiveCollector(sources, IncidentStore(store_path), window, on_incident=on_incident)
+        if once:
+            try:
+                typer.echo(json.dumps(collector.run_once(), indent=2, default=str))
+            except CollectionError as exc:
+                typer.echo(f"fleetscope collect: {exc}", err=True)
+                raise typer.Exit(1) from None
+            return
+        start_http_server(int(port), addr=host or "127.0.0.1", registry=collector.registry)
+        _stop_on_sigterm()
+        with contextlib.suppress(KeyboardInterrupt, SystemExit):
+            collector.run_forever(interval)
 
 
 @app.command()

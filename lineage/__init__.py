@@ -7,6 +7,7 @@ ties them (:mod:`lineage.service`) and the OpenLineage HTTP endpoint (:mod:`line
 """
 
 from lineage.auditlog import AuditLog, Verification, verify_log
+from lineage.incidents import record_collector_incident
 from lineage.openlineage import InvalidEvent, parse_event
 from lineage.queries import QUERIES, AuditQuery, run_audit
 from lineage.schema import ENTITIES, LineageError
@@ -30,6 +31,7 @@ __all__ = [
     "Verification",
     "open_store",
     "parse_event",
+    "record_collector_incident",
     "run_audit",
     "verify_log",
 ]

@@ -10,11 +10,14 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
 from lineage.store.base import DEFAULT_DATA_DIR, embedded_data_dir
+
+if TYPE_CHECKING:
+    from lineage.service import Lineage
 
 #: Environment variables, one per field.
 ENV_VARS: dict[str, str] = {
@@ -89,3 +92,17 @@ class LineageConfig:
         config.quarantine = Path(config.quarantine)
         config.listen_port = int(config.listen_port)
         return config
+
+    def open(self) -> Lineage:
+        """Open the configured store and return the lineage service over it.
+
+        Raises:
+            ValueError: unknown store URI scheme.
+            lineage.store.base.StoreError: the store could not be reached or started.
+        """
+        from lineage.auditlog import AuditLog
+        from lineage.service import Lineage
+        from lineage.store import open_store
+
+        store = open_store(self.store_uri, user=self.user, password=self.password)
+        return Lineage(store, AuditLog(self.audit_log), self.quarantine)
