@@ -188,11 +188,11 @@ ORDER BY approval, model, evaluation""",
             "licence, directly or through the base models they were fine-tuned from.",
             ("model", "trained_model", "run", "dataset_version", "dataset", "personal_data", "licence"),
             cypher="""
-MATCH (m:Model)-[:DERIVED_FROM*0..8]->(base:Model)<-[:PRODUCED]-(r:Run)-[:USED]->(v:DatasetVersion)
+MATCH (v:DatasetVersion)
 OPTIONAL MATCH (v)-[:VERSION_OF]->(ds:Dataset)
-WITH m, base, r, v, ds,
-     coalesce(v.contains_personal_data, false) OR coalesce(ds.contains_personal_data, false) AS personal
+WITH v, ds, coalesce(v.contains_personal_data, false) OR coalesce(ds.contains_personal_data, false) AS personal
 WHERE personal OR coalesce(ds.licence_restricted, false)
+MATCH (v)<-[:USED]-(r:Run)-[:PRODUCED]->(base:Model)<-[:DERIVED_FROM*0..8]-(m:Model)
 RETURN DISTINCT m.id AS model, base.id AS trained_model, r.id AS run, v.id AS dataset_version,
        ds.id AS dataset, personal AS personal_data,
        CASE WHEN coalesce(ds.licence_restricted, false) THEN ds.licence ELSE null END AS licence
