@@ -1,7 +1,9 @@
 """The ``fleetscope`` command line.
 
 Each sub-command is a thin layer over the package that does the work: ``exporter`` over
-:mod:`exporters`, ``investigate`` over :mod:`collectors`, ``lineage`` over :mod:`lineage`.
+:mod:`exporters`; ``investigate`` and ``collect`` over :mod:`collectors`; ``lineage`` over
+:mod:`lineage`; ``console`` starts the Streamlit app in :mod:`console.app`. Heavy imports stay inside
+the commands, so ``fleetscope --help`` and the exporter start fast.
 """
 
 from __future__ import annotations
@@ -156,9 +158,6 @@ def exporter_command(
     ] = None,
     log_level: Annotated[LogLevel, typer.Option("--log.level", help="How much to log.")] = LogLevel.info,
 ) -> None:
-    import logging
-    import os
-
     from exporters import ConfigError, Exporter, load_config
 
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -233,9 +232,6 @@ def investigate_command(
     2 usage error, or the bundle path is missing or not a folder; 3 nothing readable in the bundle
     (no files, or only binary ones).
     """
-    import json
-    import sys
-
     from rich.console import Console
     from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn
 
@@ -431,7 +427,6 @@ def lineage_audit(
 ) -> None:
     """Run a named audit query (read-only) and print a table."""
     import csv
-    import json
 
     from rich.console import Console
     from rich.table import Table
