@@ -190,7 +190,8 @@ ORDER BY approval, model, evaluation""",
             cypher="""
 MATCH (v:DatasetVersion)
 OPTIONAL MATCH (v)-[:VERSION_OF]->(ds:Dataset)
-WITH v, ds, coalesce(v.contains_personal_data, false) OR coalesce(ds.contains_personal_data, false) AS personal
+WITH v, ds,
+     coalesce(v.contains_personal_data, false) OR coalesce(ds.contains_personal_data, false) AS personal
 WHERE personal OR coalesce(ds.licence_restricted, false)
 MATCH (v)<-[:USED]-(r:Run)-[:PRODUCED]->(base:Model)<-[:DERIVED_FROM*0..8]-(m:Model)
 RETURN DISTINCT m.id AS model, base.id AS trained_model, r.id AS run, v.id AS dataset_version,
