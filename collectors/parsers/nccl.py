@@ -23,7 +23,7 @@ _HEADER = re.compile(
 )
 _BARE = re.compile(r"NCCL (?P<level>WARN|ERROR) (?P<msg>.*)")
 _IB_COMPLETION = re.compile(
-    r"NET/IB ?: Got completion (?:from peer (?P<peer>\S+?) )?"
+    r"NET/IB\w* ?: ?Got completion (?:from peer (?P<peer>\S+?) )?"
     r"with (?:error |status=(?:IBV_WC_\w+\()?)(?P<code>\d+)"
     r"(?:,? opcode[ =](?P<opcode>\d+))?(?:.*?vendor err (?P<vendor>\d+))?"
 )
