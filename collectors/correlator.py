@@ -13,7 +13,10 @@ Rules, in order:
 3. **Ranking.** Causes rank by their prior weight (from reviewed knowledge), with small bonuses for
    corroboration from several sources and for explaining symptoms; several GPUs of one node with the same
    fault are reported once for the node.
-4. **No cause.** Symptoms alone still make an incident, but the answer is the most telling symptom with a
+4. **A user's stop is no fault.** Where the user stopped the run (Ctrl-C, SIGINT), the GPU channels
+   the driver tears down under the killed processes (application Xids the catalogue rates a warning, e.g.
+   Xid 43 "GPU stopped processing") on that node are the stop's trace, not an incident.
+5. **No cause.** Symptoms alone still make an incident, but the answer is the most telling symptom with a
    low confidence and a summary that says the cause was not found. No findings: ``incident: false``.
 """
 
@@ -27,6 +30,8 @@ from collectors.evidence import Finding
 
 #: Origins whose faults a same-GPU application fault explains (rule 1).
 _EXPLAINABLE_ORIGINS = ("driver", "system", "consequence")
+#: Kind of the context finding that says the user stopped the run (rule 4).
+USER_STOP = "signature:user_interrupt"
 #: Root-cause confidence never claims certainty.
 _MAX_CONFIDENCE = 0.97
 #: Confidence of an answer that is only a symptom.
@@ -69,7 +74,8 @@ def correlate(findings: list[Finding]) -> Correlation:
     Returns:
         The verdict; ``causes`` is empty only when ``incident`` is false.
     """
-    causes = [f for f in findings if f.role == "cause"]
+    stopped = {f.node for f in findings if f.kind == USER_STOP}
+    causes = [f for f in findings if f.role == "cause" and not _stop_trace(f, stopped)]
     symptoms = [f for f in findings if f.role == "symptom"]
     causes, demoted, ambiguous = _same_gpu_chains(causes)
     symptoms = demoted + symptoms
@@ -108,6 +114,16 @@ def correlate(findings: list[Finding]) -> Correlation:
                 "whether the application, the driver or the hardware started it is not established (unsure)"
             )
     return Correlation(incident=True, causes=ranked, symptoms=attached)
+
+
+def _stop_trace(f: Finding, stopped: set[str | None]) -> bool:
+    """Rule 4: an application Xid of warning severity on a node whose user stopped the run."""
+    return (
+        f.node in stopped
+        and f.kind.startswith("xid:")
+        and f.origin == "application"
+        and f.severity in ("warning", "info")
+    )
 
 
 def _same_gpu_chains(

@@ -1,21 +1,52 @@
 """Findings from reviewed log signatures (``collectors/knowledge/signatures.yaml``) and bare exceptions.
 
 Each signature match becomes a finding with the signature's layer, role, weight, summary and action.
+A kernel OOM kill whose victim PID is a DataLoader worker that PyTorch reported dead on the same node is
+the input pipeline's fault (``data_pipeline``), not the job's memory request in general.
 A Python exception that no other parser or signature explained on its line becomes a weak ``job``
 cause: an unhandled error in the user's code is the best reading when nothing else is known.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Sequence
+from dataclasses import replace
 from typing import Any
 
 from collectors import knowledge
 from collectors.detectors.base import Detector, Template, occurrences
-from collectors.evidence import Evidence, Finding
+from collectors.evidence import Evidence, Finding, Role
 
 #: Exceptions that only report a failure elsewhere (collectives, the launcher); never a cause by themselves.
 _RELAY_EXCEPTIONS = ("DistBackendError", "ChildFailedError", "DistStoreError", "DistNetworkError")
+#: A signature's role as a finding's (``signatures.yaml`` uses the same words).
+_ROLES: dict[str, Role] = {"cause": "cause", "symptom": "symptom", "context": "context"}
+#: Signatures of a kernel OOM kill and of a DataLoader worker's death (``signatures.yaml``).
+_OOM_KILL = "host_oom_killer"
+_WORKER_DEATHS = ("dataloader_worker_killed", "dataloader_shm_bus_error")
+_WORKER_OOM_SUMMARY = (
+    "The kernel's OOM killer on {node} killed DataLoader worker {pid} ({process}): the input pipeline's "
+    "workers exhausted the node's host memory"
+)
+
+
+def _pids(text: str) -> set[str]:
+    return set(re.findall(r"\d+", text))
+
+
+def _victims(evs: list[Evidence]) -> set[str]:
+    """PIDs the OOM killer names in one group's lines."""
+    return {p for e in evs for p in _pids(str(e.attrs.get("groups", {}).get("pid", "")))}
+
+
+def _dataloader_worker_pids(groups: dict[tuple[Any, ...], list[Evidence]]) -> dict[str | None, set[str]]:
+    """PIDs of DataLoader workers reported dead, per node (PyTorch names them in its error)."""
+    out: dict[str | None, set[str]] = {}
+    for (sig_id, node, _, _), evs in groups.items():
+        if sig_id in _WORKER_DEATHS:
+            out.setdefault(node, set()).update(_victims(evs))
+    return out
 
 
 class LogSignatureDetector(Detector):
@@ -33,8 +64,14 @@ class LogSignatureDetector(Detector):
             explained_lines.add(e.source)
             if e.kind == "signature" and e.attrs["signature"] in by_id:
                 groups.setdefault((e.attrs["signature"], e.node, e.gpu, e.gpu_pci_bus_id), []).append(e)
+        worker_pids = _dataloader_worker_pids(groups)
         for (sig_id, node, gpu, bus), evs in groups.items():
             sig = by_id[sig_id]
+            if sig_id == _OOM_KILL and _victims(evs) & worker_pids.get(node, set()):
+                # The OOM killer chose a DataLoader worker: the input pipeline is what outgrew the node.
+                sig = replace(
+                    sig, layer="data_pipeline", summary=_WORKER_OOM_SUMMARY, weight=sig.weight + 0.2
+                )
             fields = Template(
                 node=node or "an unknown node", gpu=gpu if gpu is not None else "?", bus=bus or "?"
             )
@@ -43,7 +80,7 @@ class LogSignatureDetector(Detector):
             yield Finding(
                 kind=f"signature:{sig_id}",
                 layer=sig.layer,
-                role="symptom" if sig.role == "symptom" else "cause",
+                role=_ROLES.get(sig.role, "cause"),
                 severity=sig.severity,
                 weight=sig.weight,
                 summary=sig.summary.format_map(fields),

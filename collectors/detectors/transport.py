@@ -8,7 +8,12 @@
   and action are the ``libfabric_errors.yaml`` entry's (network for provider and fabric faults,
   host_software where the host's configuration or driver install is at fault).
 * NCCL result codes and the c10d watchdog timeout are symptoms: they say a collective failed or hung,
-  not why.
+  not why. Where NCCL's init lines map every rank to its node and GPU (``rank N nranks M ... busId``),
+  a watchdog timeout that one rank never reported is placed on that rank's GPU: the collective waited
+  on it.
+* An NCCL warning that no catalogue entry explains, printed before the same process's communicator
+  reported ``Init COMPLETE``, did not stop NCCL (a transport it could not load, with a fallback that
+  worked) and is not a fault.
 """
 
 from __future__ import annotations
@@ -17,7 +22,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from collectors import knowledge
-from collectors.detectors.base import Detector, occurrences
+from collectors.detectors.base import Detector, occurrences, where
 from collectors.evidence import Evidence, Finding
 
 _RESULT_LAYER = {
@@ -38,6 +43,12 @@ class TransportDetector(Detector):
 
     def detect(self, evidence: Sequence[Evidence]) -> Iterable[Finding]:
         groups: dict[tuple[Any, ...], list[Evidence]] = {}
+        ranks = _rank_map(evidence)
+        inits = {
+            (e.node, e.attrs["pid"], _position(e)[0]): _position(e)[1]
+            for e in evidence
+            if e.kind == "gpu_identity" and e.attrs.get("init_complete") and e.attrs.get("pid")
+        }
         for e in evidence:
             if e.kind == "ib_completion_error":
                 groups.setdefault(("ib", e.node, e.attrs["status"]), []).append(e)
@@ -56,12 +67,59 @@ class TransportDetector(Detector):
             elif e.kind == "nccl_warn":
                 groups.setdefault(("warn", e.node, e.attrs["message"][:60]), []).append(e)
         for (what, node, value), evs in groups.items():
-            finding = _finding(what, node, value, evs)
+            if what == "warn" and all(_survived(e, inits) for e in evs):
+                finding = _finding(what, node, value, evs, benign=True)
+            else:
+                finding = _finding(what, node, value, evs)
             if finding is not None:
+                if what == "watchdog":
+                    _place_silent_rank(finding, evs, ranks)
                 yield finding
 
 
-def _finding(what: str, node: str | None, value: Any, evs: list[Evidence]) -> Finding | None:
+def _position(e: Evidence) -> tuple[str, int]:
+    file, _, line = e.source.rpartition(":")
+    return file, int(line) if line.isdigit() else 0
+
+
+def _survived(e: Evidence, inits: dict[tuple[Any, ...], int]) -> bool:
+    """Whether the process that printed ``e`` later reported its communicator initialised."""
+    file, line = _position(e)
+    done = inits.get((e.node, e.attrs.get("pid"), file))
+    return done is not None and done > line
+
+
+def _rank_map(evidence: Sequence[Evidence]) -> dict[int, Evidence]:
+    """Rank -> the NCCL init line that names its node and GPU (first one per rank)."""
+    out: dict[int, Evidence] = {}
+    for e in evidence:
+        if e.kind == "gpu_identity" and e.attrs.get("nranks") and e.attrs.get("rank") is not None:
+            out.setdefault(int(e.attrs["rank"]), e)
+    return out
+
+
+def _place_silent_rank(finding: Finding, evs: list[Evidence], ranks: dict[int, Evidence]) -> None:
+    """Put a watchdog timeout on the one rank of the communicator that never reported it."""
+    reported = {int(e.attrs["rank"]) for e in evs if e.attrs.get("rank") is not None}
+    sizes = {int(e.attrs["nranks"]) for e in ranks.values()}
+    if not reported or len(sizes) != 1:
+        return
+    silent = set(range(sizes.pop())) - reported
+    if len(silent) != 1 or next(iter(silent)) not in ranks:
+        return
+    rank = silent.pop()
+    where_ = ranks[rank]
+    finding.node, finding.gpu, finding.gpu_pci_bus_id = where_.node, where_.gpu, where_.gpu_pci_bus_id
+    finding.evidence = [*evs, where_]
+    finding.summary += (
+        f"; rank {rank} ({where(where_.node, where_.gpu, where_.gpu_pci_bus_id)}) is the only rank that "
+        "never reported it, so the collective waited on it"
+    )
+
+
+def _finding(
+    what: str, node: str | None, value: Any, evs: list[Evidence], benign: bool = False
+) -> Finding | None:
     count = occurrences(evs)
     nodes = sorted({e.node for e in evs if e.node})
     on = f" on {', '.join(nodes)}" if nodes else ""
@@ -208,7 +266,7 @@ def _finding(what: str, node: str | None, value: Any, evs: list[Evidence]) -> Fi
         return Finding(
             kind="nccl_warn",
             layer="framework",
-            role="symptom",
+            role="context" if benign else "symptom",
             severity="warning",
             weight=0.2,
             summary=f"NCCL warned{on}: {message[:200]}",

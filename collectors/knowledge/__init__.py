@@ -48,6 +48,11 @@ CUDA_ERROR_KEYWORDS = (
     "CUDA driver version",
     "CUDA-capable",
     "NVIDIA driver on your system",
+    # PyTorch's lazy-init warning, the legacy THC/cutorch report and tools' init failures.
+    "CUDA initialization",
+    "cuda runtime error",
+    "initialize CUDA",
+    "init CUDA",
 )
 
 

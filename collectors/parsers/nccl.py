@@ -3,7 +3,9 @@
 Line shape (src/include/debug.h): ``host:pid:tid [cudaDev] [func:line ]NCCL WARN|INFO message``, after
 any launcher prefix. Transport errors are also quoted inside PyTorch's exceptions (``Last error: NET/IB :
 Got completion from peer 10.0.0.2<39138> with error 12 ...``), so those patterns are searched anywhere in
-a line. ``busId`` INFO lines map a device to its PCI bus id (``cudaDev 3 nvmlDev 3 busId 5d000``).
+a line. ``busId`` INFO lines map a device to its PCI bus id (``cudaDev 3 nvmlDev 3 busId 5d000``) and,
+where they say ``rank N nranks M``, a rank to that GPU; the ``Init COMPLETE`` one says the process's
+communicator came up.
 """
 
 from __future__ import annotations
@@ -16,12 +18,12 @@ from collectors.evidence import Evidence, canonical_bus_id
 from collectors.parsers.base import Line, LineParser
 
 _HEADER = re.compile(
-    r"(?P<host>[\w.-]+):(?P<pid>\d+):(?P<tid>\d+) \[(?P<dev>\d+)\] (?:(?P<func>[\w:.]+):(?P<lineno>\d+) )?"
+    r"(?P<host>[\w.-]+):(?P<pid>\d+):(?P<tid>\d+) \[(?P<dev>\d+)\] (?:(?P<func>[\w:./-]+):(?P<lineno>\d+) )?"
     r"NCCL (?P<level>WARN|INFO|ERROR|TRACE|ABORT) (?P<msg>.*)"
 )
 _BARE = re.compile(r"NCCL (?P<level>WARN|ERROR) (?P<msg>.*)")
 _IB_COMPLETION = re.compile(
-    r"NET/IB ?: Got completion (?:from peer (?P<peer>\S+?) )?"
+    r"NET/IB\w* ?: ?Got completion (?:from peer (?P<peer>\S+?) )?"
     r"with (?:error |status=(?:IBV_WC_\w+\()?)(?P<code>\d+)"
     r"(?:,? opcode[ =](?P<opcode>\d+))?(?:.*?vendor err (?P<vendor>\d+))?"
 )
@@ -66,6 +68,11 @@ class NcclParser(LineParser):
             r = _RANK.search(body)
             if r:
                 attrs["rank"] = int(r["rank"])
+                attrs["nranks"] = int(r["nranks"])
+            if "Init COMPLETE" in body:
+                attrs["init_complete"] = True
+                if head:
+                    attrs["pid"] = head["pid"]
             out.append(
                 self.ctx.evidence(
                     line,
@@ -129,5 +136,6 @@ class NcclParser(LineParser):
             warn: dict[str, Any] = {"message": level_msg["msg"].strip()}
             if head:
                 warn["device"] = int(head["dev"])
+                warn["pid"] = head["pid"]
             out.append(self.ctx.evidence(line, "nccl_warn", severity="warning", attrs=warn, **fields))
         return out

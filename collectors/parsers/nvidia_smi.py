@@ -12,6 +12,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Iterator
 
+from collectors import knowledge
 from collectors.evidence import Evidence, canonical_bus_id
 from collectors.parsers.base import DocumentParser, FileContext, Line, LineParser
 
@@ -32,6 +33,8 @@ _WATCHED = (
 _LIST = re.compile(r"^GPU (?P<index>\d+): (?P<name>.+?) \(UUID: (?P<uuid>GPU-[0-9a-fA-F-]+)\)")
 _LINK = re.compile(r"^\s*Link (?P<link>\d+): (?P<state><inactive>|[\d.]+ ?[GM]B/s|.*)$")
 _ALL_INACTIVE = re.compile(r"Unable to retrieve NVLink information as all links are inactive", re.IGNORECASE)
+#: The signature (``signatures.yaml``) of a GPU whose table rows read ERR!.
+TABLE_ERR_SIGNATURE = "nvidia_smi_table_err"
 _TABLE_ROW = re.compile(
     r"^\|\s+(?P<index>\d+)\s+(?P<name>.+?)\s+(?:On|Off)\s+\|\s+(?P<bus>[0-9A-Fa-f]{8}:[0-9A-Fa-f]{2}:[0-9A-Fa-f]{2}\.\d)"
 )
@@ -107,14 +110,28 @@ class NvidiaSmiQueryParser(DocumentParser):
 
 
 class NvidiaSmiLinesParser(LineParser):
-    """``nvidia-smi -L``, ``nvidia-smi nvlink -s`` and the default table's GPU rows."""
+    """``nvidia-smi -L``, ``nvidia-smi nvlink -s`` and the default table's GPU rows.
+
+    The table gives each GPU two or three rows; only the first names the GPU. Where NVML cannot read a
+    GPU, ``ERR!`` may stand only on a later row (the first row's ECC column is ``N/A`` on GPUs without
+    ECC), so such a row is read as the ``nvidia_smi_table_err`` signature of the GPU above it.
+    """
 
     name = "nvidia-smi"
-    keywords = ("(UUID: GPU-", "Link ", "NVLink information", "Nvlink information", ".0 Off |", ".0  On |")
+    keywords = (
+        "(UUID: GPU-",
+        "Link ",
+        "NVLink information",
+        "Nvlink information",
+        ".0 Off |",
+        ".0  On |",
+        "ERR!",
+    )
 
     def __init__(self, ctx: FileContext) -> None:
         super().__init__(ctx)
         self._gpu: int | None = None
+        self._row: tuple[int, str | None] | None = None
 
     def feed(self, line: Line) -> Iterable[Evidence]:
         body = line.pre.body
@@ -147,7 +164,24 @@ class NvidiaSmiLinesParser(LineParser):
                 ),
             )
         m = _TABLE_ROW.match(body)
+        if m is None and self._row is not None and body.startswith("|") and "ERR!" in body:
+            gpu, bus = self._row
+            self._row = None  # one finding per GPU block
+            sig = next(s for s in knowledge.signatures() if s.id == TABLE_ERR_SIGNATURE)
+            return (
+                self.ctx.evidence(
+                    line,
+                    "signature",
+                    severity=sig.severity,
+                    layer=sig.layer,
+                    gpu=gpu,
+                    gpu_pci_bus_id=bus,
+                    attrs={"signature": TABLE_ERR_SIGNATURE, "groups": {"gpu": str(gpu), "bus": bus or "?"}},
+                ),
+            )
         if m:
+            # A first row that already shows ERR! is the signature parser's; later rows are ours.
+            self._row = None if "ERR!" in body else (int(m["index"]), canonical_bus_id(m["bus"]))
             return (
                 self.ctx.evidence(
                     line,

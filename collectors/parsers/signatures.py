@@ -17,6 +17,8 @@ from collectors.evidence import Evidence, canonical_bus_id
 from collectors.parsers.base import Line, LineParser
 
 _GPU = re.compile(r"\bGPU (\d+)\b")
+#: A CUDA error number as reports print it: ``Error 802:``, ``error (35)``, ``error=35``, ``code=802(``.
+_CODE = re.compile(r"\b(?:[Ee]rror ?[=(]? ?|code=)(?P<code>\d{1,4})\b\)? ?[:(]")
 
 
 class SignatureParser(LineParser):
@@ -55,10 +57,16 @@ class SignatureParser(LineParser):
         return out
 
     def _cuda(self, line: Line, body: str) -> Iterable[Evidence]:
-        """A CUDA error report, named by the first catalogue entry whose name or message it holds."""
+        """A CUDA error report, named by the first catalogue entry whose name, message or number it holds."""
+        code = _CODE.search(body)
+        number = int(code["code"]) if code else None
         for entry in knowledge.cuda_errors():
             names = [entry.get("name"), entry.get("driver_name")]
-            if any(n and n in body for n in names) or any(m in body for m in entry.get("messages", [])):
+            if (
+                any(n and n in body for n in names)
+                or any(m in body for m in entry.get("messages", []))
+                or (number is not None and entry.get("code") == number)
+            ):
                 gpu = _GPU.search(body)
                 yield self.ctx.evidence(
                     line,
