@@ -18,10 +18,9 @@ from collectors.live import (
     SourceError,
     http_url,
 )
-from exporters.config import ExporterConfig
 from exporters.server import Exporter
 from tests.exporters.fake_nvml import FakeNvml
-from tests.exporters.support import FIXTURES, H100_X8, KERNEL_LOGS, wait_for
+from tests.exporters.support import H100_X8, KERNEL_LOGS, running_exporter, wait_for
 from tests.servers import free_port, prometheus_server, promql
 
 
@@ -34,16 +33,8 @@ def kernel_log(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def exporter(kernel_log: Path) -> Iterator[Exporter]:
-    config = ExporterConfig(
-        listen_address="127.0.0.1:0",
-        collector_gpu=False,
-        path_procfs=str(FIXTURES / "procfs"),
-        path_sysfs=str(FIXTURES / "sysfs"),
-        xid_kernel_log=str(kernel_log),
-    )
-    running = Exporter(config).start()
-    yield running
-    running.stop()
+    with running_exporter(kernel_log) as running:
+        yield running
 
 
 def _events(exporter: Exporter) -> list[dict]:
@@ -116,21 +107,14 @@ def test_an_unreachable_exporter_is_a_source_error() -> None:
 def test_xid_counters_read_through_prometheus_name_the_gpu(tmp_path: Path) -> None:
     log = tmp_path / "kern.log"
     log.write_bytes((KERNEL_LOGS / "xid31-62-45.dmesg.log").read_bytes())
-    config = ExporterConfig(
-        listen_address="127.0.0.1:0",
-        path_procfs=str(FIXTURES / "procfs"),
-        path_sysfs=str(FIXTURES / "sysfs"),
-        xid_kernel_log=str(log),
-    )
-    exporter = Exporter(config, nvml=FakeNvml.from_capture(H100_X8)).start()
     collector = LiveCollector([], IncidentStore(tmp_path / "incidents.db"), tmp_path / "window")
-    try:
-        with prometheus_server(tmp_path, [f"127.0.0.1:{exporter.port}"]) as base:
-            wait_for(lambda: bool(promql(base, "fleetscope_gpu_xid_errors_total")), timeout=60, interval=0.5)
-            collector.sources = [PromQLSource(base)]
-            report = collector.run_once()
-    finally:
-        exporter.stop()
+    with (
+        running_exporter(log, FakeNvml.from_capture(H100_X8)) as exporter,
+        prometheus_server(tmp_path, [f"127.0.0.1:{exporter.port}"]) as base,
+    ):
+        wait_for(lambda: bool(promql(base, "fleetscope_gpu_xid_errors_total")), timeout=60, interval=0.5)
+        collector.sources = [PromQLSource(base)]
+        report = collector.run_once()
     top = report["root_causes"][0]
     assert report["incident"] is True
     assert (top["node"], top["gpu_pci_bus_id"]) == ("127.0.0.1", "0000:0a:00.0")

@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
+
+from exporters.config import ExporterConfig
+from exporters.server import Exporter
+from tests.exporters.fake_nvml import FakeNvml
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
 H100_X8 = FIXTURES / "nvidia-smi" / "h100-sxm-80gb-x8_drv565.57.01.txt"
@@ -31,3 +36,24 @@ def samples(exposition: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], fl
         for family in text_string_to_metric_families(exposition)
         for s in family.samples
     }
+
+
+@contextmanager
+def running_exporter(
+    kernel_log: Path, nvml: FakeNvml | None = None, **settings: object
+) -> Iterator[Exporter]:
+    """A real exporter on a free 127.0.0.1 port, reading the fixture ``/proc`` and ``/sys`` and following
+    ``kernel_log``; with ``nvml`` None the GPU collector is off. Extra ``settings`` override the config."""
+    values: dict[str, object] = {
+        "listen_address": "127.0.0.1:0",
+        "path_procfs": str(FIXTURES / "procfs"),
+        "path_sysfs": str(FIXTURES / "sysfs"),
+        "xid_kernel_log": str(kernel_log),
+        "collector_gpu": nvml is not None,
+    }
+    config = ExporterConfig.model_validate({**values, **settings})
+    exporter = Exporter(config, nvml=nvml).start() if nvml is not None else Exporter(config).start()
+    try:
+        yield exporter
+    finally:
+        exporter.stop()

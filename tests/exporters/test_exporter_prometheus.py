@@ -7,10 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from exporters.config import ExporterConfig
 from exporters.server import Exporter
 from tests.exporters.fake_nvml import FakeNvml
-from tests.exporters.support import FIXTURES, H100_X8, KERNEL_LOGS, wait_for
+from tests.exporters.support import H100_X8, KERNEL_LOGS, running_exporter, wait_for
 from tests.servers import prometheus_server, promql
 
 pytestmark = pytest.mark.integration
@@ -20,15 +19,8 @@ pytestmark = pytest.mark.integration
 def exporter(tmp_path: Path) -> Iterator[Exporter]:
     log = tmp_path / "kern.log"
     log.write_bytes((KERNEL_LOGS / "xid31-62-45.dmesg.log").read_bytes())
-    config = ExporterConfig(
-        listen_address="127.0.0.1:0",
-        path_procfs=str(FIXTURES / "procfs"),
-        path_sysfs=str(FIXTURES / "sysfs"),
-        xid_kernel_log=str(log),
-    )
-    running = Exporter(config, nvml=FakeNvml.from_capture(H100_X8)).start()
-    yield running
-    running.stop()
+    with running_exporter(log, FakeNvml.from_capture(H100_X8)) as running:
+        yield running
 
 
 @pytest.fixture

@@ -15,7 +15,7 @@ from console.cli import app
 from exporters.config import ENV, ConfigError, ExporterConfig, load_config
 from exporters.server import Exporter
 from tests.exporters.fake_nvml import FakeNvml
-from tests.exporters.support import FIXTURES, H100_X8, KERNEL_LOGS, samples, wait_for
+from tests.exporters.support import H100_X8, KERNEL_LOGS, running_exporter, samples, wait_for
 
 
 def get(url: str) -> tuple[int, str, bytes]:
@@ -26,25 +26,11 @@ def get(url: str) -> tuple[int, str, bytes]:
         return exc.code, exc.headers["Content-Type"], exc.read()
 
 
-def serve(tmp_path: Path, nvml: FakeNvml, **settings: object) -> Iterator[Exporter]:
-    defaults = {
-        "listen_address": "127.0.0.1:0",
-        "path_procfs": str(FIXTURES / "procfs"),
-        "path_sysfs": str(FIXTURES / "sysfs"),
-        "xid_kernel_log": str(tmp_path / "kern.log"),
-    }
-    config = ExporterConfig(**{**defaults, **settings})  # type: ignore[arg-type]
-    exporter = Exporter(config, nvml=nvml).start()
-    try:
-        yield exporter
-    finally:
-        exporter.stop()
-
-
 @pytest.fixture
 def no_driver(tmp_path: Path) -> Iterator[Exporter]:
     (tmp_path / "kern.log").write_bytes((KERNEL_LOGS / "xid31-62-45.dmesg.log").read_bytes())
-    yield from serve(tmp_path, FakeNvml.without_driver())
+    with running_exporter(tmp_path / "kern.log", FakeNvml.without_driver()) as exporter:
+        yield exporter
 
 
 def test_without_driver_host_metrics_are_still_served(no_driver: Exporter) -> None:
@@ -86,7 +72,7 @@ def test_openmetrics_is_served_when_asked(no_driver: Exporter) -> None:
 def test_xid_series_use_the_gpu_index_from_nvml(tmp_path: Path) -> None:
     # 0000:2a:00.0 is GPU 1 in the H100 capture; the kernel line names it by bus id only.
     (tmp_path / "kern.log").write_bytes(b"NVRM: Xid (PCI:0000:2a:00): 48, pid=7, name=python3, DBE\n")
-    for exporter in serve(tmp_path, FakeNvml.from_capture(H100_X8)):
+    with running_exporter(tmp_path / "kern.log", FakeNvml.from_capture(H100_X8)) as exporter:
         url = f"http://127.0.0.1:{exporter.port}/metrics"
         key = ("fleetscope_gpu_xid_errors_total", (("gpu", "1"), ("xid", "48")))
 
@@ -149,7 +135,8 @@ def test_cli_rejects_bad_settings_before_starting() -> None:
 
 def test_unreadable_procfs_fails_only_the_host_collector(tmp_path: Path) -> None:
     (tmp_path / "kern.log").write_bytes(b"")
-    for exporter in serve(tmp_path, FakeNvml.from_capture(H100_X8), path_procfs=str(tmp_path / "no-proc")):
+    nvml = FakeNvml.from_capture(H100_X8)
+    with running_exporter(tmp_path / "kern.log", nvml, path_procfs=str(tmp_path / "no-proc")) as exporter:
         result = samples(get(f"http://127.0.0.1:{exporter.port}/metrics")[2].decode())
         success = {dict(k)["collector"]: v for (n, k), v in result.items() if n.endswith("collector_success")}
         assert success == {"host": 0, "gpu": 1, "xid": 1}

@@ -8,10 +8,8 @@ import sys
 from pathlib import Path
 
 from collectors.incidents import Incident, IncidentStore
-from exporters.config import ExporterConfig
-from exporters.server import Exporter
 from lineage import Lineage, Link, open_store, record_collector_incident
-from tests.exporters.support import FIXTURES, KERNEL_LOGS, wait_for
+from tests.exporters.support import KERNEL_LOGS, running_exporter, wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -86,15 +84,7 @@ def test_an_incident_on_a_gpu_the_graph_does_not_know_falls_back_to_its_host(lin
 def test_collect_records_its_incident_in_the_lineage_graph(tmp_path: Path) -> None:
     kernel_log = tmp_path / "kern.log"
     kernel_log.write_text("")
-    config = ExporterConfig(
-        listen_address="127.0.0.1:0",
-        collector_gpu=False,
-        path_procfs=str(FIXTURES / "procfs"),
-        path_sysfs=str(FIXTURES / "sysfs"),
-        xid_kernel_log=str(kernel_log),
-    )
-    exporter = Exporter(config).start()
-    try:
+    with running_exporter(kernel_log) as exporter:
         fallen = (KERNEL_LOGS / "fallen-off-bus-multiline.dmesg.log").read_text()
         kernel_log.write_text(fallen)
         wait_for(
@@ -122,8 +112,6 @@ def test_collect_records_its_incident_in_the_lineage_graph(tmp_path: Path) -> No
             text=True,
             timeout=120,
         )
-    finally:
-        exporter.stop()
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout)["incident"] is True
     store = open_store(f"embedded://{graph_dir}")
