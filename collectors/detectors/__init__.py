@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collectors.detectors.base import Detector
+from collectors.detectors.fabric import FabricDetector
 from collectors.detectors.gpu_health import GpuHealthDetector
 from collectors.detectors.host_software import HostSoftwareDetector
 from collectors.detectors.log_signatures import LogSignatureDetector
@@ -24,6 +25,7 @@ DETECTORS: tuple[type[Detector], ...] = (
     PcieAerDetector,
     HostSoftwareDetector,
     StragglerDetector,
+    FabricDetector,
 )
 
 __all__ = ["DETECTORS", "Detector"]

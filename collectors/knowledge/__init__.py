@@ -145,7 +145,7 @@ class Signature:
     id: str
     keywords: tuple[str, ...]
     regex: re.Pattern[str]
-    layer: str
+    layer: str | None
     role: str
     severity: str
     weight: float
@@ -169,7 +169,7 @@ def signatures() -> tuple[Signature, ...]:
                 id=raw["id"],
                 keywords=tuple(raw["keywords"]),
                 regex=re.compile(raw["regex"]),
-                layer=raw["layer"],
+                layer=raw.get("layer"),
                 role=raw["role"],
                 severity=raw["severity"],
                 weight=float(raw["weight"]),

@@ -31,6 +31,8 @@ _WATCHED = (
 )
 
 _LIST = re.compile(r"^GPU (?P<index>\d+): (?P<name>.+?) \(UUID: (?P<uuid>GPU-[0-9a-fA-F-]+)\)")
+#: ``nvidia-smi nvlink -e``: one error counter of one link (``nvmlDeviceGetNvLinkErrorCounter``).
+_LINK_ERRORS = re.compile(r"^\s*Link (?P<link>\d+): (?P<counter>[A-Za-z ]*Errors): (?P<value>\d+)\s*$")
 _LINK = re.compile(r"^\s*Link (?P<link>\d+): (?P<state><inactive>|[\d.]+ ?[GM]B/s|.*)$")
 _ALL_INACTIVE = re.compile(r"Unable to retrieve NVLink information as all links are inactive", re.IGNORECASE)
 #: The signature (``signatures.yaml``) of a GPU whose table rows read ERR!.
@@ -110,7 +112,7 @@ class NvidiaSmiQueryParser(DocumentParser):
 
 
 class NvidiaSmiLinesParser(LineParser):
-    """``nvidia-smi -L``, ``nvidia-smi nvlink -s`` and the default table's GPU rows.
+    """``nvidia-smi -L``, ``nvidia-smi nvlink -s`` / ``-e`` and the default table's GPU rows.
 
     The table gives each GPU two or three rows; only the first names the GPU. Where NVML cannot read a
     GPU, ``ERR!`` may stand only on a later row (the first row's ECC column is ``N/A`` on GPUs without
@@ -141,6 +143,19 @@ class NvidiaSmiLinesParser(LineParser):
             return (
                 self.ctx.evidence(
                     line, "gpu_identity", gpu=self._gpu, attrs={"uuid": m["uuid"], "model": m["name"]}
+                ),
+            )
+        m = _LINK_ERRORS.match(body)
+        if m:
+            if self._gpu is None:
+                return ()
+            return (
+                self.ctx.evidence(
+                    line,
+                    "nvlink_error_counter",
+                    gpu=self._gpu,
+                    layer="nvlink",
+                    attrs={"link": int(m["link"]), "counter": m["counter"], "value": int(m["value"])},
                 ),
             )
         m = _LINK.match(body)

@@ -41,10 +41,13 @@ class SignatureParser(LineParser):
             groups = {k: v for k, v in m.groupdict().items() if v is not None}
             gpu = groups.get("gpu")
             bus = groups.get("bus")
+            host = groups.get("host") or groups.get("node_name")
             out.append(
                 self.ctx.evidence(
                     line,
                     "signature",
+                    # A cluster-wide log (a scheduler's) names the node in the message itself.
+                    node=self.ctx.node or host or line.pre.host,
                     severity=sig.severity,
                     layer=sig.layer,
                     gpu=int(gpu) if gpu and gpu.isdigit() else None,

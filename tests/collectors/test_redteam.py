@@ -63,3 +63,88 @@ def test_an_oom_kill_of_another_pid_stays_the_jobs(tmp_path: Path) -> None:
     )
     kinds = {r["kind"]: r["layer"] for r in investigate(bundle).to_dict()["root_causes"]}
     assert kinds["signature:host_oom_killer"] == "job"
+
+
+def _top(tmp_path: Path, files: dict[str, str]) -> dict[str, object]:
+    out = investigate(_bundle(tmp_path, files)).to_dict()
+    return out["root_causes"][0] if out["incident"] else {}
+
+
+def test_nvlink_errors_spread_over_many_links_are_noise(tmp_path: Path) -> None:
+    # nvidia-smi nvlink -e: a few CRC errors on every link of every GPU, no link far above the rest.
+    rows = "".join(
+        f"GPU {g}: NVIDIA H100 80GB HBM3 (UUID: GPU-00000000-0000-0000-0000-00000000000{g})\n"
+        + "".join(f"\t Link {link}: CRC Errors: {3 + (g + link) % 4}\n" for link in range(18))
+        for g in range(8)
+    )
+    assert _top(tmp_path, {"node-01/nvlink.txt": rows}) == {}
+
+
+def test_an_ib_port_in_init_state_is_the_answer_over_peer_symptoms(tmp_path: Path) -> None:
+    port = (
+        "# TYPE node_infiniband_port_state_id gauge\n"
+        'node_infiniband_port_state_id{{device="mlx5_0",port="1"}} {}\n'
+    )
+    top = _top(
+        tmp_path,
+        {
+            "node-01/m.prom": port.format(4),
+            "node-02/m.prom": port.format(2),
+            "node-01/train.log": "[rank0]:[E ProcessGroupNCCL.cpp:563] [Rank 0] Watchdog caught collective "
+            "operation timeout: WorkNCCL(SeqNum=5, OpType=ALLREDUCE, NumelIn=1, NumelOut=1, "
+            "Timeout(ms)=600000) ran for 600010 milliseconds before timing out.\n",
+        },
+    )
+    assert (top["layer"], top["node"], top["kind"]) == ("network", "node-02", "ib_port_not_active")
+
+
+def test_nccl_tests_need_three_nodes_to_name_a_slow_one(tmp_path: Path) -> None:
+    files = {f"node-0{n}/t.txt": f"# Avg bus bandwidth    : {bw} \n" for n, bw in ((1, 480.2), (2, 90.1))}
+    assert _top(tmp_path, files) == {}
+    files["node-03/t.txt"] = "# Avg bus bandwidth    : 475.9 \n"
+    top = _top(tmp_path, files)
+    assert (top["layer"], top["node"]) == (None, "node-02")
+    assert "unsure" in str(top["summary"])
+
+
+def test_a_scheduler_log_names_the_node_it_speaks_of(tmp_path: Path) -> None:
+    top = _top(
+        tmp_path,
+        {
+            "slurm-77.out": "slurmstepd: error: *** JOB 77 ON gpu-a17 CANCELLED AT "
+            "2024-01-02T03:04:05 DUE TO TIME LIMIT ***\n"
+        },
+    )
+    assert (top["layer"], top["node"], top["kind"]) == ("job", "gpu-a17", "signature:slurm_time_limit")
+
+
+def test_torchrun_signal_table(tmp_path: Path) -> None:
+    block = "  exitcode  : -{n} (pid: 100)\n  traceback : Signal {n} ({name}) received by PID 100\n"
+    bus = _top(tmp_path / "bus", {"node-01/run.log": block.format(n=7, name="SIGBUS")})
+    assert bus["layer"] == "data_pipeline"
+    # SIGKILL alone is a symptom (killed from outside); with the kernel's OOM kill the OOM is the cause.
+    kill = _top(tmp_path / "kill", {"node-01/run.log": block.format(n=9, name="SIGKILL")})
+    assert kill["confidence"] <= 0.4 and "unsure" in str(kill["summary"])
+    oom = _top(
+        tmp_path / "oom",
+        {
+            "node-01/run.log": block.format(n=9, name="SIGKILL"),
+            "node-01/dmesg": "[9.1] Out of memory: Killed process 100 (python) total-vm:1kB\n",
+        },
+    )
+    assert (oom["layer"], oom["kind"]) == ("job", "signature:host_oom_killer")
+
+
+def test_peer_memory_module_is_the_network_path_not_the_driver(tmp_path: Path) -> None:
+    top = _top(
+        tmp_path,
+        {"node-01/m.txt": "modprobe: ERROR: could not insert 'nvidia_peermem': Invalid argument\n"},
+    )
+    assert (top["layer"], top["kind"]) == ("network", "signature:peer_memory_module_failed")
+
+
+def test_a_normal_loss_scale_drop_is_no_incident(tmp_path: Path) -> None:
+    line = "Gradient overflow.  Skipping step, loss scaler 0 reducing loss scale to {}\n"
+    assert _top(tmp_path / "ok", {"node-01/t.log": line.format("32768.0")}) == {}
+    top = _top(tmp_path / "bad", {"node-01/t.log": line.format("1.012e-320")})
+    assert top["confidence"] <= 0.4 and "unsure" in str(top["summary"])
