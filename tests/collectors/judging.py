@@ -1,4 +1,5 @@
-"""The judging rule of the shared ``score_cases.py``, for tests over incident bundles.
+"""The judging rule of the shared ``score_cases.py``, for tests over incident bundles, and a helper that
+writes a bundle and investigates it.
 
 ``incident`` must match; for an incident the first root cause must have the expected layer, node and GPU
 (each where given; a GPU matches by index or by the PCI bus id named in the case's summary). A case whose
@@ -20,6 +21,16 @@ def _norm_pci(text: str | None) -> str | None:
         return None
     m = re.search(r"(?:([0-9a-fA-F]{4,8}):)?([0-9a-fA-F]{2}):([0-9a-fA-F]{2})", str(text))
     return f"{m.group(2)}:{m.group(3)}".lower() if m else None
+
+
+def diagnose(root: Path, files: dict[str, str]) -> dict[str, Any]:
+    """Write a bundle of ``{relative path: text}`` under ``root`` and return its investigation report."""
+    for rel, text in files.items():
+        path = root / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+    report: dict[str, Any] = investigate(root).to_dict()
+    return report
 
 
 def judge(expected: dict[str, Any], got: dict[str, Any]) -> list[str]:

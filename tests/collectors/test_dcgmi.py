@@ -3,32 +3,24 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-from collectors import investigate
+from tests.collectors.judging import diagnose
 
 DCGMI = Path(__file__).resolve().parent.parent / "fixtures" / "dcgmi"
 HEALTH = (DCGMI / "health-check-pcie-warning.txt").read_text()
 DIAG_FAIL = (DCGMI / "diag-r3-pcie-fail.txt").read_text()
 
 
-def diagnose(root: Path, node: str, text: str) -> dict[str, Any]:
-    (root / node).mkdir(parents=True)
-    (root / node / "dcgmi.txt").write_text(text)
-    report: dict[str, Any] = investigate(root).to_dict()
-    return report
-
-
 @pytest.mark.parametrize("sample", ["health-check-healthy.txt", "diag-r3-pass.txt"])
 def test_healthy_reports_are_no_incident(tmp_path: Path, sample: str) -> None:
-    report = diagnose(tmp_path, "gpu-a17", (DCGMI / sample).read_text())
+    report = diagnose(tmp_path, {"gpu-a17/dcgmi.txt": (DCGMI / sample).read_text()})
     assert report["incident"] is False
 
 
 def test_health_check_names_the_watch_and_the_gpu(tmp_path: Path) -> None:
-    top = diagnose(tmp_path, "gpu-a17", HEALTH)["root_causes"][0]
+    top = diagnose(tmp_path, {"gpu-a17/dcgmi.txt": HEALTH})["root_causes"][0]
     assert (top["kind"], top["layer"], top["node"], top["gpu"]) == (
         "dcgm_health:pcie",
         "gpu_hardware",
@@ -57,7 +49,7 @@ def test_a_failing_watch_gives_its_layer_on_its_gpu(
         .replace("Overall Health: Warning", f"Overall Health: {level}")
         .replace("PCIe system: Warning - Detected more than 8 PCIe", f"{system} system: {level} - {message}")
     )
-    report = diagnose(tmp_path, "ip-10-1-2-3", text)
+    report = diagnose(tmp_path, {"ip-10-1-2-3/dcgmi.txt": text})
     top = report["root_causes"][0]
     assert (top["kind"], top["layer"], top["node"], top["gpu"]) == (
         f"dcgm_health:{system.lower()}",
@@ -84,7 +76,7 @@ def test_a_failed_diag_test_gives_its_layer_on_its_gpus(tmp_path: Path, test: st
     text = "\n".join(
         f"| {test:<25} | Fail - GPU: 3, 6{' ' * 31}|" if ln.startswith(f"| {test} ") else ln for ln in rows
     )
-    report = diagnose(tmp_path, "gpu-b02", text)
+    report = diagnose(tmp_path, {"gpu-b02/dcgmi.txt": text})
     located = {(r["kind"], r["layer"], r["node"], r["gpu"]) for r in report["root_causes"]}
     kind = f"dcgm_diag:{test.lower().replace(' ', '_')}"
     # Two GPUs of one node failing the same test are reported once, for the node.
@@ -93,5 +85,5 @@ def test_a_failed_diag_test_gives_its_layer_on_its_gpus(tmp_path: Path, test: st
 
 
 def test_the_real_failed_pcie_diag_names_gpu_2(tmp_path: Path) -> None:
-    top = diagnose(tmp_path, "gpu-b02", DIAG_FAIL)["root_causes"][0]
+    top = diagnose(tmp_path, {"gpu-b02/dcgmi.txt": DIAG_FAIL})["root_causes"][0]
     assert (top["kind"], top["layer"], top["gpu"]) == ("dcgm_diag:pcie", "gpu_hardware", 2)

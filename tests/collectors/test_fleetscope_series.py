@@ -10,10 +10,10 @@ from typing import Any
 
 import pytest
 
-from collectors import investigate
 from collectors.detectors.gpu_health import FAULT_CLOCK_REASONS, MEMORY_SERIES
 from exporters.gpu import CLOCK_EVENT_REASONS, INFO, LOST, METRICS, UP
 from exporters.xid import FALLEN_OFF_BUS, XID_ERRORS
+from tests.collectors.judging import diagnose
 
 GOLDEN = Path(__file__).resolve().parent.parent / "golden"
 H100 = (GOLDEN / "gpu_h100_sxm_x8.prom").read_text()
@@ -22,15 +22,6 @@ XID31 = (
     "intr 00000000. MMU Fault: ENGINE CE2 HUBCLIENT_CE0 faulted @ 0x7f29_5b8c9000. Fault is of type "
     "FAULT_PRIV_VIOLATION ACCESS_TYPE_VIRT_READ\n"
 )
-
-
-def diagnose(root: Path, files: dict[str, str]) -> dict[str, Any]:
-    for rel, text in files.items():
-        path = root / rel
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text)
-    report: dict[str, Any] = investigate(root).to_dict()
-    return report
 
 
 def top(report: dict[str, Any]) -> tuple[Any, ...]:

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from collectors import investigate
+from tests.collectors.judging import diagnose
 
 XID = "NVRM: Xid (PCI:{bus}): {xid}, pid=3318842, name=python3, Ch 00000010"
 STAMPS = {
@@ -36,15 +36,6 @@ NCCL_INFO = (
     "{node}:2271:2390 [{local}] NCCL INFO Channel 00/0 : {rank}[{local}] -> {peer}[{local}] via P2P/IPC"
 )
 SMI_L = "GPU {i}: NVIDIA H100 80GB HBM3 (UUID: GPU-5b0c3e4a-0000-0000-0000-00000000000{i})"
-
-
-def diagnose(root: Path, files: dict[str, str]) -> dict[str, Any]:
-    for rel, text in files.items():
-        path = root / rel
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text)
-    report: dict[str, Any] = investigate(root).to_dict()
-    return report
 
 
 def top(report: dict[str, Any]) -> tuple[Any, ...]:
