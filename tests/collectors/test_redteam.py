@@ -11,8 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from collectors import investigate
-from tests.collectors.judging import check_case
+from tests.collectors.judging import check_case, diagnose
 
 CASES = sorted((Path(__file__).parent / "redteam").glob("*/case.json"))
 
@@ -26,16 +25,9 @@ def test_red_team_diagnosis(case_json: Path) -> None:
     check_case(case_json)
 
 
-def _bundle(tmp_path: Path, files: dict[str, str]) -> Path:
-    for rel, text in files.items():
-        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
-        (tmp_path / rel).write_text(text)
-    return tmp_path
-
-
 def test_a_user_stop_does_not_hide_an_application_error_xid(tmp_path: Path) -> None:
     # Ctrl-C explains Xid 43 (a warning-level teardown) but not Xid 13, a real fault in the kernel code.
-    bundle = _bundle(
+    out = diagnose(
         tmp_path,
         {
             "node-01/train.log": "[default0]:KeyboardInterrupt\n",
@@ -46,7 +38,6 @@ def test_a_user_stop_does_not_hide_an_application_error_xid(tmp_path: Path) -> N
             ),
         },
     )
-    out = investigate(bundle).to_dict()
     assert out["incident"] is True
     assert out["root_causes"][0]["kind"] == "xid:13"
     assert [r["kind"] for r in out["root_causes"]].count("xid:43") == 0
@@ -54,19 +45,19 @@ def test_a_user_stop_does_not_hide_an_application_error_xid(tmp_path: Path) -> N
 
 def test_an_oom_kill_of_another_pid_stays_the_jobs(tmp_path: Path) -> None:
     # The OOM victim (pid 500) is not the DataLoader worker PyTorch reported dead (pid 12847).
-    bundle = _bundle(
+    out = diagnose(
         tmp_path,
         {
             "node-01/train.log": "RuntimeError: DataLoader worker (pid 12847) is killed by signal: Killed.\n",
             "node-01/kern.log": "[9.0] Out of memory: Killed process 500 (python) total-vm:1kB\n",
         },
     )
-    kinds = {r["kind"]: r["layer"] for r in investigate(bundle).to_dict()["root_causes"]}
+    kinds = {r["kind"]: r["layer"] for r in out["root_causes"]}
     assert kinds["signature:host_oom_killer"] == "job"
 
 
 def _top(tmp_path: Path, files: dict[str, str]) -> dict[str, object]:
-    out = investigate(_bundle(tmp_path, files)).to_dict()
+    out = diagnose(tmp_path, files)
     return out["root_causes"][0] if out["incident"] else {}
 
 
