@@ -69,7 +69,10 @@ def render_text(report: dict[str, Any], console: Console) -> None:
         if len(timeline) > TEXT_TIMELINE_ROWS:
             console.print(f"  ... {len(timeline) - TEXT_TIMELINE_ROWS} more in --format json")
     unparsed = report["unparsed"]
-    console.print(f"\nUnparsed: {unparsed['files']} file(s), {unparsed['lines']} line(s).")
+    console.print(
+        f"\nRead without evidence (healthy chatter, or formats not understood): {unparsed['files']} file(s), "
+        f"{unparsed['lines']} line(s)."
+    )
     for note in report.get("notes", []):
         console.print(f"  note: {note}", highlight=False)
 
