@@ -2,9 +2,10 @@
 
 Files are read as byte streams in fixed-size chunks, so a 2 GB log costs a few MB of memory; a line
 longer than :data:`MAX_LINE_BYTES` is cut there and counted as truncated. Text is decoded as UTF-8 with
-replacement characters, so non-UTF-8 bytes never stop a read. A gzip file (``nvidia-bug-report.log.gz``,
-a rotated ``kern.log.1.gz``), recognised by its magic bytes, is decompressed as it is streamed. A file
-whose first block holds NUL bytes is binary and is skipped (counted as unparsed).
+replacement characters, so non-UTF-8 bytes never stop a read, and NUL padding is dropped. A gzip file
+(``nvidia-bug-report.log.gz``, a rotated ``kern.log.1.gz``), recognised by its magic bytes, is
+decompressed as it is streamed. A file whose first block is mostly control bytes is binary and is
+skipped (counted as unparsed).
 """
 
 from __future__ import annotations
@@ -116,14 +117,30 @@ def read_head(path: Path) -> bytes:
         return fh.read(HEAD_BYTES)
 
 
+#: Every byte but the control bytes text logs do not carry (they do carry tab, newline, vertical tab,
+#: form feed, carriage return and ESC).
+_NOT_BINARY = bytes(b for b in range(256) if b >= 0x20 or b in b"\t\n\x0b\x0c\r\x1b")
+#: Share of other control bytes above which a file is binary (text logs have next to none).
+_BINARY_CONTROL_SHARE = 0.02
+
+
 def is_binary(head: bytes) -> bool:
-    """Whether a file's first block looks binary (holds NUL bytes, as text never does)."""
-    return b"\x00" in head
+    """Whether a file's first block is binary rather than text.
+
+    NUL bytes alone do not make a file binary: a syslog cut short by a hard crash (often the very
+    crash under investigation) is padded with NULs. Other control bytes do, above
+    :data:`_BINARY_CONTROL_SHARE` of the rest.
+    """
+    rest = head.replace(b"\x00", b"")
+    if not rest:
+        return bool(head)
+    controls = len(rest.translate(None, delete=_NOT_BINARY))
+    return controls > _BINARY_CONTROL_SHARE * len(rest)
 
 
 def decode(raw: bytes) -> str:
-    """Decode one line as UTF-8, replacing what is not, and drop the line end."""
-    return raw.rstrip(b"\r\n").decode("utf-8", errors="replace")
+    """Decode one line as UTF-8, replacing what is not, dropping NUL padding and the line end."""
+    return raw.replace(b"\x00", b"").rstrip(b"\r\n").decode("utf-8", errors="replace")
 
 
 def scan_lines(

@@ -191,14 +191,18 @@ def investigate(bundle: Path, progress: Progress | None = None) -> Investigation
 
 
 def _read_file(f: BundleFile, stats: ReadStats, unparsed: Unparsed) -> Iterator[Evidence] | None:
-    """Return the evidence iterator of one file, or ``None`` (counted) if it is binary."""
+    """Return the evidence iterator of one file, or ``None`` (counted) if it is empty or binary."""
     head = read_head(f.path)
+    if not head:
+        unparsed.files += 1
+        unparsed.notes.append(f"{f.rel}: empty file, skipped")
+        return None
     if is_binary(head):
         unparsed.files += 1
         unparsed.notes.append(f"{f.rel}: binary file, skipped")
         return None
     ctx = FileContext(rel=f.rel, node=f.node)
-    text_head = head.decode("utf-8", errors="replace")
+    text_head = decode(head)
     for doc in DOCUMENT_PARSERS:
         if doc.sniff(text_head):
             lines = (

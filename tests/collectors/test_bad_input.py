@@ -103,3 +103,28 @@ def test_unparsed_counts_files_and_lines(tmp_path: Path) -> None:
 def test_answer_key_beside_the_node_folders_is_never_read(tmp_path: Path) -> None:
     (tmp_path / "case.json").write_text('{"expected": {"summary": "NVRM: Xid (PCI:0000:b3:00): 79"}}')
     assert investigate(tmp_path).to_dict()["incident"] is False
+
+
+def test_nul_padding_of_a_crashed_syslog_is_dropped_not_a_reason_to_skip(tmp_path: Path) -> None:
+    node = tmp_path / "node-01"
+    node.mkdir()
+    chatter = b"".join(b"Jan  2 03:04:%02d node-01 kernel: eth0: link up\n" % i for i in range(50))
+    (node / "syslog").write_bytes(chatter + b"\x00" * 4096 + XID79.encode())
+    top = investigate(tmp_path).to_dict()["root_causes"][0]
+    assert (top["layer"], top["gpu_pci_bus_id"]) == ("gpu_hardware", "0000:b3:00.0")
+    assert "\x00" not in top["evidence"][0]["text"]
+
+
+def test_a_bundle_of_empty_files_is_nothing_readable(tmp_path: Path) -> None:
+    (tmp_path / "node-01").mkdir()
+    (tmp_path / "node-01" / "dmesg.log").write_bytes(b"")
+    proc = run_cli(str(tmp_path))
+    assert proc.returncode == 3
+    assert proc.stdout == ""
+    assert "node-01/dmesg.log: empty file, skipped" in proc.stderr
+
+
+def test_an_empty_path_is_a_usage_error_not_the_current_folder() -> None:
+    proc = run_cli("")
+    assert proc.returncode == 2
+    assert "bundle path is empty" in proc.stderr
