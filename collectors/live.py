@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import shutil
 import time
 from collections import deque
@@ -43,6 +44,8 @@ from collectors.incidents import Incident, IncidentStore
 
 log = logging.getLogger(__name__)
 
+#: A kernel line that already starts with its uptime stamp, ``[ 1843.308145] ...``.
+_UPTIME_STAMP = re.compile(r"\s*\[\s*\d+\.\d+\]")
 #: Series the PromQL source reads: fleetscope's own, dcgm-exporter's, node_exporter's fabric and hwmon.
 PROMQL_SELECTOR = '{__name__=~"fleetscope_.+|DCGM_FI_.+|node_infiniband_.+|node_hwmon_.+"}'
 
@@ -93,7 +96,14 @@ class NodeSnapshot:
 
 
 class Source(Protocol):
-    """Where a cycle's evidence comes from."""
+    """Where a cycle's evidence comes from.
+
+    Attributes:
+        skipped: what the last :meth:`fetch` could not read though it read something else (one dead
+            exporter among several), one line each; the cycle's report lists them in ``notes``.
+    """
+
+    skipped: list[str]
 
     def fetch(self) -> dict[str, NodeSnapshot]:
         """Read every node this source knows. Raises SourceError."""
@@ -123,7 +133,9 @@ def _kernel_line(event: dict[str, Any]) -> str:
     """
     uptime = event.get("uptime_seconds")
     message = str(event["message"])
-    return f"[{float(uptime):12.6f}] {message}" if isinstance(uptime, int | float) else message
+    if not isinstance(uptime, int | float) or _UPTIME_STAMP.match(message):
+        return message  # a line from a dmesg-style file keeps its own stamp
+    return f"[{float(uptime):12.6f}] {message}"
 
 
 class ExporterSource:
@@ -140,6 +152,7 @@ class ExporterSource:
     def __init__(self, targets: Sequence[str], timeout: float = 10.0) -> None:
         self.targets = [http_url(t) for t in targets]
         self.timeout = timeout
+        self.skipped: list[str] = []
 
     def fetch(self) -> dict[str, NodeSnapshot]:
         """Read ``/metrics`` and ``/events`` of every target; unreachable targets are skipped.
@@ -164,6 +177,7 @@ class ExporterSource:
             raise SourceError("; ".join(errors))
         for error in errors:
             log.warning("exporter target skipped this cycle: %s", error)
+        self.skipped = errors
         return snapshots
 
 
@@ -198,6 +212,7 @@ class PromQLSource:
 
     def __init__(self, url: str, timeout: float = 30.0) -> None:
         self.url = http_url(url)
+        self.skipped: list[str] = []  # one query: it answers whole or not at all
         self.timeout = timeout
 
     def fetch(self) -> dict[str, NodeSnapshot]:
@@ -282,15 +297,18 @@ class LiveCollector:
             "fleetscope_collector_nodes", "Nodes seen in the latest window.", registry=self.registry
         )
 
-    def _gather(self) -> dict[str, NodeSnapshot]:
+    def _gather(self) -> tuple[dict[str, NodeSnapshot], list[str]]:
+        """Read every source; return the nodes and one line per thing that could not be read."""
         nodes: dict[str, NodeSnapshot] = {}
         errors = []
+        skipped = []
         for source in self.sources:
             try:
                 for node, snapshot in source.fetch().items():
                     merged = nodes.setdefault(node, NodeSnapshot())
                     merged.metrics += snapshot.metrics
                     merged.kernel_lines += snapshot.kernel_lines
+                skipped += [f"not read this cycle: {problem}" for problem in source.skipped]
             except SourceError as exc:
                 self._errors.inc()
                 errors.append(f"{type(source).__name__}: {exc}")
@@ -298,7 +316,7 @@ class LiveCollector:
         if errors and len(errors) == len(self.sources):
             # Investigating an empty window would report a healthy cluster that nobody looked at.
             raise CollectionError("no source could be read: " + "; ".join(errors))
-        return nodes
+        return nodes, [f"not read this cycle: {error}" for error in errors] + skipped
 
     def _write_window(self, nodes: dict[str, NodeSnapshot]) -> None:
         staging = self.window_dir.with_name(self.window_dir.name + ".new")
@@ -335,9 +353,10 @@ class LiveCollector:
             CollectionError: no source could be read, or the window folder is not the collector's.
         """
         started = time.perf_counter()
-        nodes = self._gather()
+        nodes, unread = self._gather()
         self._write_window(nodes)
         report = investigate(self.window_dir).to_dict()
+        report["notes"] = unread + report.get("notes", [])
         incident = self.store.record(report)
         if incident is not None and self.on_incident is not None:
             try:

@@ -61,7 +61,7 @@ def test_a_gpu_falling_off_the_bus_becomes_one_incident(
 
     collector.run_once()  # the exporter's ring buffer repeats the lines; the window must not
     window_log = (tmp_path / "window" / "127.0.0.1" / "kernel.log").read_text().splitlines()
-    assert len(window_log) == len(fallen.splitlines())
+    assert window_log == fallen.splitlines()  # each line once, with its own stamp only
     (incident,) = store.recent()
     assert incident.occurrences == 2
     exposition = collector.registry.get_sample_value("fleetscope_collector_cycles_total")
@@ -74,6 +74,15 @@ def test_a_cycle_with_no_source_read_is_an_error_not_a_healthy_report(tmp_path: 
     with pytest.raises(CollectionError, match="no source could be read"):
         collector.run_once()
     assert collector.registry.get_sample_value("fleetscope_collector_source_errors_total") == 1
+
+
+def test_a_dead_exporter_among_live_ones_is_named_in_the_report(tmp_path: Path, exporter: Exporter) -> None:
+    dead_port = free_port()
+    source = ExporterSource([f"127.0.0.1:{exporter.port}", f"127.0.0.1:{dead_port}"], timeout=2)
+    report = LiveCollector([source], IncidentStore(tmp_path / "incidents.db"), tmp_path / "window").run_once()
+    assert report["incident"] is False
+    (note,) = [n for n in report["notes"] if n.startswith("not read this cycle")]
+    assert f"http://127.0.0.1:{dead_port}/metrics" in note
 
 
 def test_the_collector_only_replaces_its_own_window(tmp_path: Path, exporter: Exporter) -> None:
