@@ -9,5 +9,5 @@ COPY lineage lineage
 COPY dashboards dashboards
 COPY console console
 COPY examples examples
-RUN pip install --no-cache-dir ".[lineage,console,otel]"
+RUN pip install --no-cache-dir ".[lineage,console]"
 ENTRYPOINT ["fleetscope"]

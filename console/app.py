@@ -20,6 +20,7 @@ import atexit
 import csv
 import io
 import json
+import sqlite3
 from pathlib import Path
 from typing import Any
 
@@ -73,7 +74,7 @@ def render_report(report: dict[str, Any]) -> None:
     st.markdown("**Evidence**")
     st.dataframe(
         [{"source": e.get("source"), "line": e.get("text")} for e in top.get("evidence", [])],
-        use_container_width=True,
+        width="stretch",
         hide_index=True,
     )
     if len(causes) > 1:
@@ -89,12 +90,12 @@ def render_report(report: dict[str, Any]) -> None:
                 }
                 for c in causes[1:]
             ],
-            use_container_width=True,
+            width="stretch",
             hide_index=True,
         )
     if report.get("timeline"):
         st.markdown("**Timeline**")
-        st.dataframe(report["timeline"], use_container_width=True, hide_index=True)
+        st.dataframe(report["timeline"], width="stretch", hide_index=True)
     unparsed = report.get("unparsed") or {}
     if unparsed.get("files") or unparsed.get("lines"):
         st.caption(f"Not understood: {unparsed.get('files', 0)} files, {unparsed.get('lines', 0)} lines.")
@@ -106,11 +107,15 @@ def incidents_page(settings: ConsoleSettings) -> None:
     if not Path(settings.incident_store).exists():
         st.info(f"No incident store at {settings.incident_store} yet: start `fleetscope collect`.")
         return
-    store = IncidentStore(settings.incident_store)
     try:
-        incidents = store.recent(limit=200)
-    finally:
-        store.close()
+        store = IncidentStore(settings.incident_store)
+        try:
+            incidents = store.recent(limit=200)
+        finally:
+            store.close()
+    except sqlite3.Error as exc:
+        st.error(f"The incident store {settings.incident_store} cannot be read: {exc}")
+        return
     if not incidents:
         st.success("No incidents recorded.")
         return
@@ -126,7 +131,7 @@ def incidents_page(settings: ConsoleSettings) -> None:
             }
             for i in incidents
         ],
-        use_container_width=True,
+        width="stretch",
         hide_index=True,
     )
     labels = {f"{i.last_seen:%Y-%m-%d %H:%M} · {i.summary[:90]}": i for i in incidents}
@@ -165,7 +170,7 @@ def _lineage() -> Any:
 
 def _show_rows(rows: list[dict[str, Any]], name: str) -> None:
     st.caption(f"{len(rows)} row(s)")
-    st.dataframe(rows, use_container_width=True, hide_index=True)
+    st.dataframe(rows, width="stretch", hide_index=True)
     if rows:
         text = io.StringIO()
         writer = csv.DictWriter(text, fieldnames=list(rows[0]))

@@ -612,16 +612,17 @@ def console(
 ) -> None:
     """Open the on-call console (a Streamlit web app) at http://ADDRESS:PORT.
 
-    Pages: Incidents (what `fleetscope collect` recorded, with root cause, evidence and timeline) and
-    Investigate (run the engine on a bundle folder on this machine). Needs the console extra:
-    pip install 'fleetscope[console]'.
+    Pages: Incidents (what `fleetscope collect` recorded, with root cause, evidence and timeline),
+    Investigate (run the engine on a bundle folder on this machine) and Audit (the lineage audit pack
+    and read-only Cypher; the store comes from FLEETSCOPE_LINEAGE_URI). Needs the console extra:
+    pip install -e '.[console]' in a clone.
     """
     import importlib.util
 
     from console import settings
 
     if importlib.util.find_spec("streamlit") is None:
-        typer.echo("fleetscope console needs Streamlit: pip install 'fleetscope[console]'", err=True)
+        typer.echo("fleetscope console needs Streamlit: pip install -e '.[console]' (in a clone)", err=True)
         raise typer.Exit(1)
     env = dict(os.environ)
     if store:
@@ -641,6 +642,8 @@ def console(
         "true",
         "--browser.gatherUsageStats",
         "false",
+        "--client.toolbarMode",
+        "viewer",
     ]
     # Become the Streamlit server, so a signal to this process reaches the server and leaves no orphan.
     os.execve(sys.executable, command, env)
