@@ -450,7 +450,7 @@ def lineage_audit(
     columns = list(QUERIES[name].columns)
     table = Table(title=f"{name}: {len(rows)} row(s)")
     for column in columns:
-        table.add_column(column)
+        table.add_column(column, overflow="fold")  # ids are copied into --param: never cut them
     for row in rows:
         table.add_row(*("" if row[c] is None else str(row[c]) for c in columns))
     Console().print(table)

@@ -6,7 +6,8 @@ other address without one. The token is compared in constant time and never logg
 
 Responses: 201 for an applied event (the status Marquez returns), 400 with ``{"error": reason}`` for
 an invalid event (quarantined, counted, nothing written), 401 for a missing or wrong token, 413 for a
-body over the size limit, 404 for other paths. ``GET /api/v1/lineage/stats`` returns the counts.
+body over the size limit, 405 for a GET of the events path, 404 for other paths.
+``GET /api/v1/lineage/stats`` returns the counts.
 """
 
 from __future__ import annotations
@@ -79,6 +80,11 @@ class _Handler(BaseHTTPRequestHandler):
         elif self.path == f"{LINEAGE_PATH}/stats":
             stats = self.server.lineage.stats
             self._reply(HTTPStatus.OK, {"accepted": stats.accepted, "rejected": stats.rejected})
+        elif self.path.split("?", 1)[0] == LINEAGE_PATH:
+            self.send_response(HTTPStatus.METHOD_NOT_ALLOWED)
+            self.send_header("Allow", "POST")
+            self.send_header("Content-Length", "0")
+            self.end_headers()
         else:
             self._reply(HTTPStatus.NOT_FOUND, {"error": f"no such path {self.path}"})
 

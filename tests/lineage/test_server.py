@@ -215,3 +215,15 @@ def test_the_openlineage_python_client_with_a_wrong_key_is_refused(service: Line
             client.emit(_client_event(str(uuid.uuid4()), RunState.START, "2024-03-01T10:00:00+00:00"))
         client.close()
     assert count_graph(service.store) == (0, 0)
+
+
+def test_a_get_of_the_events_path_is_a_wrong_method_not_a_wrong_path(service: Lineage) -> None:
+    with serving(service) as base:
+        with pytest.raises(urllib.error.HTTPError) as answer:
+            urllib.request.urlopen(base + LINEAGE_PATH, timeout=10)
+        with answer.value as error:
+            assert (error.code, error.headers["Allow"]) == (405, "POST")
+        with pytest.raises(urllib.error.HTTPError) as answer:
+            urllib.request.urlopen(base + "/api/v2/nothing", timeout=10)
+        with answer.value as error:
+            assert error.code == 404
