@@ -58,6 +58,13 @@ log = logging.getLogger(__name__)
 
 JOURNAL = "journal"
 """The ``--xid.kernel-log`` value that reads the kernel log through ``journalctl``."""
+JOURNAL_DIRS = ("/var/log/journal", "/run/log/journal")
+"""Where systemd-journald keeps its files (persistent, then volatile storage)."""
+
+
+def journal_files(dirs: tuple[str, ...] = JOURNAL_DIRS) -> bool:
+    """Whether journald has written any journal file, which ``journalctl`` needs to show anything."""
+    return any(name.endswith(".journal") for d in dirs for _, _, names in os.walk(d) for name in names)
 
 MAX_LINE_BYTES = 64 * 1024
 # How many lines after "The NVIDIA GPU <bus id>" a bare "fallen off the bus" is still about that GPU.
@@ -342,7 +349,13 @@ class XidWatcher:
         command = ["journalctl", "-k", "-o", "json", "--follow", "--lines=all", "--no-pager"]
         with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL) as proc:
             assert proc.stdout is not None
-            self._set_error(None)
+            # journalctl follows an empty journal without a word: say so, or the watcher is blind unseen.
+            self._set_error(
+                None
+                if journal_files()
+                else f"journalctl finds no journal files in {' or '.join(JOURNAL_DIRS)}: "
+                "is systemd-journald running and storing the kernel log?"
+            )
             try:
                 while not self._stop.is_set():
                     ready, _, _ = select.select([proc.stdout], [], [], self._poll)
@@ -351,6 +364,7 @@ class XidWatcher:
                     line = proc.stdout.readline()
                     if not line:
                         break
+                    self._set_error(None)
                     self._feed(line.rstrip(b"\n"), JOURNAL)
             finally:
                 proc.kill()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import time
 from pathlib import Path
 
@@ -10,7 +11,7 @@ import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 
 from exporters.scrape import ScrapeCollector
-from exporters.xid import KernelLogParser, XidCollector, XidWatcher
+from exporters.xid import JOURNAL, KernelLogParser, XidCollector, XidWatcher, journal_files
 from tests.exporters.support import KERNEL_LOGS, samples, wait_for
 
 XID79 = b"[ 2154.103102] NVRM: Xid (PCI:0000:3b:00): 79, pid=0, name=python3, GPU has fallen off the bus.\n"
@@ -177,5 +178,17 @@ def test_real_dev_kmsg_is_read() -> None:
         wait_for(lambda: watcher.error is None and watcher.snapshot()[2] > 0)
         assert watcher.snapshot()[3] == 0
         assert all(e["uptime_seconds"] is not None for e in watcher.events())
+    finally:
+        watcher.stop()
+
+
+def test_journal_mode_withoutjournal_files_says_it_sees_nothing() -> None:
+    if shutil.which("journalctl") is None:
+        pytest.skip("journalctl not installed")
+    if journal_files():
+        pytest.skip("this machine has journal files; the blind case cannot be shown here")
+    watcher = XidWatcher(JOURNAL, poll_interval=0.05).start()
+    try:
+        wait_for(lambda: watcher.error is not None and "no journal files" in watcher.error)
     finally:
         watcher.stop()
