@@ -66,6 +66,7 @@ def journal_files(dirs: tuple[str, ...] = JOURNAL_DIRS) -> bool:
     """Whether journald has written any journal file, which ``journalctl`` needs to show anything."""
     return any(name.endswith(".journal") for d in dirs for _, _, names in os.walk(d) for name in names)
 
+
 MAX_LINE_BYTES = 64 * 1024
 # How many lines after "The NVIDIA GPU <bus id>" a bare "fallen off the bus" is still about that GPU.
 _ANNOUNCE_WINDOW = 4
