@@ -185,7 +185,9 @@ ORDER BY approval, model, evaluation""",
         AuditQuery(
             "restricted_data_models",
             "Models trained on data flagged as containing personal data or under a restricted "
-            "licence, directly or through the base models they were fine-tuned from.",
+            "licence: directly, through up to three checkpoint hand-offs (a run resumed from a "
+            "checkpoint of a run that used the data), or through the base models they were "
+            "fine-tuned from.",
             ("model", "trained_model", "run", "dataset_version", "dataset", "personal_data", "licence"),
             cypher="""
 MATCH (v:DatasetVersion)
@@ -193,7 +195,13 @@ OPTIONAL MATCH (v)-[:VERSION_OF]->(ds:Dataset)
 WITH v, ds,
      coalesce(v.contains_personal_data, false) OR coalesce(ds.contains_personal_data, false) AS personal
 WHERE personal OR coalesce(ds.licence_restricted, false)
-MATCH (v)<-[:USED]-(r:Run)-[:PRODUCED]->(base:Model)<-[:DERIVED_FROM*0..8]-(m:Model)
+MATCH (v)<-[:USED]-(r0:Run)
+OPTIONAL MATCH (r0)-[:PRODUCED]->(:Checkpoint)<-[:USED]-(r1:Run)
+OPTIONAL MATCH (r1)-[:PRODUCED]->(:Checkpoint)<-[:USED]-(r2:Run)
+OPTIONAL MATCH (r2)-[:PRODUCED]->(:Checkpoint)<-[:USED]-(r3:Run)
+WITH v, ds, personal, [x IN [r0, r1, r2, r3] WHERE x IS NOT NULL] AS runs
+UNWIND runs AS r
+MATCH (r)-[:PRODUCED]->(base:Model)<-[:DERIVED_FROM*0..8]-(m:Model)
 RETURN DISTINCT m.id AS model, base.id AS trained_model, r.id AS run, v.id AS dataset_version,
        ds.id AS dataset, personal AS personal_data,
        CASE WHEN coalesce(ds.licence_restricted, false) THEN ds.licence ELSE null END AS licence

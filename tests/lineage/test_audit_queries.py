@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from lineage import QUERIES, Lineage, LineageError
+from lineage import QUERIES, Lineage, LineageError, Link
 from tests.lineage.seed import seed
 
 T = "T00:00:00.000000Z"
@@ -127,6 +127,27 @@ def test_models_trained_on_personal_or_restricted_data(seeded: Lineage) -> None:
         {"model": "code-7b:1", "trained_model": "code-7b:1", "run": "run-code",
          "dataset_version": "dv-code-2",
          "dataset": "ds-code", "personal_data": False, "licence": "proprietary-noai"},
+    ]  # fmt: skip
+
+
+def test_restricted_data_reaches_models_through_resumed_runs(seeded: Lineage) -> None:
+    # run-ft saved a checkpoint; run-resume1 resumed from it on clean data, run-resume2 from that one:
+    # the model at the end of the chain was still trained on dv-chat-3's personal data.
+    seeded.record("Run", "run-ft", links=[Link("PRODUCED", "Checkpoint", "ckpt-ft-500")])
+    seeded.record(
+        "Run",
+        "run-resume1",
+        links=[Link("USED", "Checkpoint", "ckpt-ft-500"), Link("PRODUCED", "Checkpoint", "ckpt-r1-900")],
+    )
+    seeded.record(
+        "Run",
+        "run-resume2",
+        links=[Link("USED", "Checkpoint", "ckpt-r1-900"), Link("PRODUCED", "Model", "chat-7b:3")],
+    )
+    rows = [r for r in seeded.audit("restricted_data_models") if r["model"] == "chat-7b:3"]
+    assert rows == [
+        {"model": "chat-7b:3", "trained_model": "chat-7b:3", "run": "run-resume2",
+         "dataset_version": "dv-chat-3", "dataset": "ds-chat", "personal_data": True, "licence": None},
     ]  # fmt: skip
 
 
