@@ -85,7 +85,8 @@ class KernelLogParser(LineParser):
             continuation = line.pre.stamp is None and line.text.startswith(_CONTINUATION_INDENT)
             if not continuation and self._pending:
                 last = self._pending[-1].pre.body.rstrip()
-                continuation = not last.endswith(".") and _SENTENCE_GOES_ON.match(_nvrm_text(body)) is not None
+                goes_on = _SENTENCE_GOES_ON.match(_nvrm_text(body)) is not None
+                continuation = goes_on and not last.endswith(".")
             if continuation and self._pending:
                 self._pending.append(line)
                 return out
@@ -126,7 +127,8 @@ class KernelLogParser(LineParser):
         if not self._pending:
             return
         first = self._pending[0]
-        parts = [first.pre.body] + [_nvrm_text(ln.pre.body).removeprefix("NVRM:").strip() for ln in self._pending[1:]]
+        rest = [_nvrm_text(ln.pre.body).removeprefix("NVRM:").strip() for ln in self._pending[1:]]
+        parts = [first.pre.body, *rest]
         self._pending = []
         message = " ".join(p for p in parts if p).strip().rstrip('"')
         yield from self._nvrm(first, message)
