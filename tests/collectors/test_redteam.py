@@ -185,3 +185,25 @@ def test_a_kernel_stall_after_an_application_xid_leaves_the_cause_open(tmp_path:
         {"node-01/dmesg": xid, "node-02/dmesg": "[140.0] rcu: INFO: rcu_sched self-detected stall on CPU\n"},
     )
     assert "unsure" not in str(other["summary"])
+
+
+def test_fabric_manager_failure_is_the_cause_of_cuda_802(tmp_path: Path) -> None:
+    top = _top(
+        tmp_path,
+        {
+            "node-01/fm.log": "[Mar 12 2024 10:02:11] [ERROR] [tid 2210] fabric manager NVIDIA GPU driver "
+            "interface version 550.54.15 don't match with driver version 550.54.14. Please update with "
+            "matching NVIDIA driver package.\n",
+            "node-01/train.log": "RuntimeError: CUDA error: system not yet initialized\n",
+        },
+    )
+    assert (top["layer"], top["kind"]) == ("host_software", "signature:fabric_manager_failed")
+
+
+def test_an_aborted_nccl_connect_alone_is_a_network_cause(tmp_path: Path) -> None:
+    line = (
+        "node-01:1234:1300 [0] misc/socket.cc:484 NCCL WARN socketStartConnect: Connect to "
+        "10.0.0.2<43619> failed : Software caused connection abort\n"
+    )
+    top = _top(tmp_path, {"node-01/nccl.log": line})
+    assert (top["layer"], top["kind"]) == ("network", "nccl_warn:socket_connect_aborted")
