@@ -26,6 +26,7 @@ import math
 from dataclasses import dataclass, field
 
 from collectors.detectors.base import gpu_key
+from collectors.detectors.host_software import KERNEL_STALL
 from collectors.evidence import Finding
 
 #: Origins whose faults a same-GPU application fault explains (rule 1).
@@ -75,6 +76,7 @@ def correlate(findings: list[Finding]) -> Correlation:
         The verdict; ``causes`` is empty only when ``incident`` is false.
     """
     stopped = {f.node for f in findings if f.kind == USER_STOP}
+    stalls = [f for f in findings if f.kind == KERNEL_STALL]
     causes = [f for f in findings if f.role == "cause" and not _stop_trace(f, stopped)]
     symptoms = [f for f in findings if f.role == "symptom"]
     causes, demoted, ambiguous = _same_gpu_chains(causes)
@@ -107,13 +109,37 @@ def correlate(findings: list[Finding]) -> Correlation:
     for i, r in enumerate(ranked):
         r.confidence = _confidence(r, ranked[i + 1] if i + 1 < len(ranked) else None)
         first_app = ambiguous.get(id(r.finding))
-        if first_app is not None:
+        stall = _stall_after(r.finding, stalls)
+        if stall is not None:
+            r.confidence = min(r.confidence, _AMBIGUOUS_CONFIDENCE)
+            r.finding.summary += (
+                f"; the kernel then stalled ({stall.evidence[0].attrs['what']}), which an application alone "
+                "cannot cause, so whether the application, the driver or the hardware is at fault is not "
+                "established (unsure)"
+            )
+        elif first_app is not None:
             r.confidence = min(r.confidence, _AMBIGUOUS_CONFIDENCE)
             r.finding.summary += (
                 f"; an application fault ({first_app.kind.replace(':', ' ')}) came first on the same GPU, so "
                 "whether the application, the driver or the hardware started it is not established (unsure)"
             )
     return Correlation(incident=True, causes=ranked, symptoms=attached)
+
+
+def _stall_after(f: Finding, stalls: list[Finding]) -> Finding | None:
+    """A kernel stall on the node of an application Xid, no earlier than it (where both are dated).
+
+    A user process cannot hang the kernel: a soft lockup or RCU stall after an application fault points
+    at the driver (or the GPU under it) as much as at the application.
+    """
+    if not (f.kind.startswith("xid:") and f.origin == "application"):
+        return None
+    start = f.time
+    for s in stalls:
+        when = s.time
+        if s.node == f.node and (start is None or when is None or when >= start):
+            return s
+    return None
 
 
 def _stop_trace(f: Finding, stopped: set[str | None]) -> bool:

@@ -7,6 +7,7 @@ form                          example                                parsed to
 ============================  =====================================  ==========================
 kernel uptime (``dmesg``)     ``[12345.678901]``                     ``uptime`` seconds
 ``dmesg -H``/``-d`` deltas    ``[  +0.000844]``                      nothing (relative)
+``/dev/kmsg`` record          ``6,1234,12345678,-;``                 ``uptime`` seconds
 ``dmesg -T``                  ``[Mon Jan  2 03:04:05 2024]``         UTC time
 ISO-8601 / RFC 3339           ``2024-01-02T03:04:05.123Z``           UTC time
 Python logging                ``2024-01-02 03:04:05,123``            UTC time
@@ -40,6 +41,9 @@ _ISO = re.compile(
 )
 _SYSLOG = re.compile(r"([A-Z][a-z]{2}) +(\d{1,2}) (\d\d):(\d\d):(\d\d)(?:\.(\d{1,9}))? ")
 _GLOG = re.compile(r"\[?[IWEF](\d\d)(\d\d) (\d\d):(\d\d):(\d\d)\.(\d{1,9})\s+\d+\s+[^\]\s]+\]\s?")
+# /dev/kmsg records (``dmesg -r`` raw, ``cat /dev/kmsg``): ``prio,seq,usec,flags;text``, the stamp in
+# microseconds since boot (Documentation/ABI/testing/dev-kmsg).
+_KMSG = re.compile(r"\d{1,3},\d+,(\d+),[-+c][^;]{0,32};")
 _CLOCK = re.compile(r"\[(\d\d:\d\d:\d\d(?:[.,]\d+)?)\]\s?")
 # After a syslog or ISO stamp: "host tag[pid]: " (journald short and short-iso output).
 _HOST_TAG = re.compile(r"([A-Za-z0-9][\w.-]*) (?=[\w./-]+(?:\[\d+\])?: )")
@@ -113,6 +117,10 @@ def split_timestamp(line: str) -> tuple[Stamp | None, str]:
         m = _CLOCK.match(text)
         if m:
             return Stamp(raw=m.group(0).strip()), text[m.end() :]
+    if first.isdigit():
+        m = _KMSG.match(text)
+        if m:
+            return Stamp(raw=m.group(0), uptime=int(m.group(1)) / 1e6), text[m.end() :]
     if first.isdigit() or first == "[":
         m = _ISO.match(text)
         if m:

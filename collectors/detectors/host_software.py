@@ -6,6 +6,8 @@
 * ``uname`` naming the running kernel while the NVIDIA modules exist only under other kernels'
   ``/lib/modules/<release>`` means the driver was not built for the running kernel (no DKMS).
 * NVRM's ``API mismatch`` and module ``Unknown symbol`` errors are causes by themselves.
+* Kernel soft lockups and RCU stalls are context (``KERNEL_STALL``): the correlator uses them to doubt
+  that an application Xid on the same node is the whole story.
 """
 
 from __future__ import annotations
@@ -24,6 +26,8 @@ _BROKEN = {
     "nvidia_smi_no_devices",
 }
 _BROKEN_KINDS = {"driver_api_mismatch", "module_load_error", "driver_probe_failed"}
+#: Kind of the context finding for a kernel soft lockup, hard lockup or RCU stall on a node.
+KERNEL_STALL = "kernel_stall"
 
 
 class HostSoftwareDetector(Detector):
@@ -36,7 +40,10 @@ class HostSoftwareDetector(Detector):
         changes: dict[str | None, list[Evidence]] = {}
         running: dict[str | None, Evidence] = {}
         modules: dict[str | None, dict[str, list[Evidence]]] = {}
+        stalls: dict[str | None, list[Evidence]] = {}
         for e in evidence:
+            if e.kind == "kernel_lockup":
+                stalls.setdefault(e.node, []).append(e)
             if (e.kind == "signature" and e.attrs["signature"] in _BROKEN) or e.kind in _BROKEN_KINDS:
                 broken.add(e.node)
             if e.kind == "package_change" and "nvidia" in e.attrs["package"]:
@@ -73,6 +80,18 @@ class HostSoftwareDetector(Detector):
                     node=e.node,
                     evidence=[e],
                 )
+        for node, evs in stalls.items():
+            yield Finding(
+                kind=KERNEL_STALL,
+                layer="host_software",
+                role="context",
+                severity="warning",
+                weight=0.1,
+                summary=f"The kernel on {node} reported a stall ({evs[0].attrs['what']})",
+                node=node,
+                evidence=evs[:5],
+                count=len(evs),
+            )
         for node, evs in changes.items():
             unattended = any(e.attrs.get("unattended") for e in evs)
             packages = ", ".join(

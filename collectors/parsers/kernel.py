@@ -49,6 +49,10 @@ _UNKNOWN_SYMBOL = re.compile(
     r"(?P<mod>nvidia[\w-]*): (?P<msg>Unknown symbol .*|disagrees about version of symbol .*)"
 )
 _CONTINUATION_INDENT = (" ", "\t")
+# journald, syslog and kmsg give every continuation line its own prefix: it reads as an NVRM line whose
+# text goes on the previous one's sentence (lower-case word or "(PCI ID"), never "NVRM: name: ..." or a
+# capitalised new message.
+_SENTENCE_GOES_ON = re.compile(r"NVRM: (?:\(|[a-z]+(?:[ ,.]|$))")
 
 
 class KernelLogParser(LineParser):
@@ -79,6 +83,10 @@ class KernelLogParser(LineParser):
         out: list[Evidence] = []
         if "NVRM" in body:
             continuation = line.pre.stamp is None and line.text.startswith(_CONTINUATION_INDENT)
+            if not continuation and self._pending:
+                last = self._pending[-1].pre.body.rstrip()
+                goes_on = _SENTENCE_GOES_ON.match(_nvrm_text(body)) is not None
+                continuation = goes_on and not last.endswith(".")
             if continuation and self._pending:
                 self._pending.append(line)
                 return out
@@ -119,7 +127,8 @@ class KernelLogParser(LineParser):
         if not self._pending:
             return
         first = self._pending[0]
-        parts = [first.pre.body] + [ln.text.strip().removeprefix("NVRM:").strip() for ln in self._pending[1:]]
+        rest = [_nvrm_text(ln.pre.body).removeprefix("NVRM:").strip() for ln in self._pending[1:]]
+        parts = [first.pre.body, *rest]
         self._pending = []
         message = " ".join(p for p in parts if p).strip().rstrip('"')
         yield from self._nvrm(first, message)
@@ -228,6 +237,10 @@ class KernelLogParser(LineParser):
             gpu_pci_bus_id=canonical_bus_id(m["bus"]) if is_gpu else None,
             attrs=attrs,
         )
+
+
+def _nvrm_text(body: str) -> str:
+    return body.strip().removeprefix("kernel:").strip()
 
 
 def _text(line: Line, message: str) -> str:

@@ -139,3 +139,71 @@ def test_a_normal_loss_scale_drop_is_no_incident(tmp_path: Path) -> None:
     assert _top(tmp_path / "ok", {"node-01/t.log": line.format("32768.0")}) == {}
     top = _top(tmp_path / "bad", {"node-01/t.log": line.format("1.012e-320")})
     assert top["confidence"] <= 0.4 and "unsure" in str(top["summary"])
+
+
+def test_kmsg_records_give_the_kernel_uptime(tmp_path: Path) -> None:
+    out = diagnose(
+        tmp_path,
+        {
+            "node-01/kmsg": "4,48811,8210458812,-;NVRM: Xid (PCI:0000:2a:00): 79, pid='<unknown>', "
+            "name=<unknown>, GPU has fallen off the bus.\n"
+        },
+    )
+    assert out["root_causes"][0]["kind"] == "xid:79"
+    assert out["timeline"][0]["time_raw"] == "4,48811,8210458812,-;"
+    assert out["timeline"][0]["text"].endswith("GPU has fallen off the bus.")
+
+
+def test_a_multi_line_nvrm_message_with_a_prefix_on_every_line_is_one_message(tmp_path: Path) -> None:
+    # journalctl -k repeats "date host kernel:" on each continuation line of the driver's notice.
+    head = "Feb 14 05:09:12 node-01 kernel: NVRM: "
+    top = _top(
+        tmp_path,
+        {
+            "node-01/journal": f"{head}The NVIDIA GPU 0000:ab:00.0\n"
+            f"{head}(PCI ID: 10de:2330) installed in this system has\n"
+            f"{head}fallen off the bus and is not responding to commands.\n"
+            f"{head}GPU at PCI:0000:1b:00: GPU-00000000-0000-0000-0000-000000000001\n"
+        },
+    )
+    assert (top["layer"], top["gpu_pci_bus_id"]) == ("gpu_hardware", "0000:ab:00.0")
+    assert "fallen off the bus" in str(top["evidence"])
+
+
+def test_a_kernel_stall_after_an_application_xid_leaves_the_cause_open(tmp_path: Path) -> None:
+    xid = "[100.0] NVRM: Xid (PCI:0000:0a:00): 31, pid=5, name=python, Ch 00000018, intr 0. MMU Fault\n"
+    alone = _top(tmp_path / "alone", {"node-01/dmesg": xid})
+    assert alone["layer"] == "job" and "unsure" not in str(alone["summary"])
+    stalled = _top(
+        tmp_path / "stall",
+        {"node-01/dmesg": xid + "[140.0] rcu: INFO: rcu_sched self-detected stall on CPU\n"},
+    )
+    assert stalled["confidence"] <= 0.4 and "unsure" in str(stalled["summary"])
+    # A stall on another node says nothing about this one.
+    other = _top(
+        tmp_path / "other",
+        {"node-01/dmesg": xid, "node-02/dmesg": "[140.0] rcu: INFO: rcu_sched self-detected stall on CPU\n"},
+    )
+    assert "unsure" not in str(other["summary"])
+
+
+def test_fabric_manager_failure_is_the_cause_of_cuda_802(tmp_path: Path) -> None:
+    top = _top(
+        tmp_path,
+        {
+            "node-01/fm.log": "[Mar 12 2024 10:02:11] [ERROR] [tid 2210] fabric manager NVIDIA GPU driver "
+            "interface version 550.54.15 don't match with driver version 550.54.14. Please update with "
+            "matching NVIDIA driver package.\n",
+            "node-01/train.log": "RuntimeError: CUDA error: system not yet initialized\n",
+        },
+    )
+    assert (top["layer"], top["kind"]) == ("host_software", "signature:fabric_manager_failed")
+
+
+def test_an_aborted_nccl_connect_alone_is_a_network_cause(tmp_path: Path) -> None:
+    line = (
+        "node-01:1234:1300 [0] misc/socket.cc:484 NCCL WARN socketStartConnect: Connect to "
+        "10.0.0.2<43619> failed : Software caused connection abort\n"
+    )
+    top = _top(tmp_path, {"node-01/nccl.log": line})
+    assert (top["layer"], top["kind"]) == ("network", "nccl_warn:socket_connect_aborted")
