@@ -16,7 +16,10 @@ Sources (docs/design.md, "The shape"):
   node_exporter's GPU and fabric series, grouped into nodes by the ``instance`` target label.
 
 A source implements ``fetch() -> dict[node, NodeSnapshot]`` and may raise :class:`SourceError`; a failing
-source is counted in ``fleetscope_collector_source_errors_total`` and the cycle goes on with the others.
+source is counted in ``fleetscope_collector_source_errors_total`` and the cycle goes on with the others;
+what a source could not read (a dead exporter among live ones) it lists in ``skipped``. The report of
+every cycle names all of it in ``notes``; a cycle in which no source answered raises
+:class:`CollectionError` rather than report a healthy cluster nobody looked at.
 """
 
 from __future__ import annotations
@@ -39,8 +42,8 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 from prometheus_client.core import Metric
 from prometheus_client.registry import Collector
 
-from collectors import investigate
 from collectors.incidents import Incident, IncidentStore
+from collectors.investigate import investigate
 
 log = logging.getLogger(__name__)
 
