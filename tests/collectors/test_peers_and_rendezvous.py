@@ -41,7 +41,14 @@ PEER_LOST_SUMMARY = (
 )
 
 
-@pytest.mark.parametrize("line", [RECV, GLOO, PIPE])
+#: The same message before torch 2.8 (kubeflow/website#4186).
+RECV_OLD = (
+    "[W822 03:54:49.636977195 TCPStore.cpp:125] [c10d] recvValue failed on SocketImpl(fd=15, "
+    "addr=[node-01]:60560, remote=[node-00]:29500): failed to recv, got 0 bytes\n"
+)
+
+
+@pytest.mark.parametrize("line", [RECV, RECV_OLD, GLOO, PIPE])
 def test_a_lost_peer_alone_is_an_unsure_incident(tmp_path: Path, line: str) -> None:
     out = diagnose(tmp_path, {"node-01/train.log": line})
     assert out["incident"] is True
