@@ -304,7 +304,12 @@ def _resolve_years(evidence: list[Evidence]) -> None:
 
 
 def _resolve_gpus(evidence: list[Evidence]) -> None:
-    """Fill GPU index from bus id (and back) where some file of the same node states the mapping."""
+    """Fill GPU index from bus id (and back) where some file of the same node states the mapping.
+
+    Mappings come from ``gpu_identity`` evidence (nvidia-smi ``-q``/``-L``/table/``--query-gpu`` CSV,
+    NCCL, DCGM labels, UUIDs). Where none covers a bus id, the driver's instance number from an NVRM line
+    (``attrs["driver_gpu"]``) stands in, and the evidence is marked with :data:`DRIVER_NUMBERING`.
+    """
     by_bus: dict[tuple[str | None, str], int] = {}
     by_index: dict[tuple[str | None, int], str] = {}
     for e in evidence:
