@@ -9,7 +9,8 @@ Rules, in order:
    it, so its confidence is capped and its summary says so.
 2. **Symptoms need causes.** Watchdog timeouts, NCCL result codes, Xid 45/154, a driver nvidia-smi cannot
    reach: each is attached to the strongest cause whose scope covers it (the same GPU, node, or the
-   whole job) and listed under ``symptoms``.
+   whole job) and listed under ``symptoms``. A symptom that echoes a failure elsewhere (a peer closed
+   its socket) may be explained by a cause on any node.
 3. **Ranking.** Causes rank by their prior weight (from reviewed knowledge), with small bonuses for
    corroboration from several sources and for explaining symptoms; several GPUs of one node with the same
    fault are reported once for the node.
@@ -216,7 +217,7 @@ def _merge_gpus(causes: list[Finding]) -> list[Finding]:
 
 
 def _covers(cause: Finding, symptom: Finding) -> bool:
-    if cause.explains == "cluster":
+    if cause.explains == "cluster" or symptom.from_anywhere:
         return True
     if cause.explains == "node":
         return symptom.node is None or cause.node is None or symptom.node == cause.node

@@ -31,6 +31,10 @@ SEVERITIES: tuple[str, ...] = ("critical", "error", "warning", "info")
 
 Role = Literal["cause", "symptom", "context"]
 
+#: Evidence attribute set where the GPU index is the NVIDIA driver's own instance number ("GPU3" in an
+#: NVRM line), used because no file of the node maps the bus id to an nvidia-smi index.
+DRIVER_NUMBERING = "gpu_from_driver_numbering"
+
 
 @dataclass(slots=True)
 class Evidence:
@@ -82,6 +86,8 @@ class Finding:
             consequence); else ``""``.
         explains: Scope of the symptoms it can explain: ``"gpu"``, ``"node"`` or ``"cluster"``.
         count: How many occurrences the evidence stands for (evidence lists are capped).
+        from_anywhere: For symptoms that echo a failure elsewhere (a peer's socket closed): a cause on
+            any node may explain it, whatever that cause's own ``explains`` scope.
     """
 
     kind: str
@@ -98,6 +104,7 @@ class Finding:
     origin: str = ""
     explains: str = "cluster"
     count: int = 1
+    from_anywhere: bool = False
 
     @property
     def time(self) -> datetime | None:

@@ -28,7 +28,7 @@ from collectors.bundle import (
 )
 from collectors.correlator import Correlation, correlate
 from collectors.detectors import DETECTORS
-from collectors.evidence import SEVERITIES, Evidence, Finding
+from collectors.evidence import DRIVER_NUMBERING, SEVERITIES, Evidence, Finding
 from collectors.parsers import DOCUMENT_PARSERS, LINE_PARSERS, FileContext, Line
 from collectors.parsers.base import anchor, keyword_pattern
 from collectors.prefixes import Prefixes, split_prefixes
@@ -304,7 +304,12 @@ def _resolve_years(evidence: list[Evidence]) -> None:
 
 
 def _resolve_gpus(evidence: list[Evidence]) -> None:
-    """Fill GPU index from bus id (and back) where some file of the same node states the mapping."""
+    """Fill GPU index from bus id (and back) where some file of the same node states the mapping.
+
+    Mappings come from ``gpu_identity`` evidence (nvidia-smi ``-q``/``-L``/table/``--query-gpu`` CSV,
+    NCCL, DCGM labels, UUIDs). Where none covers a bus id, the driver's instance number from an NVRM line
+    (``attrs["driver_gpu"]``) stands in, and the evidence is marked with :data:`DRIVER_NUMBERING`.
+    """
     by_bus: dict[tuple[str | None, str], int] = {}
     by_index: dict[tuple[str | None, int], str] = {}
     for e in evidence:
@@ -325,9 +330,24 @@ def _resolve_gpus(evidence: list[Evidence]) -> None:
         if (node, uuid) in uuid_index and bus:
             by_bus.setdefault((node, bus), uuid_index[(node, uuid)])
             by_index.setdefault((node, uuid_index[(node, uuid)]), bus)
+    # The driver's own instance number ("RPC response from GPU3 GSP!") follows PCI order, as nvidia-smi's
+    # default numbering does; it stands in for the index only where no file of the node maps the bus id,
+    # and never takes an index a real mapping gives another GPU.
+    driver: dict[tuple[str | None, str], int] = {}
+    for e in evidence:
+        if e.gpu_pci_bus_id and isinstance(e.attrs.get("driver_gpu"), int):
+            driver.setdefault((e.node, e.gpu_pci_bus_id), e.attrs["driver_gpu"])
+    numbered_by_driver: set[tuple[str | None, str]] = set()
+    for (node, bus), instance in driver.items():
+        if (node, bus) not in by_bus and (node, instance) not in by_index:
+            by_bus[(node, bus)] = instance
+            by_index[(node, instance)] = bus
+            numbered_by_driver.add((node, bus))
     for e in evidence:
         if e.gpu is None and e.gpu_pci_bus_id:
             e.gpu = by_bus.get((e.node, e.gpu_pci_bus_id))
+            if (e.node, e.gpu_pci_bus_id) in numbered_by_driver:
+                e.attrs[DRIVER_NUMBERING] = True
         elif e.gpu is not None and not e.gpu_pci_bus_id:
             e.gpu_pci_bus_id = by_index.get((e.node, e.gpu))
 

@@ -42,11 +42,22 @@ def gpu_key(e: Evidence | Finding) -> tuple[str | None, str | int | None]:
     return (e.node, e.gpu_pci_bus_id or e.gpu)
 
 
-def where(node: str | None, gpu: int | None, bus: str | None) -> str:
-    """Human wording of a location: ``"GPU 3 (0000:5d:00.0) on node-02"``."""
+def where(node: str | None, gpu: int | None, bus: str | None, by_driver: bool = False) -> str:
+    """Human wording of a location: ``"GPU 3 (0000:5d:00.0) on node-02"``.
+
+    Args:
+        node: Node name, or ``None``.
+        gpu: GPU index, or ``None``.
+        bus: PCI bus id, or ``None``.
+        by_driver: The index is the driver's instance number (see
+            :data:`collectors.evidence.DRIVER_NUMBERING`), which the wording then says.
+    """
     parts = []
     if gpu is not None:
-        parts.append(f"GPU {gpu}" + (f" ({bus})" if bus else ""))
+        numbering = (
+            "; index from the driver's numbering, no nvidia-smi mapping in the bundle" if by_driver else ""
+        )
+        parts.append(f"GPU {gpu}" + (f" ({bus}{numbering})" if bus or numbering else ""))
     elif bus:
         parts.append(f"the GPU at {bus}")
     if node:

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from collectors.detectors.base import Detector, where
-from collectors.evidence import Evidence, Finding
+from collectors.evidence import DRIVER_NUMBERING, Evidence, Finding
 from exporters.gpu import LOST, UP
 
 
@@ -131,6 +131,14 @@ _DCGM_DIAG_LAYER = {
     "pcie": "gpu_hardware",
     "inforom": "gpu_hardware",
 }
+
+
+def _place(e: Evidence) -> str:
+    """Where a GPU fact is, saying so when the report piece lost the line that named the GPU."""
+    if e.gpu is None and e.gpu_pci_bus_id is None:
+        node = e.node or "an unknown node"
+        return f"a GPU of {node} (nvidia-smi's GPU header line is missing, so which one is unknown)"
+    return where(e.node, e.gpu, e.gpu_pci_bus_id, bool(e.attrs.get(DRIVER_NUMBERING)))
 
 
 def _number(value: Any) -> float:
@@ -291,7 +299,7 @@ class GpuHealthDetector(Detector):
             role="cause",
             severity="warning",
             weight=0.7,
-            summary=f"{where(e.node, e.gpu, e.gpu_pci_bus_id)} is slowed down for heat or power: {what}",
+            summary=f"{_place(e)[:1].upper()}{_place(e)[1:]} is slowed down for heat or power: {what}",
             action="check that GPU's cooling (fans, airflow, heatsink contact) and power delivery",
             node=e.node,
             gpu=e.gpu,
@@ -307,7 +315,7 @@ class GpuHealthDetector(Detector):
             role="cause",
             severity="error",
             weight=weight,
-            summary=f"GPU memory of {where(e.node, e.gpu, e.gpu_pci_bus_id)}: {what}",
+            summary=f"GPU memory of {_place(e)}: {what}",
             action=action
             or "drain the node; reset the GPU and check row remapping; replace the GPU if errors recur",
             node=e.node,

@@ -91,6 +91,7 @@ class LogSignatureDetector(Detector):
                 evidence=evs,
                 explains="node",
                 count=occurrences(evs),
+                from_anywhere=sig.scope == "anywhere",
             )
         yield from _cuda_findings(evidence)
         for e in evidence:

@@ -21,7 +21,7 @@ from typing import Any
 
 from collectors import knowledge
 from collectors.detectors.base import Detector, occurrences, where
-from collectors.evidence import Evidence, Finding
+from collectors.evidence import DRIVER_NUMBERING, Evidence, Finding
 from exporters.gpu import LOST
 from exporters.xid import FALLEN_OFF_BUS, XID_ERRORS
 
@@ -59,7 +59,7 @@ def xid_finding(number: int, evidence: list[Evidence], inferred: bool = False) -
     if inferred:
         weight *= 0.95
     count = _count(evidence)
-    place = where(first.node, first.gpu, first.gpu_pci_bus_id)
+    place = where(first.node, first.gpu, first.gpu_pci_bus_id, bool(first.attrs.get(DRIVER_NUMBERING)))
     times = f" ({count} times)" if count > 1 else ""
     how = ", inferred from Xid 45 lines naming it as the cause" if inferred else ""
     summary = f"Xid {number} ({entry.get('name', '')}) on {place}{times}{how}"

@@ -153,6 +153,7 @@ class Signature:
     action: str
     source: str
     unless: re.Pattern[str] | None = None
+    scope: str = "node"
 
 
 @cache
@@ -177,6 +178,7 @@ def signatures() -> tuple[Signature, ...]:
                 action=raw.get("action", ""),
                 source=raw["source"],
                 unless=re.compile(raw["unless"]) if raw.get("unless") else None,
+                scope=raw.get("scope", "node"),
             )
         )
     return tuple(out)

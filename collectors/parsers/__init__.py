@@ -12,14 +12,18 @@ from collectors.parsers.kernel import KernelLogParser
 from collectors.parsers.libfabric import LibfabricParser
 from collectors.parsers.nccl import NcclParser
 from collectors.parsers.nccl_tests import NcclTestsParser
-from collectors.parsers.nvidia_smi import NvidiaSmiLinesParser, NvidiaSmiQueryParser
+from collectors.parsers.nvidia_smi import NvidiaSmiCsvParser, NvidiaSmiLinesParser, NvidiaSmiQueryParser
 from collectors.parsers.prometheus import PrometheusParser
 from collectors.parsers.pytorch import PyTorchParser
 from collectors.parsers.signatures import SignatureParser
 from collectors.parsers.training import IterationTimeParser
 
 #: Parsers that own a whole structured file; the first whose ``sniff`` accepts the file wins.
-DOCUMENT_PARSERS: tuple[type[DocumentParser], ...] = (PrometheusParser, NvidiaSmiQueryParser)
+DOCUMENT_PARSERS: tuple[type[DocumentParser], ...] = (
+    PrometheusParser,
+    NvidiaSmiQueryParser,
+    NvidiaSmiCsvParser,
+)
 
 #: Parsers that pick messages out of logs; every one sees every candidate line of a log file.
 LINE_PARSERS: tuple[type[LineParser], ...] = (
