@@ -133,11 +133,6 @@ ENTITIES: dict[str, Entity] = {
     )
 }
 
-RELATIONSHIP_TYPES: tuple[str, ...] = tuple(
-    sorted({rule.rel for entity in ENTITIES.values() for rule in entity.links})
-)
-
-
 def utc_text(value: datetime | str) -> str:
     """Normalise an instant to the one text form the graph stores.
 

@@ -76,7 +76,6 @@ class KernelLogParser(LineParser):
     def __init__(self, ctx: FileContext) -> None:
         super().__init__(ctx)
         self._pending: list[Line] = []
-        self._aer_device: tuple[str, str] | None = None
 
     def feed(self, line: Line) -> Iterable[Evidence]:
         body = line.pre.body
