@@ -578,6 +578,8 @@ def collect(
     window = store_path.with_name(store_path.name + ".window")
     with contextlib.ExitStack() as cleanup:
         on_incident = None
+        # lineage.config.ENV_VARS["store_uri"], spelled out: importing lineage needs its extra, which a
+        # collector without a lineage store must not.
         if lineage_store or os.environ.get("FLEETSCOPE_LINEAGE_URI"):
             from lineage import record_collector_incident
 

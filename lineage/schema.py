@@ -133,6 +133,7 @@ ENTITIES: dict[str, Entity] = {
     )
 }
 
+
 def utc_text(value: datetime | str) -> str:
     """Normalise an instant to the one text form the graph stores.
 
