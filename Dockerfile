@@ -3,11 +3,6 @@
 FROM python:3.11-slim
 WORKDIR /opt/fleetscope
 COPY pyproject.toml README.md ./
-COPY exporters exporters
-COPY collectors collectors
-COPY lineage lineage
-COPY dashboards dashboards
-COPY console console
-COPY examples examples
+COPY fleetscope fleetscope
 RUN pip install --no-cache-dir ".[lineage,console]"
 ENTRYPOINT ["fleetscope"]

@@ -19,8 +19,8 @@ from pathlib import Path
 from prometheus_client import CollectorRegistry, Counter, Gauge, disable_created_metrics, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from exporters.gpu import GpuCollector
-from exporters.scrape import ScrapeCollector
+from fleetscope.exporters.gpu import GpuCollector
+from fleetscope.exporters.scrape import ScrapeCollector
 from tests.exporters.fake_nvml import FakeNvml
 
 CAPTURE = (

@@ -2,8 +2,8 @@
 
 Generates a bundle of about ``--mb`` MB (default 1024) in a temporary folder: four nodes, each with a
 kernel log, a training log (launcher prefixes, NCCL INFO, step lines, Python logging) and a dcgm-exporter
-scrape, with the line shapes of examples/incidents and one real fault (an Xid 79) buried in the middle.
-Runs the investigation in this process on one core and prints a table: MB, seconds, MB/s, peak RSS.
+scrape, with the line shapes of fleetscope/examples/incidents and one real fault (an Xid 79) buried in the
+middle. Runs the investigation in this process on one core and prints a table: MB, seconds, MB/s, peak RSS.
 
     python -m benchmarks.bench_investigate --mb 256
 """
@@ -16,7 +16,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from collectors import investigate
+from fleetscope.collectors import investigate
 
 KERNEL = [
     "[{t:>12.6f}] IPv6: ADDRCONF(NETDEV_CHANGE): eth0: link becomes ready",

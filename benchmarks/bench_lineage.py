@@ -18,7 +18,7 @@ Then ``--events`` OpenLineage RunEvents (START and COMPLETE pairs, two inputs an
 go through :meth:`lineage.Lineage.ingest`, the path of ``fleetscope lineage ingest`` and of the HTTP
 endpoint: spec validation, one MERGE statement, one fsynced audit-log append each. Each audit query of
 the pack then runs ``--repeats`` times (or until ``--query-budget-s`` is spent) with parameters
-drawn at random from the graph, through :func:`lineage.run_audit` in read-only sessions. The table
+drawn at random from the graph, through :func:`fleetscope.lineage.run_audit` in read-only sessions. The table
 gives p50 and p95 latency in milliseconds and the mean row count.
 """
 
@@ -37,8 +37,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from lineage import QUERIES, AuditLog, Lineage, open_store
-from lineage.writes import HARDWARE_LAYERS
+from fleetscope.lineage import QUERIES, AuditLog, Lineage, open_store
+from fleetscope.lineage.writes import HARDWARE_LAYERS
 
 BATCH = 5000
 EPOCH = datetime(2023, 1, 1, tzinfo=UTC)

@@ -35,7 +35,9 @@ def test_docker_compose_file_is_valid_and_complete() -> None:
 
 
 def test_grafana_datasource_points_at_the_compose_prometheus() -> None:
-    provisioning = yaml.safe_load((ROOT / "dashboards/provisioning/datasources/prometheus.yml").read_text())
+    provisioning = yaml.safe_load(
+        (ROOT / "fleetscope/dashboards/provisioning/datasources/prometheus.yml").read_text()
+    )
     (source,) = provisioning["datasources"]
     assert source["type"] == "prometheus"
     assert source["url"] == "http://prometheus:9090"

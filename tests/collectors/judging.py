@@ -13,7 +13,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from collectors import investigate
+from fleetscope.collectors import investigate
 
 
 def _norm_pci(text: str | None) -> str | None:

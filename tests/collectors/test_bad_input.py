@@ -6,7 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from collectors import investigate
+from fleetscope.collectors import investigate
 
 ROOT = Path(__file__).resolve().parents[2]
 XID79 = "[ 1843.308145] NVRM: Xid (PCI:0000:b3:00): 79, pid=1, GPU has fallen off the bus.\n"
@@ -14,7 +14,7 @@ XID79 = "[ 1843.308145] NVRM: Xid (PCI:0000:b3:00): 79, pid=1, GPU has fallen of
 
 def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "console.cli", "investigate", *args],
+        [sys.executable, "-m", "fleetscope.console.cli", "investigate", *args],
         capture_output=True,
         text=True,
         cwd=ROOT,

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from collectors import investigate, knowledge
+from fleetscope.collectors import investigate, knowledge
 
 XIDS = sorted(knowledge.load("xid.yaml")["xids"])
 STATUSES = sorted(c for c in knowledge.load("ib_wc_status.yaml")["statuses"] if c != 0)

@@ -1,10 +1,11 @@
-"""Cause versus symptom, on bundles assembled in tmp_path from real line shapes (examples/incidents)."""
+"""Cause versus symptom, on bundles assembled in tmp_path from real line shapes
+(fleetscope/examples/incidents)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from collectors import investigate
+from fleetscope.collectors import investigate
 
 WATCHDOG = (
     "[2024-11-06 21:47:38]   what():  [PG ID 0 PG GUID 0(default_pg) Rank {rank}] Process "
@@ -161,7 +162,7 @@ def test_bus_id_maps_to_index_only_within_the_node_that_states_it(tmp_path: Path
 def test_healthy_bundle_is_not_an_incident(tmp_path: Path) -> None:
     smi = (
         Path(__file__).resolve().parents[2]
-        / "examples/incidents/32-healthy-nvidia-smi-q-idle-no-throttle"
+        / "fleetscope/examples/incidents/32-healthy-nvidia-smi-q-idle-no-throttle"
         / "node-01/nvidia-smi-q.txt"
     ).read_text()
     write(tmp_path, "node-01/smi.txt", smi)
@@ -212,7 +213,7 @@ def test_nvidia_smi_err_row_names_the_lost_gpu(tmp_path: Path) -> None:
 def test_gpu_at_its_slowdown_temperature_is_a_thermal_fault(tmp_path: Path) -> None:
     smi = (
         Path(__file__).resolve().parents[2]
-        / "examples/incidents/32-healthy-nvidia-smi-q-idle-no-throttle/node-01/nvidia-smi-q.txt"
+        / "fleetscope/examples/incidents/32-healthy-nvidia-smi-q-idle-no-throttle/node-01/nvidia-smi-q.txt"
     ).read_text()
     write(
         tmp_path,

@@ -10,9 +10,9 @@ from typing import Any
 
 import pytest
 
-from collectors.detectors.gpu_health import FAULT_CLOCK_REASONS, MEMORY_SERIES
-from exporters.gpu import CLOCK_EVENT_REASONS, INFO, LOST, METRICS, UP
-from exporters.xid import FALLEN_OFF_BUS, XID_ERRORS
+from fleetscope.collectors.detectors.gpu_health import FAULT_CLOCK_REASONS, MEMORY_SERIES
+from fleetscope.exporters.gpu import CLOCK_EVENT_REASONS, INFO, LOST, METRICS, UP
+from fleetscope.exporters.xid import FALLEN_OFF_BUS, XID_ERRORS
 from tests.collectors.judging import diagnose
 
 GOLDEN = Path(__file__).resolve().parent.parent / "golden"

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from collectors.incidents import IncidentStore, fingerprint
+from fleetscope.collectors.incidents import IncidentStore, fingerprint
 
 
 def _report(node: str, gpu: int | None, confidence: float = 0.9) -> dict:

@@ -1,4 +1,4 @@
-"""Every incident bundle in examples/incidents must get the diagnosis its case.json records.
+"""Every incident bundle in fleetscope/examples/incidents must get the diagnosis its case.json records.
 
 The judging rule is the one of the shared ``score_cases.py`` (see :mod:`tests.collectors.judging`).
 """
@@ -15,7 +15,7 @@ import pytest
 from tests.collectors.judging import check_case
 
 ROOT = Path(__file__).resolve().parents[2]
-CASES = sorted((ROOT / "examples" / "incidents").glob("*/case.json"))
+CASES = sorted((ROOT / "fleetscope" / "examples" / "incidents").glob("*/case.json"))
 
 
 def test_the_case_set_is_present() -> None:
@@ -28,9 +28,11 @@ def test_case_diagnosis(case_json: Path) -> None:
 
 
 def test_cli_json_matches_the_contract() -> None:
-    bundle = ROOT / "examples" / "incidents" / "50-multinode-xid119-gsp-timeout-collective-hang"
+    bundle = (
+        ROOT / "fleetscope" / "examples" / "incidents" / "50-multinode-xid119-gsp-timeout-collective-hang"
+    )
     proc = subprocess.run(
-        [sys.executable, "-m", "console.cli", "investigate", "--format", "json", str(bundle)],
+        [sys.executable, "-m", "fleetscope.console.cli", "investigate", "--format", "json", str(bundle)],
         capture_output=True,
         text=True,
         cwd=ROOT,
@@ -59,9 +61,9 @@ def test_cli_json_matches_the_contract() -> None:
 
 
 def test_cli_text_puts_the_answer_first() -> None:
-    bundle = ROOT / "examples" / "incidents" / "25-nvlink-two-links-inactive-nvlink-status"
+    bundle = ROOT / "fleetscope" / "examples" / "incidents" / "25-nvlink-two-links-inactive-nvlink-status"
     proc = subprocess.run(
-        [sys.executable, "-m", "console.cli", "investigate", str(bundle)],
+        [sys.executable, "-m", "fleetscope.console.cli", "investigate", str(bundle)],
         capture_output=True,
         text=True,
         cwd=ROOT,

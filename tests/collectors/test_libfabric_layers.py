@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from collectors import investigate, knowledge
+from fleetscope.collectors import investigate, knowledge
 
 CATALOGUE = knowledge.load("libfabric_errors.yaml")
 FI_ERRNO = sorted(c for c in CATALOGUE["fi_errno"] if c != 0)

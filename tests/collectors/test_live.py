@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from collectors.incidents import IncidentStore
-from collectors.live import (
+from fleetscope.collectors.incidents import IncidentStore
+from fleetscope.collectors.live import (
     CollectionError,
     ExporterSource,
     LiveCollector,
@@ -18,7 +18,7 @@ from collectors.live import (
     SourceError,
     http_url,
 )
-from exporters.server import Exporter
+from fleetscope.exporters.server import Exporter
 from tests.exporters.fake_nvml import FakeNvml
 from tests.exporters.support import H100_X8, KERNEL_LOGS, running_exporter, wait_for
 from tests.servers import free_port, prometheus_server, promql

@@ -1,7 +1,7 @@
 """nvidia-smi output without the lines that usually name the GPU, and ``--query-gpu`` CSV output.
 
-Shapes: ``nvidia-smi -q`` clock-event block and default-table rows as in examples/incidents/32 and 21;
-``--query-gpu`` CSV as ``nvidia-smi --help-query-gpu`` names its fields (header with units, ``[N/A]``).
+Shapes: ``nvidia-smi -q`` clock-event block and default-table rows as in fleetscope/examples/incidents/32 and
+21; ``--query-gpu`` CSV as ``nvidia-smi --help-query-gpu`` names its fields (header with units, ``[N/A]``).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Each parser on real lines taken from the incident cases (examples/incidents)."""
+"""Each parser on real lines taken from the incident cases (fleetscope/examples/incidents)."""
 
 from __future__ import annotations
 
@@ -6,22 +6,22 @@ from pathlib import Path
 
 import pytest
 
-from collectors.evidence import Evidence, canonical_bus_id
-from collectors.parsers import FileContext, Line, LineParser
-from collectors.parsers.dcgm import DcgmParser
-from collectors.parsers.host import HostSoftwareParser
-from collectors.parsers.kernel import KernelLogParser
-from collectors.parsers.libfabric import LibfabricParser
-from collectors.parsers.nccl import NcclParser
-from collectors.parsers.nccl_tests import NcclTestsParser
-from collectors.parsers.nvidia_smi import NvidiaSmiLinesParser, NvidiaSmiQueryParser
-from collectors.parsers.prometheus import PrometheusParser
-from collectors.parsers.pytorch import PyTorchParser
-from collectors.parsers.signatures import SignatureParser
-from collectors.parsers.training import IterationTimeParser
-from collectors.prefixes import split_prefixes
+from fleetscope.collectors.evidence import Evidence, canonical_bus_id
+from fleetscope.collectors.parsers import FileContext, Line, LineParser
+from fleetscope.collectors.parsers.dcgm import DcgmParser
+from fleetscope.collectors.parsers.host import HostSoftwareParser
+from fleetscope.collectors.parsers.kernel import KernelLogParser
+from fleetscope.collectors.parsers.libfabric import LibfabricParser
+from fleetscope.collectors.parsers.nccl import NcclParser
+from fleetscope.collectors.parsers.nccl_tests import NcclTestsParser
+from fleetscope.collectors.parsers.nvidia_smi import NvidiaSmiLinesParser, NvidiaSmiQueryParser
+from fleetscope.collectors.parsers.prometheus import PrometheusParser
+from fleetscope.collectors.parsers.pytorch import PyTorchParser
+from fleetscope.collectors.parsers.signatures import SignatureParser
+from fleetscope.collectors.parsers.training import IterationTimeParser
+from fleetscope.collectors.prefixes import split_prefixes
 
-CASES = Path(__file__).resolve().parents[2] / "examples" / "incidents"
+CASES = Path(__file__).resolve().parents[2] / "fleetscope" / "examples" / "incidents"
 CTX = FileContext(rel="node-01/test.log", node="node-01")
 
 

@@ -2,8 +2,8 @@
 
 Line shapes: PyTorch's TCPStore client error (torch/csrc/distributed/c10d/Utils.hpp ``recvBytes``), Gloo's
 tcp/pair.cc read error, c10d socket.cpp server-socket errors (torch 2.2+ and the older errno form), the
-TCPStore server's wait for clients, the kernel's OOM killer (examples/incidents 16) and Xid 79
-(examples/incidents 01).
+TCPStore server's wait for clients, the kernel's OOM killer (fleetscope/examples/incidents 16) and Xid 79
+(fleetscope/examples/incidents 01).
 """
 
 from __future__ import annotations
@@ -139,7 +139,8 @@ def test_a_rendezvous_timeout_is_the_jobs_configuration(tmp_path: Path) -> None:
 
 def test_a_network_cause_outranks_a_rendezvous_timeout(tmp_path: Path) -> None:
     rdzv = "torch.elastic.rendezvous.api.RendezvousTimeoutError\n"
-    # examples/incidents/05's IB work-completion error (status 12, retry exceeded) on the same node.
+    # fleetscope/examples/incidents/05's IB work-completion error (status 12, retry exceeded) on the same
+    # node.
     ib = (
         "node-01:353236:353423 [6] transport/net_ib.cc:2244 NCCL WARN NET/IB: Got completion from peer "
         "10.0.0.5<53908> with status=12 opcode=129 len=1048576 vendor err 129 (Recv) "

@@ -6,9 +6,9 @@ import re
 
 import pytest
 
-from collectors.investigate import _ANCHORS, _DISPATCH, _PREFILTER
-from collectors.parsers import LINE_PARSERS
-from collectors.parsers.base import anchor, keyword_pattern
+from fleetscope.collectors.investigate import _ANCHORS, _DISPATCH, _PREFILTER
+from fleetscope.collectors.parsers import LINE_PARSERS
+from fleetscope.collectors.parsers.base import anchor, keyword_pattern
 
 KEYWORDS = sorted({(p.__name__, k) for p in LINE_PARSERS for k in p.keywords})
 

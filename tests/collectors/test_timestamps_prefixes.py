@@ -6,8 +6,8 @@ from datetime import UTC, datetime
 
 import pytest
 
-from collectors.prefixes import split_prefixes
-from collectors.timestamps import split_timestamp, with_year
+from fleetscope.collectors.prefixes import split_prefixes
+from fleetscope.collectors.timestamps import split_timestamp, with_year
 
 
 @pytest.mark.parametrize(

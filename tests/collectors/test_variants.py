@@ -1,4 +1,5 @@
-"""Generalisation: the line shapes of examples/incidents with what changes in the wild changed (node
+"""Generalisation: the line shapes of fleetscope/examples/incidents with what changes in the wild changed
+(node
 names, GPU indexes and bus ids, other Xids of the same class, timestamp forms, launcher prefixes, the
 culprit on a later node, healthy noise around it). Each variant asserts the exact diagnosis."""
 

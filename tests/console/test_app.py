@@ -14,8 +14,8 @@ from pathlib import Path
 import psutil
 import pytest
 
-from collectors.incidents import IncidentStore
-from lineage import AuditLog, Lineage, Link, open_store
+from fleetscope.collectors.incidents import IncidentStore
+from fleetscope.lineage import AuditLog, Lineage, Link, open_store
 from tests.servers import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -76,7 +76,7 @@ def console_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         [
             sys.executable,
             "-m",
-            "console.cli",
+            "fleetscope.console.cli",
             "console",
             "--port",
             str(port),
@@ -124,7 +124,7 @@ def test_incidents_page_shows_the_recorded_root_cause(console_url: str, tmp_path
 
 def test_investigate_page_runs_the_engine_on_an_example_bundle(console_url: str, tmp_path: Path) -> None:
     playwright = pytest.importorskip("playwright.sync_api")
-    bundle = ROOT / "examples/incidents/50-multinode-xid119-gsp-timeout-collective-hang"
+    bundle = ROOT / "fleetscope/examples/incidents/50-multinode-xid119-gsp-timeout-collective-hang"
     with playwright.sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
         page = browser.new_page()

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from exporters.config import ExporterConfig
-from exporters.server import Exporter
+from fleetscope.exporters.config import ExporterConfig
+from fleetscope.exporters.server import Exporter
 from tests.exporters.fake_nvml import FakeNvml
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"

@@ -19,9 +19,9 @@ from pathlib import Path
 import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 
-from exporters.gpu import GpuCollector
-from exporters.host import HostCollector
-from exporters.xid import XidCollector, XidWatcher
+from fleetscope.exporters.gpu import GpuCollector
+from fleetscope.exporters.host import HostCollector
+from fleetscope.exporters.xid import XidCollector, XidWatcher
 from tests.exporters.fake_nvml import FakeNvml
 from tests.exporters.support import FIXTURES, H100_X8, KERNEL_LOGS, T4, wait_for
 

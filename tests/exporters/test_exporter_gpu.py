@@ -6,8 +6,8 @@ import pynvml
 import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 
-from exporters.gpu import GpuCollector
-from exporters.scrape import ScrapeCollector, SourceUnavailable
+from fleetscope.exporters.gpu import GpuCollector
+from fleetscope.exporters.scrape import ScrapeCollector, SourceUnavailable
 from tests.exporters.fake_nvml import FakeNvml
 from tests.exporters.support import H100_X8, T4, samples, wait_for
 

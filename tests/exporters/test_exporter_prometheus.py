@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from exporters.server import Exporter
+from fleetscope.exporters.server import Exporter
 from tests.exporters.fake_nvml import FakeNvml
 from tests.exporters.support import H100_X8, KERNEL_LOGS, running_exporter, wait_for
 from tests.servers import prometheus_server, promql

@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner, Result
 
-from console.cli import app
-from exporters.config import ENV, ConfigError, ExporterConfig, load_config
-from exporters.server import Exporter
+from fleetscope.console.cli import app
+from fleetscope.exporters.config import ENV, ConfigError, ExporterConfig, load_config
+from fleetscope.exporters.server import Exporter
 from tests.exporters.fake_nvml import FakeNvml
 from tests.exporters.support import H100_X8, KERNEL_LOGS, running_exporter, samples, wait_for
 

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 
-from exporters.scrape import ScrapeCollector
-from exporters.xid import JOURNAL, KernelLogParser, XidCollector, XidWatcher, journal_files
+from fleetscope.exporters.scrape import ScrapeCollector
+from fleetscope.exporters.xid import JOURNAL, KernelLogParser, XidCollector, XidWatcher, journal_files
 from tests.exporters.support import KERNEL_LOGS, samples, wait_for
 
 XID79 = b"[ 2154.103102] NVRM: Xid (PCI:0000:3b:00): 79, pid=0, name=python3, GPU has fallen off the bus.\n"

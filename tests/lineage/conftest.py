@@ -15,9 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from lineage import AuditLog, GraphStore, Lineage
-from lineage.store.bolt import BoltStore
-from lineage.store.embedded import EmbeddedStore, FalkorDBServer
+from fleetscope.lineage import AuditLog, GraphStore, Lineage
+from fleetscope.lineage.store.bolt import BoltStore
+from fleetscope.lineage.store.embedded import EmbeddedStore, FalkorDBServer
 
 _graph_names = itertools.count()
 

@@ -4,7 +4,7 @@ their expected rows against this graph by hand."""
 
 from __future__ import annotations
 
-from lineage import Lineage, Link
+from fleetscope.lineage import Lineage, Link
 
 
 def seed(lin: Lineage) -> None:

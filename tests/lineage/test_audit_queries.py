@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from lineage import QUERIES, Lineage, LineageError, Link
+from fleetscope.lineage import QUERIES, Lineage, LineageError, Link
 from tests.lineage.seed import seed
 
 T = "T00:00:00.000000Z"

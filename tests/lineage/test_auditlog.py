@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from lineage import AuditLog, verify_log
-from lineage.auditlog import record_hash
+from fleetscope.lineage import AuditLog, verify_log
+from fleetscope.lineage.auditlog import record_hash
 
 
 def _log(tmp_path: Path, n: int = 5) -> AuditLog:

@@ -20,8 +20,8 @@ import pytest
 import requests
 from typer.testing import CliRunner, Result
 
-from console.cli import app
-from lineage import QUERIES, AuditLog, Lineage, open_store
+from fleetscope.console.cli import app
+from fleetscope.lineage import QUERIES, AuditLog, Lineage, open_store
 from tests.lineage.seed import seed
 from tests.servers import free_port
 
@@ -232,7 +232,7 @@ def test_serve_takes_its_token_from_the_environment_and_never_prints_it(env: dic
     token = f"tok-{uuid.uuid4().hex}"
     port = free_port()
     process = subprocess.Popen(
-        [sys.executable, "-m", "console.cli", "lineage", "serve", "--port", str(port)],
+        [sys.executable, "-m", "fleetscope.console.cli", "lineage", "serve", "--port", str(port)],
         env={**os.environ, **env, "PYTHONPATH": str(ROOT), "FLEETSCOPE_LINEAGE_API_KEY": token},
         cwd=ROOT,
         stdout=subprocess.PIPE,

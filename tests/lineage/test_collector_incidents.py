@@ -7,8 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from collectors.incidents import Incident, IncidentStore
-from lineage import Lineage, Link, open_store, record_collector_incident
+from fleetscope.collectors.incidents import Incident, IncidentStore
+from fleetscope.lineage import Lineage, Link, open_store, record_collector_incident
 from tests.exporters.support import KERNEL_LOGS, running_exporter, wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -97,7 +97,7 @@ def test_collect_records_its_incident_in_the_lineage_graph(tmp_path: Path) -> No
             [
                 sys.executable,
                 "-m",
-                "console.cli",
+                "fleetscope.console.cli",
                 "collect",
                 "--once",
                 "-t",

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from lineage.config import LineageConfig
+from fleetscope.lineage.config import LineageConfig
 
 
 @pytest.fixture(autouse=True)

@@ -16,8 +16,8 @@ from pathlib import Path
 import psutil
 import pytest
 
-from lineage.store.bolt import BoltStore
-from lineage.store.embedded import EmbeddedStore, FalkorDBServer
+from fleetscope.lineage.store.bolt import BoltStore
+from fleetscope.lineage.store.embedded import EmbeddedStore, FalkorDBServer
 
 
 def psutil_listeners(pid: int) -> list[tuple[str, int]]:

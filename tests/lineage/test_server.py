@@ -29,9 +29,9 @@ from openlineage.client.transport.http import (
     HttpTransport,
 )
 
-from lineage import AuditLog, Lineage, verify_log
-from lineage.server import LINEAGE_PATH, make_server
-from lineage.store.embedded import EmbeddedStore
+from fleetscope.lineage import AuditLog, Lineage, verify_log
+from fleetscope.lineage.server import LINEAGE_PATH, make_server
+from fleetscope.lineage.store.embedded import EmbeddedStore
 from tests.lineage.conftest import count_graph
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "fixtures/openlineage/example_full_event.json"

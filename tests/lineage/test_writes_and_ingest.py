@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from lineage import (
+from fleetscope.lineage import (
     GraphStore,
     InvalidEvent,
     Lineage,
@@ -20,7 +20,7 @@ from lineage import (
 from tests.lineage.conftest import count_graph
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures/openlineage"
-SPEC_EVENT = Path(__file__).resolve().parents[2] / "lineage" / "spec"
+SPEC_EVENT = Path(__file__).resolve().parents[2] / "fleetscope" / "lineage" / "spec"
 
 
 def _event(name: str) -> str:

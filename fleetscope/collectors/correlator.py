@@ -1,0 +1,252 @@
+"""Findings to ranked root causes: cause and effect, not keyword counts.
+
+Rules, in order:
+
+1. **Same-GPU chains.** On one GPU, a fault the Xid catalogue attributes to the application (Xid 13, 31,
+   43 ...) explains a later driver- or system-origin Xid (Xid 109 context-switch timeout after an Xid 13):
+   the later one becomes a symptom. A hardware or firmware fault on that GPU stays a cause and, carrying
+   more weight, outranks the application fault, but the order of events leaves open which one started
+   it, so its confidence is capped and its summary says so.
+2. **Symptoms need causes.** Watchdog timeouts, NCCL result codes, Xid 45/154, a driver nvidia-smi cannot
+   reach: each is attached to the strongest cause whose scope covers it (the same GPU, node, or the
+   whole job) and listed under ``symptoms``. A symptom that echoes a failure elsewhere (a peer closed
+   its socket) may be explained by a cause on any node.
+3. **Ranking.** Causes rank by their prior weight (from reviewed knowledge), with small bonuses for
+   corroboration from several sources and for explaining symptoms; several GPUs of one node with the same
+   fault are reported once for the node.
+4. **A user's stop is no fault.** Where the user stopped the run (Ctrl-C, SIGINT), the GPU channels
+   the driver tears down under the killed processes (application Xids the catalogue rates a warning, e.g.
+   Xid 43 "GPU stopped processing") on that node are the stop's trace, not an incident.
+5. **No cause.** Symptoms alone still make an incident, but the answer is the most telling symptom with a
+   low confidence and a summary that says the cause was not found. No findings: ``incident: false``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+from fleetscope.collectors.detectors.base import gpu_key
+from fleetscope.collectors.detectors.host_software import KERNEL_STALL
+from fleetscope.collectors.evidence import Finding
+
+#: Origins whose faults a same-GPU application fault explains (rule 1).
+_EXPLAINABLE_ORIGINS = ("driver", "system", "consequence")
+#: Kind of the context finding that says the user stopped the run (rule 4).
+USER_STOP = "signature:user_interrupt"
+#: Root-cause confidence never claims certainty.
+_MAX_CONFIDENCE = 0.97
+#: Confidence of an answer that is only a symptom.
+_SYMPTOM_CONFIDENCE = 0.3
+#: Confidence of a hardware fault that an application fault on the same GPU preceded (rule 1).
+_AMBIGUOUS_CONFIDENCE = 0.4
+
+
+@dataclass(slots=True)
+class RankedCause:
+    """A root cause with its score and the symptoms it explains."""
+
+    finding: Finding
+    score: float
+    confidence: float = 0.0
+    explains: list[Finding] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class Correlation:
+    """The correlator's verdict.
+
+    Attributes:
+        incident: Whether the findings show a fault.
+        causes: Root causes, best first.
+        symptoms: Symptoms, each with the index in ``causes`` of what explains it (or ``None``).
+    """
+
+    incident: bool
+    causes: list[RankedCause]
+    symptoms: list[tuple[Finding, int | None]]
+
+
+def correlate(findings: list[Finding]) -> Correlation:
+    """Rank root causes and attach symptoms to them.
+
+    Args:
+        findings: Every detector's findings for one bundle or window.
+
+    Returns:
+        The verdict; ``causes`` is empty only when ``incident`` is false.
+    """
+    stopped = {f.node for f in findings if f.kind == USER_STOP}
+    stalls = [f for f in findings if f.kind == KERNEL_STALL]
+    causes = [f for f in findings if f.role == "cause" and not _stop_trace(f, stopped)]
+    symptoms = [f for f in findings if f.role == "symptom"]
+    causes, demoted, ambiguous = _same_gpu_chains(causes)
+    symptoms = demoted + symptoms
+    causes = _merge_gpus(causes)
+    if not causes and not symptoms:
+        return Correlation(incident=False, causes=[], symptoms=[])
+    if not causes:
+        best = max(symptoms, key=lambda f: (f.weight, f.layer is not None))
+        if "unsure" not in best.summary:
+            best.summary += "; the bundle holds no evidence of what caused it (unsure)"
+        ranked = [
+            RankedCause(finding=best, score=best.weight, confidence=min(_SYMPTOM_CONFIDENCE, best.weight))
+        ]
+        rest = [s for s in symptoms if s is not best]
+        return Correlation(incident=True, causes=ranked, symptoms=[(s, 0) for s in rest])
+    ranked = [RankedCause(finding=c, score=_score(c)) for c in causes]
+    owners: dict[int, RankedCause] = {}
+    for s in symptoms:
+        covering = [r for r in ranked if _covers(r.finding, s)]
+        if covering:
+            owners[id(s)] = max(covering, key=lambda r: r.score)
+            owners[id(s)].explains.append(s)
+    for r in ranked:
+        if r.explains:
+            r.score += 0.05
+    ranked.sort(key=lambda r: (-r.score, _first_time_key(r.finding)))
+    position = {id(r): i for i, r in enumerate(ranked)}
+    attached = [(s, position[id(owners[id(s)])] if id(s) in owners else None) for s in symptoms]
+    for i, r in enumerate(ranked):
+        r.confidence = _confidence(r, ranked[i + 1] if i + 1 < len(ranked) else None)
+        first_app = ambiguous.get(id(r.finding))
+        stall = _stall_after(r.finding, stalls)
+        if stall is not None:
+            r.confidence = min(r.confidence, _AMBIGUOUS_CONFIDENCE)
+            r.finding.summary += (
+                f"; the kernel then stalled ({stall.evidence[0].attrs['what']}), which an application alone "
+                "cannot cause, so whether the application, the driver or the hardware is at fault is not "
+                "established (unsure)"
+            )
+        elif first_app is not None:
+            r.confidence = min(r.confidence, _AMBIGUOUS_CONFIDENCE)
+            r.finding.summary += (
+                f"; an application fault ({first_app.kind.replace(':', ' ')}) came first on the same GPU, so "
+                "whether the application, the driver or the hardware started it is not established (unsure)"
+            )
+    return Correlation(incident=True, causes=ranked, symptoms=attached)
+
+
+def _stall_after(f: Finding, stalls: list[Finding]) -> Finding | None:
+    """A kernel stall on the node of an application Xid, no earlier than it (where both are dated).
+
+    A user process cannot hang the kernel: a soft lockup or RCU stall after an application fault points
+    at the driver (or the GPU under it) as much as at the application.
+    """
+    if not (f.kind.startswith("xid:") and f.origin == "application"):
+        return None
+    start = f.time
+    for s in stalls:
+        when = s.time
+        if s.node == f.node and (start is None or when is None or when >= start):
+            return s
+    return None
+
+
+def _stop_trace(f: Finding, stopped: set[str | None]) -> bool:
+    """Rule 4: an application Xid of warning severity on a node whose user stopped the run."""
+    return (
+        f.node in stopped
+        and f.kind.startswith("xid:")
+        and f.origin == "application"
+        and f.severity in ("warning", "info")
+    )
+
+
+def _same_gpu_chains(
+    causes: list[Finding],
+) -> tuple[list[Finding], list[Finding], dict[int, Finding]]:
+    """Apply rule 1.
+
+    Returns:
+        The remaining causes, the demoted ones, and (by ``id``) hardware causes an app fault preceded.
+    """
+    by_gpu: dict[tuple[object, object], list[Finding]] = {}
+    for c in causes:
+        if c.kind.startswith("xid:") and gpu_key(c)[1] is not None:
+            by_gpu.setdefault(gpu_key(c), []).append(c)
+    demoted: list[Finding] = []
+    ambiguous: dict[int, Finding] = {}
+    for group in by_gpu.values():
+        apps = sorted((c for c in group if c.origin == "application"), key=_first_time_key)
+        if not apps:
+            continue
+        first_app = _first_time_key(apps[0])
+        for c in group:
+            if c.origin == "application" or _first_time_key(c) < first_app:
+                continue
+            if c.origin in _EXPLAINABLE_ORIGINS:
+                c.role = "symptom"
+                demoted.append(c)
+            else:
+                ambiguous[id(c)] = apps[0]
+    return [c for c in causes if c.role == "cause"], demoted, ambiguous
+
+
+def _merge_gpus(causes: list[Finding]) -> list[Finding]:
+    """Report one fault seen on several GPUs of one node once, for the node."""
+    groups: dict[tuple[str, str | None, str | None], list[Finding]] = {}
+    for c in causes:
+        groups.setdefault((c.kind, c.node, c.layer), []).append(c)
+    out: list[Finding] = []
+    for (kind, node, _), group in groups.items():
+        located = [c for c in group if c.gpu is not None or c.gpu_pci_bus_id]
+        if len(located) < 2 or len({gpu_key(c) for c in located}) < 2:
+            out.extend(group)
+            continue
+        best = max(group, key=lambda c: c.weight)
+        gpus = ", ".join(sorted(str(c.gpu) if c.gpu is not None else str(c.gpu_pci_bus_id) for c in located))
+        evidence = [e for c in group for e in c.evidence]
+        out.append(
+            Finding(
+                kind=kind,
+                layer=best.layer,
+                role="cause",
+                severity=best.severity,
+                weight=best.weight,
+                summary=f"{best.summary.split(' on ')[0]} on {len(located)} GPUs of {node} ({gpus})",
+                action=best.action,
+                node=node,
+                evidence=evidence,
+                origin=best.origin,
+                explains=best.explains,
+                count=sum(c.count for c in group),
+            )
+        )
+    return out
+
+
+def _covers(cause: Finding, symptom: Finding) -> bool:
+    if cause.explains == "cluster" or symptom.from_anywhere:
+        return True
+    if cause.explains == "node":
+        return symptom.node is None or cause.node is None or symptom.node == cause.node
+    return gpu_key(cause) == gpu_key(symptom)
+
+
+def _score(f: Finding) -> float:
+    sources = len({e.source.rsplit(":", 1)[0] for e in f.evidence})
+    return f.weight + 0.03 * min(2, sources - 1) + 0.02 * min(2.0, math.log10(max(f.count, 1)))
+
+
+def _confidence(r: RankedCause, runner_up: RankedCause | None) -> float:
+    confidence = min(_MAX_CONFIDENCE, r.score)
+    if (
+        runner_up is not None
+        and runner_up.finding.layer != r.finding.layer
+        and r.score - runner_up.score < 0.1
+    ):
+        confidence *= 0.8
+    return round(confidence, 2)
+
+
+def _first_time_key(f: Finding) -> tuple[int, float, str]:
+    """Order by time where known; otherwise by source position (file, then line)."""
+    t = f.time
+    first = f.evidence[0] if f.evidence else None
+    uptime = float(first.attrs.get("uptime_s", 0.0)) if first else 0.0
+    if t is not None:
+        return (0, t.timestamp(), "")
+    src = first.source if first else ""
+    file, _, line = src.rpartition(":")
+    return (1, uptime or float(line or 0), file)

@@ -1,0 +1,32 @@
+"""Detectors: plug-ins that turn evidence into findings (contract in
+:mod:`fleetscope.collectors.detectors.base`)."""
+
+from __future__ import annotations
+
+from fleetscope.collectors.detectors.base import Detector
+from fleetscope.collectors.detectors.fabric import FabricDetector
+from fleetscope.collectors.detectors.gpu_health import GpuHealthDetector
+from fleetscope.collectors.detectors.host_software import HostSoftwareDetector
+from fleetscope.collectors.detectors.log_signatures import LogSignatureDetector
+from fleetscope.collectors.detectors.nvlink import NvlinkDetector
+from fleetscope.collectors.detectors.pcie import PcieAerDetector
+from fleetscope.collectors.detectors.peer_deviation import PeerDeviationDetector
+from fleetscope.collectors.detectors.straggler import StragglerDetector
+from fleetscope.collectors.detectors.transport import TransportDetector
+from fleetscope.collectors.detectors.xid import XidDetector
+
+#: Every detector run on a bundle or a live window, in no particular order.
+DETECTORS: tuple[type[Detector], ...] = (
+    XidDetector,
+    LogSignatureDetector,
+    TransportDetector,
+    NvlinkDetector,
+    GpuHealthDetector,
+    PeerDeviationDetector,
+    PcieAerDetector,
+    HostSoftwareDetector,
+    StragglerDetector,
+    FabricDetector,
+)
+
+__all__ = ["DETECTORS", "Detector"]

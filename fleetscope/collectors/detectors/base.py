@@ -1,0 +1,72 @@
+"""The detector plug-in contract.
+
+A detector turns evidence into :class:`~fleetscope.collectors.evidence.Finding` objects. Subclass
+:class:`Detector`, set ``name``, implement :meth:`Detector.detect` (it receives every piece of evidence of the
+bundle or of the live window, GPU indexes and bus ids already resolved, and returns findings), and register
+the class in ``DETECTORS`` in :mod:`fleetscope.collectors.detectors`. A detector:
+
+* reads only evidence (never files), so the offline bundle and the live service share it;
+* sets ``role``: ``cause`` for a fault that explains others, ``symptom`` for what needs a cause (a
+  watchdog timeout, a driver that cannot be reached), ``context`` for facts that are not faults;
+* sets ``weight`` from reviewed knowledge (the Xid catalogue's origin and severity, a signature's weight),
+  never from how often a keyword occurs;
+* must not raise on odd evidence: skip what it cannot read.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import ClassVar
+
+from fleetscope.collectors.evidence import Evidence, Finding
+
+
+class Detector:
+    """Base class of detectors (see the module docstring for the contract)."""
+
+    name: ClassVar[str] = ""
+
+    def detect(self, evidence: Sequence[Evidence]) -> Iterable[Finding]:
+        """Return the findings in ``evidence``."""
+        raise NotImplementedError
+
+
+def occurrences(evidence: Iterable[Evidence]) -> int:
+    """How many lines the evidence stands for (the bundle reader keeps the first few per key and counts
+    the rest in ``attrs["repeats"]``)."""
+    return sum(int(e.attrs.get("repeats", 1)) for e in evidence)
+
+
+def gpu_key(e: Evidence | Finding) -> tuple[str | None, str | int | None]:
+    """Identity of the GPU an item is about: ``(node, bus id or index)``; ``(node, None)`` if none."""
+    return (e.node, e.gpu_pci_bus_id or e.gpu)
+
+
+def where(node: str | None, gpu: int | None, bus: str | None, by_driver: bool = False) -> str:
+    """Human wording of a location: ``"GPU 3 (0000:5d:00.0) on node-02"``.
+
+    Args:
+        node: Node name, or ``None``.
+        gpu: GPU index, or ``None``.
+        bus: PCI bus id, or ``None``.
+        by_driver: The index is the driver's instance number (see
+            :data:`fleetscope.collectors.evidence.DRIVER_NUMBERING`), which the wording then says.
+    """
+    parts = []
+    if gpu is not None:
+        numbering = (
+            "; index from the driver's numbering, no nvidia-smi mapping in the bundle" if by_driver else ""
+        )
+        parts.append(f"GPU {gpu}" + (f" ({bus}{numbering})" if bus or numbering else ""))
+    elif bus:
+        parts.append(f"the GPU at {bus}")
+    if node:
+        parts.append(("on " if parts else "") + node)
+    return " ".join(parts) or "an unknown node"
+
+
+class Template(dict[str, object]):
+    """``str.format_map`` mapping that renders a missing field as ``?``."""
+
+    def __missing__(self, key: str) -> str:
+        return "?"

@@ -1,0 +1,44 @@
+"""Iteration-time jumps: the job slowed down.
+
+A jump is only a symptom. When nothing else in the bundle explains it, the correlator promotes it with a
+low confidence and an explicit "cause not found", which is the honest answer.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
+from fleetscope.collectors.detectors.base import Detector
+from fleetscope.collectors.evidence import Evidence, Finding
+
+
+class StragglerDetector(Detector):
+    """Iteration-time jumps per node (or per cluster-wide log)."""
+
+    name = "straggler"
+
+    def detect(self, evidence: Sequence[Evidence]) -> Iterable[Finding]:
+        jumps: dict[str | None, list[Evidence]] = {}
+        for e in evidence:
+            if e.kind == "iteration_time_jump":
+                jumps.setdefault(e.node, []).append(e)
+        for node, evs in jumps.items():
+            first, last = evs[0], evs[-1]
+            steps = " -> ".join(f"{e.attrs['after_s']:.4g} s" for e in evs[:6])
+            yield Finding(
+                kind="iteration_time_jump",
+                layer=None,
+                role="symptom",
+                severity="warning",
+                weight=0.3,
+                summary=f"Iteration time{' on ' + node if node else ''} jumped from "
+                f"{first.attrs['before_s']:.4g} s to "
+                f"{steps} (x{last.attrs['after_s'] / first.attrs['before_s']:.1f}); "
+                "the bundle holds no evidence of "
+                "the cause (GPU, network, another job on the same GPUs?): unsure",
+                action="compare per-rank step times to find the straggler rank, and look at GPU utilisation, "
+                "clocks and co-located processes on its node at the time of the jump",
+                node=node,
+                evidence=evs,
+                count=len(evs),
+            )

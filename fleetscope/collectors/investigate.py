@@ -1,0 +1,368 @@
+"""The offline investigation: a bundle in, a ranked diagnosis out (``fleetscope investigate``).
+
+Pipeline: :mod:`fleetscope.collectors.bundle` reads files as streams → :mod:`fleetscope.collectors.parsers`
+turn lines into evidence → GPU identities are resolved per node (bus id ↔ index ↔ UUID, from ``nvidia-smi``,
+NCCL and DCGM lines) and year-less timestamps get the bundle's year → :mod:`fleetscope.collectors.detectors`
+produce findings → :mod:`fleetscope.collectors.correlator` ranks root causes. The output dictionary follows
+docs/design.md's contract.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from fleetscope.collectors.bundle import (
+    READ_ERRORS,
+    BundleFile,
+    ReadStats,
+    decode,
+    is_binary,
+    iter_files,
+    read_head,
+    scan_lines,
+)
+from fleetscope.collectors.correlator import Correlation, correlate
+from fleetscope.collectors.detectors import DETECTORS
+from fleetscope.collectors.evidence import DRIVER_NUMBERING, SEVERITIES, Evidence, Finding
+from fleetscope.collectors.parsers import DOCUMENT_PARSERS, LINE_PARSERS, FileContext, Line
+from fleetscope.collectors.parsers.base import anchor, keyword_pattern
+from fleetscope.collectors.prefixes import Prefixes, split_prefixes
+from fleetscope.collectors.timestamps import split_timestamp, with_year
+
+#: Evidence kept per (node, kind, GPU, key); later repeats are counted, not kept, so memory stays bounded.
+MAX_EVIDENCE_PER_KEY = 20
+#: Longest timeline returned.
+MAX_TIMELINE = 200
+#: Evidence lines quoted per root cause.
+MAX_QUOTED = 10
+
+#: Keyword anchors (see ``fleetscope.collectors.parsers.base.anchor``) and the parsers each one calls for.
+_ANCHORS: dict[str, list[int]] = {}
+for _i, _parser in enumerate(LINE_PARSERS):
+    for _keyword in _parser.keywords:
+        _ANCHORS.setdefault(anchor(_keyword), []).append(_i)
+_PREFILTER = re.compile(keyword_pattern(_ANCHORS).encode())
+_DISPATCH = re.compile(keyword_pattern(_ANCHORS))
+
+Progress = Callable[[int, int], None]
+
+
+@dataclass(slots=True)
+class Unparsed:
+    """What the engine could not read: files with nothing recognised, and lines without evidence."""
+
+    files: int = 0
+    lines: int = 0
+    notes: list[str] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class Investigation:
+    """The result of :func:`investigate`.
+
+    Attributes:
+        correlation: Ranked causes and attached symptoms.
+        evidence: All evidence kept (capped per key).
+        unparsed: Unread files and lines, with a note per file that was skipped.
+        files_read: Text files read.
+    """
+
+    correlation: Correlation
+    evidence: list[Evidence]
+    unparsed: Unparsed
+    files_read: int
+
+    @property
+    def incident(self) -> bool:
+        """Whether the bundle shows a fault."""
+        return self.correlation.incident
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON object of docs/design.md's contract (``incident``, ``root_causes``, ``timeline`` ...)."""
+        causes = self.correlation.causes
+        return {
+            "incident": self.incident,
+            "root_causes": [
+                {
+                    "layer": r.finding.layer,
+                    "node": r.finding.node,
+                    "gpu": r.finding.gpu,
+                    "gpu_pci_bus_id": r.finding.gpu_pci_bus_id,
+                    "confidence": r.confidence,
+                    "kind": r.finding.kind,
+                    "summary": r.finding.summary,
+                    "action": r.finding.action,
+                    "evidence": [_quote(e) for e in r.finding.evidence[:MAX_QUOTED]],
+                    "explains": len(r.explains),
+                }
+                for r in causes
+            ],
+            "timeline": [_timeline_item(e) for e in self.timeline()],
+            "symptoms": [
+                {
+                    "layer": s.layer,
+                    "node": s.node,
+                    "gpu": s.gpu,
+                    "gpu_pci_bus_id": s.gpu_pci_bus_id,
+                    "kind": s.kind,
+                    "summary": s.summary,
+                    "count": s.count,
+                    "explained_by": explained,
+                    "evidence": [_quote(e) for e in s.evidence[:3]],
+                }
+                for s, explained in self.correlation.symptoms
+            ],
+            "unparsed": {"files": self.unparsed.files, "lines": self.unparsed.lines},
+            "notes": self.unparsed.notes,
+        }
+
+    def timeline(self) -> list[Evidence]:
+        """Warning-or-worse evidence and everything quoted by a finding, in time order (untimed last)."""
+        quoted = {id(e) for r in self.correlation.causes for e in r.finding.evidence}
+        quoted |= {id(e) for s, _ in self.correlation.symptoms for e in s.evidence}
+        rank = {s: i for i, s in enumerate(SEVERITIES)}
+        items = [e for e in self.evidence if id(e) in quoted or rank.get(e.severity, 3) <= rank["warning"]]
+        order = {id(e): i for i, e in enumerate(items)}
+        items.sort(key=lambda e: (e.time is None, e.time.timestamp() if e.time else 0.0, order[id(e)]))
+        return items[:MAX_TIMELINE]
+
+
+def investigate(bundle: Path, progress: Progress | None = None) -> Investigation:
+    """Investigate a bundle of logs collected from a cluster.
+
+    Args:
+        bundle: The bundle folder: one sub-folder per node, cluster-wide files at the top.
+        progress: Called as ``progress(bytes_done, bytes_total)`` after each file, if given.
+
+    Returns:
+        The investigation; see :meth:`Investigation.to_dict` for the output contract.
+
+    Raises:
+        fleetscope.collectors.bundle.BundleError: ``bundle`` is missing or not a folder.
+    """
+    files = list(iter_files(bundle))
+    total = sum(f.size for f in files)
+    done = 0
+    unparsed = Unparsed()
+    kept = _EvidenceStore()
+    files_read = 0
+    for f in files:
+        stats = ReadStats()
+        try:
+            found = _read_file(f, stats, unparsed)
+            if found is not None:
+                files_read += 1
+                n_lines_with_evidence = kept.add_all(found)
+                unparsed.lines += max(0, stats.lines - n_lines_with_evidence)
+                if n_lines_with_evidence == 0:
+                    unparsed.files += 1
+        except OSError as exc:
+            unparsed.files += 1
+            unparsed.notes.append(f"{f.rel}: unreadable ({exc.strerror or exc})")
+        except Exception as exc:  # one malformed file must not cost the whole investigation
+            unparsed.files += 1
+            unparsed.notes.append(f"{f.rel}: could not be parsed ({type(exc).__name__}: {exc})")
+        if stats.truncated:
+            unparsed.notes.append(f"{f.rel}: {stats.truncated} line(s) longer than 1 MB were cut")
+        done += f.size
+        if progress is not None:
+            progress(done, total)
+    evidence = kept.finish()
+    _resolve_years(evidence)
+    _resolve_gpus(evidence)
+    findings: list[Finding] = []
+    for detector in DETECTORS:
+        try:
+            findings.extend(detector().detect(evidence))
+        except Exception as exc:  # a detector bug must not hide the other detectors' findings
+            unparsed.notes.append(f"detector {detector.name} failed ({type(exc).__name__}: {exc})")
+    for finding in findings:
+        # Evidence read without a layer (an Xid line) takes its finding's, for the timeline.
+        for e in finding.evidence:
+            e.layer = e.layer or finding.layer
+    return Investigation(
+        correlation=correlate(findings), evidence=evidence, unparsed=unparsed, files_read=files_read
+    )
+
+
+def _read_file(f: BundleFile, stats: ReadStats, unparsed: Unparsed) -> Iterator[Evidence] | None:
+    """Return the evidence iterator of one file, or ``None`` (counted) if it is empty or binary."""
+    head = read_head(f.path)
+    if not head:
+        unparsed.files += 1
+        unparsed.notes.append(f"{f.rel}: empty file, skipped")
+        return None
+    if is_binary(head):
+        unparsed.files += 1
+        unparsed.notes.append(f"{f.rel}: binary file, skipped")
+        return None
+    ctx = FileContext(rel=f.rel, node=f.node)
+    text_head = decode(head)
+    for doc in DOCUMENT_PARSERS:
+        if doc.sniff(text_head):
+            lines = (
+                Line(n, decode(raw), Prefixes(None, None, None, decode(raw)))
+                for n, raw in scan_lines(f.path, stats)
+            )
+            return doc(ctx).parse(lines)
+    return _parse_log(f, ctx, stats)
+
+
+def _parse_log(f: BundleFile, ctx: FileContext, stats: ReadStats) -> Iterator[Evidence]:
+    parsers = [cls(ctx) for cls in LINE_PARSERS]
+    broken: Exception | None = None
+    try:
+        for n, raw in scan_lines(f.path, stats, _PREFILTER):
+            text = decode(raw)
+            wanted = sorted({i for m in _DISPATCH.finditer(text) for i in _ANCHORS[m.group(0)]})
+            if not wanted:
+                continue
+            line = Line(n, text, split_prefixes(text))
+            for i in wanted:
+                yield from parsers[i].feed(line)
+    except READ_ERRORS as exc:
+        broken = exc  # a truncated archive or a failing disk: keep what the lines before it showed
+    for parser in parsers:
+        yield from parser.finish()
+    if broken is not None:
+        raise broken
+
+
+class _EvidenceStore:
+    """Keeps at most :data:`MAX_EVIDENCE_PER_KEY` pieces of evidence per key and counts the rest."""
+
+    def __init__(self) -> None:
+        self._kept: list[Evidence] = []
+        self._first: dict[tuple[Any, ...], Evidence] = {}
+        self._counts: Counter[tuple[Any, ...]] = Counter()
+
+    def add_all(self, items: Iterable[Evidence]) -> int:
+        """Add one file's evidence; return the number of distinct lines that gave evidence."""
+        lines: set[str] = set()
+        for e in items:
+            lines.add(e.source)
+            key = _key(e)
+            self._counts[key] += 1
+            if self._counts[key] <= MAX_EVIDENCE_PER_KEY:
+                self._kept.append(e)
+                self._first.setdefault(key, e)
+        return len(lines)
+
+    def finish(self) -> list[Evidence]:
+        for key, count in self._counts.items():
+            if count > MAX_EVIDENCE_PER_KEY:
+                self._first[key].attrs["repeats"] = count - MAX_EVIDENCE_PER_KEY + 1
+        return self._kept
+
+
+def _key(e: Evidence) -> tuple[Any, ...]:
+    a = e.attrs
+    detail = next(
+        (
+            a[k]
+            for k in (
+                "xid",
+                "signature",
+                "name",
+                "status",
+                "path",
+                "link",
+                "rank",
+                "result",
+                "package",
+                "seq",
+            )
+            if k in a
+        ),
+        None,
+    )
+    labels = tuple(sorted(a["labels"].items())) if "labels" in a else ()
+    return (e.node, e.kind, e.gpu, e.gpu_pci_bus_id, detail, labels)
+
+
+def _resolve_years(evidence: list[Evidence]) -> None:
+    """Give syslog/glog stamps (no year) the year most other stamps of their node (or the bundle) name."""
+    years: dict[str | None, Counter[int]] = {}
+    for e in evidence:
+        if e.time is not None:
+            years.setdefault(e.node, Counter())[e.time.year] += 1
+    everywhere = sum(years.values(), Counter())
+    for e in evidence:
+        if e.time is not None or not e.time_raw:
+            continue
+        counter = years.get(e.node) or everywhere
+        if not counter:
+            continue
+        stamp, _ = split_timestamp(e.time_raw + " ")
+        if stamp is not None and stamp.yearless:
+            e.time = with_year(stamp, counter.most_common(1)[0][0])
+
+
+def _resolve_gpus(evidence: list[Evidence]) -> None:
+    """Fill GPU index from bus id (and back) where some file of the same node states the mapping.
+
+    Mappings come from ``gpu_identity`` evidence (nvidia-smi ``-q``/``-L``/table/``--query-gpu`` CSV,
+    NCCL, DCGM labels, UUIDs). Where none covers a bus id, the driver's instance number from an NVRM line
+    (``attrs["driver_gpu"]``) stands in, and the evidence is marked with :data:`DRIVER_NUMBERING`.
+    """
+    by_bus: dict[tuple[str | None, str], int] = {}
+    by_index: dict[tuple[str | None, int], str] = {}
+    for e in evidence:
+        if e.kind == "gpu_identity" and e.gpu is not None and e.gpu_pci_bus_id:
+            by_bus.setdefault((e.node, e.gpu_pci_bus_id), e.gpu)
+            by_index.setdefault((e.node, e.gpu), e.gpu_pci_bus_id)
+    uuid_index = {
+        (e.node, e.attrs["uuid"]): e.gpu
+        for e in evidence
+        if e.kind == "gpu_identity" and e.gpu is not None and e.attrs.get("uuid")
+    }
+    uuid_bus = {
+        (e.node, e.attrs["uuid"]): e.gpu_pci_bus_id
+        for e in evidence
+        if e.kind == "gpu_identity" and e.gpu_pci_bus_id and e.attrs.get("uuid")
+    }
+    for (node, uuid), bus in uuid_bus.items():
+        if (node, uuid) in uuid_index and bus:
+            by_bus.setdefault((node, bus), uuid_index[(node, uuid)])
+            by_index.setdefault((node, uuid_index[(node, uuid)]), bus)
+    # The driver's own instance number ("RPC response from GPU3 GSP!") follows PCI order, as nvidia-smi's
+    # default numbering does; it stands in for the index only where no file of the node maps the bus id,
+    # and never takes an index a real mapping gives another GPU.
+    driver: dict[tuple[str | None, str], int] = {}
+    for e in evidence:
+        if e.gpu_pci_bus_id and isinstance(e.attrs.get("driver_gpu"), int):
+            driver.setdefault((e.node, e.gpu_pci_bus_id), e.attrs["driver_gpu"])
+    numbered_by_driver: set[tuple[str | None, str]] = set()
+    for (node, bus), instance in driver.items():
+        if (node, bus) not in by_bus and (node, instance) not in by_index:
+            by_bus[(node, bus)] = instance
+            by_index[(node, instance)] = bus
+            numbered_by_driver.add((node, bus))
+    for e in evidence:
+        if e.gpu is None and e.gpu_pci_bus_id:
+            e.gpu = by_bus.get((e.node, e.gpu_pci_bus_id))
+            if (e.node, e.gpu_pci_bus_id) in numbered_by_driver:
+                e.attrs[DRIVER_NUMBERING] = True
+        elif e.gpu is not None and not e.gpu_pci_bus_id:
+            e.gpu_pci_bus_id = by_index.get((e.node, e.gpu))
+
+
+def _quote(e: Evidence) -> dict[str, str]:
+    return {"source": e.source, "text": e.text}
+
+
+def _timeline_item(e: Evidence) -> dict[str, Any]:
+    return {
+        "time": e.time.isoformat() if e.time else None,
+        "time_raw": e.time_raw,
+        "node": e.node,
+        "layer": e.layer,
+        "kind": e.kind,
+        "text": e.text,
+        "source": e.source,
+    }

@@ -1,0 +1,76 @@
+"""Training progress lines: per-iteration times, as trainers print them.
+
+Recognised: ``Iteration took 32.709 s`` (Caffe/MXNet style), Megatron-LM's ``elapsed time per iteration
+(ms): 1234.5``, ``step time: 1.23 s`` / ``step_time=1.23s`` and ``iter time 1.23 s``. The series is
+not kept: a running baseline (median of the first values) and the jumps away from it are, so a 2 GB log
+costs constant memory.
+"""
+
+from __future__ import annotations
+
+import re
+import statistics
+from collections.abc import Iterable
+
+from fleetscope.collectors.evidence import Evidence
+from fleetscope.collectors.parsers.base import FileContext, Line, LineParser
+
+_ITER = re.compile(
+    r"(?:[Ii]teration took (?P<s1>[\d.]+) ?s\b"
+    r"|elapsed time per iteration \(ms\): (?P<ms>[\d.]+)"
+    r"|step[_ ]time[:=] ?(?P<s2>[\d.]+) ?s\b"
+    r"|iter(?:ation)? time[:=]? (?P<s3>[\d.]+) ?s\b)"
+)
+#: Values that set the baseline; a jump is a value at least JUMP_RATIO times the current level.
+_BASELINE_SAMPLES = 5
+_JUMP_RATIO = 1.8
+_MAX_JUMPS = 20
+
+
+class IterationTimeParser(LineParser):
+    """Iteration times, reduced to the baseline and its jumps."""
+
+    name = "training"
+    keywords = (
+        "teration took",
+        "elapsed time per iteration",
+        "step time",
+        "step_time",
+        "iter time",
+        "iteration time",
+    )
+
+    def __init__(self, ctx: FileContext) -> None:
+        super().__init__(ctx)
+        self._first: list[float] = []
+        self._level: float | None = None
+        self._count = 0
+        self._jumps = 0
+        self._last: Line | None = None
+
+    def feed(self, line: Line) -> Iterable[Evidence]:
+        m = _ITER.search(line.pre.body)
+        if m is None:
+            return ()
+        seconds = float(m["ms"]) / 1000 if m["ms"] else float(m["s1"] or m["s2"] or m["s3"])
+        self._count += 1
+        self._last = line
+        if self._level is None:
+            self._first.append(seconds)
+            if len(self._first) == _BASELINE_SAMPLES:
+                self._level = statistics.median(self._first)
+                return (self.ctx.evidence(line, "iteration_baseline", attrs={"seconds": self._level}),)
+            return ()
+        if seconds >= self._level * _JUMP_RATIO and self._jumps < _MAX_JUMPS:
+            before = self._level
+            self._level = seconds
+            self._jumps += 1
+            return (
+                self.ctx.evidence(
+                    line,
+                    "iteration_time_jump",
+                    severity="warning",
+                    attrs={"before_s": before, "after_s": seconds, "ratio": seconds / before},
+                ),
+            )
+        return ()

@@ -1,0 +1,59 @@
+"""Reviewed metric lists: the one place where an exported name, its type, help and source are written.
+
+Every collector in :mod:`fleetscope.exporters` keeps its metrics as a tuple of :class:`MetricSpec` and builds
+its families through :meth:`MetricSpec.family`, so a reviewer reads one table per collector to see what is
+exported, from which hardware interface, and with which unit conversion. The names are also what
+``collectors/`` may import as constants.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+
+MetricType = Literal["gauge", "counter"]
+
+
+@dataclass(frozen=True)
+class MetricSpec:
+    """One exported metric, as reviewed data.
+
+    Attributes:
+        name: Full Prometheus name, ``fleetscope_`` prefix, base unit suffix, ``_total`` for counters.
+        type: ``"gauge"`` or ``"counter"``.
+        help: Help text; names the NVML function, sysfs or procfs file the value comes from.
+        source: The source field, for reviewers (``nvmlDeviceGetPowerUsage``, ``/proc/meminfo:MemTotal``).
+        scale: Factor from the source's unit to the base unit (mW -> W is ``1e-3``).
+        labels: Label names, all bounded per node.
+    """
+
+    name: str
+    type: MetricType
+    help: str
+    source: str
+    scale: float = 1.0
+    labels: tuple[str, ...] = ()
+
+    def family(self) -> GaugeMetricFamily | CounterMetricFamily:
+        """Return a fresh, empty metric family for one scrape.
+
+        Returns:
+            A ``GaugeMetricFamily`` or ``CounterMetricFamily`` with this spec's name, help and labels.
+        """
+        if self.type == "counter":
+            return CounterMetricFamily(self.name, self.help, labels=self.labels)
+        return GaugeMetricFamily(self.name, self.help, labels=self.labels)
+
+
+def add(family: Metric, labels: list[str], value: float) -> None:
+    """Add one sample to a family built by :meth:`MetricSpec.family`.
+
+    Args:
+        family: The gauge or counter family.
+        labels: Label values, in the order of the spec's ``labels``.
+        value: The value, already in base units.
+    """
+    # Gauge and counter families share add_metric(labels, value); Metric itself does not declare it.
+    family.add_metric(labels, value)  # type: ignore[attr-defined]

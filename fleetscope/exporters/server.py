@@ -1,0 +1,137 @@
+"""The exporter process: builds the enabled collectors and serves ``/metrics`` and ``/events``.
+
+* ``GET /metrics``: Prometheus text (or OpenMetrics when the scraper asks for it), produced by
+  prometheus-client's exposition from a registry holding one
+  :class:`~fleetscope.exporters.scrape.ScrapeCollector`.
+* ``GET /events?limit=N``: recent kernel-log events from the Xid watcher, as JSON
+  ``{"source": ..., "error": ..., "events": [...]}``, oldest first.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import pynvml
+from prometheus_client import CollectorRegistry
+from prometheus_client.exposition import choose_encoder
+
+from fleetscope.exporters.config import ExporterConfig, split_address
+from fleetscope.exporters.gpu import GpuCollector
+from fleetscope.exporters.host import HostCollector
+from fleetscope.exporters.scrape import ScrapeCollector, SourceCollector
+from fleetscope.exporters.xid import XidCollector, XidWatcher
+
+log = logging.getLogger(__name__)
+
+_INDEX = b"""<html><head><title>fleetscope exporter</title></head><body>
+<h1>fleetscope exporter</h1><p><a href="/metrics">/metrics</a> (Prometheus) &middot;
+<a href="/events">/events</a> (recent kernel-log events, JSON)</p></body></html>
+"""
+
+
+class Exporter:
+    """The per-node agent: collectors, registry and HTTP server.
+
+    Args:
+        config: The validated configuration.
+        nvml: The NVML module handed to the GPU collector (tests pass a fake).
+    """
+
+    def __init__(self, config: ExporterConfig, nvml: Any = pynvml) -> None:
+        self.config = config
+        self.gpu: GpuCollector | None = None
+        self.watcher: XidWatcher | None = None
+        collectors: list[SourceCollector] = []
+        if config.collector_host:
+            collectors.append(HostCollector(config.path_procfs, config.path_sysfs))
+        if config.collector_gpu:
+            self.gpu = GpuCollector(nvml, timeout=config.gpu_timeout_seconds)
+            collectors.append(self.gpu)
+        if config.collector_xid:
+            self.watcher = XidWatcher(config.xid_kernel_log, events_size=config.events_buffer_size)
+            collectors.append(XidCollector(self.watcher, self.gpu.gpu_for_bus_id if self.gpu else None))
+        self.registry = CollectorRegistry()
+        self.registry.register(ScrapeCollector(collectors))
+        host, port = split_address(config.listen_address)
+        self._server = ThreadingHTTPServer((host, port), _handler(self))
+        self._server.daemon_threads = True
+        self._thread: threading.Thread | None = None
+
+    @property
+    def port(self) -> int:
+        """The TCP port actually bound (useful with port 0)."""
+        return int(self._server.server_address[1])
+
+    def serve_forever(self) -> None:
+        """Start the Xid watcher and serve HTTP until :meth:`stop` is called from another thread."""
+        if self.watcher is not None:
+            self.watcher.start()
+        log.info("fleetscope exporter listening on %s", self.config.listen_address)
+        self._server.serve_forever()
+
+    def start(self) -> Exporter:
+        """Serve in a background thread (tests, embedding); returns ``self``."""
+        self._thread = threading.Thread(target=self.serve_forever, name="exporter-http", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        """Stop serving and release the watcher, NVML and the socket."""
+        self._server.shutdown()
+        self._server.server_close()
+        if self.watcher is not None:
+            self.watcher.stop()
+        if self.gpu is not None:
+            self.gpu.close()
+        if self._thread is not None:
+            self._thread.join(5)
+
+    def events_json(self, limit: int | None = None) -> bytes:
+        """Render ``/events``: the watcher's recent events, oldest first, at most ``limit`` of them."""
+        if self.watcher is None:
+            body: dict[str, Any] = {"source": None, "error": "the Xid collector is disabled", "events": []}
+        else:
+            events = self.watcher.events()
+            body = {
+                "source": self.watcher.kernel_log,
+                "error": self.watcher.error,
+                "events": events[-limit:] if limit else events,
+            }
+        return json.dumps(body).encode()
+
+
+def _handler(exporter: Exporter) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            url = urlsplit(self.path)
+            if url.path == "/metrics":
+                encoder, content_type = choose_encoder(self.headers.get("Accept", ""))
+                self._send(200, content_type, encoder(exporter.registry))
+            elif url.path == "/events":
+                limit = parse_qs(url.query).get("limit", [""])[0]
+                if limit and not limit.isdigit():
+                    self._send(400, "text/plain", b"limit must be a non-negative integer\n")
+                    return
+                self._send(200, "application/json", exporter.events_json(int(limit) if limit else None))
+            elif url.path == "/":
+                self._send(200, "text/html", _INDEX)
+            else:
+                self._send(404, "text/plain", b"not found; try /metrics or /events\n")
+
+        def _send(self, status: int, content_type: str, body: bytes) -> None:
+            self.send_response(status)
+            self.send_header("Content-Type", content_type)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, format: str, *args: Any) -> None:
+            # Prometheus scrapes every few seconds; access lines would drown the useful log.
+            log.debug("%s " + format, self.address_string(), *args)
+
+    return Handler

@@ -1,0 +1,351 @@
+"""The audit query pack: named, parameterised, documented queries over the lineage graph.
+
+Each query is either one read-only Cypher statement or a *walk*: a breadth-first traversal that
+follows a fixed set of directed hops, one bound-parameter Cypher statement per hop and level. Walks
+answer "everything upstream" and "everything downstream" questions, whose paths change direction
+(``(Run)-[:PRODUCED]->(Model)`` is walked backwards upstream, ``(Run)-[:USED]->`` forwards), which
+one bounded variable-length pattern cannot express in the Cypher subset Neo4j 5 and FalkorDB share.
+A walk row is the node's first discovery (smallest depth; ties go to the smallest parent).
+
+Every query returns rows in a fixed order, so a row list is a stable answer to test and export.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from fleetscope.lineage.schema import LineageError, utc_text
+from fleetscope.lineage.store.base import GraphStore, Row
+from fleetscope.lineage.writes import HARDWARE_LAYERS
+
+
+@dataclass(frozen=True)
+class Param:
+    """One query parameter: ``kind`` is ``text``, ``time`` (ISO-8601, normalised to UTC) or
+    ``int``; ``default`` None with ``required`` False means "not given"."""
+
+    name: str
+    help: str
+    kind: str = "text"
+    required: bool = True
+    default: Any = None
+
+
+@dataclass(frozen=True)
+class Hop:
+    """A directed step of a walk: from ``source`` along ``rel`` (forwards when ``forward``) to
+    ``target``."""
+
+    source: str
+    rel: str
+    target: str
+    forward: bool = True
+
+    def cypher(self) -> str:
+        arrow = f"-[:{self.rel}]->" if self.forward else f"<-[:{self.rel}]-"
+        return (
+            f"UNWIND $ids AS i MATCH (a:{self.source} {{id: i}}){arrow}(b:{self.target}) "
+            "RETURN a.id AS src, b.id AS dst"
+        )
+
+
+@dataclass(frozen=True)
+class AuditQuery:
+    """A named audit query.
+
+    Attributes:
+        name: the name ``fleetscope lineage audit NAME`` takes.
+        description: what it answers, for the ``queries`` listing.
+        columns: the row columns, in order.
+        params: its parameters.
+        cypher: the statement, for a Cypher query.
+        hops: the walk's hops, for a walk; the start node's label is the ``label`` parameter.
+    """
+
+    name: str
+    description: str
+    columns: tuple[str, ...]
+    params: tuple[Param, ...] = ()
+    cypher: str = ""
+    hops: tuple[Hop, ...] = field(default=())
+
+
+def _hops(*specs: tuple[str, str, str | tuple[str, ...], bool]) -> tuple[Hop, ...]:
+    out: list[Hop] = []
+    for source, rel, targets, forward in specs:
+        for target in (targets,) if isinstance(targets, str) else targets:
+            out.append(Hop(source, rel, target, forward))
+    return tuple(out)
+
+
+UPSTREAM = _hops(
+    ("Deployment", "SERVES", "Model", True),
+    ("Model", "DERIVED_FROM", "Model", True),
+    ("Model", "PRODUCED", "Run", False),
+    ("Checkpoint", "PRODUCED", "Run", False),
+    ("DatasetVersion", "PRODUCED", "Run", False),
+    ("Run", "USED", ("DatasetVersion", "Config", "Code", "Checkpoint"), True),
+    ("Run", "RAN_ON", ("Host", "GPU"), True),
+    ("DatasetVersion", "VERSION_OF", "Dataset", True),
+    ("Model", "EVALUATED", "Evaluation", False),
+    ("Evaluation", "USED", "DatasetVersion", True),
+    ("Model", "APPROVED", "Approval", False),
+    ("Deployment", "APPROVED", "Approval", False),
+    ("Approval", "GAVE", "Person", False),
+)
+
+DOWNSTREAM = _hops(
+    ("Dataset", "VERSION_OF", "DatasetVersion", False),
+    ("DatasetVersion", "USED", ("Run", "Evaluation"), False),
+    ("Run", "PRODUCED", ("Checkpoint", "Model", "DatasetVersion"), True),
+    ("Checkpoint", "USED", "Run", False),
+    ("Model", "DERIVED_FROM", "Model", False),
+    ("Model", "SERVES", "Deployment", False),
+)
+
+_WALK_COLUMNS = ("depth", "label", "id", "relation", "from_label", "from_id")
+_MAX_DEPTH = Param("max_depth", "how many hops to follow at most", "int", required=False, default=25)
+
+QUERIES: dict[str, AuditQuery] = {
+    q.name: q
+    for q in (
+        AuditQuery(
+            "provenance",
+            "Full upstream provenance of a model or deployment: the runs that produced it and the "
+            "checkpoints they resumed from, their data, configs, code, hosts and GPUs, base models "
+            "of fine-tunes, evaluations and their data, approvals and who gave them.",
+            _WALK_COLUMNS,
+            (
+                Param("id", "id of the model or deployment"),
+                Param("label", "Model or Deployment", required=False, default="Model"),
+                _MAX_DEPTH,
+            ),
+            hops=UPSTREAM,
+        ),
+        AuditQuery(
+            "impact",
+            "Downstream impact of a dataset version (or of every version of a Dataset): every run, "
+            "checkpoint, derived dataset, model (through fine-tunes too), deployment and evaluation "
+            "it reaches.",
+            _WALK_COLUMNS,
+            (
+                Param("id", "id of the dataset version"),
+                Param("label", "DatasetVersion or Dataset", required=False, default="DatasetVersion"),
+                _MAX_DEPTH,
+            ),
+            hops=DOWNSTREAM,
+        ),
+        AuditQuery(
+            "unapproved_deployments",
+            "Deployments with no approval: neither the deployment nor the model it serves has an "
+            "Approval whose decision is 'approved'.",
+            ("deployment", "endpoint", "model", "started_at", "ended_at"),
+            cypher="""
+MATCH (d:Deployment)-[:SERVES]->(m:Model)
+OPTIONAL MATCH (a:Approval)-[:APPROVED]->(d) WHERE a.decision = 'approved'
+OPTIONAL MATCH (b:Approval)-[:APPROVED]->(m) WHERE b.decision = 'approved'
+WITH d, m, count(a) + count(b) AS approvals
+WHERE approvals = 0
+RETURN d.id AS deployment, d.endpoint AS endpoint, m.id AS model, d.started_at AS started_at,
+       d.ended_at AS ended_at
+ORDER BY deployment, model""",
+        ),
+        AuditQuery(
+            "unevaluated_models",
+            "Deployed models without a finished evaluation on a required benchmark.",
+            ("model", "name", "version", "deployment", "endpoint"),
+            (Param("benchmark", "the required benchmark"),),
+            cypher="""
+MATCH (d:Deployment)-[:SERVES]->(m:Model)
+OPTIONAL MATCH (e:Evaluation)-[:EVALUATED]->(m)
+WHERE e.benchmark = $benchmark AND e.finished_at IS NOT NULL
+WITH d, m, count(e) AS evaluations
+WHERE evaluations = 0
+RETURN m.id AS model, m.name AS name, m.version AS version, d.id AS deployment, d.endpoint AS endpoint
+ORDER BY model, deployment""",
+        ),
+        AuditQuery(
+            "approved_before_evaluation",
+            "Approvals given before an evaluation of the approved model finished (or of the model a "
+            "deployment serves), and approvals of models with no evaluation at all.",
+            ("approval", "approved_at", "given_by", "model", "evaluation", "benchmark", "finished_at"),
+            cypher="""
+MATCH (a:Approval)-[:APPROVED]->(x)-[:SERVES*0..1]->(m:Model)
+WHERE a.decision = 'approved'
+OPTIONAL MATCH (e:Evaluation)-[:EVALUATED]->(m)
+WITH a, m, e
+WHERE e IS NULL OR e.finished_at IS NULL OR a.approved_at < e.finished_at
+OPTIONAL MATCH (p:Person)-[:GAVE]->(a)
+RETURN a.id AS approval, a.approved_at AS approved_at, p.id AS given_by, m.id AS model,
+       e.id AS evaluation, e.benchmark AS benchmark, e.finished_at AS finished_at
+ORDER BY approval, model, evaluation""",
+        ),
+        AuditQuery(
+            "restricted_data_models",
+            "Models trained on data flagged as containing personal data or under a restricted "
+            "licence: directly, through up to three checkpoint hand-offs (a run resumed from a "
+            "checkpoint of a run that used the data), or through the base models they were "
+            "fine-tuned from.",
+            ("model", "trained_model", "run", "dataset_version", "dataset", "personal_data", "licence"),
+            cypher="""
+MATCH (v:DatasetVersion)
+OPTIONAL MATCH (v)-[:VERSION_OF]->(ds:Dataset)
+WITH v, ds,
+     coalesce(v.contains_personal_data, false) OR coalesce(ds.contains_personal_data, false) AS personal
+WHERE personal OR coalesce(ds.licence_restricted, false)
+MATCH (v)<-[:USED]-(r0:Run)
+OPTIONAL MATCH (r0)-[:PRODUCED]->(:Checkpoint)<-[:USED]-(r1:Run)
+OPTIONAL MATCH (r1)-[:PRODUCED]->(:Checkpoint)<-[:USED]-(r2:Run)
+OPTIONAL MATCH (r2)-[:PRODUCED]->(:Checkpoint)<-[:USED]-(r3:Run)
+WITH v, ds, personal, [x IN [r0, r1, r2, r3] WHERE x IS NOT NULL] AS runs
+UNWIND runs AS r
+MATCH (r)-[:PRODUCED]->(base:Model)<-[:DERIVED_FROM*0..8]-(m:Model)
+RETURN DISTINCT m.id AS model, base.id AS trained_model, r.id AS run, v.id AS dataset_version,
+       ds.id AS dataset, personal AS personal_data,
+       CASE WHEN coalesce(ds.licence_restricted, false) THEN ds.licence ELSE null END AS licence
+ORDER BY model, trained_model, run, dataset_version""",
+        ),
+        AuditQuery(
+            "served_at",
+            "Which model version served endpoint E at time T.",
+            ("deployment", "model", "name", "version", "started_at", "ended_at"),
+            (Param("endpoint", "the endpoint"), Param("at", "the instant (ISO-8601)", "time")),
+            cypher="""
+MATCH (d:Deployment {endpoint: $endpoint})-[:SERVES]->(m:Model)
+WHERE d.started_at <= $at AND (d.ended_at IS NULL OR d.ended_at > $at)
+RETURN d.id AS deployment, m.id AS model, m.name AS name, m.version AS version,
+       d.started_at AS started_at, d.ended_at AS ended_at
+ORDER BY deployment, model""",
+        ),
+        AuditQuery(
+            "incident_exposure",
+            "Runs, and the models and checkpoints they produced, that ran on a GPU while a hardware "
+            "incident on that GPU was open (silent-data-corruption risk). Without an incident id, "
+            "every incident in a hardware layer.",
+            ("incident", "layer", "gpu", "run", "run_started_at", "run_ended_at", "produced"),
+            (Param("incident", "incident id", required=False),),
+            cypher="""
+MATCH (i:Incident)-[:ON]->(g:GPU)<-[:RAN_ON]-(r:Run)
+WHERE ($incident IS NULL OR i.id = $incident) AND ($incident IS NOT NULL OR i.layer IN $layers)
+  AND r.started_at <= coalesce(i.ended_at, $forever) AND coalesce(r.ended_at, $forever) >= i.started_at
+OPTIONAL MATCH (r)-[:PRODUCED]->(x)
+WHERE x:Model OR x:Checkpoint
+RETURN DISTINCT i.id AS incident, i.layer AS layer, g.id AS gpu, r.id AS run,
+       r.started_at AS run_started_at, r.ended_at AS run_ended_at, x.id AS produced
+ORDER BY incident, gpu, run, produced""",
+        ),
+    )
+}
+
+# Bound alongside the caller's parameters by the queries that use them.
+_CONSTANTS = {"layers": list(HARDWARE_LAYERS), "forever": "9999-12-31T23:59:59.999999Z"}
+
+
+def bind_params(query: AuditQuery, given: dict[str, Any]) -> dict[str, Any]:
+    """Check and convert the caller's parameters.
+
+    Args:
+        query: the audit query.
+        given: name to value (text from the command line is converted by kind).
+
+    Returns:
+        The parameters to bind.
+
+    Raises:
+        LineageError: a missing, unknown or malformed parameter.
+    """
+    known = {p.name: p for p in query.params}
+    unknown = sorted(set(given) - set(known))
+    if unknown:
+        raise LineageError(
+            f"{query.name} has no parameter {', '.join(unknown)} (has: {', '.join(known) or 'none'})"
+        )
+    bound: dict[str, Any] = {}
+    for param in query.params:
+        value = given.get(param.name, param.default)
+        if value is None:
+            if param.required:
+                raise LineageError(f"{query.name} needs --param {param.name}=... ({param.help})")
+        elif param.kind == "time":
+            value = utc_text(value)
+        elif param.kind == "int":
+            try:
+                value = int(value)
+            except (TypeError, ValueError):
+                raise LineageError(f"{param.name} must be an integer, got {value!r}") from None
+        else:
+            value = str(value)
+        bound[param.name] = value
+    return bound
+
+
+def _walk(
+    read: Callable[[str, dict[str, Any]], list[Row]], query: AuditQuery, params: dict[str, Any]
+) -> list[Row]:
+    start_label, start_id = params["label"], params["id"]
+    if not any(hop.source == start_label for hop in query.hops):
+        starts = sorted({hop.source for hop in query.hops})
+        raise LineageError(f"{query.name} starts from one of {', '.join(starts)}, not {start_label!r}")
+    found = read(f"MATCH (n:{start_label} {{id: $id}}) RETURN n.id AS id", {"id": start_id})
+    if not found:
+        return []
+    seen = {(start_label, start_id)}
+    frontier: dict[str, list[str]] = {start_label: [start_id]}
+    rows: list[Row] = []
+    for depth in range(1, params["max_depth"] + 1):
+        reached: dict[tuple[str, str], tuple[str, str, str]] = {}
+        for hop in query.hops:
+            ids = frontier.get(hop.source)
+            if not ids:
+                continue
+            for row in read(hop.cypher(), {"ids": ids}):
+                key = (hop.target, row["dst"])
+                if key in seen:
+                    continue
+                parent = (hop.rel, hop.source, row["src"])
+                if key not in reached or parent < reached[key]:
+                    reached[key] = parent
+        if not reached:
+            break
+        frontier = {}
+        for (label, node_id), (rel, source, src) in sorted(reached.items()):
+            seen.add((label, node_id))
+            frontier.setdefault(label, []).append(node_id)
+            rows.append(
+                {
+                    "depth": depth,
+                    "label": label,
+                    "id": node_id,
+                    "relation": rel,
+                    "from_label": source,
+                    "from_id": src,
+                }
+            )
+    return rows
+
+
+def run_audit(store: GraphStore, name: str, given: dict[str, Any] | None = None) -> list[Row]:
+    """Run a named audit query in a read-only session.
+
+    Args:
+        store: the graph.
+        name: a key of :data:`QUERIES`.
+        given: its parameters.
+
+    Returns:
+        Rows (dicts keyed by the query's ``columns``), in the query's fixed order.
+
+    Raises:
+        LineageError: unknown query or bad parameters.
+        lineage.store.base.StoreError: the store failed.
+    """
+    query = QUERIES.get(name)
+    if query is None:
+        raise LineageError(f"unknown audit query {name!r} (known: {', '.join(QUERIES)})")
+    params = bind_params(query, given or {})
+    if query.hops:
+        return _walk(store.read, query, params)
+    rows = store.read(query.cypher.strip(), {**_CONSTANTS, **params})
+    return [{column: row.get(column) for column in query.columns} for row in rows]

@@ -1,0 +1,5 @@
+"""Graph store backends behind one contract (see :mod:`fleetscope.lineage.store.base`)."""
+
+from fleetscope.lineage.store.base import GraphStore, ReadOnlyViolation, StoreError, open_store
+
+__all__ = ["GraphStore", "ReadOnlyViolation", "StoreError", "open_store"]
