@@ -6,6 +6,11 @@ collector investigates its window again on every cycle, so the same fault is rep
 store folds repeats into one row keyed by a fingerprint of the top root cause (layer, node, GPU, PCI bus
 id), counting how often and when it was first and last seen.
 
+Lifecycle: a new fingerprint is **opened**; a repeat while open **updates** it; an open incident whose
+fault has not been reported for a quiet period is **resolved** (:meth:`IncidentStore.resolve_quiet`), or
+resolved by hand (:meth:`IncidentStore.resolve`); a report of a resolved fault **reopens** it, so one
+fault keeps one row across restarts of the collector and re-ingests of the same window.
+
 SQLite is the embedded default (docs/design.md, "Embedded defaults"): one file, no server, safe for one
 writer (the collector) and many readers (the console) through WAL mode.
 """
@@ -18,7 +23,7 @@ import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +43,20 @@ CREATE TABLE IF NOT EXISTS incidents (
 CREATE INDEX IF NOT EXISTS incidents_last_seen ON incidents (last_seen);
 """
 
+#: Lifecycle columns, added to a store written by an earlier fleetscope (whose incidents were all open).
+_LIFECYCLE_COLUMNS = {
+    "state": "TEXT NOT NULL DEFAULT 'open'",
+    "resolved_at": "TEXT",
+    "resolved_by": "TEXT",
+    "reopened": "INTEGER NOT NULL DEFAULT 0",
+}
+
+#: Incident states.
+OPEN, RESOLVED = "open", "resolved"
+
+#: What :meth:`IncidentStore.record` did with a report.
+OPENED, UPDATED, REOPENED = "opened", "updated", "reopened"
+
 
 @dataclass(frozen=True)
 class Incident:
@@ -54,6 +73,10 @@ class Incident:
         last_seen: UTC time of the latest report of it.
         occurrences: how many reports folded into this row.
         report: the latest full report (docs/design.md JSON contract).
+        state: ``open`` or ``resolved``.
+        resolved_at: UTC time it was last resolved, or None while it has never been.
+        resolved_by: ``quiet`` (no report for the quiet period) or who resolved it by hand.
+        reopened: how many times a report of the fault reopened it after it was resolved.
     """
 
     fingerprint: str
@@ -66,6 +89,18 @@ class Incident:
     last_seen: datetime
     occurrences: int
     report: dict[str, Any]
+    state: str = OPEN
+    resolved_at: datetime | None = None
+    resolved_by: str | None = None
+    reopened: int = 0
+
+
+@dataclass(frozen=True)
+class Change:
+    """What happened to an incident: ``opened``, ``updated``, ``reopened`` or ``resolved``."""
+
+    kind: str
+    incident: Incident
 
 
 def fingerprint(report: dict[str, Any]) -> str:
@@ -105,6 +140,11 @@ class IncidentStore:
         if self.path != ":memory:":
             self._db.execute("PRAGMA journal_mode=WAL")
         self._db.executescript(_SCHEMA)
+        have = {row["name"] for row in self._db.execute("PRAGMA table_info(incidents)")}
+        with self._transaction() as db:
+            for name, declaration in _LIFECYCLE_COLUMNS.items():
+                if name not in have:
+                    db.execute(f"ALTER TABLE incidents ADD COLUMN {name} {declaration}")
 
     def close(self) -> None:
         """Close the database file."""
@@ -115,7 +155,7 @@ class IncidentStore:
         with self._db:
             yield self._db
 
-    def record(self, report: dict[str, Any], *, now: datetime | None = None) -> Incident | None:
+    def record(self, report: dict[str, Any], *, now: datetime | None = None) -> Change | None:
         """Store a report, folding it into the incident it repeats.
 
         Args:
@@ -123,7 +163,8 @@ class IncidentStore:
             now: the time of the report (UTC); defaults to the current time.
 
         Returns:
-            The stored incident, or None when the report says the system is healthy.
+            What happened (``opened``, ``updated`` or ``reopened``) with the stored incident, or None
+            when the report says the system is healthy.
         """
         if not report.get("incident"):
             return None
@@ -131,15 +172,17 @@ class IncidentStore:
         top = report["root_causes"][0]
         seen = (now or datetime.now(UTC)).isoformat()
         with self._transaction() as db:
+            before = db.execute("SELECT state FROM incidents WHERE fingerprint = ?", (key,)).fetchone()
             db.execute(
                 """
                 INSERT INTO incidents (fingerprint, layer, node, gpu, summary, confidence,
-                                       first_seen, last_seen, occurrences, report)
-                VALUES (?, ?, ?, ?, ?, ?, ?, ?, 1, ?)
+                                       first_seen, last_seen, occurrences, report, state)
+                VALUES (?, ?, ?, ?, ?, ?, ?, ?, 1, ?, 'open')
                 ON CONFLICT (fingerprint) DO UPDATE SET
                     summary = excluded.summary, confidence = excluded.confidence,
-                    last_seen = excluded.last_seen, occurrences = occurrences + 1,
-                    report = excluded.report
+                    last_seen = max(last_seen, excluded.last_seen), occurrences = occurrences + 1,
+                    report = excluded.report, state = 'open',
+                    reopened = reopened + (state = 'resolved')
                 """,
                 (
                     key,
@@ -155,22 +198,110 @@ class IncidentStore:
             )
         incident = self.get(key)
         assert incident is not None  # written just above, in this connection
-        return incident
+        if before is None:
+            return Change(OPENED, incident)
+        return Change(REOPENED if before["state"] == RESOLVED else UPDATED, incident)
+
+    def resolve_quiet(self, quiet: timedelta, *, now: datetime | None = None) -> list[Change]:
+        """Resolve every open incident whose fault has not been reported for ``quiet``.
+
+        Args:
+            quiet: how long a fault must go unreported before its incident is resolved.
+            now: the current time (UTC); defaults to the clock.
+
+        Returns:
+            One ``resolved`` change per incident resolved, oldest last report first.
+        """
+        at = now or datetime.now(UTC)
+        cutoff = (at - quiet).isoformat()
+        with self._transaction() as db:
+            keys = [
+                row["fingerprint"]
+                for row in db.execute(
+                    "SELECT fingerprint FROM incidents WHERE state = 'open' AND last_seen < ? "
+                    "ORDER BY last_seen",
+                    (cutoff,),
+                )
+            ]
+            db.executemany(
+                "UPDATE incidents SET state = 'resolved', resolved_at = ?, resolved_by = 'quiet' "
+                "WHERE fingerprint = ?",
+                [(at.isoformat(), key) for key in keys],
+            )
+        return [Change(RESOLVED, incident) for key in keys if (incident := self.get(key)) is not None]
+
+    def resolve(self, key: str, *, by: str = "user", now: datetime | None = None) -> Change:
+        """Resolve one incident by hand (an on-call engineer fixed it).
+
+        Args:
+            key: the incident's fingerprint, or a unique prefix of it (at least 4 characters).
+            by: who resolved it, kept in ``resolved_by``.
+            now: the time (UTC); defaults to the clock.
+
+        Returns:
+            The ``resolved`` change.
+
+        Raises:
+            KeyError: no incident, or more than one, has that fingerprint prefix; or it is already
+                resolved.
+        """
+        incident = self.find(key)
+        if incident.state == RESOLVED:
+            raise KeyError(f"incident {incident.fingerprint} is already resolved")
+        at = (now or datetime.now(UTC)).isoformat()
+        with self._transaction() as db:
+            db.execute(
+                "UPDATE incidents SET state = 'resolved', resolved_at = ?, resolved_by = ? "
+                "WHERE fingerprint = ?",
+                (at, by, incident.fingerprint),
+            )
+        resolved = self.get(incident.fingerprint)
+        assert resolved is not None
+        return Change(RESOLVED, resolved)
+
+    def find(self, key: str) -> Incident:
+        """The incident whose fingerprint starts with ``key``.
+
+        Raises:
+            KeyError: ``key`` is shorter than 4 characters, or matches no incident or several.
+        """
+        if len(key) < 4:
+            raise KeyError(f"give at least 4 characters of the incident id, got {key!r}")
+        rows = self._db.execute(
+            "SELECT * FROM incidents WHERE substr(fingerprint, 1, ?) = ? LIMIT 2", (len(key), key.lower())
+        ).fetchall()
+        if not rows:
+            raise KeyError(f"no incident {key!r}")
+        if len(rows) > 1:
+            raise KeyError(f"incident id {key!r} is ambiguous: give more characters")
+        return _incident(rows[0])
 
     def get(self, key: str) -> Incident | None:
         """The incident with this fingerprint, or None."""
         row = self._db.execute("SELECT * FROM incidents WHERE fingerprint = ?", (key,)).fetchone()
         return _incident(row) if row else None
 
-    def recent(self, limit: int = 100) -> list[Incident]:
+    def count(self, state: str | None = None) -> int:
+        """How many incidents there are, or how many in ``state`` (``open`` or ``resolved``)."""
+        if state is None:
+            return int(self._db.execute("SELECT count(*) FROM incidents").fetchone()[0])
+        return int(self._db.execute("SELECT count(*) FROM incidents WHERE state = ?", (state,)).fetchone()[0])
+
+    def recent(self, limit: int = 100, state: str | None = None) -> list[Incident]:
         """Incidents, the most recently seen first.
 
         Args:
             limit: at most this many.
+            state: only ``open`` or only ``resolved`` ones; None for both.
         """
-        rows = self._db.execute(
-            "SELECT * FROM incidents ORDER BY last_seen DESC LIMIT ?", (limit,)
-        ).fetchall()
+        if state is None:
+            rows = self._db.execute(
+                "SELECT * FROM incidents ORDER BY last_seen DESC LIMIT ?", (limit,)
+            ).fetchall()
+        else:
+            rows = self._db.execute(
+                "SELECT * FROM incidents WHERE state = ? ORDER BY last_seen DESC LIMIT ?", (state, limit)
+            ).fetchall()
         return [_incident(row) for row in rows]
 
 
@@ -186,4 +317,8 @@ def _incident(row: sqlite3.Row) -> Incident:
         last_seen=datetime.fromisoformat(row["last_seen"]),
         occurrences=row["occurrences"],
         report=json.loads(row["report"]),
+        state=row["state"],
+        resolved_at=datetime.fromisoformat(row["resolved_at"]) if row["resolved_at"] else None,
+        resolved_by=row["resolved_by"],
+        reopened=row["reopened"],
     )

@@ -33,6 +33,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 from typing import Any, Protocol
 from urllib.error import URLError
@@ -43,7 +44,8 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 from prometheus_client.core import Metric
 from prometheus_client.registry import Collector
 
-from fleetscope.collectors.incidents import Incident, IncidentStore
+from fleetscope.collectors.alerting import WebhookSender
+from fleetscope.collectors.incidents import RESOLVED, Change, Incident, IncidentStore
 from fleetscope.collectors.investigate import investigate
 
 log = logging.getLogger(__name__)
@@ -256,6 +258,8 @@ class LiveCollector:
         registry: where the collector's own metrics are registered.
         on_incident: called with each recorded incident (e.g. to link it into the lineage graph); an
             exception it raises is logged and counted, never fatal to the cycle.
+        resolve_after: an open incident whose fault no window has shown for this long is resolved.
+        alerts: sends a notification when an incident opens, reopens or resolves; None for none.
     """
 
     def __init__(
@@ -266,10 +270,14 @@ class LiveCollector:
         kernel_history: int = 5000,
         registry: CollectorRegistry | None = None,
         on_incident: Callable[[Incident], object] | None = None,
+        resolve_after: timedelta = timedelta(minutes=10),
+        alerts: WebhookSender | None = None,
     ) -> None:
         self.sources = list(sources)
         self.store = store
         self.on_incident = on_incident
+        self.resolve_after = resolve_after
+        self.alerts = alerts
         self.window_dir = Path(window_dir)
         self._kernel: dict[str, deque[str]] = {}
         self._kernel_history = kernel_history
@@ -299,6 +307,17 @@ class LiveCollector:
         )
         self._nodes = Gauge(
             "fleetscope_collector_nodes", "Nodes seen in the latest window.", registry=self.registry
+        )
+        self._open = Gauge(
+            "fleetscope_collector_incidents_open",
+            "Incidents open after the latest cycle (reported, and not yet quiet for the resolve time).",
+            registry=self.registry,
+        )
+        self._changes = Counter(
+            "fleetscope_collector_incident_changes_total",
+            "Incident lifecycle changes: opened, updated, reopened, resolved.",
+            ["change"],
+            registry=self.registry,
         )
 
     def _gather(self) -> tuple[dict[str, NodeSnapshot], list[str]]:
@@ -361,17 +380,35 @@ class LiveCollector:
         self._write_window(nodes)
         report = investigate(self.window_dir).to_dict()
         report["notes"] = unread + report.get("notes", [])
-        incident = self.store.record(report)
-        if incident is not None and self.on_incident is not None:
-            try:
-                self.on_incident(incident)
-            except Exception as exc:  # the incident is in the store; the graph can take it next cycle
-                self._export_errors.inc()
-                log.error("incident %s not exported: %s: %s", incident.fingerprint, type(exc).__name__, exc)
+        recorded = self.store.record(report)
+        changes: list[Change] = [recorded] if recorded else []
+        changes += self.store.resolve_quiet(self.resolve_after)
+        for change in changes:
+            self._changes.labels(change.kind).inc()
+            if change.kind != "updated":
+                log.warning(
+                    "incident %s %s: %s", change.incident.fingerprint, change.kind, change.incident.summary
+                )
+            if change.kind != RESOLVED and self.on_incident is not None:
+                try:
+                    self.on_incident(change.incident)
+                except Exception as exc:  # the incident is in the store; the graph can take it next cycle
+                    self._export_errors.inc()
+                    log.error(
+                        "incident %s not exported: %s: %s",
+                        change.incident.fingerprint,
+                        type(exc).__name__,
+                        exc,
+                    )
+        if self.alerts is not None:
+            self.alerts.send(changes)
         self._cycles.inc()
         self._nodes.set(len(nodes))
         self._incident.set(1 if report.get("incident") else 0)
+        still_open = self.store.count("open")
+        self._open.set(still_open)
         self._duration.observe(time.perf_counter() - started)
+        log.info("cycle: %d nodes read, %d incidents open", len(nodes), still_open)
         return report
 
     def run_forever(self, interval: float) -> None:
@@ -379,10 +416,7 @@ class LiveCollector:
         while True:
             started = time.monotonic()
             try:
-                report = self.run_once()
+                self.run_once()
             except CollectionError as exc:
                 log.error("cycle skipped: %s", exc)
-            else:
-                if report.get("incident"):
-                    log.warning("incident: %s", report["root_causes"][0].get("summary"))
             time.sleep(max(0.0, interval - (time.monotonic() - started)))

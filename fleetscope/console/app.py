@@ -107,21 +107,23 @@ def incidents_page(settings: ConsoleSettings) -> None:
     if not Path(settings.incident_store).exists():
         st.info(f"No incident store at {settings.incident_store} yet: start `fleetscope collect`.")
         return
+    shown = st.radio("Show", ["open", "resolved", "all"], horizontal=True)
     try:
         store = IncidentStore(settings.incident_store)
         try:
-            incidents = store.recent(limit=200)
+            incidents = store.recent(limit=200, state=None if shown == "all" else shown)
         finally:
             store.close()
     except sqlite3.Error as exc:
         st.error(f"The incident store {settings.incident_store} cannot be read: {exc}")
         return
     if not incidents:
-        st.success("No incidents recorded.")
+        st.success("No incidents recorded." if shown == "all" else f"No {shown} incidents.")
         return
     st.dataframe(
         [
             {
+                "state": i.state,
                 "last seen": i.last_seen.isoformat(timespec="seconds"),
                 "layer": i.layer,
                 "node": i.node,

@@ -16,12 +16,13 @@ import logging
 import os
 import signal
 import sys
+from datetime import timedelta
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from prometheus_client import start_http_server
+from prometheus_client import CollectorRegistry, start_http_server
 
 app = typer.Typer(
     name="fleetscope",
@@ -539,12 +540,33 @@ def collect(
             "when set)",
         ),
     ] = None,
+    resolve_after: Annotated[
+        float,
+        typer.Option(
+            "--resolve-after",
+            metavar="SECONDS",
+            help="Resolve an open incident once no window has shown its fault for this many seconds.",
+            min=1.0,
+        ),
+    ] = 600.0,
+    webhook: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--webhook",
+            metavar="URL",
+            envvar="FLEETSCOPE_ALERT_WEBHOOK",
+            help="POST an Alertmanager-format notification here when an incident opens, reopens or "
+            "resolves; repeat for several receivers (in the variable: space-separated).",
+        ),
+    ] = None,
 ) -> None:
     """Watch the cluster and record incidents (the live form of `investigate`).
 
     Every INTERVAL seconds: gather a window of metrics and kernel-log events from the exporters (or a
     Prometheus-compatible API), investigate it with the same engine as `fleetscope investigate`, and
-    record the incident, if any, in the SQLite store the console reads.
+    record the incident, if any, in the SQLite store the console reads. An incident opens when a fault
+    is first reported, resolves when no window has shown it for --resolve-after seconds, and reopens
+    if it comes back; `fleetscope incidents` lists, shows and resolves them.
 
     Examples:
 
@@ -554,9 +576,12 @@ def collect(
 
       fleetscope collect --once -t 127.0.0.1:9847   # one cycle, report as JSON
 
+      fleetscope collect -t node-01:9847 --webhook http://alertmanager-bridge:9095/hook
+
     Exit codes: 0 done; 1 no source could be read (with --once) or the window folder is not
     fleetscope's; 2 usage error.
     """
+    from fleetscope.collectors.alerting import WebhookSender
     from fleetscope.collectors.incidents import IncidentStore
     from fleetscope.collectors.live import (
         CollectionError,
@@ -593,7 +618,21 @@ def collect(
             service = _open_lineage(None, lineage_store)
             cleanup.callback(service.close)  # stops an embedded graph server this process started
             on_incident = functools.partial(record_collector_incident, service)
-        collector = LiveCollector(sources, IncidentStore(store_path), window, on_incident=on_incident)
+        registry = CollectorRegistry()
+        urls = [url for value in webhook or [] for url in value.split()]
+        try:
+            alerts = WebhookSender(urls, registry=registry) if urls else None
+        except ValueError as exc:
+            raise typer.BadParameter(str(exc), param_hint="--webhook") from None
+        collector = LiveCollector(
+            sources,
+            IncidentStore(store_path),
+            window,
+            registry=registry,
+            on_incident=on_incident,
+            resolve_after=timedelta(seconds=resolve_after),
+            alerts=alerts,
+        )
         if once:
             try:
                 typer.echo(json.dumps(collector.run_once(), indent=2, default=str))
@@ -605,6 +644,149 @@ def collect(
         _stop_on_sigterm()
         with contextlib.suppress(KeyboardInterrupt, SystemExit):
             collector.run_forever(interval)
+
+
+incidents_app = typer.Typer(
+    help="The incidents `fleetscope collect` recorded: list, show, resolve.", no_args_is_help=True
+)
+app.add_typer(incidents_app, name="incidents")
+
+_IncidentStoreOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--store",
+        help="SQLite incident store. (default ~/.local/share/fleetscope/incidents.db; "
+        "env FLEETSCOPE_INCIDENT_STORE)",
+    ),
+]
+
+
+class IncidentState(StrEnum):
+    """Which incidents `fleetscope incidents list` shows."""
+
+    open = "open"
+    resolved = "resolved"
+    all = "all"
+
+
+def _incident_store(store: Path | None) -> Any:
+    from fleetscope.collectors.incidents import IncidentStore
+    from fleetscope.console.settings import ConsoleSettings
+
+    path = store or ConsoleSettings().incident_store
+    if not path.is_file():
+        typer.echo(
+            f"fleetscope incidents: no incident store at {path} (run `fleetscope collect` first)", err=True
+        )
+        raise typer.Exit(1)
+    return IncidentStore(path)
+
+
+def _incident_dict(incident: Any) -> dict[str, Any]:
+    return {
+        "id": incident.fingerprint,
+        "state": incident.state,
+        "layer": incident.layer,
+        "node": incident.node,
+        "gpu": incident.gpu,
+        "summary": incident.summary,
+        "confidence": incident.confidence,
+        "first_seen": incident.first_seen.isoformat(),
+        "last_seen": incident.last_seen.isoformat(),
+        "occurrences": incident.occurrences,
+        "reopened": incident.reopened,
+        "resolved_at": incident.resolved_at.isoformat() if incident.resolved_at else None,
+        "resolved_by": incident.resolved_by,
+    }
+
+
+@incidents_app.command("list")
+def incidents_list(
+    state: Annotated[IncidentState, typer.Option(help="Which incidents to list.")] = IncidentState.open,
+    limit: Annotated[int, typer.Option(help="At most this many, the most recently seen first.", min=1)] = 50,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON lines instead of a table.")] = False,
+    store: _IncidentStoreOpt = None,
+) -> None:
+    """List incidents, the most recently seen first (open ones unless --state says otherwise).
+
+    Example: fleetscope incidents list --state all --limit 20
+    """
+    from rich.console import Console
+    from rich.table import Table
+
+    incidents = _incident_store(store).recent(limit, None if state is IncidentState.all else state.value)
+    if as_json:
+        for incident in incidents:
+            typer.echo(json.dumps(_incident_dict(incident)))
+        return
+    if not incidents:
+        typer.echo(f"no {'' if state is IncidentState.all else state.value + ' '}incidents")
+        return
+    table = Table("id", "state", "layer", "node", "gpu", "last seen (UTC)", "seen", "summary")
+    table.columns[-1].overflow = "fold"
+    for incident in incidents:
+        table.add_row(
+            incident.fingerprint[:8],
+            incident.state,
+            incident.layer or "-",
+            incident.node or "-",
+            "-" if incident.gpu is None else str(incident.gpu),
+            incident.last_seen.strftime("%Y-%m-%d %H:%M:%S"),
+            str(incident.occurrences),
+            incident.summary,
+        )
+    Console().print(table)
+
+
+@incidents_app.command("show")
+def incidents_show(
+    incident_id: Annotated[str, typer.Argument(metavar="ID", help="Incident id (at least 4 characters).")],
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print the incident and its report as JSON.")
+    ] = False,
+    store: _IncidentStoreOpt = None,
+) -> None:
+    """Show one incident: its lifecycle, then the latest report (root cause, evidence, timeline).
+
+    Example: fleetscope incidents show 3f9c
+    """
+    from rich.console import Console
+
+    from fleetscope.console.investigate_report import render_text
+
+    try:
+        incident = _incident_store(store).find(incident_id)
+    except KeyError as exc:
+        typer.echo(f"fleetscope incidents show: {exc.args[0]}", err=True)
+        raise typer.Exit(1) from None
+    if as_json:
+        typer.echo(json.dumps({**_incident_dict(incident), "report": incident.report}, indent=2))
+        return
+    about = _incident_dict(incident)
+    typer.echo(
+        f"incident {about['id']}: {about['state']}, first seen {about['first_seen']}, last seen "
+        f"{about['last_seen']}, {about['occurrences']} reports, reopened {about['reopened']} times"
+        + (f", resolved {about['resolved_at']} by {about['resolved_by']}" if about["resolved_at"] else "")
+    )
+    render_text(incident.report, Console())
+
+
+@incidents_app.command("resolve")
+def incidents_resolve(
+    incident_id: Annotated[str, typer.Argument(metavar="ID", help="Incident id (at least 4 characters).")],
+    by: Annotated[str, typer.Option(help="Who resolves it (kept with the incident).")] = "",
+    store: _IncidentStoreOpt = None,
+) -> None:
+    """Resolve an open incident by hand; a new report of the same fault reopens it.
+
+    Example: fleetscope incidents resolve 3f9c --by alice
+    """
+    try:
+        change = _incident_store(store).resolve(incident_id, by=by or os.environ.get("USER") or "user")
+    except KeyError as exc:
+        typer.echo(f"fleetscope incidents resolve: {exc.args[0]}", err=True)
+        raise typer.Exit(1) from None
+    typer.echo(f"resolved incident {change.incident.fingerprint}: {change.incident.summary}")
 
 
 @app.command()

@@ -2,12 +2,22 @@
 
 from __future__ import annotations
 
+import json
+import sqlite3
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
-from fleetscope.collectors.incidents import IncidentStore, fingerprint
+from fleetscope.collectors.incidents import (
+    OPEN,
+    OPENED,
+    REOPENED,
+    RESOLVED,
+    UPDATED,
+    IncidentStore,
+    fingerprint,
+)
 
 
 def _report(node: str, gpu: int | None, confidence: float = 0.9) -> dict:
@@ -58,3 +68,82 @@ def test_healthy_report_is_not_an_incident() -> None:
 def test_incident_without_root_cause_is_rejected() -> None:
     with pytest.raises(ValueError, match="at least one root cause"):
         fingerprint({"incident": True, "root_causes": []})
+
+
+def test_lifecycle_open_update_resolve_when_quiet_reopen(tmp_path: Path) -> None:
+    store = IncidentStore(tmp_path / "incidents.db")
+    t0 = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
+    quiet = timedelta(minutes=10)
+    opened = store.record(_report("node-01", 1), now=t0)
+    assert opened is not None and (opened.kind, opened.incident.state) == (OPENED, OPEN)
+    updated = store.record(_report("node-01", 1), now=t0 + timedelta(minutes=1))
+    assert updated is not None and updated.kind == UPDATED
+    store.record(_report("node-02", 3), now=t0 + timedelta(minutes=8))
+
+    # node-01's fault was last reported at t0+1min: quiet for 10 minutes at t0+11min+1s; node-02's is not.
+    assert store.resolve_quiet(quiet, now=t0 + timedelta(minutes=11)) == []
+    (resolved,) = store.resolve_quiet(quiet, now=t0 + timedelta(minutes=11, seconds=1))
+    assert (resolved.kind, resolved.incident.node, resolved.incident.state) == (
+        RESOLVED,
+        "node-01",
+        "resolved",
+    )
+    assert resolved.incident.resolved_by == "quiet"
+    assert resolved.incident.resolved_at == t0 + timedelta(minutes=11, seconds=1)
+    assert store.resolve_quiet(quiet, now=t0 + timedelta(minutes=11, seconds=2)) == []  # once only
+    assert [i.node for i in store.recent(state="open")] == ["node-02"]
+    assert store.count("open") == 1 and store.count() == 2
+    store.close()
+
+    # The fault comes back after a restart of the collector: the same row reopens, no duplicate.
+    again = IncidentStore(tmp_path / "incidents.db")
+    reopened = again.record(_report("node-01", 1), now=t0 + timedelta(hours=1))
+    assert reopened is not None and reopened.kind == REOPENED
+    assert (reopened.incident.state, reopened.incident.reopened, reopened.incident.occurrences) == (
+        OPEN,
+        1,
+        3,
+    )
+    assert reopened.incident.first_seen == t0
+    assert again.count() == 2
+
+
+def test_resolve_by_hand_with_an_id_prefix(tmp_path: Path) -> None:
+    store = IncidentStore(tmp_path / "incidents.db")
+    recorded = store.record(_report("node-01", 1))
+    assert recorded is not None
+    key = recorded.incident.fingerprint
+    change = store.resolve(key[:6], by="alice")
+    assert (change.incident.state, change.incident.resolved_by) == ("resolved", "alice")
+    with pytest.raises(KeyError, match="already resolved"):
+        store.resolve(key)
+    with pytest.raises(KeyError, match="at least 4"):
+        store.find("ab")
+    with pytest.raises(KeyError, match="no incident"):
+        store.find("0000000000000000" if not key.startswith("0000") else "ffffffffffffffff")
+
+
+def test_a_store_written_before_the_lifecycle_opens_with_every_incident_open(tmp_path: Path) -> None:
+    path = tmp_path / "old.db"
+    with sqlite3.connect(path) as db:  # the schema fleetscope 0.1 wrote, with one incident in it
+        db.executescript(
+            "CREATE TABLE incidents (fingerprint TEXT PRIMARY KEY, layer TEXT, node TEXT, gpu INTEGER,"
+            " summary TEXT NOT NULL, confidence REAL NOT NULL, first_seen TEXT NOT NULL,"
+            " last_seen TEXT NOT NULL, occurrences INTEGER NOT NULL, report TEXT NOT NULL);"
+        )
+        report = _report("node-05", 2)
+        db.execute(
+            "INSERT INTO incidents VALUES (?, 'gpu_hardware', 'node-05', 2, 's', 0.9, ?, ?, 4, ?)",
+            (
+                fingerprint(report),
+                "2026-01-01T00:00:00+00:00",
+                "2026-01-01T00:05:00+00:00",
+                json.dumps(report),
+            ),
+        )
+    db.close()
+    store = IncidentStore(path)
+    (incident,) = store.recent()
+    assert (incident.state, incident.occurrences, incident.reopened) == (OPEN, 4, 0)
+    change = store.record(report, now=datetime(2026, 1, 1, 0, 6, tzinfo=UTC))
+    assert change is not None and change.kind == UPDATED and change.incident.occurrences == 5

@@ -34,9 +34,9 @@ def _incident(node: str, gpu: int | None, bus: str | None, when: str) -> Inciden
         "symptoms": [],
         "unparsed": {"files": 0, "lines": 0},
     }
-    incident = IncidentStore(":memory:").record(report)
-    assert incident is not None
-    return incident
+    recorded = IncidentStore(":memory:").record(report)
+    assert recorded is not None
+    return recorded.incident
 
 
 def _seed(lineage: Lineage) -> None:
