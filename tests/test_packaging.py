@@ -42,6 +42,7 @@ def test_wheel_holds_one_namespace_with_its_data_and_no_tests(wheel: Path) -> No
         "fleetscope/collectors/knowledge/xid.yaml",
         "fleetscope/lineage/spec/OpenLineage.json",
         "fleetscope/dashboards/provisioning/datasources/prometheus.yml",
+        "fleetscope/dashboards/rules/fleetscope-alerts.yml",
         f"fleetscope/examples/incidents/{BUNDLE}/case.json",
         "fleetscope/examples/lineage/events.jsonl",
     ):
