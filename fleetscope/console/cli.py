@@ -641,6 +641,18 @@ def collect(
                 raise typer.Exit(1) from None
             return
         start_http_server(int(port), addr=host or "127.0.0.1", registry=collector.registry)
+        watched = [f"{len(target)} exporter(s) ({', '.join(target)})"] if target else []
+        watched += [f"the Prometheus API at {prometheus_url}"] if prometheus_url else []
+        logging.getLogger("fleetscope.collect").info(
+            "watching %s every %.0f s; incidents in %s (resolved after %.0f s quiet)%s; own metrics on "
+            "http://%s/metrics",
+            " and ".join(watched),
+            interval,
+            store_path,
+            resolve_after,
+            f"; alerts to {len(urls)} webhook(s)" if urls else "",
+            listen,
+        )
         _stop_on_sigterm()
         with contextlib.suppress(KeyboardInterrupt, SystemExit):
             collector.run_forever(interval)
@@ -838,6 +850,98 @@ def console(
     ]
     # Become the Streamlit server, so a signal to this process reaches the server and leaves no orphan.
     os.execve(sys.executable, command, env)
+
+
+@app.command()
+def up(
+    address: Annotated[str, typer.Option(help="Address every service listens on.")] = "127.0.0.1",
+    exporter_port: Annotated[int, typer.Option(help="The exporter's port.", min=1, max=65535)] = 9847,
+    collector_port: Annotated[
+        int, typer.Option(help="Port of the collector's own /metrics.", min=1, max=65535)
+    ] = 9836,
+    console_port: Annotated[int, typer.Option(help="The console's port.", min=1, max=65535)] = 8501,
+    interval: Annotated[float, typer.Option(help="Seconds between collector cycles.", min=1.0)] = 30.0,
+    data_dir: Annotated[
+        Path | None,
+        typer.Option(
+            metavar="DIR",
+            help="Where the incident store and the services' logs go. (default ~/.local/share/fleetscope)",
+        ),
+    ] = None,
+    console_app: Annotated[
+        bool, typer.Option("--console/--no-console", help="Start the console (needs the console extra).")
+    ] = True,
+) -> None:
+    """Run the whole stack on this machine: exporter, collector and console, on embedded defaults.
+
+    Starts `fleetscope exporter` for this node, `fleetscope collect` scraping it into the incident store,
+    and `fleetscope console` reading that store; prints each one's URL once it answers. Ctrl-C stops
+    all three. Each service logs to DATA_DIR/up/NAME.log; if one exits, the stack stops and the end of
+    its log is printed.
+
+    Example: fleetscope up --console-port 8600
+
+    Exit codes: 0 stopped by Ctrl-C or SIGTERM; 1 a service failed to start or exited.
+    """
+    import importlib.util
+
+    from fleetscope.console.settings import default_data_dir
+    from fleetscope.console.up import Service, Stack, StackError, fleetscope_argv
+
+    base = data_dir or default_data_dir()
+    store = base / "incidents.db"
+    exporter_at = f"{address}:{exporter_port}"
+    services = [
+        Service(
+            "exporter",
+            fleetscope_argv("exporter", "--web.listen-address", exporter_at),
+            f"http://{exporter_at}/metrics",
+            f"http://{exporter_at}/metrics",
+        ),
+        Service(
+            "collector",
+            fleetscope_argv(
+                "collect",
+                "--target",
+                exporter_at,
+                "--store",
+                str(store),
+                "--interval",
+                str(interval),
+                "--web.listen-address",
+                f"{address}:{collector_port}",
+            ),
+            f"http://{address}:{collector_port}/metrics",
+            f"http://{address}:{collector_port}/metrics (incidents in {store})",
+        ),
+    ]
+    if console_app and importlib.util.find_spec("streamlit") is None:
+        typer.echo("console not started: it needs Streamlit (pip install 'fleetscope[console]')", err=True)
+    elif console_app:
+        services.append(
+            Service(
+                "console",
+                fleetscope_argv(
+                    "console", "--address", address, "--port", str(console_port), "--store", str(store)
+                ),
+                f"http://{address}:{console_port}/_stcore/health",
+                f"http://{address}:{console_port}",
+            )
+        )
+    stack = Stack(services, base / "up", typer.echo)
+    _stop_on_sigterm()
+    try:
+        stack.start()
+        typer.echo("fleetscope is up; Ctrl-C stops it.")
+        stack.watch()
+    except StackError as exc:
+        typer.echo(f"fleetscope up: {exc}", err=True)
+        raise typer.Exit(1) from None
+    except (KeyboardInterrupt, SystemExit):
+        typer.echo("stopping ...")
+    finally:
+        stack.stop()
+    typer.echo("stopped.")
 
 
 def _version(value: bool) -> None:

@@ -1,0 +1,99 @@
+"""``fleetscope up``: exporter, collector and console as real processes, stopped cleanly by Ctrl-C."""
+
+from __future__ import annotations
+
+import signal
+import socket
+import subprocess
+import sys
+import urllib.request
+from pathlib import Path
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from tests.exporters.support import wait_for
+from tests.servers import free_port
+
+
+def _up(tmp_path: Path, *ports: int) -> subprocess.Popen[str]:
+    exporter, collector, console = ports
+    return subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "fleetscope.console.cli",
+            "up",
+            "--data-dir",
+            str(tmp_path / "data"),
+            "--exporter-port",
+            str(exporter),
+            "--collector-port",
+            str(collector),
+            "--console-port",
+            str(console),
+            "--interval",
+            "1",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def _get(url: str) -> str:
+    with urllib.request.urlopen(url, timeout=5) as answer:
+        return str(answer.read().decode())
+
+
+def _cycles(url: str) -> float:
+    for family in text_string_to_metric_families(_get(url)):
+        if family.name == "fleetscope_collector_cycles":
+            return float(family.samples[0].value)
+    return 0.0
+
+
+def _listening(port: int) -> bool:
+    with socket.socket() as s:
+        return s.connect_ex(("127.0.0.1", port)) == 0
+
+
+@pytest.mark.integration
+def test_the_stack_comes_up_collects_and_stops_on_ctrl_c(tmp_path: Path) -> None:
+    ports = (free_port(), free_port(), free_port())
+    up = _up(tmp_path, *ports)
+    try:
+        assert up.stdout is not None
+        lines = [up.stdout.readline() for _ in range(4)]
+        assert lines[0] == f"exporter   http://127.0.0.1:{ports[0]}/metrics\n"
+        assert lines[1].startswith(f"collector  http://127.0.0.1:{ports[1]}/metrics (incidents in ")
+        assert lines[2] == f"console    http://127.0.0.1:{ports[2]}\n"
+        assert lines[3] == "fleetscope is up; Ctrl-C stops it.\n"
+        assert "fleetscope_scrape_collector_success" in _get(f"http://127.0.0.1:{ports[0]}/metrics")
+        # The collector scrapes the exporter: its cycles count up.
+        wait_for(
+            lambda: "fleetscope_collector_cycles_total 2.0" in _get(f"http://127.0.0.1:{ports[1]}/metrics")
+        )
+        assert _get(f"http://127.0.0.1:{ports[2]}/_stcore/health") == "ok"
+    finally:
+        up.send_signal(signal.SIGINT)
+        out, err = up.communicate(timeout=60)
+    assert up.returncode == 0, err
+    assert out.endswith("stopping ...\nstopped.\n")
+    assert not any(_listening(port) for port in ports)
+    assert (tmp_path / "data" / "incidents.db").is_file()
+
+
+@pytest.mark.integration
+def test_a_service_that_cannot_start_stops_the_stack_and_says_why(tmp_path: Path) -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        collector_port = free_port()
+        up = _up(tmp_path, busy.getsockname()[1], collector_port, free_port())
+        out, err = up.communicate(timeout=120)
+    assert up.returncode == 1
+    assert out == ""
+    assert err.startswith("fleetscope up: exporter exited with status 1 while starting; the end of its log")
+    assert "cannot listen on" in err
+    assert not _listening(collector_port)
