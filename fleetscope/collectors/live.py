@@ -12,9 +12,20 @@ Sources (docs/design.md, "The shape"):
 - :class:`ExporterSource`: the built-in scraper, the embedded default. Reads each exporter's
   ``/metrics`` (Prometheus text) and ``/events`` (the kernel-log lines it watched) straight from the
   node.
+- :class:`FileSDSource`: the exporters a Prometheus ``file_sd`` JSON file lists, re-read every cycle.
 - :class:`PromQLSource`: any Prometheus-compatible HTTP API (Prometheus, Thanos, Mimir,
-  VictoriaMetrics, AMP). One instant query per cycle for fleetscope's, dcgm-exporter's and
-  node_exporter's GPU and fabric series, grouped into nodes by the ``instance`` target label.
+  VictoriaMetrics, AMP). Two instant queries per cycle (now, and ``offset`` the window) for fleetscope's,
+  dcgm-exporter's and node_exporter's GPU and fabric series, grouped into nodes by the ``instance``
+  target label.
+
+**Time windows.** A window covers the last ``window`` seconds (default 5 minutes). Counters appear in it as
+their increase over the window, and a counter that did not rise is left out, so a fault counted weeks ago
+is not reported again every cycle: :class:`ExporterSource` keeps earlier scrapes of each target and
+subtracts the one from the window's start (the first scrape of a target is only a baseline), and
+:class:`PromQLSource` reads the same series ``offset`` the window and subtracts. Gauges appear with
+their latest value. Kernel-log events stay in the window while they are younger than it: by their own
+wall-clock time where the exporter has one (journald), else by when the collector first saw them; the
+events an exporter still holds when the collector first reads it are a baseline too.
 
 A source implements ``fetch() -> dict[node, NodeSnapshot]`` and may raise :class:`SourceError`; a failing
 source is counted in ``fleetscope_collector_source_errors_total`` and the cycle goes on with the others;
@@ -33,7 +44,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Protocol
 from urllib.error import URLError
@@ -42,6 +53,7 @@ from urllib.request import urlopen
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.core import Metric
+from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.registry import Collector
 
 from fleetscope.collectors.alerting import WebhookSender
@@ -116,6 +128,71 @@ class Source(Protocol):
         ...
 
 
+#: A sample's identity: its name and sorted labels.
+SeriesKey = tuple[str, tuple[tuple[str, str], ...]]
+
+_COUNTER_NAME = re.compile(r"(?i).*(_total|_counter)$")
+
+
+def is_counter_sample(name: str, family_type: str = "untyped") -> bool:
+    """Whether a sample is a monotonic counter: its family says so, or (for untyped series read through a
+    PromQL API, which carries no types) its name ends ``_total`` or ``_COUNTER`` (dcgm-exporter)."""
+    if family_type == "counter":
+        return name.endswith("_total")
+    return family_type == "untyped" and _COUNTER_NAME.match(name) is not None
+
+
+def _key(name: str, labels: dict[str, str]) -> SeriesKey:
+    return name, tuple(sorted(labels.items()))
+
+
+def increase(now: float, then: float | None) -> float:
+    """A counter's rise from ``then`` to ``now``; a drop means it was reset (a restart), so all of
+    ``now`` is new. ``then`` None: the series did not exist at the window's start, so all of it is new."""
+    if then is None or now < then:
+        return now
+    return now - then
+
+
+def window_exposition(text: str, start: dict[SeriesKey, float] | None) -> tuple[str, dict[SeriesKey, float]]:
+    """Turn one scrape into the window's view of it.
+
+    Args:
+        text: a Prometheus text exposition scraped now.
+        start: counter values at the window's start (:func:`window_exposition`'s second return value
+            from an earlier scrape), or None when there is no earlier scrape: then every counter's
+            increase is 0 and the scrape is only a baseline.
+
+    Returns:
+        ``(exposition, counters)``: the text with gauges as they are and counters replaced by their
+        increase (counters that did not rise, and ``_created`` samples, left out), and this scrape's
+        counter values for later windows.
+
+    Raises:
+        ValueError: the text is not a Prometheus exposition (prometheus-client's parser).
+    """
+    families = []
+    counters: dict[SeriesKey, float] = {}
+    for family in text_string_to_metric_families(text):
+        kept = Metric(family.name, family.documentation, family.type, family.unit)
+        for sample in family.samples:
+            if family.type == "counter" and not sample.name.endswith("_total"):
+                continue  # _created: when the counter was made, no evidence
+            if not is_counter_sample(sample.name, family.type):
+                kept.add_sample(sample.name, sample.labels, sample.value)
+                continue
+            key = _key(sample.name, sample.labels)
+            counters[key] = sample.value
+            rise = 0.0 if start is None else increase(sample.value, start.get(key))
+            if rise > 0:
+                kept.add_sample(sample.name, sample.labels, rise)
+        if kept.samples:
+            families.append(kept)
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(_Families(families))
+    return generate_latest(registry).decode(), counters
+
+
 def _get(url: str, timeout: float) -> bytes:
     try:
         with urlopen(url, timeout=timeout) as response:
@@ -131,34 +208,149 @@ def node_name(address: str) -> str:
     return host or address
 
 
-def _kernel_line(event: dict[str, Any]) -> str:
-    """Write an exporter ``/events`` entry back as a ``dmesg`` line, the form the kernel-log parser reads.
+def _kernel_line(event: dict[str, Any], node: str) -> str:
+    """Write an exporter ``/events`` entry back as a kernel-log line the kernel-log parser reads.
 
-    The exporter's ``raw`` field keeps the source's own framing (``/dev/kmsg`` records, journald JSON);
-    ``message`` is the kernel's text and ``uptime_seconds`` its monotonic stamp.
+    ``message`` is the kernel's text; ``time`` its wall-clock time (ISO 8601, journald) and
+    ``uptime_seconds`` its monotonic stamp, where the source had them. A wall-clock time is kept as an
+    RFC 3339 syslog line (``TIME NODE kernel: MESSAGE``), an uptime as a ``dmesg`` line.
     """
-    uptime = event.get("uptime_seconds")
     message = str(event["message"])
+    when = _event_time(event)
+    if when is not None:
+        return f"{when.isoformat()} {node} kernel: {message}"
+    uptime = event.get("uptime_seconds")
     if not isinstance(uptime, int | float) or _UPTIME_STAMP.match(message):
         return message  # a line from a dmesg-style file keeps its own stamp
     return f"[{float(uptime):12.6f}] {message}"
 
 
-class ExporterSource:
-    """Reads ``fleetscope exporter`` endpoints directly.
+def _event_time(event: dict[str, Any]) -> datetime | None:
+    try:
+        when = datetime.fromisoformat(str(event["time"])) if event.get("time") else None
+    except ValueError:
+        return None
+    return when if when is None or when.tzinfo else when.replace(tzinfo=UTC)
+
+
+class _Families(Collector):
+    """Serves ready-made metric families, so prometheus-client writes the exposition."""
+
+    def __init__(self, families: list[Metric]) -> None:
+        self.families = families
+
+    def collect(self) -> list[Metric]:
+        return self.families
+
+
+def target_nodes(targets: Sequence[str]) -> dict[str, str]:
+    """Name the node behind each exporter target.
 
     Args:
-        targets: exporter base URLs or ``host:port`` pairs (``http://`` is assumed).
-        timeout: seconds allowed for each HTTP request.
+        targets: ``host:port``, a URL, or ``NAME=host:port`` to name the node yourself.
+
+    Returns:
+        ``{base URL: node}``. A node is its host, or ``host:port`` where several targets share a host
+        (exporters behind SSH tunnels on one machine), so that no two targets fold into one node.
 
     Raises:
-        ValueError: a target is not an HTTP address.
+        ValueError: a target is not an HTTP address, or two targets get the same node name.
+    """
+    named: list[tuple[str, str | None]] = []
+    for target in targets:
+        given, sep, address = target.partition("=")
+        named.append((http_url(address), given) if sep and "//" not in given else (http_url(target), None))
+    hosts = [node_name(url) for url, label in named if label is None]
+    nodes: dict[str, str] = {}
+    for url, label in named:
+        host = node_name(url)
+        node = label or (host if hosts.count(host) == 1 else urlsplit(url).netloc)
+        if node in nodes.values() or url in nodes:
+            raise ValueError(f"two targets name the same node {node!r}: give each a NAME=host:port")
+        nodes[url] = node
+    return nodes
+
+
+class ExporterSource:
+    """Reads ``fleetscope exporter`` endpoints directly, into windows (module docstring, "Time windows").
+
+    Args:
+        targets: exporter addresses: ``host:port`` (``http://`` is assumed), URLs, or ``NAME=host:port``.
+        timeout: seconds allowed for each HTTP request.
+        window: how far back a window reaches.
+        clock: monotonic seconds (injected by tests).
+        held_events_are_recent: count the kernel-log events an exporter holds when first read (and that
+            carry no wall-clock time) as inside the window, instead of as a baseline: for a one-off look
+            (``fleetscope collect --once``), which has no earlier read to compare with.
+
+    Raises:
+        ValueError: a target is not an HTTP address, or two name the same node.
     """
 
-    def __init__(self, targets: Sequence[str], timeout: float = 10.0) -> None:
-        self.targets = [http_url(t) for t in targets]
+    def __init__(
+        self,
+        targets: Sequence[str],
+        timeout: float = 10.0,
+        window: timedelta = timedelta(minutes=5),
+        clock: Callable[[], float] = time.monotonic,
+        held_events_are_recent: bool = False,
+    ) -> None:
+        self.held_events_are_recent = held_events_are_recent
         self.timeout = timeout
+        self.window = window.total_seconds()
+        self.clock = clock
         self.skipped: list[str] = []
+        # Per target: counter values of earlier scrapes, oldest first, and when each kernel line was seen.
+        self._scrapes: dict[str, deque[tuple[float, dict[SeriesKey, float]]]] = {}
+        self._seen: dict[str, dict[str, float]] = {}
+        self.nodes: dict[str, str] = {}
+        self.targets: list[str] = []
+        self.set_targets(targets)
+
+    def set_targets(self, targets: Sequence[str]) -> None:
+        """Replace the targets; what was kept of a target no longer listed is dropped.
+
+        Raises:
+            ValueError: a target is not an HTTP address, or two name the same node.
+        """
+        self.nodes = target_nodes(targets)
+        self.targets = list(self.nodes)
+        for gone in set(self._scrapes) - set(self.nodes):
+            del self._scrapes[gone]
+            self._seen.pop(gone, None)
+
+    def _window_start(self, base: str, now: float) -> dict[SeriesKey, float] | None:
+        """Counter values of the latest scrape at or before the window's start (else the oldest one)."""
+        scrapes = self._scrapes.get(base)
+        if not scrapes:
+            return None
+        while len(scrapes) > 1 and scrapes[1][0] <= now - self.window:
+            scrapes.popleft()
+        return scrapes[0][1]
+
+    def _kernel_lines(self, base: str, events: list[Any], now: float) -> list[str]:
+        first_read = base not in self._seen and not self.held_events_are_recent
+        seen = self._seen.setdefault(base, {})
+        wall_start = datetime.now(UTC) - timedelta(seconds=self.window)
+        lines = []
+        current = set()
+        for event in events:
+            if not isinstance(event, dict) or not event.get("message"):
+                continue
+            line = _kernel_line(event, self.nodes[base])
+            current.add(line)
+            when = _event_time(event)
+            if when is not None:
+                if when >= wall_start:
+                    lines.append(line)
+                continue
+            # No wall-clock time: place the line by when this collector first saw it.
+            first_seen = seen.setdefault(line, float("-inf") if first_read else now)
+            if first_seen >= now - self.window:
+                lines.append(line)
+        for line in [line for line in seen if line not in current]:
+            del seen[line]  # gone from the exporter's ring buffer, so it cannot come back as new
+        return lines
 
     def fetch(self) -> dict[str, NodeSnapshot]:
         """Read ``/metrics`` and ``/events`` of every target; unreachable targets are skipped.
@@ -170,15 +362,18 @@ class ExporterSource:
         errors: list[str] = []
         for base in self.targets:
             try:
-                metrics = _get(base + "/metrics", self.timeout).decode("utf-8", "replace")
+                text = _get(base + "/metrics", self.timeout).decode("utf-8", "replace")
                 events = json.loads(_get(base + "/events", self.timeout))
-            except (SourceError, json.JSONDecodeError) as exc:
-                errors.append(str(exc))
+                now = self.clock()
+                metrics, counters = window_exposition(text, self._window_start(base, now))
+            except (SourceError, json.JSONDecodeError, ValueError) as exc:
+                errors.append(f"{base}: {exc}" if base not in str(exc) else str(exc))
                 continue
-            lines = [
-                _kernel_line(e) for e in events.get("events", []) if isinstance(e, dict) and e.get("message")
-            ]
-            snapshots[node_name(base)] = NodeSnapshot(metrics=metrics, kernel_lines=lines)
+            self._scrapes.setdefault(base, deque()).append((now, counters))
+            lines = self._kernel_lines(
+                base, events.get("events", []) if isinstance(events, dict) else [], now
+            )
+            snapshots[self.nodes[base]] = NodeSnapshot(metrics=metrics, kernel_lines=lines)
         if errors and not snapshots:
             raise SourceError("; ".join(errors))
         for error in errors:
@@ -187,62 +382,139 @@ class ExporterSource:
         return snapshots
 
 
-class _Samples(Collector):
-    """Re-exposes PromQL query results so they can be written with prometheus-client's exposition."""
+class FileSDSource:
+    """Exporter targets listed in a Prometheus ``file_sd`` JSON file, re-read every cycle.
 
-    def __init__(self, results: list[dict[str, Any]]) -> None:
-        self.results = results
+    The file is a list of ``{"targets": ["host:port", ...], "labels": {...}}`` groups (Prometheus's
+    ``file_sd_config`` format, as ``fleetscope install`` writes it); a ``node`` label names the node of
+    every target of its group. Reading is then as :class:`ExporterSource`.
 
-    def collect(self) -> list[Metric]:
-        families: dict[str, Metric] = {}
-        for result in self.results:
-            labels = dict(result["metric"])
-            name = labels.pop("__name__")
-            for target_label in ("instance", "job"):
-                labels.pop(target_label, None)
-            family = families.setdefault(name, Metric(name, "read through the PromQL API", "untyped"))
-            family.add_sample(name, labels, float(result["value"][1]))
-        return list(families.values())
+    Args:
+        path: the JSON file.
+        timeout, window, held_events_are_recent: as for :class:`ExporterSource`.
+    """
+
+    def __init__(
+        self,
+        path: Path,
+        timeout: float = 10.0,
+        window: timedelta = timedelta(minutes=5),
+        held_events_are_recent: bool = False,
+    ) -> None:
+        self.path = Path(path)
+        self.skipped: list[str] = []
+        self._exporters = ExporterSource(
+            [], timeout=timeout, window=window, held_events_are_recent=held_events_are_recent
+        )
+
+    def targets(self) -> list[str]:
+        """The targets the file lists now, as ``NAME=host:port`` where a ``node`` label names them.
+
+        Raises:
+            SourceError: the file is missing, not JSON, or not in file_sd's shape.
+        """
+        try:
+            groups = json.loads(self.path.read_text())
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise SourceError(f"targets file {self.path}: {exc}") from exc
+        if not isinstance(groups, list) or not all(
+            isinstance(g, dict) and isinstance(g.get("targets"), list) for g in groups
+        ):
+            raise SourceError(f"targets file {self.path}: not a file_sd list of {{targets, labels}} groups")
+        found = []
+        for group in groups:
+            node = (group.get("labels") or {}).get("node")
+            for address in group["targets"]:
+                found.append(f"{node}={address}" if node and len(group["targets"]) == 1 else str(address))
+        return found
+
+    def fetch(self) -> dict[str, NodeSnapshot]:
+        """Re-read the file and read every exporter it lists.
+
+        Raises:
+            SourceError: the file cannot be read, a target in it is bad, or no target answered.
+        """
+        try:
+            self._exporters.set_targets(self.targets())
+        except ValueError as exc:
+            raise SourceError(f"targets file {self.path}: {exc}") from exc
+        if not self._exporters.targets:
+            raise SourceError(f"targets file {self.path} lists no targets")
+        snapshots = self._exporters.fetch()
+        self.skipped = self._exporters.skipped
+        return snapshots
 
 
 class PromQLSource:
-    """Reads the current value of GPU and fabric series from a Prometheus-compatible HTTP API.
+    """Reads GPU and fabric series from a Prometheus-compatible HTTP API, into windows.
+
+    Two instant queries per cycle: the series now, and the same series ``offset`` the window; a
+    counter's increase is the difference (module docstring, "Time windows").
 
     Args:
         url: the API's base URL, e.g. ``http://prometheus:9090`` (``/api/v1/query`` is appended).
-        timeout: seconds allowed for the query.
+        timeout: seconds allowed for each query.
+        window: how far back a window reaches (whole seconds).
 
     Raises:
         ValueError: ``url`` is not an HTTP address.
     """
 
-    def __init__(self, url: str, timeout: float = 30.0) -> None:
+    def __init__(self, url: str, timeout: float = 30.0, window: timedelta = timedelta(minutes=5)) -> None:
         self.url = http_url(url)
-        self.skipped: list[str] = []  # one query: it answers whole or not at all
+        self.skipped: list[str] = []  # the queries answer whole or not at all
         self.timeout = timeout
+        self.window = max(1, int(window.total_seconds()))
 
-    def fetch(self) -> dict[str, NodeSnapshot]:
-        """One instant query, split into nodes by the ``instance`` label.
-
-        Raises:
-            SourceError: the API is unreachable or answered with an error.
-        """
-        query = urlencode({"query": PROMQL_SELECTOR})
+    def _query(self, query: str) -> list[dict[str, Any]]:
         try:
-            answer = json.loads(_get(f"{self.url}/api/v1/query?{query}", self.timeout))
+            answer = json.loads(_get(f"{self.url}/api/v1/query?{urlencode({'query': query})}", self.timeout))
         except json.JSONDecodeError as exc:
             raise SourceError(f"{self.url} answered with something that is not JSON: {exc}") from exc
         if answer.get("status") != "success":
             raise SourceError(f"{self.url}: {answer.get('errorType')}: {answer.get('error')}")
-        by_node: dict[str, list[dict[str, Any]]] = {}
-        for result in answer["data"]["result"]:
-            node = node_name(result["metric"].get("instance", "unknown"))
-            by_node.setdefault(node, []).append(result)
+        return list(answer["data"]["result"])
+
+    def fetch(self) -> dict[str, NodeSnapshot]:
+        """The window of every node, split by the ``instance`` label (its host, or ``host:port`` where
+        several instances share a host).
+
+        Raises:
+            SourceError: the API is unreachable or answered with an error.
+        """
+        now = self._query(PROMQL_SELECTOR)
+        then = self._query(f"{PROMQL_SELECTOR} offset {self.window}s")
+        start: dict[str, dict[SeriesKey, float]] = {}
+        for result in then:
+            labels = dict(result["metric"])
+            instance = labels.pop("instance", "unknown")
+            labels.pop("job", None)
+            start.setdefault(instance, {})[_key(labels.pop("__name__"), labels)] = float(result["value"][1])
+        by_instance: dict[str, list[Metric]] = {}
+        for result in now:
+            labels = dict(result["metric"])
+            instance = labels.pop("instance", "unknown")
+            labels.pop("job", None)
+            name = labels.pop("__name__")
+            value = float(result["value"][1])
+            if is_counter_sample(name):
+                if instance not in start:
+                    continue  # the target was not scraped at the window's start: a baseline only
+                value = increase(value, start[instance].get(_key(name, labels)))
+                if value <= 0:
+                    continue
+            family = Metric(name, "read through the PromQL API", "untyped")
+            family.add_sample(name, labels, value)
+            by_instance.setdefault(instance, []).append(family)
+        hosts = [node_name(instance) for instance in by_instance]
         snapshots = {}
-        for node, results in by_node.items():
+        for instance, families in by_instance.items():
             registry = CollectorRegistry(auto_describe=False)
-            registry.register(_Samples(results))
-            snapshots[node] = NodeSnapshot(metrics=generate_latest(registry).decode())
+            registry.register(_Families(families))
+            host = node_name(instance)
+            snapshots[host if hosts.count(host) == 1 else instance] = NodeSnapshot(
+                metrics=generate_latest(registry).decode()
+            )
         return snapshots
 
 
@@ -254,7 +526,7 @@ class LiveCollector:
         store: the incident store reports go to.
         window_dir: the folder the window bundle is written into, replaced on every cycle; it must
             not exist yet or be a window this collector wrote (it holds :data:`WINDOW_MARKER`).
-        kernel_history: how many kernel-log lines per node the window keeps across cycles.
+        kernel_history: at most this many kernel-log lines per node in a window.
         registry: where the collector's own metrics are registered.
         on_incident: called with each recorded incident (e.g. to link it into the lineage graph); an
             exception it raises is logged and counted, never fatal to the cycle.
@@ -279,7 +551,6 @@ class LiveCollector:
         self.resolve_after = resolve_after
         self.alerts = alerts
         self.window_dir = Path(window_dir)
-        self._kernel: dict[str, deque[str]] = {}
         self._kernel_history = kernel_history
         self.registry = registry or CollectorRegistry()
         self._cycles = Counter(
@@ -356,12 +627,10 @@ class LiveCollector:
             folder.mkdir()
             if snapshot.metrics:
                 (folder / "metrics.prom").write_text(snapshot.metrics)
-            history = self._kernel.setdefault(node, deque(maxlen=self._kernel_history))
-            # An exporter's /events is a ring buffer that overlaps the previous cycle's.
-            seen = set(history)
-            history.extend(line for line in snapshot.kernel_lines if line not in seen)
-            if history:
-                (folder / "kernel.log").write_text("\n".join(history) + "\n")
+            # An exporter's /events is a ring buffer that repeats lines; the window holds each once.
+            lines = list(dict.fromkeys(snapshot.kernel_lines))[-self._kernel_history :]
+            if lines:
+                (folder / "kernel.log").write_text("\n".join(lines) + "\n")
         # Swap in the new window whole, so a reader never sees half of one.
         shutil.rmtree(self.window_dir, ignore_errors=True)
         staging.rename(self.window_dir)

@@ -510,8 +510,30 @@ def lineage_export_log(
 def collect(
     target: Annotated[
         list[str] | None,
-        typer.Option("--target", "-t", help="Exporter address (host:port or URL); repeat for each node."),
+        typer.Option(
+            "--target",
+            "-t",
+            metavar="[NAME=]HOST:PORT",
+            help="Exporter address (host:port or URL), optionally with its node's name; repeat per node.",
+        ),
     ] = None,
+    targets_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--targets-file",
+            metavar="FILE",
+            help="Prometheus file_sd JSON of exporter targets (re-read every cycle); a target's `node` label "
+            "names its node.",
+        ),
+    ] = None,
+    window: Annotated[
+        float,
+        typer.Option(
+            metavar="SECONDS",
+            help="How far back each cycle looks: counters count what rose in it, events what happened in it.",
+            min=1.0,
+        ),
+    ] = 300.0,
     prometheus_url: Annotated[
         str | None,
         typer.Option(
@@ -527,7 +549,13 @@ def collect(
         ),
     ] = None,
     interval: Annotated[float, typer.Option(help="Seconds between cycles.", min=1.0)] = 30.0,
-    once: Annotated[bool, typer.Option(help="Run one cycle, print its report as JSON and exit.")] = False,
+    once: Annotated[
+        bool,
+        typer.Option(
+            help="Run one cycle, print its report as JSON and exit. With no earlier cycle to compare, "
+            "counters are not read and the kernel-log events the exporters hold count as recent."
+        ),
+    ] = False,
     listen: Annotated[
         str, typer.Option("--web.listen-address", help="Where the collector serves its own /metrics.")
     ] = "127.0.0.1:9836",
@@ -586,6 +614,7 @@ def collect(
     from fleetscope.collectors.live import (
         CollectionError,
         ExporterSource,
+        FileSDSource,
         LiveCollector,
         PromQLSource,
         Source,
@@ -596,18 +625,24 @@ def collect(
     sources: list[Source] = []
     try:
         if target:
-            sources.append(ExporterSource(target))
+            sources.append(
+                ExporterSource(target, window=timedelta(seconds=window), held_events_are_recent=once)
+            )
+        if targets_file:
+            sources.append(
+                FileSDSource(targets_file, window=timedelta(seconds=window), held_events_are_recent=once)
+            )
         if prometheus_url:
-            sources.append(PromQLSource(prometheus_url))
+            sources.append(PromQLSource(prometheus_url, window=timedelta(seconds=window)))
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from None
     if not sources:
-        raise typer.BadParameter("give at least one --target or a --prometheus-url")
+        raise typer.BadParameter("give at least one --target, a --targets-file or a --prometheus-url")
     host, _, port = listen.rpartition(":")
     if not port.isdigit() or not 0 < int(port) < 65536:
         raise typer.BadParameter(f"--web.listen-address must be HOST:PORT, got {listen!r}")
     store_path = store or ConsoleSettings().incident_store
-    window = store_path.with_name(store_path.name + ".window")
+    window_dir = store_path.with_name(store_path.name + ".window")
     with contextlib.ExitStack() as cleanup:
         on_incident = None
         # fleetscope.lineage.config.ENV_VARS["store_uri"], spelled out: importing lineage needs its extra,
@@ -627,7 +662,7 @@ def collect(
         collector = LiveCollector(
             sources,
             IncidentStore(store_path),
-            window,
+            window_dir,
             registry=registry,
             on_incident=on_incident,
             resolve_after=timedelta(seconds=resolve_after),
@@ -642,6 +677,7 @@ def collect(
             return
         start_http_server(int(port), addr=host or "127.0.0.1", registry=collector.registry)
         watched = [f"{len(target)} exporter(s) ({', '.join(target)})"] if target else []
+        watched += [f"the exporters listed in {targets_file}"] if targets_file else []
         watched += [f"the Prometheus API at {prometheus_url}"] if prometheus_url else []
         logging.getLogger("fleetscope.collect").info(
             "watching %s every %.0f s; incidents in %s (resolved after %.0f s quiet)%s; own metrics on "

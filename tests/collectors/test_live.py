@@ -3,20 +3,26 @@
 from __future__ import annotations
 
 import json
+import time
 import urllib.request
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from fleetscope.collectors.incidents import IncidentStore
 from fleetscope.collectors.live import (
     CollectionError,
     ExporterSource,
+    FileSDSource,
     LiveCollector,
     PromQLSource,
     SourceError,
     http_url,
+    target_nodes,
+    window_exposition,
 )
 from fleetscope.exporters.server import Exporter
 from tests.exporters.fake_nvml import FakeNvml
@@ -113,17 +119,168 @@ def test_an_unreachable_exporter_is_a_source_error() -> None:
 
 
 @pytest.mark.integration
-def test_xid_counters_read_through_prometheus_name_the_gpu(tmp_path: Path) -> None:
+def test_xid_counters_read_through_prometheus_count_only_what_rose_in_the_window(tmp_path: Path) -> None:
     log = tmp_path / "kern.log"
-    log.write_bytes((KERNEL_LOGS / "xid31-62-45.dmesg.log").read_bytes())
+    old = (KERNEL_LOGS / "xid31-62-45.dmesg.log").read_text()
+    log.write_text(old)
     collector = LiveCollector([], IncidentStore(tmp_path / "incidents.db"), tmp_path / "window")
+    xid_series = "fleetscope_gpu_xid_errors_total"
     with (
         running_exporter(log, FakeNvml.from_capture(H100_X8)) as exporter,
         prometheus_server(tmp_path, [f"127.0.0.1:{exporter.port}"]) as base,
     ):
-        wait_for(lambda: bool(promql(base, "fleetscope_gpu_xid_errors_total")), timeout=60, interval=0.5)
-        collector.sources = [PromQLSource(base)]
+        wait_for(lambda: bool(promql(base, xid_series)), timeout=60, interval=0.5)
+        first = sum(float(r["value"][1]) for r in promql(base, xid_series))
+        time.sleep(4)  # the window below (3 s) now starts after the counters' first scrape
+        collector.sources = [PromQLSource(base, window=timedelta(seconds=3))]
+        assert collector.run_once()["incident"] is False  # counted before the window: old news
+
+        with log.open("a") as more:
+            more.write(old)
+        wait_for(lambda: sum(float(r["value"][1]) for r in promql(base, xid_series)) > first, timeout=30)
         report = collector.run_once()
     top = report["root_causes"][0]
     assert report["incident"] is True
     assert (top["node"], top["gpu_pci_bus_id"]) == ("127.0.0.1", "0000:0a:00.0")
+
+
+class _Clock:
+    """Monotonic seconds the test moves by hand, so a window can pass without waiting for it."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_a_fault_leaves_the_window_and_its_incident_resolves(
+    tmp_path: Path, exporter: Exporter, kernel_log: Path
+) -> None:
+    clock = _Clock()
+    source = ExporterSource([f"127.0.0.1:{exporter.port}"], window=timedelta(minutes=5), clock=clock)
+    store = IncidentStore(tmp_path / "incidents.db")
+    collector = LiveCollector([source], store, tmp_path / "window", resolve_after=timedelta(seconds=1))
+    collector.run_once()  # the first read of a target is its baseline
+    fallen = (KERNEL_LOGS / "fallen-off-bus-multiline.dmesg.log").read_text()
+    kernel_log.write_text(fallen)
+    wait_for(lambda: len(_events(exporter)) == len(fallen.splitlines()))
+    clock.now += 30
+    assert collector.run_once()["incident"] is True
+    assert store.count("open") == 1
+
+    clock.now += 5 * 60 + 1  # the lines are older than the window now; the exporter still lists them
+    report = collector.run_once()
+    assert report["incident"] is False
+    assert not (tmp_path / "window" / "127.0.0.1" / "kernel.log").exists()
+    wait_for(lambda: collector.run_once() is not None and store.count("open") == 0, timeout=10)
+    (incident,) = store.recent(state="resolved")
+    assert incident.resolved_by == "quiet"
+
+
+def test_old_lines_an_exporter_holds_when_first_read_are_a_baseline(
+    tmp_path: Path, exporter: Exporter, kernel_log: Path
+) -> None:
+    fallen = (KERNEL_LOGS / "fallen-off-bus-multiline.dmesg.log").read_text()
+    kernel_log.write_text(fallen)
+    wait_for(lambda: len(_events(exporter)) == len(fallen.splitlines()))
+    collector = LiveCollector(
+        [ExporterSource([f"127.0.0.1:{exporter.port}"])],
+        IncidentStore(tmp_path / "i.db"),
+        tmp_path / "window",
+    )
+    assert collector.run_once()["incident"] is False
+    assert collector.run_once()["incident"] is False
+
+
+def test_window_exposition_keeps_gauges_and_turns_counters_into_increases() -> None:
+    before = (
+        "# TYPE fleetscope_gpu_xid_errors_total counter\n"
+        'fleetscope_gpu_xid_errors_total{gpu="0",xid="13"} 4\n'
+        'fleetscope_gpu_xid_errors_total{gpu="1",xid="79"} 2\n'
+        "# TYPE fleetscope_gpu_temperature_celsius gauge\n"
+        'fleetscope_gpu_temperature_celsius{gpu="0"} 61\n'
+    )
+    after = (
+        "# TYPE fleetscope_gpu_xid_errors_total counter\n"
+        'fleetscope_gpu_xid_errors_total{gpu="0",xid="13"} 4\n'  # flat: left out
+        'fleetscope_gpu_xid_errors_total{gpu="1",xid="79"} 1\n'  # dropped: reset (exporter restart)
+        'fleetscope_gpu_xid_errors_total{gpu="2",xid="48"} 3\n'  # new series: all of it is new
+        "# TYPE fleetscope_gpu_temperature_celsius gauge\n"
+        'fleetscope_gpu_temperature_celsius{gpu="0"} 88\n'
+        'DCGM_FI_DEV_ECC_DBE_VOL_TOTAL{gpu="3"} 7\n'  # untyped, counter by its name
+    )
+    baseline_text, start = window_exposition(before, None)
+    assert (
+        "xid_errors" not in baseline_text
+        and 'fleetscope_gpu_temperature_celsius{gpu="0"} 61.0' in baseline_text
+    )
+    text, _ = window_exposition(after, start)
+    samples = {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    }
+    assert samples == {
+        ("fleetscope_gpu_xid_errors_total", (("gpu", "1"), ("xid", "79"))): 1.0,
+        ("fleetscope_gpu_xid_errors_total", (("gpu", "2"), ("xid", "48"))): 3.0,
+        ("fleetscope_gpu_temperature_celsius", (("gpu", "0"),)): 88.0,
+        ("DCGM_FI_DEV_ECC_DBE_VOL_TOTAL", (("gpu", "3"),)): 7.0,
+    }
+
+
+def test_targets_on_one_host_stay_apart_and_can_be_named() -> None:
+    assert target_nodes(["node-01:9847", "node-02:9847"]) == {
+        "http://node-01:9847": "node-01",
+        "http://node-02:9847": "node-02",
+    }
+    # Two exporters behind SSH tunnels on one machine: host:port, never the host alone.
+    assert target_nodes(["127.0.0.1:19001", "127.0.0.1:19002", "gpu-7=127.0.0.1:19003"]) == {
+        "http://127.0.0.1:19001": "127.0.0.1:19001",
+        "http://127.0.0.1:19002": "127.0.0.1:19002",
+        "http://127.0.0.1:19003": "gpu-7",
+    }
+    with pytest.raises(ValueError, match="same node 'gpu-7'"):
+        target_nodes(["gpu-7=10.0.0.1:9847", "gpu-7=10.0.0.2:9847"])
+
+
+def test_journald_wall_clock_times_are_kept_in_the_window(tmp_path: Path, kernel_log: Path) -> None:
+    now = datetime.now(UTC)
+    records = [
+        {
+            "MESSAGE": "NVRM: Xid (PCI:0000:3b:00): 79, pid=0, GPU has fallen off the bus.",
+            "__REALTIME_TIMESTAMP": str(int((now - timedelta(seconds=20)).timestamp() * 1e6)),
+        },
+        {
+            "MESSAGE": "NVRM: Xid (PCI:0000:5d:00): 48, pid=0, An uncorrectable double bit error (DBE) "
+            "has been detected on GPU in the framebuffer at partition 0, subpartition 0.",
+            "__REALTIME_TIMESTAMP": str(int((now - timedelta(hours=3)).timestamp() * 1e6)),
+        },
+    ]
+    with running_exporter(kernel_log) as exporter:
+        source = ExporterSource([f"127.0.0.1:{exporter.port}"])
+        source.fetch()
+        kernel_log.write_text("".join(json.dumps(r) + "\n" for r in records))
+        wait_for(lambda: len(_events(exporter)) == 2)
+        (snapshot,) = source.fetch().values()
+    (line,) = snapshot.kernel_lines  # the Xid 48 from three hours ago is outside the window
+    stamp, rest = line.split(" ", 1)
+    assert abs((datetime.fromisoformat(stamp) - (now - timedelta(seconds=20))).total_seconds()) < 1
+    assert rest.startswith("127.0.0.1 kernel: NVRM: Xid (PCI:0000:3b:00): 79")
+
+
+def test_targets_come_from_a_file_sd_file_reread_every_cycle(tmp_path: Path, exporter: Exporter) -> None:
+    listed = tmp_path / "targets.json"
+    source = FileSDSource(listed)
+    with pytest.raises(SourceError, match=r"targets file .*targets\.json: \[Errno 2\]"):
+        source.fetch()
+    listed.write_text('{"targets": []}')
+    with pytest.raises(SourceError, match="not a file_sd list"):
+        source.fetch()
+    address = f"127.0.0.1:{exporter.port}"
+    listed.write_text(json.dumps([{"targets": [address], "labels": {"node": "node-07", "rack": "r2"}}]))
+    assert list(source.fetch()) == ["node-07"]
+    dead = f"127.0.0.1:{free_port()}"
+    listed.write_text(json.dumps([{"targets": [address]}, {"targets": [dead]}]))
+    assert list(source.fetch()) == ["127.0.0.1:" + str(exporter.port)]  # two targets on one host
+    assert dead in source.skipped[0]
