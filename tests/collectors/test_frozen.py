@@ -45,8 +45,12 @@ def test_every_frozen_case_has_its_freeze_time_verdict() -> None:
 def test_no_case_right_at_freeze_time_is_wrong_now(judged: dict[str, list[str]]) -> None:
     right = sorted(name for name, problems in judged.items() if not problems)
     at_freeze = sorted(name for name, verdict in VERDICTS.items() if verdict == "pass")
-    print(f"\nfrozen set: {len(right)} of {len(judged)} right now", end="; ")
-    print(f"{len(at_freeze)} of {len(VERDICTS)} at freeze time")
+    for round_ in sorted({name[0] for name in judged}):
+        now = [name for name in right if name[0] == round_]
+        then = [name for name in at_freeze if name[0] == round_]
+        total = sum(name[0] == round_ for name in judged)
+        print(f"\nfrozen round {round_}: {len(now)} of {total} right now; {len(then)} at freeze time", end="")
+    print()
     for name, problems in sorted(judged.items()):
         print(f"  {'PASS' if not problems else 'FAIL'} {name}: {'; '.join(problems) or 'right'}")
     regressions = {name: judged[name] for name in at_freeze if judged[name]}
