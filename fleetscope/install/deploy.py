@@ -44,6 +44,8 @@ DEFAULT_EXPORTER_PORT = 9847
 DEFAULT_PARALLEL = 32
 #: Seconds a started exporter has to answer on /metrics.
 DEFAULT_METRICS_TIMEOUT_SECONDS = 60.0
+#: Seconds a stopped exporter has to stop answering.
+STOP_TIMEOUT_SECONDS = 10.0
 
 
 class Status(StrEnum):
@@ -192,12 +194,13 @@ def _metrics_ok(url: str) -> bool:
         return False
 
 
-async def _wait_for_metrics(target: _Target, timeout: float) -> bool:
-    """Poll ``http://HOST:PORT/metrics`` from this machine until it answers with fleetscope series."""
+async def _wait_for_metrics(target: _Target, timeout: float, answering: bool = True) -> bool:
+    """Poll ``http://HOST:PORT/metrics`` from this machine until it answers with fleetscope series
+    (or, with ``answering=False``, until it no longer does); False when ``timeout`` passes first."""
     url = f"http://{target.address}/metrics"
     deadline = time.monotonic() + timeout
     while True:
-        if await asyncio.to_thread(_metrics_ok, url):
+        if await asyncio.to_thread(_metrics_ok, url) == answering:
             return True
         if time.monotonic() >= deadline:
             return False
@@ -320,6 +323,13 @@ class _HostInstall:
 
     async def _restart_with(self, service_text: str) -> None:
         await _sh(self.conn, "stop", remote.stop(self.prefix, self.systemd))
+        # Whatever answers on the port now is not the exporter about to start, and would pass the
+        # /metrics check in its place: an exporter left by hand, or another program.
+        if not await _wait_for_metrics(self.t, STOP_TIMEOUT_SECONDS, answering=False):
+            raise RemoteError(
+                f"{self.t.address} still answers on /metrics with the exporter stopped: another process "
+                "holds the port"
+            )
         sftp = await self.conn.start_sftp_client()
         async with sftp:
             if not self.systemd:
@@ -334,7 +344,8 @@ class _HostInstall:
         except (RemoteError, asyncssh.Error, OSError):
             return "no log"
         lines = [line.strip() for line in text.splitlines() if line.strip()]
-        return lines[-1] if lines else "no output"
+        own = [line for line in lines if not line.startswith(remote.SUPERVISOR_TAG)]
+        return (own or lines or ["no output"])[-1]
 
 
 async def _probe(conn: asyncssh.SSHClientConnection, target: _Target) -> None:

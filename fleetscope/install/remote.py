@@ -29,6 +29,8 @@ UNIT = "fleetscope-exporter.service"
 UNIT_PATH = f"/etc/systemd/system/{UNIT}"
 #: Marker file in the prefix; its presence is what lets uninstall delete the prefix.
 MARKER = ".fleetscope-install"
+#: How the supervisor's own lines in ``log/exporter.log`` start (the rest is the exporter's output).
+SUPERVISOR_TAG = "fleetscope-supervise:"
 #: Seconds the supervisor waits before restarting an exporter that exited.
 RESTART_DELAY_SECONDS = 2
 
@@ -72,7 +74,7 @@ def supervisor_script(prefix: str, bind: str, port: int) -> str:
         f"echo $$ > {pid_file}.tmp && mv {pid_file}.tmp {pid_file}\n"
         "while :; do\n"
         f"    {exporter_command(prefix, bind, port)}\n"
-        '    echo "$(date -u +%Y-%m-%dT%H:%M:%SZ) fleetscope exporter exited with status $?;'
+        f'    echo "{SUPERVISOR_TAG} $(date -u +%Y-%m-%dT%H:%M:%SZ) the exporter exited with status $?;'
         f' restarting in {RESTART_DELAY_SECONDS} s"\n'
         f"    sleep {RESTART_DELAY_SECONDS}\n"
         "done\n"
@@ -124,10 +126,11 @@ def stop(prefix: str, systemd: bool) -> str:
         'if [ "$SYSTEMD" = 1 ] && [ -f "$UNIT_PATH" ]; then systemctl stop "$UNIT"; fi\n'
         'pid=$(cat "$P/run/exporter.pid" 2>/dev/null || true)\n'
         'if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then\n'
-        '    kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid"\n'
+        # "-PID" is the supervisor's process group: it and the exporter (dash's kill takes no "--").
+        '    kill -TERM "-$pid" 2>/dev/null || kill -TERM "$pid"\n'
         "    i=0\n"
         '    while kill -0 "$pid" 2>/dev/null && [ $i -lt 100 ]; do sleep 0.1; i=$((i + 1)); done\n'
-        '    kill -KILL -- "-$pid" 2>/dev/null || true\n'
+        '    kill -KILL "-$pid" 2>/dev/null || true\n'
         "fi\n"
         'rm -f "$P/run/exporter.pid"\n'
     )
@@ -177,7 +180,7 @@ def prune_releases(prefix: str) -> str:
     )
 
 
-def log_tail(prefix: str, systemd: bool, lines: int = 5) -> str:
+def log_tail(prefix: str, systemd: bool, lines: int = 20) -> str:
     """Prints the exporter's last output lines (its log file, or the unit's journal)."""
     if systemd:
         return _assign(UNIT=UNIT, N=lines) + 'journalctl -u "$UNIT" -n "$N" --no-pager -o cat 2>&1 || true\n'

@@ -60,6 +60,8 @@ def open_wheelhouse(path: Path) -> Wheelhouse:
     pythons = set()
     for wheel in wheels:
         parts = wheel.stem.split("-")
+        if parts[-2] == "abi3":
+            continue  # the stable ABI: cp36-abi3 runs on CPython 3.6 and every later version
         for tag in parts[-3].split("."):
             match = _CPYTHON_TAG.match(tag)
             if match:
