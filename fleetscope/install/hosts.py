@@ -1,6 +1,6 @@
 """Which hosts to install on: host names, Slurm-style ranges and hosts files.
 
-A host is written ``[USER@]NAME[:SSH_PORT]``. ``NAME`` may hold bracketed ranges in Slurm's hostlist
+A host is written ``[USER@]NAME[:SSH_PORT]``; commas outside brackets separate hosts. ``NAME`` may hold bracketed ranges in Slurm's hostlist
 form (``node-[01-64]``, ``gpu[1-3,7]``, ``rack[1-2]-node[01-08]``); a range keeps the zero padding of
 its lower bound, as Slurm's ``scontrol show hostnames`` does. An IPv6 literal is written in brackets
 (``[fd00::1]:22``) and is never read as a range.
@@ -25,6 +25,7 @@ class HostSpecError(ValueError):
 HOST_OVERRIDES = {"prefix": str, "exporter_port": int, "python": str}
 
 _RANGE = re.compile(r"\[([0-9,\-]+)\]")
+_TOP_LEVEL_COMMA = re.compile(r",(?![^\[]*\])")
 
 
 @dataclass(frozen=True)
@@ -94,11 +95,15 @@ def expand_range(name: str) -> list[str]:
 
 
 def parse_host(spec: str, overrides: tuple[tuple[str, str | int], ...] = ()) -> list[Host]:
-    """Read ``[USER@]NAME[:SSH_PORT]``, expanding ranges in ``NAME``.
+    """Read ``[USER@]NAME[:SSH_PORT]``, expanding ranges in ``NAME``; commas outside brackets separate
+    hosts, as in Slurm's compressed lists (``sinfo -h -o %N`` prints ``gpu-[01-08],login1``).
 
     Raises:
         HostSpecError: an empty name, a bad port or a bad range.
     """
+    pieces = _TOP_LEVEL_COMMA.split(spec)
+    if len(pieces) > 1:
+        return [host for piece in pieces for host in parse_host(piece, overrides)]
     user, at, rest = spec.rpartition("@")
     if at and not user:
         raise HostSpecError(f"empty user name in host {spec!r}")

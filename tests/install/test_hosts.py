@@ -50,6 +50,13 @@ def test_bad_ranges_are_named(expression: str, message: str) -> None:
         expand_range(expression)
 
 
+def test_slurm_compressed_lists_as_sinfo_prints_them() -> None:
+    hosts = parse_host("gpu-[01-02,04],login1")
+    assert [h.name for h in hosts] == ["gpu-01", "gpu-02", "gpu-04", "login1"]
+    with pytest.raises(HostSpecError, match="empty host name"):
+        parse_host("gpu-01,,gpu-02")
+
+
 def test_user_port_and_ipv6_literals() -> None:
     assert parse_host("root@node-[1-2]:2222") == [Host("node-1", 2222, "root"), Host("node-2", 2222, "root")]
     assert parse_host("[fd00::1]:22") == [Host("fd00::1", 22, None)]

@@ -17,12 +17,11 @@ import re
 from pathlib import Path
 from typing import Any
 
+import helm_python as helm
 import jsonschema
 import kubernetes_validate
 import pytest
 import yaml
-
-helm = pytest.importorskip("helm_python", reason="helm-python-sdk (the dev extra) renders the chart")
 
 ROOT = Path(__file__).resolve().parents[2]
 CHART = ROOT / "deploy" / "helm" / "fleetscope-exporter"
