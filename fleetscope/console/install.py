@@ -152,9 +152,14 @@ def _report(results: list[HostResult], file_sd: Path | None, file_sd_targets: li
     out.print(summary, highlight=False)
 
 
-def _settings(**values: Any) -> InstallSettings:
-    from fleetscope.install import InstallSettings
+def _settings(command: str, **values: Any) -> InstallSettings:
+    from fleetscope.install import HostSpecError, InstallSettings
+    from fleetscope.install.hosts import check_prefix
 
+    try:
+        values["prefix"] = check_prefix(values["prefix"])
+    except HostSpecError as exc:
+        raise _fail(command, str(exc)) from None
     return InstallSettings(**values)
 
 
@@ -222,6 +227,7 @@ def install_command(
 
     targets = _hosts("install", hosts, hosts_file)
     settings = _settings(
+        "install",
         prefix=prefix,
         exporter_port=exporter_port,
         exporter_bind=exporter_bind,
@@ -279,6 +285,7 @@ def uninstall_command(
 
     targets = _hosts("uninstall", hosts, hosts_file)
     settings = _settings(
+        "uninstall",
         prefix=prefix,
         exporter_port=exporter_port,
         user=user,

@@ -147,7 +147,7 @@ def _resolve(host: Host, settings: InstallSettings) -> _Target:
     over: dict[str, Any] = dict(host.overrides)
     return _Target(
         host,
-        str(over.get("prefix", settings.prefix)).rstrip("/") or "/",
+        str(over.get("prefix", settings.prefix)),
         int(over.get("exporter_port", settings.exporter_port)),
         str(over.get("python", settings.python)),
     )
@@ -235,7 +235,6 @@ class _HostInstall:
         facts, version = self.t.facts, self.wheelhouse.version
         before = facts.get("current") or None
         result = HostResult(self.t.host, Status.failed, before=before, after=before)
-        self._check_python()
         same_service = facts.get("service") == hashlib.sha256(self.service_text.encode()).hexdigest()
         if before == version:
             if same_service and facts.get("running") == "1" and await _wait_for_metrics(self.t, 5):
@@ -300,6 +299,7 @@ class _HostInstall:
             )
 
     async def _upload_and_install(self, version: str) -> None:
+        self._check_python()
         self.progress("uploading wheels")
         staging = f"{self.prefix}/staging"
         await _sh(self.conn, "prepare", f"set -eu\nrm -rf {staging!r}\nmkdir -p {staging!r}\n")

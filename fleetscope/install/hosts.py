@@ -1,8 +1,9 @@
 """Which hosts to install on: host names, Slurm-style ranges and hosts files.
 
-A host is written ``[USER@]NAME[:SSH_PORT]``; commas outside brackets separate hosts. ``NAME`` may hold bracketed ranges in Slurm's hostlist
-form (``node-[01-64]``, ``gpu[1-3,7]``, ``rack[1-2]-node[01-08]``); a range keeps the zero padding of
-its lower bound, as Slurm's ``scontrol show hostnames`` does. An IPv6 literal is written in brackets
+A host is written ``[USER@]NAME[:SSH_PORT]``; commas outside brackets separate hosts, as in the
+compressed lists ``sinfo`` prints. ``NAME`` may hold bracketed ranges in Slurm's hostlist form
+(``node-[01-64]``, ``gpu[1-3,7]``, ``rack[1-2]-node[01-08]``); a range keeps the zero padding of its
+lower bound, as Slurm's ``scontrol show hostnames`` does. An IPv6 literal is written in brackets
 (``[fd00::1]:22``) and is never read as a range.
 
 A hosts file has one host (or range) per line, ``#`` starts a comment, and ``KEY=VALUE`` words after
@@ -48,6 +49,17 @@ class Host:
     def label(self) -> str:
         """How the host is shown: the name, with the SSH port when one was given."""
         return self.name if self.ssh_port is None else f"{_bracket(self.name)}:{self.ssh_port}"
+
+
+def check_prefix(prefix: str) -> str:
+    """An install root: absolute, and not ``/`` (uninstall deletes it whole).
+
+    Raises:
+        HostSpecError: a relative path or the root folder.
+    """
+    if not prefix.startswith("/") or not prefix.strip("/"):
+        raise HostSpecError(f"the install prefix must be an absolute folder other than /: {prefix!r}")
+    return prefix.rstrip("/")
 
 
 def _bracket(name: str) -> str:
@@ -155,6 +167,11 @@ def read_hosts_file(path: Path) -> list[Host]:
                 if not value.isdigit() or not 0 < int(value) < 65536:
                     raise HostSpecError(f"{path}:{number}: {key} must be a port number: {value!r}")
                 overrides.append((key, int(value)))
+            elif key == "prefix":
+                try:
+                    overrides.append((key, check_prefix(value)))
+                except HostSpecError as exc:
+                    raise HostSpecError(f"{path}:{number}: {exc}") from None
             else:
                 overrides.append((key, value))
         try:

@@ -86,6 +86,8 @@ def test_hosts_file_with_overrides_comments_and_duplicates(tmp_path: Path) -> No
         ("node-01 colour=blue", "hosts:1: expected KEY=VALUE with KEY one of prefix, exporter_port, python"),
         ("node-01 exporter_port=http", "hosts:1: exporter_port must be a port number"),
         ("node-[2-1]", "hosts:1: reversed host range"),
+        ("node-01 prefix=/", "hosts:1: the install prefix must be an absolute folder other than /"),
+        ("node-01 prefix=opt/fleetscope", "hosts:1: the install prefix must be an absolute folder"),
     ],
 )
 def test_bad_hosts_file_lines_are_named(tmp_path: Path, line: str, message: str) -> None:
