@@ -148,7 +148,8 @@ def _report(results: list[HostResult], file_sd: Path | None, file_sd_targets: li
     failed = sum(not r.status.ok for r in results)
     summary = f"{len(results) - failed} of {len(results)} hosts ok"
     if file_sd is not None and file_sd_targets is not None:
-        summary += f"; {file_sd} lists {len(file_sd_targets)} targets"
+        count = len(file_sd_targets)
+        summary += f"; {file_sd} lists {count} target{'' if count == 1 else 's'}"
     out.print(summary, highlight=False)
 
 

@@ -20,6 +20,7 @@ import asyncio
 import hashlib
 import json
 import os
+import socket
 import tempfile
 import time
 import urllib.error
@@ -391,6 +392,10 @@ async def _on_each(
 def _reason(exc: BaseException) -> str:
     if isinstance(exc, TimeoutError):
         return "timed out"
+    if isinstance(exc, ConnectionRefusedError):
+        return "connection refused (no SSH server on that port?)"
+    if isinstance(exc, socket.gaierror):
+        return f"unknown host: {exc.strerror}"
     if isinstance(exc, asyncssh.HostKeyNotVerifiable):
         return f"host key not verifiable: {exc} (add the host to known_hosts)"
     if isinstance(exc, asyncssh.PermissionDenied):
@@ -441,7 +446,7 @@ async def uninstall_hosts(
             Status.uninstalled,
             before=before,
             target=target.address,
-            detail=f"removed {target.prefix}",
+            detail=f"removed {before or 'a broken install'} from {target.prefix}",
         )
 
     return await _on_each(hosts, settings, progress, work)

@@ -119,7 +119,7 @@ def test_install_on_every_reachable_host_and_report_the_unreachable_one(
         # The operator's view: the exporter answers on /metrics.
         assert "fleetscope_scrape_collector_success" in metrics(host)
     dead = dead_host.split()[0]
-    assert table[dead].startswith("unreachable"), done.stdout
+    assert table[dead] == "unreachable - - connection refused (no SSH server on that port?)", done.stdout
     assert "3 of 4 hosts ok" in done.stdout
     targets = json.loads((cluster.workdir / "fleetscope.json").read_text())
     assert targets == [
@@ -197,7 +197,7 @@ def test_a_build_whose_exporter_does_not_come_up_is_rolled_back(
     assert "fleetscope_scrape_collector_success" in metrics(host)
 
 
-def test_uninstall_removes_everything(cluster: Cluster, dead_host: str) -> None:
+def test_uninstall_removes_everything(cluster: Cluster, wheelhouses: Wheelhouses, dead_host: str) -> None:
     pids = [supervisor_pid(h) for h in cluster.hosts]
     args = ["--hosts-file", str(hosts_file(cluster, cluster.hosts, dead_host)), *cluster.ssh_options()]
     file_sd = ["--file-sd", str(cluster.workdir / "fleetscope.json")]
@@ -206,6 +206,7 @@ def test_uninstall_removes_everything(cluster: Cluster, dead_host: str) -> None:
     table = rows(done.stdout)
     for host, pid in zip(cluster.hosts, pids, strict=True):
         assert table[host.label].startswith("uninstalled"), done.stdout
+        assert table[host.label].endswith(f"removed {wheelhouses.newer.version} from {host.prefix}")
         assert not host.prefix.exists()
         assert not alive(pid)
         with pytest.raises(OSError):
