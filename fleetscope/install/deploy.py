@@ -18,12 +18,12 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import http.client
 import json
 import os
 import socket
 import tempfile
 import time
-import urllib.error
 import urllib.request
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -191,7 +191,7 @@ def _metrics_ok(url: str) -> bool:
     try:
         with urllib.request.urlopen(url, timeout=5) as response:
             return response.status == 200 and b"fleetscope_" in response.read()
-    except (OSError, urllib.error.HTTPError):
+    except (OSError, http.client.HTTPException):  # refused, reset, timed out, or not HTTP at all
         return False
 
 
@@ -303,7 +303,7 @@ class _HostInstall:
         self._check_python()
         self.progress("uploading wheels")
         staging = f"{self.prefix}/staging"
-        await _sh(self.conn, "prepare", f"set -eu\nrm -rf {staging!r}\nmkdir -p {staging!r}\n")
+        await _sh(self.conn, "prepare", remote.prepare_staging(self.prefix))
         sftp = await self.conn.start_sftp_client()
         async with sftp:
             await sftp.put([str(w) for w in self.wheelhouse.wheels], staging)

@@ -105,18 +105,25 @@ def probe(prefix: str, python: str) -> str:
     )
 
 
+def prepare_staging(prefix: str) -> str:
+    """Makes an empty ``staging/`` for the wheels (and the prefix, the first time)."""
+    return _assign(P=prefix) + 'set -eu\nrm -rf "$P/staging"\nmkdir -p "$P/staging"\n'
+
+
 def install_release(prefix: str, python: str, version: str) -> str:
     """Creates ``releases/VERSION/venv`` and installs fleetscope into it from ``staging/`` only
-    (``pip --no-index``: the host needs no package index), then removes ``staging/``."""
+    (``pip --no-index``: the host needs no package index), then removes ``staging/``; on failure it
+    removes the half-made release too, and pip's error is the last line on stderr."""
     return _assign(P=prefix, PY=python, V=version) + (
-        "set -eu\n"
         'R="$P/releases/$V"\n'
-        'rm -rf "$R"\n'
-        'mkdir -p "$P/releases"\n'
-        '"$PY" -m venv "$R/venv"\n'
-        '"$R/venv/bin/python" -m pip install --quiet --no-index --disable-pip-version-check --no-input'
-        ' --find-links "$P/staging" "fleetscope==$V"\n'
-        'rm -rf "$P/staging"\n'
+        'rm -rf "$R" && mkdir -p "$P/releases" || exit 1\n'
+        'if "$PY" -m venv "$R/venv" && "$R/venv/bin/python" -m pip install --quiet --no-index'
+        ' --disable-pip-version-check --no-input --find-links "$P/staging" "fleetscope==$V"; then\n'
+        '    rm -rf "$P/staging"\n'
+        "else\n"
+        '    rm -rf "$R" "$P/staging"\n'
+        "    exit 1\n"
+        "fi\n"
     )
 
 

@@ -197,6 +197,28 @@ def test_a_build_whose_exporter_does_not_come_up_is_rolled_back(
     assert "fleetscope_scrape_collector_success" in metrics(host)
 
 
+def test_a_wheelhouse_missing_a_dependency_changes_nothing_on_the_host(
+    cluster: Cluster, wheelhouses: Wheelhouses, tmp_path: Path
+) -> None:
+    host = cluster.hosts[1]
+    pid, good = supervisor_pid(host), wheelhouses.newer.version
+    incomplete = tmp_path / "wheels"
+    incomplete.mkdir()
+    for wheel in wheelhouses.broken.wheels:
+        if not wheel.name.startswith("rich-"):
+            os.link(wheel, incomplete / wheel.name)
+    done = install(cluster, hosts_file(cluster, [host]), incomplete)
+    assert done.returncode == 1, done.stdout + done.stderr
+    row = rows(done.stdout)[host.label]
+    assert row.startswith(f"failed {good} - pip install:"), done.stdout
+    assert "rich" in row  # pip names what it could not find
+    assert (host.prefix / "current").readlink() == Path(f"releases/{good}")
+    assert sorted(p.name for p in (host.prefix / "releases").iterdir()) == [good]  # no half-made release
+    assert not (host.prefix / "staging").exists()
+    assert supervisor_pid(host) == pid  # the running exporter was never stopped
+    assert "fleetscope_scrape_collector_success" in metrics(host)
+
+
 def test_uninstall_removes_everything(cluster: Cluster, wheelhouses: Wheelhouses, dead_host: str) -> None:
     pids = [supervisor_pid(h) for h in cluster.hosts]
     args = ["--hosts-file", str(hosts_file(cluster, cluster.hosts, dead_host)), *cluster.ssh_options()]

@@ -36,6 +36,7 @@ def test_systemd_unit_passes_systemd_analyze_verify(tmp_path: Path) -> None:
     [
         remote.supervisor_script("/opt/my fleetscope", "127.0.0.1", 9847),
         remote.probe("/opt/my fleetscope", "python3"),
+        remote.prepare_staging("/opt/my fleetscope"),
         remote.install_release("/opt/my fleetscope", "python3", "0.1.0"),
         remote.stop("/opt/my fleetscope", systemd=True),
         remote.start("/opt/my fleetscope", systemd=False),
