@@ -9,6 +9,7 @@ newer version whose exporter cannot start) beside the dependencies' wheels, buil
 from __future__ import annotations
 
 import contextlib
+import importlib.metadata
 import os
 import re
 import shutil
@@ -142,6 +143,18 @@ def _source_copy(dest: Path, version: str, broken: bool = False) -> Path:
     return dest
 
 
+def _setuptools_here() -> bool:
+    """Whether the installed setuptools can build fleetscope (its build-system needs 77 or newer);
+    then builds skip the isolated build environment, which pip fills from the index every time."""
+    try:
+        return int(importlib.metadata.version("setuptools").split(".")[0]) >= 77
+    except (importlib.metadata.PackageNotFoundError, ValueError):
+        return False
+
+
+_SETUPTOOLS_HERE = _setuptools_here()
+
+
 def _variant(base: Wheelhouse, work: Path, version: str, broken: bool = False) -> Wheelhouse:
     """A wheelhouse with the base's dependency wheels and a fleetscope wheel of ``version``."""
     source = _source_copy(work / f"src-{version}", version, broken)
@@ -158,7 +171,7 @@ def _variant(base: Wheelhouse, work: Path, version: str, broken: bool = False) -
             "wheel",
             "-q",
             "--no-deps",
-            "--no-build-isolation",
+            *(["--no-build-isolation"] if _SETUPTOOLS_HERE else []),
             "-w",
             str(house),
             str(source),
@@ -186,7 +199,7 @@ def wheelhouses(tmp_path_factory: pytest.TempPathFactory) -> Wheelhouses:
     version = re.search(r'(?m)^version = "(.*)"$', (ROOT / "pyproject.toml").read_text())
     assert version is not None
     source = _source_copy(work / "src", version.group(1))
-    current = build_wheelhouse(work / "wheels", str(source), build_isolation=False)
+    current = build_wheelhouse(work / "wheels", str(source), build_isolation=not _SETUPTOOLS_HERE)
     return Wheelhouses(
         current,
         _variant(current, work, f"{current.version}.post1"),
