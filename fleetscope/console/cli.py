@@ -23,6 +23,8 @@ from typing import Annotated, Any
 import typer
 from prometheus_client import start_http_server
 
+from fleetscope.console.install import install_command, uninstall_command
+
 app = typer.Typer(
     name="fleetscope",
     no_args_is_help=True,
@@ -659,8 +661,6 @@ def console(
 
 
 # ---------------------------------------------------------------- install: the exporter on many hosts
-
-from fleetscope.console.install import install_command, uninstall_command  # noqa: E402
 
 app.command("install")(install_command)
 app.command("uninstall")(uninstall_command)

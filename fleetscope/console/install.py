@@ -7,9 +7,7 @@ range, hosts file or wheelhouse).
 
 from __future__ import annotations
 
-import asyncio
 import sys
-import tempfile
 from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -98,6 +96,8 @@ def _run_with_progress(
     job: Callable[[Callable[[Host, str], None]], Coroutine[Any, Any, list[HostResult]]],
 ) -> list[HostResult]:
     """Run ``job`` with a progress bar of finished hosts and the step each busy host is on."""
+    import asyncio
+
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -224,6 +224,8 @@ def install_command(
     Exit codes: 0 every host installed, upgraded or unchanged; 1 some host failed, could not be
     reached or was rolled back (the table says which; the others are done); 2 usage error.
     """
+    import tempfile
+
     from fleetscope.install import WheelhouseError, build_wheelhouse, install_hosts, open_wheelhouse
 
     targets = _hosts("install", hosts, hosts_file)
