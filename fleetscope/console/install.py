@@ -21,7 +21,7 @@ _HostsArg = Annotated[
     list[str] | None,
     typer.Argument(
         metavar="HOSTS...",
-        help="[USER@]HOST[:SSH_PORT], Slurm-style ranges allowed: node-[01-64], gpu[1-3,7].",
+        help="[USER@]HOST[:SSH_PORT]; Slurm-style ranges, quoted for the shell: 'node-[01-64]', 'gpu[1-3,7]'.",
         show_default=False,
     ),
 ]
@@ -219,7 +219,7 @@ def install_command(
     machine checks http://HOST:PORT/metrics. A host already at this version is left alone; one at
     another version is upgraded, and rolled back if the new exporter does not answer in time.
 
-    Example: fleetscope install node-[01-64] -l root --file-sd /etc/prometheus/fleetscope.json
+    Example: fleetscope install 'node-[01-64]' -l root --file-sd /etc/prometheus/fleetscope.json
 
     Exit codes: 0 every host installed, upgraded or unchanged; 1 some host failed, could not be
     reached or was rolled back (the table says which; the others are done); 2 usage error.
@@ -279,7 +279,7 @@ def uninstall_command(
     Removes the systemd unit (disabled first) or the supervised process, and the whole PREFIX, which
     must hold the installer's marker file (a prefix that does not is left alone).
 
-    Example: fleetscope uninstall node-[01-64] -l root --file-sd /etc/prometheus/fleetscope.json
+    Example: fleetscope uninstall 'node-[01-64]' -l root --file-sd /etc/prometheus/fleetscope.json
 
     Exit codes: 0 every host uninstalled or had nothing installed; 1 some host failed or could not be
     reached; 2 usage error.
