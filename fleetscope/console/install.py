@@ -21,7 +21,7 @@ _HostsArg = Annotated[
     list[str] | None,
     typer.Argument(
         metavar="HOSTS...",
-        help="[USER@]HOST[:SSH_PORT]; Slurm-style ranges, quoted for the shell: 'node-[01-64]', 'gpu[1-3,7]'.",
+        help="[USER@]HOST[:SSH_PORT]; Slurm-style ranges, quoted for the shell: 'node-[01-64]', 'gpu[1-3]'.",
         show_default=False,
     ),
 ]
