@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 from fleetscope.collectors.detectors.base import Detector
+from fleetscope.collectors.detectors.efa import EfaDetector
 from fleetscope.collectors.detectors.fabric import FabricDetector
 from fleetscope.collectors.detectors.gpu_health import GpuHealthDetector
 from fleetscope.collectors.detectors.host_software import HostSoftwareDetector
@@ -27,6 +28,7 @@ DETECTORS: tuple[type[Detector], ...] = (
     HostSoftwareDetector,
     StragglerDetector,
     FabricDetector,
+    EfaDetector,
 )
 
 __all__ = ["DETECTORS", "Detector"]

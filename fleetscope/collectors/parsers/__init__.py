@@ -8,10 +8,12 @@ from __future__ import annotations
 
 from fleetscope.collectors.parsers.base import DocumentParser, FileContext, Line, LineParser
 from fleetscope.collectors.parsers.dcgm import DcgmParser
+from fleetscope.collectors.parsers.efa import EfaParser
 from fleetscope.collectors.parsers.host import HostSoftwareParser
 from fleetscope.collectors.parsers.kernel import KernelLogParser
 from fleetscope.collectors.parsers.libfabric import LibfabricParser
 from fleetscope.collectors.parsers.nccl import NcclParser
+from fleetscope.collectors.parsers.nccl_quoted import NcclQuotedErrorParser
 from fleetscope.collectors.parsers.nccl_tests import NcclTestsParser
 from fleetscope.collectors.parsers.nvidia_smi import (
     NvidiaSmiCsvParser,
@@ -34,9 +36,11 @@ DOCUMENT_PARSERS: tuple[type[DocumentParser], ...] = (
 LINE_PARSERS: tuple[type[LineParser], ...] = (
     KernelLogParser,
     NcclParser,
+    NcclQuotedErrorParser,
     NcclTestsParser,
     PyTorchParser,
     LibfabricParser,
+    EfaParser,
     NvidiaSmiLinesParser,
     DcgmParser,
     HostSoftwareParser,

@@ -1,0 +1,182 @@
+"""The EFA software stack: provider aborts, aws-ofi-nccl failures, and peers that went away.
+
+* ``efa_abort`` (the provider's "encountered an internal error" banner) and ``ofi_warn`` (an aws-ofi-nccl
+  ``NET/OFI`` warning) are causes in the network layer, the EFA software stack (docs/design.md: EFA
+  belongs to network), on the node that printed them. Their meaning and action come from
+  ``libfabric_errors.yaml`` (the EFA provider error table, the ``fi_errno`` table, the aws-ofi-nccl
+  message shapes).
+* EFA registers every buffer it sends from, which needs the locked-memory limit raised (the AWS EFA user
+  guide asks for ``unlimited``). Where the same node's ``memlock_limit`` evidence shows a finite limit
+  and the failure is a memory or registration one, the finding says so and its action raises the limit;
+  without that evidence the action only asks to check it.
+* ``transport_peer_error``: every node that talks to a peer which died logs "Unresponsive receiver" or
+  "Unreachable remote" naming that peer; the cause is the peer, not the many nodes that logged it. The
+  peer is named by its host id (EC2 instance id), mapped to a node folder through the "My host id" that
+  the peer's own lines print, or a folder of that name; otherwise the finding names the host id itself.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from fleetscope.collectors import knowledge
+from fleetscope.collectors.detectors.base import Detector, occurrences
+from fleetscope.collectors.evidence import Evidence, Finding
+
+#: Weight of an EFA provider abort or an aws-ofi-nccl failure (a stated fault of the node's EFA stack).
+EFA_FAULT_WEIGHT = 0.75
+#: Weight of a peer named by other nodes' errors: above each reporter's own transport finding (0.7), so
+#: the node that went away ranks first.
+LOST_PEER_WEIGHT = 0.85
+#: EFA needs the locked-memory limit unlimited (AWS EFA user guide); a finite one below this is named.
+MEMLOCK_ENOUGH_BYTES = 1 << 40
+#: Errors that a locked-memory limit can cause: ENOMEM, EFA's own out-of-memory, registration failures.
+_MEMORY_FI_ERRNOS = frozenset({12})
+_MEMORY_WORDS = ("memory", "regist", "MR ")
+
+
+class EfaDetector(Detector):
+    """EFA provider aborts, aws-ofi-nccl failures and lost peers."""
+
+    name = "efa"
+
+    def detect(self, evidence: Sequence[Evidence]) -> Iterable[Finding]:
+        memlock: dict[str | None, Evidence] = {}
+        groups: dict[tuple[Any, ...], list[Evidence]] = {}
+        peers: dict[str, list[Evidence]] = {}
+        for e in evidence:
+            if e.kind == "memlock_limit":
+                limit = e.attrs.get("limit_bytes")
+                if isinstance(limit, int) and limit < MEMLOCK_ENOUGH_BYTES:
+                    memlock.setdefault(e.node, e)
+            elif e.kind == "efa_abort":
+                key = ("abort", e.node, e.attrs.get("fi_errno"), e.attrs.get("efa_prov_errno"))
+                groups.setdefault(key, []).append(e)
+            elif e.kind == "ofi_warn":
+                groups.setdefault(("ofi", e.node, str(e.attrs.get("message", ""))[:60]), []).append(e)
+            elif e.kind == "transport_peer_error" and e.attrs.get("peer") and e.attrs.get("gone"):
+                peers.setdefault(str(e.attrs["peer"]), []).append(e)
+        for (what, node, *_), evs in groups.items():
+            yield self._abort(node, evs, memlock) if what == "abort" else self._ofi(node, evs, memlock)
+        if peers:
+            nodes = {e.node for e in evidence if e.node}
+            ids = {str(e.attrs["self_id"]): e.node for e in evidence if e.attrs.get("self_id") and e.node}
+            for peer, evs in peers.items():
+                yield _lost_peer(peer, ids.get(peer) or (peer if peer in nodes else None), evs)
+
+    @staticmethod
+    def _abort(node: str | None, evs: list[Evidence], memlock: dict[str | None, Evidence]) -> Finding:
+        first = evs[0]
+        fi, prov = first.attrs.get("fi_errno"), first.attrs.get("efa_prov_errno")
+        fi_entry = knowledge.libfabric_error("fi_errno", fi) if isinstance(fi, int) else None
+        prov_entry = knowledge.libfabric_error("efa_prov_errno", prov) if isinstance(prov, int) else None
+        entry = prov_entry or fi_entry or {}
+        parts = []
+        if fi is not None:
+            parts.append(
+                f"libfabric error {fi} ({first.attrs.get('fi_error') or (fi_entry or {}).get('text')})"
+            )
+        if prov is not None:
+            parts.append(
+                f"EFA internal error {prov} ({first.attrs.get('efa_prov_error') or entry.get('message', '')})"
+            )
+        said = ", ".join(parts) or "no error code printed"
+        meaning = f": {str(entry['meaning']).rstrip('.')}" if entry.get("meaning") else ""
+        memory = fi in _MEMORY_FI_ERRNOS or any(
+            w in str(first.attrs.get("efa_prov_error", "")) for w in _MEMORY_WORDS
+        )
+        summary = f"The EFA provider aborted the process on {node or 'an unknown node'} ({said}){meaning}"
+        action = entry.get("action") or "read the libfabric warnings before the abort (FI_LOG_LEVEL=warn)"
+        summary, action = _with_memlock(summary, action, node, memory, memlock, evs)
+        return Finding(
+            kind=f"efa_abort:{prov if prov is not None else fi}",
+            layer="network",
+            role="cause",
+            severity="error",
+            weight=EFA_FAULT_WEIGHT,
+            summary=summary,
+            action=action,
+            node=node,
+            evidence=evs,
+            explains="cluster",
+            count=occurrences(evs),
+        )
+
+    @staticmethod
+    def _ofi(node: str | None, evs: list[Evidence], memlock: dict[str | None, Evidence]) -> Finding:
+        first = evs[0]
+        message = str(first.attrs.get("message", ""))
+        rc = first.attrs.get("rc")
+        entry = knowledge.libfabric_message(first.text, str(first.attrs.get("error") or "")) or (
+            knowledge.libfabric_error("fi_errno", rc) if isinstance(rc, int) else None
+        )
+        entry = entry or {}
+        code = f" (RC {rc}: {entry.get('name', 'fi_errno')}, {entry.get('text') or entry.get('meaning', '')})"
+        memory = rc in _MEMORY_FI_ERRNOS or "regist" in message
+        summary = f"The NCCL OFI plugin (aws-ofi-nccl, EFA) failed on {node or 'an unknown node'}: " + (
+            message[:200] + (code if rc is not None else "")
+        )
+        action = entry.get("action") or "run fi_info -p efa on the node and read the libfabric warnings"
+        summary, action = _with_memlock(summary, action, node, memory, memlock, evs)
+        return Finding(
+            kind=f"ofi_warn:{entry.get('id') or entry.get('name') or rc}",
+            layer="network",
+            role="cause",
+            severity="error",
+            weight=EFA_FAULT_WEIGHT,
+            summary=summary,
+            action=action,
+            node=node,
+            evidence=evs,
+            explains="cluster",
+            count=occurrences(evs),
+        )
+
+
+def _with_memlock(
+    summary: str,
+    action: str,
+    node: str | None,
+    memory: bool,
+    memlock: dict[str | None, Evidence],
+    evs: list[Evidence],
+) -> tuple[str, str]:
+    """Add the node's finite locked-memory limit to a memory or registration failure, where shown."""
+    if not memory:
+        return summary, action
+    limit = memlock.get(node)
+    if limit is None:
+        return (
+            summary,
+            action + "; check the job's locked-memory limit (ulimit -l), which EFA needs unlimited",
+        )
+    evs.append(limit)
+    kib = int(limit.attrs["limit_bytes"]) // 1024
+    return (
+        f"{summary}; the locked-memory limit on {node} is {kib} KiB, not unlimited, and EFA must lock "
+        "every buffer it registers",
+        "raise the locked-memory limit to unlimited for the job (limits.conf memlock, "
+        "container --ulimit memlock=-1, Slurm PropagateResourceLimits) and rerun",
+    )
+
+
+def _lost_peer(peer: str, node: str | None, evs: list[Evidence]) -> Finding:
+    reporters = sorted({e.node for e in evs if e.node})
+    named = f"{node} ({peer})" if node and node != peer else peer
+    return Finding(
+        kind="efa_lost_peer",
+        layer="network",
+        role="cause",
+        severity="error",
+        weight=LOST_PEER_WEIGHT,
+        summary=f"{len(reporters)} node(s) ({', '.join(reporters[:8])}) lost their EFA peer {named}: "
+        f"'{str(evs[0].attrs.get('message', ''))[:120]}'; the peer's process or instance went away, the "
+        "nodes reporting it are not at fault",
+        action=f"check {named}: whether its training process is alive (exit code, OOM kill), its kernel log "
+        "and EFA counters; drain and replace it if its hardware failed",
+        node=node or peer,
+        evidence=evs,
+        explains="cluster",
+        count=occurrences(evs),
+    )
