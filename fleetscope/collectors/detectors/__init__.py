@@ -12,6 +12,7 @@ from fleetscope.collectors.detectors.log_signatures import LogSignatureDetector
 from fleetscope.collectors.detectors.nvlink import NvlinkDetector
 from fleetscope.collectors.detectors.pcie import PcieAerDetector
 from fleetscope.collectors.detectors.peer_deviation import PeerDeviationDetector
+from fleetscope.collectors.detectors.recovery_action import GpuRecoveryActionDetector
 from fleetscope.collectors.detectors.straggler import StragglerDetector
 from fleetscope.collectors.detectors.transport import TransportDetector
 from fleetscope.collectors.detectors.xid import XidDetector
@@ -29,6 +30,7 @@ DETECTORS: tuple[type[Detector], ...] = (
     StragglerDetector,
     FabricDetector,
     EfaDetector,
+    GpuRecoveryActionDetector,
 )
 
 __all__ = ["DETECTORS", "Detector"]
