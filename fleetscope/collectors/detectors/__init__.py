@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 from fleetscope.collectors.detectors.base import Detector
+from fleetscope.collectors.detectors.dcgmi_diag import DcgmiDiagDetector
 from fleetscope.collectors.detectors.efa import EfaDetector
 from fleetscope.collectors.detectors.fabric import FabricDetector
 from fleetscope.collectors.detectors.gpu_health import GpuHealthDetector
@@ -31,6 +32,7 @@ DETECTORS: tuple[type[Detector], ...] = (
     FabricDetector,
     EfaDetector,
     GpuRecoveryActionDetector,
+    DcgmiDiagDetector,
 )
 
 __all__ = ["DETECTORS", "Detector"]

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from fleetscope.collectors.parsers.base import DocumentParser, FileContext, Line, LineParser
 from fleetscope.collectors.parsers.dcgm import DcgmParser
+from fleetscope.collectors.parsers.dcgmi_diag import DcgmiDiagJsonParser, DcgmiDiagParser
 from fleetscope.collectors.parsers.efa import EfaParser
 from fleetscope.collectors.parsers.host import HostSoftwareParser
 from fleetscope.collectors.parsers.kernel import KernelLogParser
@@ -30,6 +31,7 @@ DOCUMENT_PARSERS: tuple[type[DocumentParser], ...] = (
     PrometheusParser,
     NvidiaSmiQueryParser,
     NvidiaSmiCsvParser,
+    DcgmiDiagJsonParser,
 )
 
 #: Parsers that pick messages out of logs; every one sees every candidate line of a log file.
@@ -43,6 +45,7 @@ LINE_PARSERS: tuple[type[LineParser], ...] = (
     EfaParser,
     NvidiaSmiLinesParser,
     DcgmParser,
+    DcgmiDiagParser,
     HostSoftwareParser,
     IterationTimeParser,
     SignatureParser,
