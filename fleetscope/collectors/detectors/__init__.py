@@ -3,7 +3,9 @@
 
 from __future__ import annotations
 
+from fleetscope.collectors.detectors.barrier import BarrierTimeoutDetector
 from fleetscope.collectors.detectors.base import Detector
+from fleetscope.collectors.detectors.connections import ConnectionLossDetector
 from fleetscope.collectors.detectors.dcgmi_diag import DcgmiDiagDetector
 from fleetscope.collectors.detectors.efa import EfaDetector
 from fleetscope.collectors.detectors.fabric import FabricDetector
@@ -33,6 +35,8 @@ DETECTORS: tuple[type[Detector], ...] = (
     EfaDetector,
     GpuRecoveryActionDetector,
     DcgmiDiagDetector,
+    ConnectionLossDetector,
+    BarrierTimeoutDetector,
 )
 
 __all__ = ["DETECTORS", "Detector"]

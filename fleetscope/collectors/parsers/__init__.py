@@ -7,6 +7,7 @@ here.
 from __future__ import annotations
 
 from fleetscope.collectors.parsers.base import DocumentParser, FileContext, Line, LineParser
+from fleetscope.collectors.parsers.connections import ConnectionStateParser
 from fleetscope.collectors.parsers.dcgm import DcgmParser
 from fleetscope.collectors.parsers.dcgmi_diag import DcgmiDiagJsonParser, DcgmiDiagParser
 from fleetscope.collectors.parsers.efa import EfaParser
@@ -49,6 +50,7 @@ LINE_PARSERS: tuple[type[LineParser], ...] = (
     HostSoftwareParser,
     IterationTimeParser,
     SignatureParser,
+    ConnectionStateParser,
 )
 
 __all__ = [
