@@ -12,6 +12,7 @@ from fleetscope.collectors.detectors.fabric import FabricDetector
 from fleetscope.collectors.detectors.gpu_health import GpuHealthDetector
 from fleetscope.collectors.detectors.host_software import HostSoftwareDetector
 from fleetscope.collectors.detectors.log_signatures import LogSignatureDetector
+from fleetscope.collectors.detectors.nccl_tests_runs import NcclTestsRunsDetector
 from fleetscope.collectors.detectors.nvlink import NvlinkDetector
 from fleetscope.collectors.detectors.pcie import PcieAerDetector
 from fleetscope.collectors.detectors.peer_deviation import PeerDeviationDetector
@@ -37,6 +38,7 @@ DETECTORS: tuple[type[Detector], ...] = (
     DcgmiDiagDetector,
     ConnectionLossDetector,
     BarrierTimeoutDetector,
+    NcclTestsRunsDetector,
 )
 
 __all__ = ["DETECTORS", "Detector"]

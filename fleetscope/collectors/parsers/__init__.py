@@ -17,6 +17,7 @@ from fleetscope.collectors.parsers.libfabric import LibfabricParser
 from fleetscope.collectors.parsers.nccl import NcclParser
 from fleetscope.collectors.parsers.nccl_quoted import NcclQuotedErrorParser
 from fleetscope.collectors.parsers.nccl_tests import NcclTestsParser
+from fleetscope.collectors.parsers.nccl_tests_runs import NcclTestsRunParser, NcclTestsTableParser
 from fleetscope.collectors.parsers.nvidia_smi import (
     NvidiaSmiCsvParser,
     NvidiaSmiLinesParser,
@@ -33,6 +34,7 @@ DOCUMENT_PARSERS: tuple[type[DocumentParser], ...] = (
     NvidiaSmiQueryParser,
     NvidiaSmiCsvParser,
     DcgmiDiagJsonParser,
+    NcclTestsTableParser,
 )
 
 #: Parsers that pick messages out of logs; every one sees every candidate line of a log file.
@@ -41,6 +43,7 @@ LINE_PARSERS: tuple[type[LineParser], ...] = (
     NcclParser,
     NcclQuotedErrorParser,
     NcclTestsParser,
+    NcclTestsRunParser,
     PyTorchParser,
     LibfabricParser,
     EfaParser,
