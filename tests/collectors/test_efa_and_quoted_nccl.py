@@ -154,14 +154,14 @@ def test_peer_named_by_many_nodes_is_the_cause_not_the_nodes_that_logged_it(tmp_
         "node-05/train.log": PEER_OWN,
     }
     top = diagnose(tmp_path, files)["root_causes"][0]
-    assert (top["kind"], top["layer"], top["node"]) == ("efa_lost_peer", "network", "node-05")
+    assert (top["kind"], top["layer"], top["node"]) == ("lost_peer", "network", "node-05")
     assert "node-01, node-02" in top["summary"]
 
 
 def test_an_unmapped_peer_is_named_by_its_host_id(tmp_path: Path) -> None:
     files = {"node-01/train.log": PEER_GONE.format(n="01"), "node-02/train.log": PEER_GONE.format(n="02")}
     top = diagnose(tmp_path, files)["root_causes"][0]
-    assert (top["kind"], top["node"]) == ("efa_lost_peer", "i-0ce6d3d57139f053c")
+    assert (top["kind"], top["node"]) == ("lost_peer", "i-0ce6d3d57139f053c")
 
 
 @pytest.mark.parametrize(("what", "result", "result_text", "last", "layer", "kind"), LAST_ERRORS)
@@ -202,3 +202,43 @@ def test_torchrun_report_names_the_signal_once(tmp_path: Path) -> None:
     top = diagnose(tmp_path, {"node-01/train.log": text})["root_causes"][0]
     assert top["kind"] == "signature:worker_crash_signal"
     assert "signal 6 (" in top["summary"] and "66" not in top["summary"]
+
+
+# NCCL's IB transport (src/transport/net_ib): "NET/IB : Got completion from peer <addr><port> with error
+# <ibv_wc_status>, opcode ..., len ..., vendor err ..." and its bootstrap address line (src/bootstrap.cc).
+IB_FROM_PEER = (
+    "{node}:2231:2290 [{d}] transport/net_ib.cc:1696 NCCL WARN NET/IB : Got completion from peer "
+    "10.0.0.15<39138> with status={status} opcode=0 len=0 vendor err 129 (Recv) localGid ::ffff:10.0.0.{n} "
+    "remoteGids::ffff:10.0.0.15\n"
+)
+BOOTSTRAP = "node-05:4411:4411 [0] NCCL INFO Bootstrap : Using eth0:10.0.0.15<0>\n"
+
+
+def test_ib_retry_exceeded_from_many_nodes_points_at_the_peer(tmp_path: Path) -> None:
+    files = {
+        f"node-0{n}/train.log": IB_FROM_PEER.format(node=f"node-0{n}", d=n, status=12, n=n) for n in (1, 2, 3)
+    }
+    files["node-05/train.log"] = BOOTSTRAP
+    top = diagnose(tmp_path, files)["root_causes"][0]
+    assert (top["kind"], top["layer"], top["node"]) == ("lost_peer", "network", "node-05")
+
+
+def test_ib_peer_named_by_an_aws_host_name(tmp_path: Path) -> None:
+    files = {
+        f"ip-10-0-0-{n}/train.log": IB_FROM_PEER.format(node=f"ip-10-0-0-{n}", d=n, status=12, n=n)
+        for n in (1, 2)
+    }
+    # Any evidence from the peer's own folder (here the driver's load line) makes it a node of the bundle.
+    files["ip-10-0-0-15/dmesg.log"] = (
+        "[    5.100000] NVRM: loading NVIDIA UNIX x86_64 Kernel Module  550.54.15  Tue Mar  5 22:23:56 UTC "
+        "2024\n"
+    )
+    top = diagnose(tmp_path, files)["root_causes"][0]
+    assert (top["kind"], top["node"]) == ("lost_peer", "ip-10-0-0-15")
+
+
+def test_one_reporter_does_not_blame_the_peer(tmp_path: Path) -> None:
+    files = {"node-01/train.log": IB_FROM_PEER.format(node="node-01", d=1, status=12, n=1)}
+    files["node-05/train.log"] = BOOTSTRAP
+    top = diagnose(tmp_path, files)["root_causes"][0]
+    assert top["kind"] != "lost_peer"

@@ -12,6 +12,7 @@ from fleetscope.collectors.detectors.fabric import FabricDetector
 from fleetscope.collectors.detectors.gpu_health import GpuHealthDetector
 from fleetscope.collectors.detectors.host_software import HostSoftwareDetector
 from fleetscope.collectors.detectors.log_signatures import LogSignatureDetector
+from fleetscope.collectors.detectors.lost_peer import LostPeerDetector
 from fleetscope.collectors.detectors.nccl_tests_runs import NcclTestsRunsDetector
 from fleetscope.collectors.detectors.nvlink import NvlinkDetector
 from fleetscope.collectors.detectors.pcie import PcieAerDetector
@@ -39,6 +40,7 @@ DETECTORS: tuple[type[Detector], ...] = (
     ConnectionLossDetector,
     BarrierTimeoutDetector,
     NcclTestsRunsDetector,
+    LostPeerDetector,
 )
 
 __all__ = ["DETECTORS", "Detector"]

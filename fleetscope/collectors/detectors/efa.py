@@ -1,4 +1,4 @@
-"""The EFA software stack: provider aborts, aws-ofi-nccl failures, and peers that went away.
+"""The EFA software stack: provider aborts and aws-ofi-nccl failures.
 
 * ``efa_abort`` (the provider's "encountered an internal error" banner) and ``ofi_warn`` (an aws-ofi-nccl
   ``NET/OFI`` warning) are causes in the network layer, the EFA software stack (docs/design.md: EFA
@@ -9,10 +9,6 @@
   guide asks for ``unlimited``). Where the same node's ``memlock_limit`` evidence shows a finite limit
   and the failure is a memory or registration one, the finding says so and its action raises the limit;
   without that evidence the action only asks to check it.
-* ``transport_peer_error``: every node that talks to a peer which died logs "Unresponsive receiver" or
-  "Unreachable remote" naming that peer; the cause is the peer, not the many nodes that logged it. The
-  peer is named by its host id (EC2 instance id), mapped to a node folder through the "My host id" that
-  the peer's own lines print, or a folder of that name; otherwise the finding names the host id itself.
 """
 
 from __future__ import annotations
@@ -26,9 +22,6 @@ from fleetscope.collectors.evidence import Evidence, Finding
 
 #: Weight of an EFA provider abort or an aws-ofi-nccl failure (a stated fault of the node's EFA stack).
 EFA_FAULT_WEIGHT = 0.75
-#: Weight of a peer named by other nodes' errors: above each reporter's own transport finding (0.7), so
-#: the node that went away ranks first.
-LOST_PEER_WEIGHT = 0.85
 #: EFA needs the locked-memory limit unlimited (AWS EFA user guide); a finite one below this is named.
 MEMLOCK_ENOUGH_BYTES = 1 << 40
 #: Errors that a locked-memory limit can cause: ENOMEM, EFA's own out-of-memory, registration failures.
@@ -37,14 +30,13 @@ _MEMORY_WORDS = ("memory", "regist", "MR ")
 
 
 class EfaDetector(Detector):
-    """EFA provider aborts, aws-ofi-nccl failures and lost peers."""
+    """EFA provider aborts and aws-ofi-nccl failures."""
 
     name = "efa"
 
     def detect(self, evidence: Sequence[Evidence]) -> Iterable[Finding]:
         memlock: dict[str | None, Evidence] = {}
         groups: dict[tuple[Any, ...], list[Evidence]] = {}
-        peers: dict[str, list[Evidence]] = {}
         for e in evidence:
             if e.kind == "memlock_limit":
                 limit = e.attrs.get("limit_bytes")
@@ -55,15 +47,8 @@ class EfaDetector(Detector):
                 groups.setdefault(key, []).append(e)
             elif e.kind == "ofi_warn":
                 groups.setdefault(("ofi", e.node, str(e.attrs.get("message", ""))[:60]), []).append(e)
-            elif e.kind == "transport_peer_error" and e.attrs.get("peer") and e.attrs.get("gone"):
-                peers.setdefault(str(e.attrs["peer"]), []).append(e)
         for (what, node, *_), evs in groups.items():
             yield self._abort(node, evs, memlock) if what == "abort" else self._ofi(node, evs, memlock)
-        if peers:
-            nodes = {e.node for e in evidence if e.node}
-            ids = {str(e.attrs["self_id"]): e.node for e in evidence if e.attrs.get("self_id") and e.node}
-            for peer, evs in peers.items():
-                yield _lost_peer(peer, ids.get(peer) or (peer if peer in nodes else None), evs)
 
     @staticmethod
     def _abort(node: str | None, evs: list[Evidence], memlock: dict[str | None, Evidence]) -> Finding:
@@ -158,25 +143,4 @@ def _with_memlock(
         "every buffer it registers",
         "raise the locked-memory limit to unlimited for the job (limits.conf memlock, "
         "container --ulimit memlock=-1, Slurm PropagateResourceLimits) and rerun",
-    )
-
-
-def _lost_peer(peer: str, node: str | None, evs: list[Evidence]) -> Finding:
-    reporters = sorted({e.node for e in evs if e.node})
-    named = f"{node} ({peer})" if node and node != peer else peer
-    return Finding(
-        kind="efa_lost_peer",
-        layer="network",
-        role="cause",
-        severity="error",
-        weight=LOST_PEER_WEIGHT,
-        summary=f"{len(reporters)} node(s) ({', '.join(reporters[:8])}) lost their EFA peer {named}: "
-        f"'{str(evs[0].attrs.get('message', ''))[:120]}'; the peer's process or instance went away, the "
-        "nodes reporting it are not at fault",
-        action=f"check {named}: whether its training process is alive (exit code, OOM kill), its kernel log "
-        "and EFA counters; drain and replace it if its hardware failed",
-        node=node or peer,
-        evidence=evs,
-        explains="cluster",
-        count=occurrences(evs),
     )

@@ -12,6 +12,7 @@ from fleetscope.collectors.parsers.dcgm import DcgmParser
 from fleetscope.collectors.parsers.dcgmi_diag import DcgmiDiagJsonParser, DcgmiDiagParser
 from fleetscope.collectors.parsers.efa import EfaParser
 from fleetscope.collectors.parsers.host import HostSoftwareParser
+from fleetscope.collectors.parsers.host_address import HostAddressParser
 from fleetscope.collectors.parsers.kernel import KernelLogParser
 from fleetscope.collectors.parsers.libfabric import LibfabricParser
 from fleetscope.collectors.parsers.nccl import NcclParser
@@ -54,6 +55,7 @@ LINE_PARSERS: tuple[type[LineParser], ...] = (
     IterationTimeParser,
     SignatureParser,
     ConnectionStateParser,
+    HostAddressParser,
 )
 
 __all__ = [
