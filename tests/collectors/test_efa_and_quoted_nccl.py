@@ -242,3 +242,21 @@ def test_one_reporter_does_not_blame_the_peer(tmp_path: Path) -> None:
     files["node-05/train.log"] = BOOTSTRAP
     top = diagnose(tmp_path, files)["root_causes"][0]
     assert top["kind"] != "lost_peer"
+
+
+@pytest.mark.parametrize(
+    "code", ["1 'invalid argument'", "401 'the operation cannot be performed in the present state'"]
+)
+def test_a_cuda_failure_in_nccls_nvls_transport_is_nvlink(tmp_path: Path, code: str) -> None:
+    # NVIDIA/nccl issues 1672 and 1788: "[1] transport/nvls.cc:254 NCCL WARN Cuda failure 401 '...'".
+    text = (
+        f"[2025-07-21 19:05:29] node004:27907:27907 [1] transport/nvls.cc:254 NCCL WARN Cuda failure {code}\n"
+    )
+    top = diagnose(tmp_path, {"node004/nccl.log": text})["root_causes"][0]
+    assert (top["kind"], top["layer"], top["node"]) == ("nccl_warn:nvls_cuda_failure", "nvlink", "node004")
+
+
+def test_a_cuda_failure_elsewhere_is_not_read_as_nvlink(tmp_path: Path) -> None:
+    text = "node004:27907:27907 [1] enqueue.cc:1556 NCCL WARN Cuda failure 'out of memory'\n"
+    report = diagnose(tmp_path, {"node004/nccl.log": text})
+    assert all(r["layer"] != "nvlink" for r in report["root_causes"] + report["symptoms"])

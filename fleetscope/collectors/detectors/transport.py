@@ -18,6 +18,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -249,8 +250,9 @@ def _finding(
         )
     if what == "warn":
         message = evs[0].attrs.get("message", "")
+        where_ = str(evs[0].attrs.get("where", ""))
         for pattern, entry in knowledge.nccl_messages():
-            if pattern.search(message):
+            if pattern.search(message) and re.search(entry.get("where") or "", where_):
                 cause = entry.get("role") == "cause"
                 return Finding(
                     kind=f"nccl_warn:{entry['id']}",

@@ -139,6 +139,8 @@ class NcclParser(LineParser):
             if head:
                 warn["device"] = int(head["dev"])
                 warn["pid"] = head["pid"]
+                if head["func"]:
+                    warn["where"] = head["func"]  # NCCL's source file or function ("transport/nvls.cc")
             if warn["message"].startswith("NET/OFI"):
                 # The aws-ofi-nccl plugin's own failure (memory registration, endpoint, address vector):
                 # the EFA software stack, with the libfabric return code it quotes.
