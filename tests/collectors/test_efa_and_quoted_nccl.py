@@ -260,3 +260,32 @@ def test_a_cuda_failure_elsewhere_is_not_read_as_nvlink(tmp_path: Path) -> None:
     text = "node004:27907:27907 [1] enqueue.cc:1556 NCCL WARN Cuda failure 'out of memory'\n"
     report = diagnose(tmp_path, {"node004/nccl.log": text})
     assert all(r["layer"] != "nvlink" for r in report["root_causes"] + report["symptoms"])
+
+
+# NCCL src/misc/socket.cc WARN lines naming the peer (hostname or address, then "<port>").
+SOCKET_CLOSED = (
+    "{node}:3311:3402 [{d}] misc/socket.cc:47 NCCL WARN socketProgress: Connection closed by remote peer "
+    "node-07.cluster<46114>\n"
+)
+SOCKET_UNREACHABLE = (
+    "{node}:3311:3402 [{d}] misc/socket.cc:484 NCCL WARN socketStartConnect: Connect to 10.0.0.17<36531> "
+    "failed : No route to host\n"
+)
+
+
+def test_socket_peer_closed_from_many_nodes_points_at_it(tmp_path: Path) -> None:
+    files = {f"node-0{n}/train.log": SOCKET_CLOSED.format(node=f"node-0{n}", d=n) for n in (1, 2, 3)}
+    files["node-07/dmesg.log"] = (
+        "[   12.0] NVRM: Xid (PCI:0000:3b:00): 79, pid=1, name=python, GPU has fallen off the bus.\n"
+    )
+    report = diagnose(tmp_path, files)
+    assert report["root_causes"][0]["node"] == "node-07"
+    lost = next(r for r in report["root_causes"] if r["kind"] == "lost_peer")
+    assert lost["node"] == "node-07"
+
+
+def test_socket_peer_unreachable_by_address(tmp_path: Path) -> None:
+    files = {f"node-0{n}/train.log": SOCKET_UNREACHABLE.format(node=f"node-0{n}", d=n) for n in (1, 2)}
+    files["node-07/train.log"] = "node-07:4411:4411 [0] NCCL INFO Bootstrap : Using eth0:10.0.0.17<0>\n"
+    top = diagnose(tmp_path, files)["root_causes"][0]
+    assert (top["kind"], top["layer"], top["node"]) == ("lost_peer", "network", "node-07")

@@ -7,7 +7,8 @@ nodes that logged it. Read here:
 * ``transport_peer_error`` with ``gone`` (EFA: "Unresponsive receiver", "Unreachable remote", "reset by
   remote peer", naming the peer's host id and EFA address);
 * ``ib_completion_error`` with status 12 or 13 (``IBV_WC_RETRY_EXC_ERR``, ``IBV_WC_RNR_RETRY_EXC_ERR``:
-  the remote side never acknowledged) and the peer's address (``Got completion from peer 10.0.0.5<...>``).
+  the remote side never acknowledged) and the peer's address (``Got completion from peer 10.0.0.5<...>``);
+* ``nccl_warn`` from NCCL's sockets naming the peer (connection closed by it, or it cannot be reached).
 
 Where at least :data:`MIN_REPORTERS` nodes name the same peer, the peer is a cause in the network layer
 (the path to it is what failed, whatever killed it). It is mapped to a node of the bundle through that
@@ -33,7 +34,19 @@ _PEER_SILENT_STATUSES = frozenset({12, 13})
 _AWS_NAME = re.compile(r"^ip-(\d+)-(\d+)-(\d+)-(\d+)(?:\.|$)")
 
 
+#: NCCL's socket messages that name the peer (src/misc/socket.cc): ``Connection closed by remote peer
+#: node-05.cluster<46114>``, ``Connect to 10.0.0.5<36531> failed : No route to host``.
+_SOCKET_PEER = re.compile(
+    r"(?:Connection closed by remote peer (?P<closed>[^\s<]+)<\d+>"
+    r"|Connect to (?P<connect>[^\s<]+)<\d+> failed\s*:\s*(?:No route to host|Connection timed out"
+    r"|Network is unreachable|Connection refused))"
+)
+
+
 def _peer(e: Evidence) -> str | None:
+    if e.kind == "nccl_warn":
+        m = _SOCKET_PEER.search(str(e.attrs.get("message", "")))
+        return (m["closed"] or m["connect"]) if m else None
     if e.kind == "transport_peer_error" and e.attrs.get("gone"):
         return str(e.attrs["peer"]) if e.attrs.get("peer") else None
     if (
@@ -93,6 +106,11 @@ def _node_names(evidence: Sequence[Evidence]) -> dict[str, str]:
     """Host ids and addresses -> the node folder they belong to."""
     names: dict[str, str] = {}
     nodes = {e.node for e in evidence if e.node}
+    for e in evidence:
+        # A host named by its fully qualified name ("node-05.cluster") is the node folder of its first label.
+        for peer in filter(None, [_peer(e)]):
+            if peer.split(".", 1)[0] in nodes and not peer.replace(".", "").isdigit():
+                names.setdefault(peer, peer.split(".", 1)[0])
     for node in nodes:
         names[node] = node
         aws = _AWS_NAME.match(node)
