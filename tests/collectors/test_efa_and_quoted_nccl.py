@@ -289,3 +289,16 @@ def test_socket_peer_unreachable_by_address(tmp_path: Path) -> None:
     files["node-07/train.log"] = "node-07:4411:4411 [0] NCCL INFO Bootstrap : Using eth0:10.0.0.17<0>\n"
     top = diagnose(tmp_path, files)["root_causes"][0]
     assert (top["kind"], top["layer"], top["node"]) == ("lost_peer", "network", "node-07")
+
+
+def test_nccl_error_without_last_error_keeps_its_node(tmp_path: Path) -> None:
+    # PyTorch's DistBackendError with the result code only (no "Last error:" text in the log).
+    text = (
+        "[rank5]: torch.distributed.DistBackendError: NCCL error in: /pytorch/torch/csrc/distributed/c10d/"
+        "ProcessGroupNCCL.cpp:1970, remote process exited or there was a network error, NCCL version 2.21.5\n"
+        "[rank5]: ncclRemoteError: A call failed possibly due to a network error or a remote process exiting "
+        "prematurely.\n"
+    )
+    top = diagnose(tmp_path, {"node-04/train.log": text})["root_causes"][0]
+    assert (top["kind"], top["node"]) == ("nccl_result:ncclRemoteError", "node-04")
+    assert "unsure" in top["summary"]

@@ -124,6 +124,8 @@ def _finding(
     count = occurrences(evs)
     nodes = sorted({e.node for e in evs if e.node})
     on = f" on {', '.join(nodes)}" if nodes else ""
+    if node is None and what in ("result", "failed") and len(nodes) == 1:
+        node = nodes[0]  # an NCCL error raised on one node keeps the node of the file it came from
     common: dict[str, Any] = {"node": node, "evidence": evs, "count": count}
     if what == "ib":
         entry = knowledge.ib_wc_status(int(value)) or {}
