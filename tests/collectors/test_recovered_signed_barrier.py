@@ -169,3 +169,8 @@ def test_a_barrier_timeout_beside_a_fault_leaves_the_fault_first(tmp_path: Path)
     report = diagnose(tmp_path, files)
     assert report["root_causes"][0]["kind"] == "xid:79"
     assert all(r["kind"] != "c10d_barrier_timeout" for r in report["root_causes"])
+
+
+def test_nvlink_link_messages_are_not_network_links(tmp_path: Path) -> None:
+    text = "[ 500.1] NVRM: Link down\n[ 500.2] nvidia-nvswitch0: Link down\n"
+    assert diagnose(tmp_path, {"node-03/dmesg.log": text})["incident"] is False

@@ -30,6 +30,9 @@ from collections.abc import Iterable
 from fleetscope.collectors.evidence import Evidence
 from fleetscope.collectors.parsers.base import Line, LineParser
 
+#: A network interface name, whole; NVLink and NVSwitch link messages (NVRM, nvidia-nvswitch) are the
+#: nvlink detector's.
+_INTERFACE = r"(?<![\w.:-])(?P<target>(?![Nn][Vv])[\w.:-]+)"
 _SHAPES: tuple[tuple[str, str, re.Pattern[str]], ...] = (
     (
         "lustre",
@@ -39,8 +42,8 @@ _SHAPES: tuple[tuple[str, str, re.Pattern[str]], ...] = (
     ("lustre", "restored", re.compile(r"Lustre: (?P<target>\S+): Connection restored to (?P<server>\S+)")),
     ("nfs", "lost", re.compile(r"nfs: server (?P<target>\S+) (?:not responding|timed out)")),
     ("nfs", "restored", re.compile(r"nfs: server (?P<target>\S+) OK\b")),
-    ("link", "lost", re.compile(r"(?P<target>[\w.:-]+): (?:Link down|NIC Link is Down)\b")),
-    ("link", "restored", re.compile(r"(?P<target>[\w.:-]+): (?:Link up|NIC Link is Up)\b")),
+    ("link", "lost", re.compile(_INTERFACE + r": (?:Link down|NIC Link is Down)\b")),
+    ("link", "restored", re.compile(_INTERFACE + r": (?:Link up|NIC Link is Up)\b")),
 )
 
 
