@@ -302,3 +302,32 @@ def test_nccl_error_without_last_error_keeps_its_node(tmp_path: Path) -> None:
     top = diagnose(tmp_path, {"node-04/train.log": text})["root_causes"][0]
     assert (top["kind"], top["node"]) == ("nccl_result:ncclRemoteError", "node-04")
     assert "unsure" in top["summary"]
+
+
+@pytest.mark.parametrize(
+    ("last", "kind", "layer"),
+    [
+        # NCCL's ibvwrap WARN for a memory registration that fails (GPUDirect RDMA, memlock).
+        ("Call to ibv_reg_mr_iova2 failed with error Bad address", "nccl_warn:ib_reg_mr_failed", None),
+        # NCCL's socket.cc connect failure, and its shared-memory transport's /dev/shm failure.
+        ("socketStartConnect: Connect to 10.0.0.17<36531> failed : Connection refused", None, "network"),
+        ("Error while creating shared memory segment /dev/shm/nccl-4M7bLx (size 9637888)", None, None),
+        ("Message truncated : received 2048 bytes instead of 1024", "nccl_warn:message_truncated", "job"),
+    ],
+)
+def test_more_last_errors_are_classified_by_the_catalogue(
+    tmp_path: Path, last: str, kind: str | None, layer: str | None
+) -> None:
+    text = RAISED.format(
+        rank=2,
+        what="unhandled system error",
+        result="ncclSystemError",
+        result_text="System call failed.",
+        last=last,
+    )
+    top = diagnose(tmp_path, {"node-02/train.log": text})["root_causes"][0]
+    assert top["kind"].startswith("nccl_warn:") and top["node"] == "node-02"
+    if kind is not None:
+        assert top["kind"] == kind
+    if layer is not None:
+        assert top["layer"] == layer
