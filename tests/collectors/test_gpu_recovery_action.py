@@ -73,3 +73,18 @@ def test_dcgm_exporter_field(tmp_path: Path, code: int) -> None:
 def test_unknown_text_is_not_an_incident(tmp_path: Path) -> None:
     rows = "index, pci.bus_id, gpu_recovery_action\n0, 00000000:18:00.0, [N/A]\n"
     assert diagnose(tmp_path, {"node-09/smi.csv": rows})["incident"] is False
+
+
+@pytest.mark.parametrize(
+    ("code", "name"), [(1, "GPU_RESET"), (2, "NODE_REBOOT"), (3, "DRAIN_P2P"), (4, "DRAIN_AND_RESET")]
+)
+def test_dcgm_health_watch_recovery_action(tmp_path: Path, code: int, name: str) -> None:
+    # nv-hostengine's log line for a health incident (DcgmHealthWatch.cpp "Detected a {} in health system
+    # {}: '{}'") carrying DCGM_FR_GPU_RECOVERY_*_MSG for GPU 6.
+    line = (
+        "2025-03-04 10:00:01.123 ERROR [4411:4412] Detected a FAILURE in health system Driver: 'GPU 6 "
+        f"requires attention. Recovery action: {code} ({name}).' [DcgmHealthWatch.cpp:890]\n"
+    )
+    top = diagnose(tmp_path, {"node-05/nv-hostengine.log": line})["root_causes"][0]
+    assert (top["kind"], top["node"], top["gpu"]) == (f"gpu_recovery_action:{code}", "node-05", 6)
+    assert top["action"] == ACTIONS[code]["action"]

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from fleetscope.collectors.detectors.base import Detector, where
+from fleetscope.collectors.detectors.recovery_action import RECOVERY_MESSAGE
 from fleetscope.collectors.evidence import DRIVER_NUMBERING, Evidence, Finding
 from fleetscope.exporters.gpu import LOST, UP
 
@@ -179,7 +180,7 @@ class GpuHealthDetector(Detector):
                     active = [r.smi for r in FAULT_CLOCK_REASONS if int(value) & r.bit]
                     if active:
                         yield self._thermal(e, f"the clock-event reasons {active} are active")
-            elif e.kind == "dcgm_health":
+            elif e.kind == "dcgm_health" and not RECOVERY_MESSAGE.search(str(e.attrs.get("message", ""))):
                 system = str(e.attrs.get("system", "")).strip().lower()
                 layer = _DCGM_SYSTEM_LAYER.get(system, "gpu_hardware")
                 yield Finding(

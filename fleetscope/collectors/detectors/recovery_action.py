@@ -1,13 +1,16 @@
 """The GPU recovery action the driver asks for: anything but None is an incident on that GPU.
 
 Read from ``nvidia-smi -q``'s "GPU Recovery Action" and ``--query-gpu=gpu_recovery_action`` (``smi_field``
-evidence) and from DCGM's field 1523 as dcgm-exporter names it (``metric`` evidence
-``DCGM_FI_DEV_GPU_RECOVERY_ACTION``). Meaning, action, layer and weight per value are the reviewed
+evidence), from DCGM's field 1523 as dcgm-exporter names it (``metric`` evidence
+``DCGM_FI_DEV_GPU_RECOVERY_ACTION``), and from DCGM's health watch, whose Driver system reports it as
+"... Recovery action: 1 (GPU_RESET)." (``dcgm_health`` evidence; the gpu_health detector leaves these
+to this one). Meaning, action, layer and weight per value are the reviewed
 entries of ``gpu_recovery_action.yaml``.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -17,6 +20,9 @@ from fleetscope.collectors.evidence import DRIVER_NUMBERING, Evidence, Finding
 
 #: dcgm-exporter's name for DCGM field 1523.
 DCGM_RECOVERY_ACTION = "DCGM_FI_DEV_GPU_RECOVERY_ACTION"
+#: DCGM's health-watch message for a recovery action (dcgm_errors.h DCGM_FR_GPU_RECOVERY_*_MSG: "GPU 2
+#: requires a reset to recover from a fault. Recovery action: 1 (GPU_RESET).").
+RECOVERY_MESSAGE = re.compile(r"Recovery action: (?P<code>\d+) \((?P<name>[A-Z0-9_]+)\)")
 _SMI_PATHS = ("gpu recovery action", "gpu_recovery_action")
 
 
@@ -40,9 +46,12 @@ class GpuRecoveryActionDetector(Detector):
         for e in evidence:
             smi = e.kind == "smi_field" and str(e.attrs.get("path", "")).lower() in _SMI_PATHS
             dcgm = e.kind == "metric" and e.attrs.get("name") == DCGM_RECOVERY_ACTION
-            if not (smi or dcgm):
+            said = (
+                RECOVERY_MESSAGE.search(str(e.attrs.get("message", ""))) if e.kind == "dcgm_health" else None
+            )
+            if not (smi or dcgm or said):
                 continue
-            found = _entry(e.attrs.get("value"))
+            found = _entry(int(said["code"]) if said else e.attrs.get("value"))
             if found is None or found[0] == 0:
                 continue
             code, entry = found
