@@ -174,3 +174,13 @@ def test_a_barrier_timeout_beside_a_fault_leaves_the_fault_first(tmp_path: Path)
 def test_nvlink_link_messages_are_not_network_links(tmp_path: Path) -> None:
     text = "[ 500.1] NVRM: Link down\n[ 500.2] nvidia-nvswitch0: Link down\n"
     assert diagnose(tmp_path, {"node-03/dmesg.log": text})["incident"] is False
+
+
+def test_aer_recovered_but_a_cuda_error_followed_stays_a_cause(tmp_path: Path) -> None:
+    # The application's CUDA error after the "recovery": something downstream suffered.
+    cuda = "[ 101.500000] python[2231]: RuntimeError: CUDA error: unspecified launch failure\n"
+    report = diagnose(tmp_path, {"node-01/dmesg.txt": AER + AER_RECOVERED + cuda})
+    kinds = [r["kind"] for r in report["root_causes"]]
+    assert "pcie_aer_uncorrected" in kinds
+    aer = next(r for r in report["root_causes"] if r["kind"] == "pcie_aer_uncorrected")
+    assert "reports the device recovered" in aer["summary"]

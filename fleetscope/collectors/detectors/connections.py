@@ -94,7 +94,7 @@ class ConnectionLossDetector(Detector):
             )
             took = _took(losses[0], restored)
             recovered = restored is not None and (took is None or took <= RECOVERY_WINDOW_S)
-            hurt = _suffered(evidence, node, first, restored)
+            hurt = suffered(evidence, node, first, restored)
             layer, weight, blocks, action = SUBSYSTEMS[subsystem]
             server = next((str(e.attrs["server"]) for e in evs if e.attrs.get("server")), "")
             what = f"{subsystem} {target}" + (f" (server {server})" if server and server != target else "")
@@ -148,12 +148,29 @@ def _took(lost: Evidence, restored: Evidence | None) -> float | None:
     return max(0.0, gap) if gap is not None else None
 
 
-def _suffered(
-    evidence: Sequence[Evidence], node: str | None, lost: Evidence, restored: Evidence | None
+def suffered(
+    evidence: Sequence[Evidence],
+    node: str | None,
+    lost: Evidence,
+    restored: Evidence | None,
+    own_kind: str = "connection_event",
 ) -> Evidence | None:
-    """The first error or worse on ``node`` from another source after the loss (see the module docstring)."""
+    """What suffered from a loss that may have recovered: the first error or worse on ``node`` after it.
+
+    Args:
+        evidence: All evidence of the bundle.
+        node: The node of the loss.
+        lost: The evidence of the loss.
+        restored: The evidence of its recovery, or ``None``.
+        own_kind: The loss's own evidence kind, never counted as what suffered.
+
+    Returns:
+        The first error-or-worse evidence of another kind on ``node`` from the loss until
+        :data:`DOWNSTREAM_WINDOW_S` after the recovery (where the clocks compare; from another file
+        without comparable times, any), or ``None``.
+    """
     for e in evidence:
-        if e.node != node or e.kind == "connection_event" or e.severity not in ("error", "critical"):
+        if e.node != node or e.kind == own_kind or e.severity not in ("error", "critical"):
             continue
         since = _between(lost, e)
         if since is not None:

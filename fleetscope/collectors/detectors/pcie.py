@@ -3,7 +3,8 @@
 Uncorrected errors (fatal or not) on a GPU, or on the port above one that the NVIDIA driver cannot
 recover (``nvidia ...: AER: can't recover (no error_detected callback)``), take the GPU off the bus:
 a hardware or PCIe-link fault. Corrected errors alone are context, and so are non-fatal uncorrected
-errors followed by the AER core's ``device recovery successful``.
+errors followed by the AER core's ``device recovery successful`` with nothing failing on the node after
+them (an error from another source then keeps them a cause).
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 
 from fleetscope.collectors.detectors.base import Detector, where
+from fleetscope.collectors.detectors.connections import suffered
 from fleetscope.collectors.evidence import Evidence, Finding
 
 
@@ -35,7 +37,8 @@ class PcieAerDetector(Detector):
             bus = gpus[0] if len(gpus) == 1 else None
             gpu_ev = next((e for e in evs if e.gpu_pci_bus_id == bus), None) if bus else None
             recovered = _recovered(evs, serious)
-            if recovered is not None and not fatal:
+            hurt = suffered(evidence, node, serious[0], recovered, "pcie_aer") if recovered else None
+            if recovered is not None and not fatal and hurt is None:
                 # The kernel's AER core reset the link and the driver resumed ("device recovery
                 # successful", drivers/pci/pcie/err.c): a warning for the timeline, not an incident.
                 # Whatever suffered later (an Xid, a lost GPU) is its own detector's finding.
@@ -67,7 +70,12 @@ class PcieAerDetector(Detector):
                 + (f" above {where(None, gpu_ev.gpu if gpu_ev else None, bus)}" if bus else "")
                 + f" on {node}"
                 + (f" ({', '.join(bits)})" if bits else "")
-                + "; recovery failed, so the GPU dropped off the bus: a hardware/PCIe-link fault",
+                + (
+                    f"; the kernel reports the device recovered, but {hurt.kind.replace('_', ' ')} followed "
+                    "on the node: a hardware/PCIe-link fault"
+                    if recovered is not None and hurt is not None
+                    else "; recovery failed, so the GPU dropped off the bus: a hardware/PCIe-link fault"
+                ),
                 action=f"drain {node}; reseat the GPU and check its riser, slot and PCIe link "
                 "(lspci -vvv link "
                 "status); replace the part if the errors recur",
