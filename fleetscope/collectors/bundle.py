@@ -13,11 +13,12 @@ from __future__ import annotations
 import gzip
 import io
 import os
-import re
 import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+
+from fleetscope.collectors.prefilter import KeywordMatcher
 
 #: Longest line kept, in bytes; longer lines are cut here (a 1 MB line is a dump, not a log message).
 MAX_LINE_BYTES = 1 << 20
@@ -144,20 +145,21 @@ def decode(raw: bytes) -> str:
 
 
 def scan_lines(
-    path: Path, stats: ReadStats, prefilter: re.Pattern[bytes] | None = None
-) -> Iterator[tuple[int, bytes]]:
-    """Stream a file's lines, optionally only those the prefilter finds a match in.
+    path: Path, stats: ReadStats, prefilter: KeywordMatcher | None = None
+) -> Iterator[tuple[int, bytes, tuple[int, ...]]]:
+    """Stream a file's lines, optionally only those holding one of the prefilter's keywords.
 
-    With a prefilter the regex runs over whole chunks in C and only matching lines are cut out, which is
-    what makes a multi-GB log cheap to read.
+    With a prefilter the matcher runs over whole chunks in C and only candidate lines are cut out, which
+    is what makes a multi-GB log cheap to read.
 
     Args:
         path: File to read.
         stats: Updated in place with lines, truncated lines and bytes read.
-        prefilter: A bytes regex; ``None`` yields every line.
+        prefilter: The keyword matcher; ``None`` yields every line.
 
     Yields:
-        ``(line_number, raw_line)``: 1-based line number and the line's bytes without its newline.
+        ``(line_number, raw_line, tags)``: 1-based line number, the line's bytes without its newline,
+        and the tags of the prefilter keywords it holds (``()`` without a prefilter).
     """
     lineno = 0  # lines fully counted before buf[0]
     skipping = False  # inside the tail of an over-long line
@@ -185,8 +187,12 @@ def scan_lines(
                 # One line longer than the limit: keep its head, count it, skip to its end.
                 line = buf[:MAX_LINE_BYTES]
                 stats.truncated += 1
-                if prefilter is None or prefilter.search(line):
-                    yield lineno + 1, line
+                if prefilter is None:
+                    yield lineno + 1, line, ()
+                else:
+                    hits = prefilter.lines(line)
+                    if hits:
+                        yield lineno + 1, line, tuple(sorted({t for _, _, tags in hits for t in tags}))
                 buf = b""
                 skipping = True
                 continue
@@ -202,8 +208,8 @@ def scan_lines(
 
 
 def _lines_in(
-    buf: bytes, end: int, lineno: int, prefilter: re.Pattern[bytes] | None, stats: ReadStats
-) -> Iterator[tuple[int, bytes]]:
+    buf: bytes, end: int, lineno: int, prefilter: KeywordMatcher | None, stats: ReadStats
+) -> Iterator[tuple[int, bytes, tuple[int, ...]]]:
     if prefilter is None:
         start = 0
         n = lineno
@@ -215,24 +221,16 @@ def _lines_in(
             if len(line) > MAX_LINE_BYTES:
                 stats.truncated += 1
                 line = line[:MAX_LINE_BYTES]
-            yield n, line
+            yield n, line, ()
             start = stop + 1
         return
-    pos = 0
     counted_to = 0
     n = lineno
-    while pos < end:
-        m = prefilter.search(buf, pos, end)
-        if m is None:
-            return
-        start = buf.rfind(b"\n", 0, m.start()) + 1
-        nl = buf.find(b"\n", m.end(), end)
-        stop = end if nl < 0 else nl
+    for start, stop, tags in prefilter.lines(buf, end):
         n += buf.count(b"\n", counted_to, start) + 1
         counted_to = stop + 1
         line = buf[start:stop]
         if len(line) > MAX_LINE_BYTES:
             stats.truncated += 1
             line = line[:MAX_LINE_BYTES]
-        yield n, line
-        pos = stop + 1
+        yield n, line, tags

@@ -9,7 +9,6 @@ docs/design.md's contract.
 
 from __future__ import annotations
 
-import re
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -30,8 +29,8 @@ from fleetscope.collectors.correlator import Correlation, correlate
 from fleetscope.collectors.detectors import DETECTORS
 from fleetscope.collectors.evidence import DRIVER_NUMBERING, SEVERITIES, Evidence, Finding
 from fleetscope.collectors.parsers import DOCUMENT_PARSERS, LINE_PARSERS, FileContext, Line
-from fleetscope.collectors.parsers.base import anchor, keyword_pattern
-from fleetscope.collectors.prefixes import Prefixes, split_prefixes
+from fleetscope.collectors.prefilter import KeywordMatcher
+from fleetscope.collectors.prefixes import Prefixes
 from fleetscope.collectors.timestamps import split_timestamp, with_year
 
 #: Evidence kept per (node, kind, GPU, key); later repeats are counted, not kept, so memory stays bounded.
@@ -41,13 +40,12 @@ MAX_TIMELINE = 200
 #: Evidence lines quoted per root cause.
 MAX_QUOTED = 10
 
-#: Keyword anchors (see ``fleetscope.collectors.parsers.base.anchor``) and the parsers each one calls for.
-_ANCHORS: dict[str, list[int]] = {}
+#: The parsers' keywords, each tagged with the indices (in ``LINE_PARSERS``) of the parsers that want it.
+_KEYWORDS: dict[str, list[int]] = {}
 for _i, _parser in enumerate(LINE_PARSERS):
     for _keyword in _parser.keywords:
-        _ANCHORS.setdefault(anchor(_keyword), []).append(_i)
-_PREFILTER = re.compile(keyword_pattern(_ANCHORS).encode())
-_DISPATCH = re.compile(keyword_pattern(_ANCHORS))
+        _KEYWORDS.setdefault(_keyword, []).append(_i)
+PREFILTER = KeywordMatcher(_KEYWORDS)
 
 Progress = Callable[[int, int], None]
 
@@ -207,7 +205,7 @@ def _read_file(f: BundleFile, stats: ReadStats, unparsed: Unparsed) -> Iterator[
         if doc.sniff(text_head):
             lines = (
                 Line(n, decode(raw), Prefixes(None, None, None, decode(raw)))
-                for n, raw in scan_lines(f.path, stats)
+                for n, raw, _ in scan_lines(f.path, stats)
             )
             return doc(ctx).parse(lines)
     return _parse_log(f, ctx, stats)
@@ -217,12 +215,8 @@ def _parse_log(f: BundleFile, ctx: FileContext, stats: ReadStats) -> Iterator[Ev
     parsers = [cls(ctx) for cls in LINE_PARSERS]
     broken: Exception | None = None
     try:
-        for n, raw in scan_lines(f.path, stats, _PREFILTER):
-            text = decode(raw)
-            wanted = sorted({i for m in _DISPATCH.finditer(text) for i in _ANCHORS[m.group(0)]})
-            if not wanted:
-                continue
-            line = Line(n, text, split_prefixes(text))
+        for n, raw, wanted in scan_lines(f.path, stats, PREFILTER):
+            line = Line(n, decode(raw))
             for i in wanted:
                 yield from parsers[i].feed(line)
     except READ_ERRORS as exc:

@@ -159,6 +159,8 @@ def test_c10d_watchdog_fields() -> None:
         "op": "ALLREDUCE",
         "timeout_ms": 1800000,
         "ran_ms": 1800501,
+        "numel_in": 26214400,
+        "numel_out": 26214400,
         "rank": 12,
     }
     assert first.time is not None and first.time.isoformat() == "2024-11-06T21:47:38+00:00"

@@ -3,14 +3,21 @@
 
 from __future__ import annotations
 
+from fleetscope.collectors.detectors.barrier import BarrierTimeoutDetector
 from fleetscope.collectors.detectors.base import Detector
+from fleetscope.collectors.detectors.connections import ConnectionLossDetector
+from fleetscope.collectors.detectors.dcgmi_diag import DcgmiDiagDetector
+from fleetscope.collectors.detectors.efa import EfaDetector
 from fleetscope.collectors.detectors.fabric import FabricDetector
 from fleetscope.collectors.detectors.gpu_health import GpuHealthDetector
 from fleetscope.collectors.detectors.host_software import HostSoftwareDetector
 from fleetscope.collectors.detectors.log_signatures import LogSignatureDetector
+from fleetscope.collectors.detectors.lost_peer import LostPeerDetector
+from fleetscope.collectors.detectors.nccl_tests_runs import NcclTestsRunsDetector
 from fleetscope.collectors.detectors.nvlink import NvlinkDetector
 from fleetscope.collectors.detectors.pcie import PcieAerDetector
 from fleetscope.collectors.detectors.peer_deviation import PeerDeviationDetector
+from fleetscope.collectors.detectors.recovery_action import GpuRecoveryActionDetector
 from fleetscope.collectors.detectors.straggler import StragglerDetector
 from fleetscope.collectors.detectors.transport import TransportDetector
 from fleetscope.collectors.detectors.xid import XidDetector
@@ -27,6 +34,13 @@ DETECTORS: tuple[type[Detector], ...] = (
     HostSoftwareDetector,
     StragglerDetector,
     FabricDetector,
+    EfaDetector,
+    GpuRecoveryActionDetector,
+    DcgmiDiagDetector,
+    ConnectionLossDetector,
+    BarrierTimeoutDetector,
+    NcclTestsRunsDetector,
+    LostPeerDetector,
 )
 
 __all__ = ["DETECTORS", "Detector"]

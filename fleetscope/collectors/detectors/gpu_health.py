@@ -7,7 +7,8 @@ dcgm-exporter gauges (``DCGM_FI_DEV_ECC_DBE_*``, ``DCGM_FI_DEV_UNCORRECTABLE_REM
 fleetscope's exporter series for the same NVML calls
 (``fleetscope_gpu_ecc_volatile_uncorrected_errors_total``, ``fleetscope_gpu_remapped_rows_*``,
 ``fleetscope_gpu_clock_event_reason_active{reason}``,
-``fleetscope_gpu_up``), nv-hostengine health incidents and ``dcgmi health -c`` / ``dcgmi diag`` results.
+``fleetscope_gpu_up``), nv-hostengine health incidents and ``dcgmi health -c`` results (``dcgmi diag``
+results are the dcgmi_diag detector's).
 Each fact is one row of :data:`MEMORY_SERIES` or :data:`FAULT_CLOCK_REASONS`, whichever source states it.
 ``SW Power Cap`` and ``Idle`` are normal clock reasons and are not faults; a GPU at or above its
 slowdown temperature (``nvmlDeviceGetTemperatureThreshold``) is.
@@ -20,6 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from fleetscope.collectors.detectors.base import Detector, where
+from fleetscope.collectors.detectors.recovery_action import RECOVERY_MESSAGE
 from fleetscope.collectors.evidence import DRIVER_NUMBERING, Evidence, Finding
 from fleetscope.exporters.gpu import LOST, UP
 
@@ -107,32 +109,6 @@ _DCGM_SYSTEM_LAYER = {
 }
 
 
-#: ``dcgmi diag`` tests by the layer a failure points at (DCGM Diagnostics user guide: deployment,
-#: integration, hardware and stress suites); a test not listed is read as a GPU hardware fault.
-_DCGM_DIAG_LAYER = {
-    "denylist": "host_software",
-    "nvml library": "host_software",
-    "cuda main library": "host_software",
-    "cuda toolkit libraries": "host_software",
-    "permissions and os blocks": "host_software",
-    "persistence mode": "host_software",
-    "environment variables": "host_software",
-    "graphics processes": "host_software",
-    "fabric manager": "host_software",
-    "page retirement/row remap": "gpu_memory",
-    "gpu memory": "gpu_memory",
-    "memory": "gpu_memory",
-    "memtest": "gpu_memory",
-    "memory bandwidth": "gpu_memory",
-    "targeted power": "thermal_power",
-    "power": "thermal_power",
-    "nvlink": "nvlink",
-    "nvbandwidth": "nvlink",
-    "pcie": "gpu_hardware",
-    "inforom": "gpu_hardware",
-}
-
-
 def _place(e: Evidence) -> str:
     """Where a GPU fact is, saying so when the report piece lost the line that named the GPU."""
     if e.gpu is None and e.gpu_pci_bus_id is None:
@@ -204,7 +180,7 @@ class GpuHealthDetector(Detector):
                     active = [r.smi for r in FAULT_CLOCK_REASONS if int(value) & r.bit]
                     if active:
                         yield self._thermal(e, f"the clock-event reasons {active} are active")
-            elif e.kind == "dcgm_health":
+            elif e.kind == "dcgm_health" and not RECOVERY_MESSAGE.search(str(e.attrs.get("message", ""))):
                 system = str(e.attrs.get("system", "")).strip().lower()
                 layer = _DCGM_SYSTEM_LAYER.get(system, "gpu_hardware")
                 yield Finding(
@@ -218,28 +194,6 @@ class GpuHealthDetector(Detector):
                     action="check cooling (fans, airflow, thermal interface) of that GPU"
                     if layer == "thermal_power"
                     else "run dcgmi diag -r 3 on that GPU and follow its result",
-                    node=e.node,
-                    gpu=e.gpu,
-                    gpu_pci_bus_id=e.gpu_pci_bus_id,
-                    evidence=[e],
-                )
-        for e in evidence:
-            if e.kind == "dcgm_diag":
-                test = str(e.attrs.get("test", ""))
-                layer = _DCGM_DIAG_LAYER.get(test.lower(), "gpu_hardware")
-                failed = e.attrs.get("result") == "FAIL"
-                yield Finding(
-                    kind=f"dcgm_diag:{test.lower().replace(' ', '_')}",
-                    layer=layer,
-                    role="cause",
-                    severity=e.severity,
-                    weight=0.8 if failed else 0.6,
-                    summary=f"dcgmi diag: the {test} test {'failed' if failed else 'warned'} on "
-                    f"{where(e.node, e.gpu, e.gpu_pci_bus_id)}",
-                    action="fix the host software the test names, then rerun dcgmi diag"
-                    if layer == "host_software"
-                    else f"drain {e.node or 'the node'}; rerun dcgmi diag -r 3 on that GPU and replace it "
-                    "if the test fails again",
                     node=e.node,
                     gpu=e.gpu,
                     gpu_pci_bus_id=e.gpu_pci_bus_id,

@@ -2,7 +2,9 @@
 
 Uncorrected errors (fatal or not) on a GPU, or on the port above one that the NVIDIA driver cannot
 recover (``nvidia ...: AER: can't recover (no error_detected callback)``), take the GPU off the bus:
-a hardware or PCIe-link fault. Corrected errors alone are context.
+a hardware or PCIe-link fault. Corrected errors alone are context, and so are non-fatal uncorrected
+errors followed by the AER core's ``device recovery successful`` with nothing failing on the node after
+them (an error from another source then keeps them a cause).
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 
 from fleetscope.collectors.detectors.base import Detector, where
+from fleetscope.collectors.detectors.connections import suffered
 from fleetscope.collectors.evidence import Evidence, Finding
 
 
@@ -33,6 +36,29 @@ class PcieAerDetector(Detector):
             fatal = any(e.severity == "critical" for e in serious)
             bus = gpus[0] if len(gpus) == 1 else None
             gpu_ev = next((e for e in evs if e.gpu_pci_bus_id == bus), None) if bus else None
+            recovered = _recovered(evs, serious)
+            hurt = suffered(evidence, node, serious[0], recovered, "pcie_aer") if recovered else None
+            if recovered is not None and not fatal and hurt is None:
+                # The kernel's AER core reset the link and the driver resumed ("device recovery
+                # successful", drivers/pci/pcie/err.c): a warning for the timeline, not an incident.
+                # Whatever suffered later (an Xid, a lost GPU) is its own detector's finding.
+                yield Finding(
+                    kind="pcie_aer_recovered",
+                    layer="gpu_hardware",
+                    role="context",
+                    severity="warning",
+                    weight=0.1,
+                    summary=f"PCIe uncorrected (non-fatal) errors on {node}"
+                    + (f" ({', '.join(bits)})" if bits else "")
+                    + " that the kernel reports as recovered",
+                    action="",
+                    node=node,
+                    gpu=gpu_ev.gpu if gpu_ev else None,
+                    gpu_pci_bus_id=bus,
+                    evidence=[*serious[:9], recovered],
+                    explains="gpu",
+                )
+                continue
             yield Finding(
                 kind="pcie_aer_uncorrected",
                 layer="gpu_hardware",
@@ -44,7 +70,12 @@ class PcieAerDetector(Detector):
                 + (f" above {where(None, gpu_ev.gpu if gpu_ev else None, bus)}" if bus else "")
                 + f" on {node}"
                 + (f" ({', '.join(bits)})" if bits else "")
-                + "; recovery failed, so the GPU dropped off the bus: a hardware/PCIe-link fault",
+                + (
+                    f"; the kernel reports the device recovered, but {hurt.kind.replace('_', ' ')} followed "
+                    "on the node: a hardware/PCIe-link fault"
+                    if recovered is not None and hurt is not None
+                    else "; recovery failed, so the GPU dropped off the bus: a hardware/PCIe-link fault"
+                ),
                 action=f"drain {node}; reseat the GPU and check its riser, slot and PCIe link "
                 "(lspci -vvv link "
                 "status); replace the part if the errors recur",
@@ -53,3 +84,24 @@ class PcieAerDetector(Detector):
                 gpu_pci_bus_id=bus,
                 evidence=serious[:10],
             )
+
+
+def _recovered(evs: list[Evidence], serious: list[Evidence]) -> Evidence | None:
+    """The "recovery successful" line after the last uncorrected error, unless a failed recovery is logged."""
+    if any("recovery failed" in str(e.attrs.get("message", "")).lower() for e in evs):
+        return None
+    last = max(serious, key=_position)
+    return next(
+        (
+            e
+            for e in evs
+            if "recovery successful" in str(e.attrs.get("message", "")).lower()
+            and _position(e) > _position(last)
+        ),
+        None,
+    )
+
+
+def _position(e: Evidence) -> tuple[str, int]:
+    file, _, line = e.source.rpartition(":")
+    return file, int(line) if line.isdigit() else 0

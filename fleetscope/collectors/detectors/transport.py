@@ -18,6 +18,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -123,6 +124,8 @@ def _finding(
     count = occurrences(evs)
     nodes = sorted({e.node for e in evs if e.node})
     on = f" on {', '.join(nodes)}" if nodes else ""
+    if node is None and what in ("result", "failed") and len(nodes) == 1:
+        node = nodes[0]  # an NCCL error raised on one node keeps the node of the file it came from
     common: dict[str, Any] = {"node": node, "evidence": evs, "count": count}
     if what == "ib":
         entry = knowledge.ib_wc_status(int(value)) or {}
@@ -249,8 +252,9 @@ def _finding(
         )
     if what == "warn":
         message = evs[0].attrs.get("message", "")
+        where_ = str(evs[0].attrs.get("where", ""))
         for pattern, entry in knowledge.nccl_messages():
-            if pattern.search(message):
+            if pattern.search(message) and re.search(entry.get("where") or "", where_):
                 cause = entry.get("role") == "cause"
                 return Finding(
                     kind=f"nccl_warn:{entry['id']}",

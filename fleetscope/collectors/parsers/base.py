@@ -6,10 +6,11 @@ recognises into :class:`~fleetscope.collectors.evidence.Evidence`. There are two
 * :class:`LineParser` — for logs, where any line may hold a message of the family (kernel log, NCCL,
   PyTorch, libfabric ...). Subclass it, set ``name`` and ``keywords`` (literal substrings; a line reaches
   :meth:`LineParser.feed` only if it contains one of them, which is what keeps a 2 GB log cheap: the
-  bundle reader runs one combined regex over whole chunks and hands over only candidate lines), and
-  implement ``feed`` (and ``finish`` if the parser keeps state across lines). One instance is made per
-  file, so instance state is per-file state. ``feed`` may also see a line that holds only the tail of a
-  keyword (see :func:`anchor`), so it must check its own patterns.
+  bundle reader runs one multi-pattern matcher, :mod:`fleetscope.collectors.prefilter`, over whole chunks
+  and hands over only candidate lines), and implement ``feed`` (and ``finish`` if the parser keeps state
+  across lines). One instance is made per file, so instance state is per-file state. A keyword is only a
+  hint: ``feed`` must check its own patterns. Reject a line from ``line.text`` where you can before
+  touching ``line.pre``, whose prefix split costs more than the match.
 * :class:`DocumentParser` — for files that are one structured document (``nvidia-smi -q``, Prometheus
   text). Subclass it, implement the class method :meth:`DocumentParser.sniff` (given the file's first
   64 KB as text, say whether this is your format) and :meth:`DocumentParser.parse` (given every line).
@@ -22,28 +23,40 @@ not evidence (the reader counts it as unparsed). Parsers never decide causes; de
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from fleetscope.collectors.evidence import Evidence
-from fleetscope.collectors.prefixes import Prefixes
+from fleetscope.collectors.prefixes import Prefixes, split_prefixes
 
 
-@dataclass(frozen=True, slots=True)
 class Line:
     """One decoded line handed to a parser.
 
     Attributes:
         number: 1-based line number in its file.
         text: The whole line as read.
-        pre: Its launcher prefixes, timestamp and body (``pre.body`` is what a parser matches).
+        pre: Its launcher prefixes, timestamp and body (``pre.body`` is what a parser matches); split
+            from ``text`` on first use unless given, so a parser that rejects a line from ``text`` alone
+            costs no prefix parsing.
     """
 
-    number: int
-    text: str
-    pre: Prefixes
+    __slots__ = ("_pre", "number", "text")
+
+    def __init__(self, number: int, text: str, pre: Prefixes | None = None) -> None:
+        self.number = number
+        self.text = text
+        self._pre = pre
+
+    @property
+    def pre(self) -> Prefixes:
+        if self._pre is None:
+            self._pre = split_prefixes(self.text)
+        return self._pre
+
+    def __repr__(self) -> str:
+        return f"Line({self.number}, {self.text!r})"
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,72 +94,6 @@ class FileContext:
             time_raw=stamp.raw if stamp else None,
             **fields,
         )
-
-
-def keyword_pattern(words: Iterable[str]) -> str:
-    """A regex matching any of ``words``, written as a trie.
-
-    Python's ``re`` tries every branch of a plain alternation at every position; sharing prefixes
-    (``N(?:VRM|CCL WARN)``) lets it reject most positions after one character, which is what makes
-    the prefilter several times faster on multi-GB logs.
-
-    Args:
-        words: Literal substrings.
-
-    Returns:
-        The pattern text (compile it as ``str`` or encode it for ``bytes``).
-    """
-    trie: dict[str, Any] = {}
-    for word in words:
-        node = trie
-        for ch in word:
-            node = node.setdefault(ch, {})
-        node[""] = {}
-
-    def build(node: dict[str, Any]) -> str:
-        ends = "" in node
-        branches = [re.escape(ch) + build(node[ch]) for ch in sorted(k for k in node if k)]
-        if not branches:
-            return ""
-        body = branches[0] if len(branches) == 1 and not ends else "(?:" + "|".join(branches) + ")"
-        return body + "?" if ends else body
-
-    return build(trie)
-
-
-#: Characters rare in logs: an anchor starting with one lets the prefilter skip most positions at once.
-_RARE_FIRST = "kqxzjvwybgfpm"
-#: Shortest anchor cut from a keyword.
-_MIN_ANCHOR = 4
-
-
-def anchor(keyword: str) -> str:
-    """The tail of ``keyword`` the prefilter looks for: it starts at the keyword's rarest character.
-
-    ``re`` checks the first character of every branch at every position, so an anchor starting with an
-    upper-case letter or a rare one ("bfabric:" for "libfabric:") is tried far less often. A line holding
-    the keyword always holds its anchor; parsers re-check their own patterns on the lines they get.
-
-    Args:
-        keyword: A parser keyword.
-
-    Returns:
-        A suffix of ``keyword`` at least four characters long (or the keyword itself if shorter).
-    """
-
-    def rarity(ch: str) -> int:
-        if ch.isupper() or ch in "<>|!@#$%^&*{}~`\"'?;+":
-            return 0
-        if ch in _RARE_FIRST:
-            return 1
-        if ch.isdigit() or ch in "([])=_,":
-            return 2
-        return 4 if ch.isspace() else 3
-
-    if len(keyword) <= _MIN_ANCHOR:
-        return keyword
-    start = min(range(len(keyword) - _MIN_ANCHOR + 1), key=lambda i: (rarity(keyword[i]), i))
-    return keyword[start:]
 
 
 class LineParser:

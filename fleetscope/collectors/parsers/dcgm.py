@@ -1,13 +1,12 @@
-"""DCGM: nv-hostengine health-watch messages, ``dcgmi health -c`` reports and ``dcgmi diag`` results.
+"""DCGM: nv-hostengine health-watch messages and ``dcgmi health -c`` reports.
 
 nv-hostengine logs a health incident as ``Detected a WARNING in health system Thermal: '...GPU 2...'``
 (DCGM's ``DcgmHealthWatch``). ``dcgmi health -c`` prints a table: ``| Overall Health: Warning |``, then
 per GPU a ``| GPU ID: 2 | Warning |`` row followed by ``| | Thermal system: Warning - <message> |``
-rows (the message wraps onto rows that carry no keyword; its first row is kept). ``dcgmi diag -r N``
-prints one row per test: ``| PCIe | Fail - GPU: 2 |`` (or ``Pass - All``, ``Warn - GPU: 0, 1``,
-``Skip``). Only warnings and failures become evidence; a healthy table is no evidence at all. DCGM GPU
-ids are NVML indexes. Both tables become the same ``dcgm_health`` evidence as the hostengine line, and
-``dcgm_diag`` evidence for diag rows.
+rows (the message wraps onto rows that carry no keyword; its first row is kept). Only warnings and
+failures become evidence; a healthy table is no evidence at all. DCGM GPU ids are NVML indexes. The table
+becomes the same ``dcgm_health`` evidence as the hostengine line. ``dcgmi diag`` results are
+:mod:`fleetscope.collectors.parsers.dcgmi_diag`'s.
 """
 
 from __future__ import annotations
@@ -30,18 +29,13 @@ _CHECK_SYSTEM = re.compile(
     r"^\|[^|]*\|\s*(?P<system>[A-Za-z][\w ]*?) system: (?P<level>Warning|Failure|Healthy)\b(?: - )?"
     r"(?P<msg>[^|]*)\|?\s*$"
 )
-#: ``| PCIe                      | Fail - GPU: 2 |``.
-_DIAG_ROW = re.compile(
-    r"^\|\s*(?P<test>[A-Za-z][\w /.()-]*?)\s*\|\s*(?P<result>Fail|Warn)\b"
-    r"(?:\s*-\s*(?:GPU:?\s*(?P<gpus>\d+(?:\s*,\s*\d+)*)|(?P<all>All)))?"
-)
 
 
 class DcgmParser(LineParser):
-    """DCGM health-watch incidents, ``dcgmi health -c`` tables and ``dcgmi diag`` result tables."""
+    """DCGM health-watch incidents and ``dcgmi health -c`` tables."""
 
     name = "dcgm"
-    keywords = ("health system", "GPU ID:", " system: ", "| Fail", "| Warn")
+    keywords = ("health system", "GPU ID:", " system: ")
 
     def __init__(self, ctx: FileContext) -> None:
         super().__init__(ctx)
@@ -69,20 +63,7 @@ class DcgmParser(LineParser):
             named = _GPU.search(m["msg"])
             gpu = named.group(1) if named else self._check_gpu
             return (self._health(line, gpu, m["system"], m["level"], m["msg"].strip()),)
-        m = _DIAG_ROW.match(body)
-        if m is None or m["test"] in ("Warning", "Info", "Error"):
-            return ()
-        gpus: list[int | None] = [int(g) for g in re.split(r"\s*,\s*", m["gpus"])] if m["gpus"] else [None]
-        return [
-            self.ctx.evidence(
-                line,
-                "dcgm_diag",
-                gpu=gpu,
-                severity="error" if m["result"] == "Fail" else "warning",
-                attrs={"test": m["test"], "result": m["result"].upper()},
-            )
-            for gpu in gpus
-        ]
+        return ()
 
     def _health(self, line: Line, gpu: str | int | None, system: str, level: str, msg: str) -> Evidence:
         level = level.upper()

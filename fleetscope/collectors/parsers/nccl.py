@@ -35,6 +35,8 @@ _OFI_CALL = re.compile(
     r"NET/OFI .*?(?:(?P<call>fi_\w+)\(\)? call failed: (?P<error>.*)"
     r"|(?P<init>Unable to find a protocol that worked|No eligible providers were found).*)"
 )
+#: ``RC: -22, Error: Invalid argument`` (aws-ofi-nccl's ``NCCL_OFI_WARN`` lines quote ``fi_strerror``).
+_OFI_RC = re.compile(r"\bRC: ?(?P<rc>-?\d+)(?:[.,]? ?(?:Error|ERROR): ?(?P<error>[^.,]+))?")
 _BUS = re.compile(r"cudaDev (?P<cuda>\d+)(?: nvmlDev (?P<nvml>\d+))? busId (?P<bus>[0-9a-fA-F:.]+)")
 _RANK = re.compile(r"\brank (?P<rank>\d+) nRanks (?P<nranks>\d+)", re.IGNORECASE)
 
@@ -137,5 +139,19 @@ class NcclParser(LineParser):
             if head:
                 warn["device"] = int(head["dev"])
                 warn["pid"] = head["pid"]
+                if head["func"]:
+                    warn["where"] = head["func"]  # NCCL's source file or function ("transport/nvls.cc")
+            if warn["message"].startswith("NET/OFI"):
+                # The aws-ofi-nccl plugin's own failure (memory registration, endpoint, address vector):
+                # the EFA software stack, with the libfabric return code it quotes.
+                rc = _OFI_RC.search(warn["message"])
+                warn["rc"] = abs(int(rc["rc"])) if rc else None
+                warn["error"] = rc["error"].strip() if rc and rc["error"] else ""
+                out.append(
+                    self.ctx.evidence(
+                        line, "ofi_warn", severity="error", layer="network", attrs=warn, **fields
+                    )
+                )
+                return out
             out.append(self.ctx.evidence(line, "nccl_warn", severity="warning", attrs=warn, **fields))
         return out

@@ -67,6 +67,7 @@ _WATCHED = (
     "retired pages",
     "temperature",
     "clocks_event_reasons",
+    "gpu recovery action",
 )
 
 _LIST = re.compile(r"^GPU (?P<index>\d+): (?P<name>.+?) \(UUID: (?P<uuid>GPU-[0-9a-fA-F-]+)\)")

@@ -62,6 +62,8 @@ class PyTorchParser(LineParser):
                 "op": m["op"],
                 "timeout_ms": int(m["timeout"]),
                 "ran_ms": int(m["ran"]) if m["ran"] else None,
+                "numel_in": int(m["numel_in"]) if m["numel_in"] else None,
+                "numel_out": int(m["numel_out"]) if m["numel_out"] else None,
             }
             if rank:
                 attrs["rank"] = int(rank.group(1))

@@ -49,7 +49,9 @@ class IterationTimeParser(LineParser):
         self._last: Line | None = None
 
     def feed(self, line: Line) -> Iterable[Evidence]:
-        m = _ITER.search(line.pre.body)
+        # The whole text, not ``line.pre.body``: no launcher prefix or timestamp holds these phrases, and
+        # a training log has one such line per step, so the prefix split waits for evidence.
+        m = _ITER.search(line.text)
         if m is None:
             return ()
         seconds = float(m["ms"]) / 1000 if m["ms"] else float(m["s1"] or m["s2"] or m["s3"])
