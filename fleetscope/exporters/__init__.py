@@ -1,7 +1,8 @@
 """fleetscope exporters: the per-node agent serving /metrics (Prometheus) and /events (JSON).
 
-One Prometheus collector per source (``host``, ``gpu``, ``xid``), wrapped by
-:class:`~fleetscope.exporters.scrape.ScrapeCollector`, served by
+One Prometheus collector per source, one file each, registered with
+:func:`~fleetscope.exporters.registry.register` (which also makes its flags, config keys and variables);
+run under a deadline by :class:`~fleetscope.exporters.scrape.ScrapeCollector` and served by
 :class:`~fleetscope.exporters.server.Exporter`. This package imports nothing else of fleetscope's.
 """
 
@@ -10,6 +11,7 @@ from fleetscope.exporters.gpu import GpuCollector
 from fleetscope.exporters.host import HostCollector
 from fleetscope.exporters.metrics import MetricSpec
 from fleetscope.exporters.pci import canonical_pci_bus_id
+from fleetscope.exporters.registry import BuildContext, Registration, Setting, register, registrations
 from fleetscope.exporters.scrape import ScrapeCollector, SourceCollector, SourceUnavailable
 from fleetscope.exporters.server import Exporter
 from fleetscope.exporters.xid import JOURNAL, KernelLogParser, XidCollector, XidWatcher
@@ -18,6 +20,7 @@ __all__ = [
     "ENV",
     "ENV_CONFIG_FILE",
     "JOURNAL",
+    "BuildContext",
     "ConfigError",
     "Exporter",
     "ExporterConfig",
@@ -25,11 +28,15 @@ __all__ = [
     "HostCollector",
     "KernelLogParser",
     "MetricSpec",
+    "Registration",
     "ScrapeCollector",
+    "Setting",
     "SourceCollector",
     "SourceUnavailable",
     "XidCollector",
     "XidWatcher",
     "canonical_pci_bus_id",
     "load_config",
+    "register",
+    "registrations",
 ]

@@ -17,8 +17,6 @@ from __future__ import annotations
 import concurrent.futures
 import functools
 import logging
-import queue
-import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -28,7 +26,8 @@ from prometheus_client.core import Metric
 
 from fleetscope.exporters.metrics import MetricSpec, add
 from fleetscope.exporters.pci import canonical_pci_bus_id
-from fleetscope.exporters.scrape import SourceUnavailable
+from fleetscope.exporters.registry import BuildContext, Setting, register
+from fleetscope.exporters.scrape import SourceUnavailable, Worker
 
 log = logging.getLogger(__name__)
 
@@ -318,38 +317,10 @@ TIMEOUTS = MetricSpec(
 )
 
 
-class _Worker:
-    """One daemon thread that runs calls in order; a hung call blocks this worker only."""
-
-    def __init__(self, name: str) -> None:
-        self._queue: queue.SimpleQueue[tuple[concurrent.futures.Future[Any], Callable[[], Any]] | None] = (
-            queue.SimpleQueue()
-        )
-        # Daemon: a call stuck in the driver must not keep the exporter from exiting.
-        threading.Thread(target=self._run, name=name, daemon=True).start()
-
-    def submit(self, fn: Callable[[], Any]) -> concurrent.futures.Future[Any]:
-        future: concurrent.futures.Future[Any] = concurrent.futures.Future()
-        self._queue.put((future, fn))
-        return future
-
-    def stop(self) -> None:
-        self._queue.put(None)
-
-    def _run(self) -> None:
-        while (item := self._queue.get()) is not None:
-            future, fn = item
-            if future.set_running_or_notify_cancel():
-                try:
-                    future.set_result(fn())
-                except BaseException as exc:
-                    future.set_exception(exc)
-
-
 @dataclass
 class _Gpu:
     index: int
-    worker: _Worker
+    worker: Worker
     handle: Any = None
     identity: tuple[str, str, str] | None = None  # (uuid, model, canonical PCI bus id)
     lost: bool = False
@@ -378,7 +349,7 @@ class GpuCollector:
     def __init__(self, nvml: Any = pynvml, timeout: float = 2.0) -> None:
         self._nvml = nvml
         self._timeout = timeout
-        self._control = _Worker("nvml-control")
+        self._control = Worker("nvml-control")
         self._init: concurrent.futures.Future[Any] | None = None
         self._driver_version = ""
         self._gpus: list[_Gpu] = []
@@ -457,7 +428,7 @@ class GpuCollector:
         n = self._nvml
         n.nvmlInit()
         self._driver_version = _text(n.nvmlSystemGetDriverVersion())
-        self._gpus = [_Gpu(i, _Worker(f"nvml-gpu{i}")) for i in range(n.nvmlDeviceGetCount())]
+        self._gpus = [_Gpu(i, Worker(f"nvml-gpu{i}")) for i in range(n.nvmlDeviceGetCount())]
         log.info("NVML %s: %d GPU(s)", self._driver_version, len(self._gpus))
 
     def _read_all(self) -> None:
@@ -526,3 +497,24 @@ class GpuCollector:
         if (index, what, error) not in self._reported:
             self._reported.add((index, what, error))
             log.warning("GPU %d: %s: NVML error %s; that series is left out", index, what, error)
+
+
+@register(
+    "gpu",
+    "NVIDIA GPUs through NVML: health, throttling, memory, ECC, processes, MIG.",
+    settings=(
+        Setting(
+            "timeout_seconds",
+            float,
+            2.0,
+            "Deadline for one GPU's NVML calls per scrape; a GPU past it is reported fleetscope_gpu_up 0 "
+            "and skipped until it answers.",
+            flag="timeout",
+            ge=0.01,
+            le=60,
+            metavar="SECONDS",
+        ),
+    ),
+)
+def _build(ctx: BuildContext) -> GpuCollector:
+    return GpuCollector(ctx.nvml, timeout=ctx.setting("timeout_seconds"))

@@ -21,10 +21,9 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import choose_encoder
 
 from fleetscope.exporters.config import ExporterConfig, split_address
-from fleetscope.exporters.gpu import GpuCollector
-from fleetscope.exporters.host import HostCollector
-from fleetscope.exporters.scrape import ScrapeCollector, SourceCollector
-from fleetscope.exporters.xid import XidCollector, XidWatcher
+from fleetscope.exporters.registry import BuildContext, registrations
+from fleetscope.exporters.scrape import ScrapeCollector
+from fleetscope.exporters.xid import XidWatcher
 
 log = logging.getLogger(__name__)
 
@@ -44,23 +43,26 @@ class Exporter:
 
     def __init__(self, config: ExporterConfig, nvml: Any = pynvml) -> None:
         self.config = config
-        self.gpu: GpuCollector | None = None
-        self.watcher: XidWatcher | None = None
-        collectors: list[SourceCollector] = []
-        if config.collector_host:
-            collectors.append(HostCollector(config.path_procfs, config.path_sysfs))
-        if config.collector_gpu:
-            self.gpu = GpuCollector(nvml, timeout=config.gpu_timeout_seconds)
-            collectors.append(self.gpu)
-        if config.collector_xid:
-            self.watcher = XidWatcher(config.xid_kernel_log, events_size=config.events_buffer_size)
-            collectors.append(XidCollector(self.watcher, self.gpu.gpu_for_bus_id if self.gpu else None))
+        self.collectors: dict[str, Any] = {}
+        for registration in registrations():
+            if not config.enabled(registration.name):
+                continue
+            built = {name: self.collectors.get(name) for name in registration.needs}
+            context = BuildContext(registration.name, config, nvml, built)
+            self.collectors[registration.name] = registration.build(context)
+        self.scrape = ScrapeCollector(list(self.collectors.values()), timeout=config.scrape_timeout_seconds)
         self.registry = CollectorRegistry()
-        self.registry.register(ScrapeCollector(collectors))
+        self.registry.register(self.scrape)
         host, port = split_address(config.listen_address)
         self._server = ThreadingHTTPServer((host, port), _handler(self))
         self._server.daemon_threads = True
         self._thread: threading.Thread | None = None
+
+    @property
+    def watcher(self) -> XidWatcher | None:
+        """The Xid watcher, if the xid collector runs."""
+        xid = self.collectors.get("xid")
+        return xid.watcher if xid is not None else None
 
     @property
     def port(self) -> int:
@@ -69,8 +71,10 @@ class Exporter:
 
     def serve_forever(self) -> None:
         """Start the Xid watcher and serve HTTP until :meth:`stop` is called from another thread."""
-        if self.watcher is not None:
-            self.watcher.start()
+        for collector in self.collectors.values():
+            start = getattr(collector, "start", None)
+            if start is not None:
+                start()
         log.info("fleetscope exporter listening on %s", self.config.listen_address)
         self._server.serve_forever()
 
@@ -84,10 +88,14 @@ class Exporter:
         """Stop serving and release the watcher, NVML and the socket."""
         self._server.shutdown()
         self._server.server_close()
-        if self.watcher is not None:
-            self.watcher.stop()
-        if self.gpu is not None:
-            self.gpu.close()
+        self.scrape.close()
+        for collector in self.collectors.values():
+            close = getattr(collector, "close", None)
+            if close is not None:
+                try:
+                    close()
+                except Exception:  # stopping: one collector's failure must not keep the others open
+                    log.exception("closing collector %s failed", collector.name)
         if self._thread is not None:
             self._thread.join(5)
 

@@ -120,7 +120,7 @@ def test_cli_help_teaches_the_flags() -> None:
         "--web.listen-address",
         "--no-collector.gpu",
         "--path.sysfs",
-        "--xid.kernel-log",
+        "--collector.xid.kernel-log",
         "--config",
     ):
         assert flag in result.output
