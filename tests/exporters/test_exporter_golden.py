@@ -21,6 +21,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 
 from fleetscope.exporters.gpu import GpuCollector
 from fleetscope.exporters.host import HostCollector
+from fleetscope.exporters.infiniband import InfinibandCollector
 from fleetscope.exporters.xid import XidCollector, XidWatcher
 from tests.exporters.fake_nvml import FakeNvml
 from tests.exporters.support import FIXTURES, H100_X8, KERNEL_LOGS, T4, wait_for
@@ -64,7 +65,22 @@ def _xid(tmp_path: Path) -> bytes:
         watcher.stop()
 
 
+def _infiniband(tree: str) -> Callable[[], bytes]:
+    def build() -> bytes:
+        registry = CollectorRegistry()
+        registry.register(InfinibandCollector(FIXTURES / "infiniband" / tree))
+        return generate_latest(registry)
+
+    return build
+
+
 CASES: dict[str, Callable[..., bytes]] = {
+    # Real sysfs trees (tests/fixtures/infiniband/SOURCES.md): mlx4 with counters_ext and i40iw
+    # (node_exporter), mlx4, mlx5 with RoCE hw_counters and hfi1 (procfs), two EFA generations.
+    "infiniband_node_exporter.prom": _infiniband("node_exporter"),
+    "infiniband_procfs.prom": _infiniband("procfs"),
+    "infiniband_efa_perftest113.prom": _infiniband("efa_perftest113_server"),
+    "infiniband_efa_awsdocs.prom": _infiniband("efa_awsdocs"),
     "host.prom": _host,
     "gpu_h100_sxm_x8.prom": _gpu(H100_X8, 60.0),
     "gpu_tesla_t4.prom": _gpu(T4, 60.0),
