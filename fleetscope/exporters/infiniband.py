@@ -25,7 +25,7 @@ from __future__ import annotations
 import logging
 import os
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 from prometheus_client.core import Metric
@@ -300,7 +300,7 @@ class InfinibandCollector:
             devices = sorted(os.listdir(self._root))
         except OSError as exc:
             raise SourceUnavailable(f"no InfiniBand or EFA devices: {exc}") from None
-        found = []
+        found: list[tuple[str, str, Path]] = []
         for device in devices:
             if self._include is not None and not self._include.fullmatch(device):
                 continue
@@ -351,7 +351,7 @@ class InfinibandCollector:
                 yield family
 
     @staticmethod
-    def _state(families: dict[str, Metric], labels: list[str], path: Path) -> None:
+    def _state(families: Mapping[str, Metric], labels: list[str], path: Path) -> None:
         def read(name: str) -> str | None:
             try:
                 return (path / name).read_text().strip()
