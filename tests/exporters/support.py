@@ -17,6 +17,7 @@ from tests.exporters.fake_nvml import FakeNvml
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
 H100_X8 = FIXTURES / "nvidia-smi" / "h100-sxm-80gb-x8_drv565.57.01.txt"
 T4 = FIXTURES / "nvidia-smi" / "telegraf_tesla-t4.xml"
+H100_MIG = FIXTURES / "nvidia-smi" / "linux-x86_64__nvidia-h100-mig__590.48.01.txt"
 KERNEL_LOGS = FIXTURES / "kernel-log"
 
 

@@ -24,7 +24,7 @@ from fleetscope.exporters.host import HostCollector
 from fleetscope.exporters.infiniband import InfinibandCollector
 from fleetscope.exporters.xid import XidCollector, XidWatcher
 from tests.exporters.fake_nvml import FakeNvml
-from tests.exporters.support import FIXTURES, H100_X8, KERNEL_LOGS, T4, wait_for
+from tests.exporters.support import FIXTURES, H100_MIG, H100_X8, KERNEL_LOGS, T4, wait_for
 
 GOLDEN = Path(__file__).resolve().parent.parent / "golden"
 
@@ -84,6 +84,7 @@ CASES: dict[str, Callable[..., bytes]] = {
     "host.prom": _host,
     "gpu_h100_sxm_x8.prom": _gpu(H100_X8, 60.0),
     "gpu_tesla_t4.prom": _gpu(T4, 60.0),
+    "gpu_h100_mig.prom": _gpu(H100_MIG, 60.0),
     "xid.prom": _xid,
 }
 
