@@ -580,6 +580,43 @@ class GpuCollector:
                 return str(gpu.index)
         return None
 
+    def gpu_count(self) -> int | None:
+        """GPUs NVML enumerated; ``None`` before NVML answered ``nvmlInit``."""
+        if self._init is None or not self._init.done() or self._init.exception() is not None:
+            return None
+        return len(self._gpus)
+
+    def read_each(self, read: Callable[[Any, Any], Any]) -> dict[str, Any]:
+        """Run ``read(nvml, handle)`` for each answering GPU, in that GPU's worker, under the deadline.
+
+        Other collectors (``nvlink``) read NVML through this, so a hung GPU blocks none of them: a GPU
+        that is lost, stuck, not yet identified, or does not answer within the deadline is left out.
+
+        Args:
+            read: The NVML reads for one GPU; may raise ``pynvml.NVMLError_*``.
+
+        Returns:
+            ``{gpu label: read's result}``.
+
+        Raises:
+            SourceUnavailable: No NVML.
+        """
+        self._ensure_initialised()
+        pending = {}
+        for gpu in list(self._gpus):
+            if gpu.handle is None or gpu.lost or gpu.failed or gpu.stuck is not None:
+                continue
+            pending[gpu.worker.submit(functools.partial(read, self._nvml, gpu.handle))] = gpu
+        done, _ = concurrent.futures.wait(pending, timeout=self._timeout)
+        results = {}
+        for future in done:
+            gpu = pending[future]
+            try:
+                results[str(gpu.index)] = future.result()
+            except self._nvml.NVMLError as exc:
+                self._report_once(gpu.index, getattr(read, "__name__", "read"), str(exc))
+        return results
+
     def processes(self) -> dict[str, list[int]]:
         """The compute processes on each GPU at the last scrape, by GPU label (the NVML index).
 

@@ -13,7 +13,9 @@ nvmlDeviceGetTotalEnergyConsumption) is the recorded power draw integrated over 
 only moves on :meth:`FakeNvml.advance`; violation times group nvidia-smi's clock-event reason counters
 into NVML's policies (see ``nvmlDeviceGetViolationStatus``); retired page addresses are stand-ins (the
 captures give counts). Captures of nvidia_gpu_exporter (``# load :: query (-q)`` sections) are read
-from their load section. MIG devices and processes come from the capture's repeated blocks.
+from their load section. MIG devices and processes come from the capture's repeated blocks; NVLink
+links and speeds from the capture's ``nvidia-smi nvlink -s`` section. NVLink error counts are not in any capture: they raise
+NotSupported unless a test sets them with :meth:`FakeNvml.set_nvlink_errors`.
 """
 
 from __future__ import annotations
@@ -81,6 +83,7 @@ _TEXT_PATHS = {
     "pcie_rx_kbps": ["PCI/Rx Throughput"],
     "recovery_action": ["GPU Recovery Action"],
     "mig_mode": ["MIG Mode/Current"],
+    "fabric_state": ["Fabric/State"],
     "violation_power_us": ["Clocks Event Reasons Counters/SW Power Capping"],
     "violation_sync_boost_us": ["Clocks Event Reasons Counters/Sync Boost"],
     "violation_sw_thermal_us": ["Clocks Event Reasons Counters/SW Thermal Slowdown"],
@@ -158,6 +161,7 @@ class FakeGpu:
     ecc: dict[tuple[int, int], int | None]
     reasons: int | None
     lists: dict[str, list[str]] = field(default_factory=dict)
+    nvlinks: list[float | None] = field(default_factory=list)  # GB/s per link, None when inactive
 
     def number(self, key: str) -> float | None:
         """Return a reading as a number: ``30 C`` -> 30, ``Yes`` -> 1; ``None`` for N/A or absent."""
@@ -255,11 +259,25 @@ def _gpu(flat: dict[str, str], multi: dict[str, list[str]], xml: bool) -> FakeGp
     return FakeGpu(values, ecc, reasons, lists)
 
 
-def _capture_section(text: str, title: str) -> str:
-    """One section of an nvidia_gpu_exporter capture file (``# load :: query (-q)`` and so on)."""
+def _capture_sections(text: str) -> dict[str, str]:
+    """The sections of an nvidia_gpu_exporter capture file (``load :: query (-q)`` and so on)."""
     parts = re.split(r"^#{80}\n# (.+)\n(?:# \$ .*\n)?#{80}\n", text, flags=re.M)
-    sections = dict(zip(parts[1::2], parts[2::2], strict=True))
-    return sections[title]
+    return dict(zip(parts[1::2], parts[2::2], strict=True))
+
+
+def _nvlink_speeds(text: str) -> dict[int, list[float | None]]:
+    """``nvidia-smi nvlink -s``: ``GPU 0: ...`` then ``Link 3: 26.562 GB/s`` or ``Link 3: <inactive>``."""
+    speeds: dict[int, list[float | None]] = {}
+    current: list[float | None] | None = None
+    for line in text.splitlines():
+        gpu = re.match(r"GPU (\d+):", line)
+        if gpu:
+            current = speeds.setdefault(int(gpu[1]), [])
+            continue
+        link = re.match(r"\s+Link (\d+): (?:([0-9.]+) GB/s|<inactive>)", line)
+        if link and current is not None:
+            current.append(float(link[2]) if link[2] else None)
+    return speeds
 
 
 class _Handle:
@@ -293,6 +311,7 @@ class FakeNvml:
         self._initialised = False
         self._lost: set[int] = set()
         self._errors: dict[int, type[Exception]] = {}
+        self._nvlink_errors: dict[tuple[int, int, int], int] = {}
         self._hangs: dict[int, threading.Event] = {}
         self._seconds = 0.0
 
@@ -305,11 +324,16 @@ class FakeNvml:
             copies: Repeat the capture's GPUs this many times (benchmarks scale a node up this way).
         """
         text = path.read_text()
+        nvlinks: dict[int, list[float | None]] = {}
         if text.startswith("####"):
-            text = _capture_section(text, "load :: query (-q)")
+            sections = _capture_sections(text)
+            text = sections["load :: query (-q)"]
+            nvlinks = _nvlink_speeds(sections.get("capabilities :: nvlink -s", ""))
         xml = text.lstrip().startswith("<?xml")
         driver, flats = (_xml_blocks if xml else _text_blocks)(text)
         gpus = [_gpu(flat, multi, xml) for flat, multi in flats]
+        for index, gpu in enumerate(gpus):
+            gpu.nvlinks = nvlinks.get(index, [])
         return cls(gpus * copies, driver)
 
     @classmethod
@@ -326,6 +350,10 @@ class FakeNvml:
     def fail_gpu(self, index: int, error: type[Exception] = pynvml.NVMLError_Timeout) -> None:
         """Make every later call on GPU ``index`` raise ``error`` (``NVMLError_Timeout``, ``_Unknown``...)."""
         self._errors[index] = error
+
+    def set_nvlink_errors(self, index: int, link: int, counter: int, count: int) -> None:
+        """Give GPU ``index``'s link an NVLink error count (``pynvml.NVML_NVLINK_ERROR_DL_*``)."""
+        self._nvlink_errors[(index, link, counter)] = count
 
     def hang_gpu(self, index: int) -> None:
         """Make calls on GPU ``index`` block (a hung driver call) until :meth:`release_gpu`."""
@@ -391,12 +419,16 @@ class FakeNvml:
     def nvmlDeviceGetFieldValues(self, handle: _Handle, field_ids: list[int]) -> Any:
         gpu = self._gpu(handle)
         values = (pynvml.c_nvmlFieldValue_t * len(field_ids))()
-        for value, field_id in zip(values, field_ids, strict=True):
-            value.fieldId = field_id
+        for value, requested in zip(values, field_ids, strict=True):
+            field_id, scope = requested if isinstance(requested, tuple) else (requested, 0)
+            value.fieldId, value.scopeId = field_id, scope
             if field_id == pynvml.NVML_FI_DEV_MEMORY_TEMP:
                 reading = gpu.number("memory_temperature")
             elif field_id == pynvml.NVML_FI_DEV_GET_GPU_RECOVERY_ACTION:
                 reading = _RECOVERY_ACTIONS.get(gpu.values.get("recovery_action") or "")
+            elif field_id == pynvml.NVML_FI_DEV_NVLINK_GET_SPEED and scope < len(gpu.nvlinks):
+                speed = gpu.nvlinks[scope]
+                reading = round(speed * 1000) if speed is not None else 0  # GB/s -> MB/s
             else:
                 reading = None
             if reading is None:
@@ -506,6 +538,36 @@ class FakeNvml:
             )
             processes.append(pynvml.nvmlStructToFriendlyObject(info))
         return processes
+
+    def nvmlDeviceGetNvLinkState(self, handle: _Handle, link: int) -> int:
+        links = self._gpu(handle).nvlinks
+        if not links:
+            raise pynvml.NVMLError_NotSupported()
+        if not 0 <= link < len(links):
+            raise pynvml.NVMLError_InvalidArgument()
+        return pynvml.NVML_FEATURE_ENABLED if links[link] is not None else pynvml.NVML_FEATURE_DISABLED
+
+    def nvmlDeviceGetNvLinkErrorCounter(self, handle: _Handle, link: int, counter: int) -> int:
+        self.nvmlDeviceGetNvLinkState(handle, link)
+        count = self._nvlink_errors.get((handle.index, link, counter))
+        if count is None:  # the captures hold no NVLink error counts; tests set them
+            raise pynvml.NVMLError_NotSupported()
+        return count
+
+    def nvmlDeviceGetNvLinkRemotePciInfo(self, handle: _Handle, link: int) -> Any:
+        self.nvmlDeviceGetNvLinkState(handle, link)
+        raise pynvml.NVMLError_NotSupported()  # single-GPU captures: the far ends are not recorded
+
+    def nvmlDeviceGetGpuFabricInfo(self, handle: _Handle, info: Any) -> None:
+        state = self._gpu(handle).values.get("fabric_state")
+        states = {
+            "Not Started": pynvml.NVML_GPU_FABRIC_STATE_NOT_STARTED,
+            "In Progress": pynvml.NVML_GPU_FABRIC_STATE_IN_PROGRESS,
+            "Completed": pynvml.NVML_GPU_FABRIC_STATE_COMPLETED,
+        }
+        if state not in states:
+            raise pynvml.NVMLError_NotSupported()
+        info.state = states[state]
 
     def nvmlDeviceGetMigMode(self, handle: _Handle) -> tuple[int, int]:
         mode = self._gpu(handle).values.get("mig_mode")

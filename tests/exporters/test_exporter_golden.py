@@ -16,15 +16,17 @@ import subprocess
 from collections.abc import Callable
 from pathlib import Path
 
+import pynvml
 import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 
 from fleetscope.exporters.gpu import GpuCollector
 from fleetscope.exporters.host import HostCollector
 from fleetscope.exporters.infiniband import InfinibandCollector
+from fleetscope.exporters.nvlink import NvlinkCollector
 from fleetscope.exporters.xid import XidCollector, XidWatcher
 from tests.exporters.fake_nvml import FakeNvml
-from tests.exporters.support import FIXTURES, H100_MIG, H100_X8, KERNEL_LOGS, T4, wait_for
+from tests.exporters.support import FIXTURES, H100_MIG, H100_X8, H200, KERNEL_LOGS, T4, wait_for
 
 GOLDEN = Path(__file__).resolve().parent.parent / "golden"
 
@@ -65,6 +67,20 @@ def _xid(tmp_path: Path) -> bytes:
         watcher.stop()
 
 
+def _nvlink() -> bytes:
+    nvml = FakeNvml.from_capture(H200)  # 18 links at 26.562 GB/s, fabric state Completed
+    # Error counts are in no capture: one replay on link 3 is set here, the others stay NotSupported.
+    nvml.set_nvlink_errors(0, 3, pynvml.NVML_NVLINK_ERROR_DL_REPLAY, 1)
+    gpu = GpuCollector(nvml, timeout=5.0)
+    try:
+        list(gpu.collect())  # the GPU collector opens the handles the nvlink collector reads through
+        registry = CollectorRegistry()
+        registry.register(NvlinkCollector(gpu))
+        return generate_latest(registry)
+    finally:
+        gpu.close()
+
+
 def _infiniband(tree: str) -> Callable[[], bytes]:
     def build() -> bytes:
         registry = CollectorRegistry()
@@ -85,6 +101,8 @@ CASES: dict[str, Callable[..., bytes]] = {
     "gpu_h100_sxm_x8.prom": _gpu(H100_X8, 60.0),
     "gpu_tesla_t4.prom": _gpu(T4, 60.0),
     "gpu_h100_mig.prom": _gpu(H100_MIG, 60.0),
+    "gpu_h200.prom": _gpu(H200, 60.0),
+    "nvlink_h200.prom": _nvlink,
     "xid.prom": _xid,
 }
 

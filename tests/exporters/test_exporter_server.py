@@ -40,7 +40,7 @@ def test_without_driver_host_metrics_are_still_served(no_driver: Exporter) -> No
     success = {
         dict(labels)["collector"]: v for (n, labels), v in result.items() if n.endswith("collector_success")
     }
-    assert success == {"host": 1, "gpu": 0, "xid": 1, "infiniband": 0}
+    assert success == {"host": 1, "gpu": 0, "xid": 1, "infiniband": 0, "nvlink": 0}
     assert result[("fleetscope_host_memory_total_bytes", ())] == 24684092 * 1024
     assert ("fleetscope_host_network_receive_bytes_total", (("device", "eth0"),)) in result
     assert not any(name.startswith("fleetscope_gpu_") and "xid" not in name for name, _ in result)
@@ -139,7 +139,7 @@ def test_unreadable_procfs_fails_only_the_host_collector(tmp_path: Path) -> None
     with running_exporter(tmp_path / "kern.log", nvml, path_procfs=str(tmp_path / "no-proc")) as exporter:
         result = samples(get(f"http://127.0.0.1:{exporter.port}/metrics")[2].decode())
         success = {dict(k)["collector"]: v for (n, k), v in result.items() if n.endswith("collector_success")}
-        assert success == {"host": 0, "gpu": 1, "xid": 1, "infiniband": 0}
+        assert success == {"host": 0, "gpu": 1, "xid": 1, "infiniband": 0, "nvlink": 1}
         # What the host collector could still read (network counters from /sys) is kept.
         assert ("fleetscope_host_network_receive_bytes_total", (("device", "lo"),)) in result
         assert ("fleetscope_host_memory_total_bytes", ()) not in result
