@@ -14,8 +14,8 @@ only moves on :meth:`FakeNvml.advance`; violation times group nvidia-smi's clock
 into NVML's policies (see ``nvmlDeviceGetViolationStatus``); retired page addresses are stand-ins (the
 captures give counts). Captures of nvidia_gpu_exporter (``# load :: query (-q)`` sections) are read
 from their load section. MIG devices and processes come from the capture's repeated blocks; NVLink
-links and speeds from the capture's ``nvidia-smi nvlink -s`` section. NVLink error counts are not in any capture: they raise
-NotSupported unless a test sets them with :meth:`FakeNvml.set_nvlink_errors`.
+links and speeds from the capture's ``nvidia-smi nvlink -s`` section. NVLink error counts are not in
+any capture: they raise NotSupported unless a test sets them with :meth:`FakeNvml.set_nvlink_errors`.
 """
 
 from __future__ import annotations
