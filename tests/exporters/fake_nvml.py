@@ -355,6 +355,13 @@ class FakeNvml:
         """Give GPU ``index``'s link an NVLink error count (``pynvml.NVML_NVLINK_ERROR_DL_*``)."""
         self._nvlink_errors[(index, link, counter)] = count
 
+    def set_processes(self, index: int, processes: list[tuple[int, int]]) -> None:
+        """Replace GPU ``index``'s recorded compute processes with ``[(pid, used bytes)]`` (a test starts
+        real processes and puts their pids on a GPU)."""
+        lists = self.gpus[index].lists
+        lists["process_pid"] = [str(pid) for pid, _ in processes]
+        lists["process_memory_mib"] = [f"{used // 2**20} MiB" for _, used in processes]
+
     def hang_gpu(self, index: int) -> None:
         """Make calls on GPU ``index`` block (a hung driver call) until :meth:`release_gpu`."""
         self._hangs[index] = threading.Event()

@@ -23,6 +23,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 from fleetscope.exporters.gpu import GpuCollector
 from fleetscope.exporters.host import HostCollector
 from fleetscope.exporters.infiniband import InfinibandCollector
+from fleetscope.exporters.jobs import JobCollector
 from fleetscope.exporters.nvlink import NvlinkCollector
 from fleetscope.exporters.xid import XidCollector, XidWatcher
 from tests.exporters.fake_nvml import FakeNvml
@@ -81,6 +82,17 @@ def _nvlink() -> bytes:
         gpu.close()
 
 
+def _jobs() -> bytes:
+    gpu = GpuCollector(FakeNvml.from_capture(H100_X8), timeout=5.0)
+    try:
+        list(gpu.collect())  # the GPU collector learns the UUIDs the mapping files name
+        registry = CollectorRegistry()
+        registry.register(JobCollector(gpu, FIXTURES / "procfs", FIXTURES / "jobs"))
+        return generate_latest(registry)
+    finally:
+        gpu.close()
+
+
 def _infiniband(tree: str) -> Callable[[], bytes]:
     def build() -> bytes:
         registry = CollectorRegistry()
@@ -103,6 +115,7 @@ CASES: dict[str, Callable[..., bytes]] = {
     "gpu_h100_mig.prom": _gpu(H100_MIG, 60.0),
     "gpu_h200.prom": _gpu(H200, 60.0),
     "nvlink_h200.prom": _nvlink,
+    "jobs.prom": _jobs,
     "xid.prom": _xid,
 }
 
