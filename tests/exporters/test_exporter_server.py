@@ -18,7 +18,6 @@ from fleetscope.exporters.server import Exporter
 from tests.exporters.fake_nvml import FakeNvml
 from tests.exporters.support import H100_X8, KERNEL_LOGS, running_exporter, samples, wait_for
 
-
 DEFAULT_COLLECTORS = {r.name for r in registrations() if r.default}
 
 
