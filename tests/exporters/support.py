@@ -53,6 +53,7 @@ def running_exporter(
         "xid_kernel_log": str(kernel_log),
         "collector_gpu": nvml is not None,
         "nvlink_probe_interval_seconds": 0,  # no CUDA peers here; keeps torch out of the test process
+        "training_socket": str(kernel_log.parent / "training.sock"),  # never the shared default in /tmp
     }
     config = ExporterConfig.model_validate({**values, **settings})
     exporter = Exporter(config, nvml=nvml).start() if nvml is not None else Exporter(config).start()
