@@ -103,3 +103,52 @@ def test_malformed_records_and_ranks_past_the_limit_are_counted(tmp_path: Path) 
     assert found[("fleetscope_training_records_rejected_total", (("reason", "malformed"),))] == 2
     assert found[("fleetscope_training_records_rejected_total", (("reason", "too_many_ranks"),))] == 1
     assert {dict(k)["rank"] for n, k in found if n == "fleetscope_training_steps_total"} == {"0", "1"}
+
+
+@pytest.mark.skipif(
+    importlib.util.find_spec("opentelemetry.exporter.otlp.proto.http") is None,
+    reason="needs opentelemetry-exporter-otlp-proto-http (the training extra)",
+)
+def test_steps_become_otlp_spans_when_an_endpoint_is_configured(tmp_path: Path) -> None:
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+    from threading import Thread
+
+    from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+
+    received: list[tuple[str, bytes]] = []
+
+    class Collector(BaseHTTPRequestHandler):  # a real OTLP/HTTP receiver on 127.0.0.1
+        def do_POST(self) -> None:
+            received.append((self.path, self.rfile.read(int(self.headers["Content-Length"]))))
+            self.send_response(200)
+            self.send_header("Content-Type", "application/x-protobuf")
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, format: str, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Collector)
+    Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        hook = TrainingHook(
+            str(tmp_path / "no-exporter.sock"), rank=5, otlp_endpoint=f"http://127.0.0.1:{server.server_port}"
+        )
+        for _ in range(2):
+            with hook.step(samples=4) as step:
+                with step.phase("forward"):
+                    pass
+                with step.phase("backward"):
+                    pass
+        hook.close()  # flushes the batch span processor
+    finally:
+        server.shutdown()
+    spans = []
+    for path, body in received:
+        assert path == "/v1/traces"
+        request = ExportTraceServiceRequest.FromString(body)
+        spans += [s for r in request.resource_spans for ss in r.scope_spans for s in ss.spans]
+    names = sorted(s.name for s in spans)
+    assert names.count("training.step") == 2 and names.count("forward") == 2 and names.count("backward") == 2
+    steps = {s.span_id for s in spans if s.name == "training.step"}
+    assert all(s.parent_span_id in steps for s in spans if s.name != "training.step")
