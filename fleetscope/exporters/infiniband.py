@@ -260,13 +260,19 @@ METRICS = (
 _NOT_COUNTERS = frozenset({"lifespan"})
 
 
-def _number(path: Path) -> int | None:
-    """A counter file's value; ``None`` for an absent file or text such as ``N/A (no PMA)``."""
+def _read(path: str) -> bytes | None:
+    # One unbuffered read per file: sysfs attributes are small, and a scrape reads hundreds of them.
     try:
-        text = path.read_text().strip()
+        with open(path, "rb", buffering=0) as f:
+            return f.read(4096).strip()
     except (FileNotFoundError, NotADirectoryError):
         return None
-    return int(text) if text.isdigit() else None
+
+
+def _number(path: str) -> int | None:
+    """A counter file's value; ``None`` for an absent file or text such as ``N/A (no PMA)``."""
+    text = _read(path)
+    return int(text) if text is not None and text.isdigit() else None
 
 
 class InfinibandCollector:
@@ -327,19 +333,19 @@ class InfinibandCollector:
             self._state(families, labels, path)
             for spec, candidates in IB_COUNTERS:
                 for candidate in candidates:
-                    value = _number(path / candidate)
+                    value = _number(f"{path}/{candidate}")
                     if value is not None:
                         add(families[spec.name], labels, value * spec.scale)
                         break
             for group in ("counters", "hw_counters"):
                 try:
-                    files = sorted(os.listdir(path / group))
+                    files = sorted(os.listdir(f"{path}/{group}"))
                 except OSError:
                     continue
                 for file in files:
                     if f"{group}/{file}" in _IB_FILES or file in _NOT_COUNTERS:
                         continue
-                    value = _number(path / group / file)
+                    value = _number(f"{path}/{group}/{file}")
                     if value is None:
                         continue
                     if group == "hw_counters" and file in EFA_METRICS:
@@ -354,9 +360,10 @@ class InfinibandCollector:
     def _state(families: Mapping[str, Metric], labels: list[str], path: Path) -> None:
         def read(name: str) -> str | None:
             try:
-                return (path / name).read_text().strip()
+                text = _read(f"{path}/{name}")
             except OSError:
                 return None
+            return text.decode("utf-8", "replace") if text is not None else None
 
         for spec, file in ((STATE, "state"), (PHYSICAL_STATE, "phys_state")):
             text = read(file)

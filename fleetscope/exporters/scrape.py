@@ -108,6 +108,7 @@ class Worker:
 class _Outcome:
     families: list[Metric]
     ok: bool
+    seconds: float
 
 
 class _Runner:
@@ -119,9 +120,10 @@ class _Runner:
     returns, after which the next scrape runs the collector afresh.
     """
 
-    def __init__(self, collector: SourceCollector, timeout: float) -> None:
+    def __init__(self, collector: SourceCollector, timeout: float, clock: Callable[[], float]) -> None:
         self.collector = collector
         self._timeout = timeout
+        self._clock = clock
         self._worker = Worker(f"collector-{collector.name}")
         self._lock = threading.Lock()
         self._running: concurrent.futures.Future[_Outcome] | None = None
@@ -129,13 +131,19 @@ class _Runner:
         self._last: list[Metric] = []
         self._unavailable: str | None = None
 
-    def run(self) -> _Outcome:
+    def start(self) -> concurrent.futures.Future[_Outcome]:
+        """Start a run, or join the one in progress; returns its future."""
         with self._lock:
             if self._running is None:
                 self._running = self._worker.submit(self._drain)
-            running, stuck = self._running, self._stuck
+            return self._running
+
+    def finish(self, running: concurrent.futures.Future[_Outcome], deadline: float) -> _Outcome:
+        """Wait for the run until ``deadline`` (on the clock); stale values if it does not finish."""
+        with self._lock:
+            stuck = self._stuck
         try:
-            outcome = running.result(0 if stuck else self._timeout)
+            outcome = running.result(0 if stuck else max(0.0, deadline - self._clock()))
         except concurrent.futures.TimeoutError:
             with self._lock:
                 if not self._stuck:
@@ -145,7 +153,7 @@ class _Runner:
                         self._timeout,
                     )
                 self._stuck = True
-            return _Outcome(self._last, False)
+            return _Outcome(self._last, False, self._timeout)
         with self._lock:
             if self._running is running:
                 self._running = None
@@ -162,6 +170,7 @@ class _Runner:
     def _drain(self) -> _Outcome:
         families: list[Metric] = []
         name = self.collector.name
+        start = self._clock()
         try:
             families.extend(self.collector.collect())
         except SourceUnavailable as exc:
@@ -169,14 +178,14 @@ class _Runner:
             if self._unavailable != str(exc):
                 log.warning("collector %s: source unavailable: %s", name, exc)
                 self._unavailable = str(exc)
-            return _Outcome(families, False)
+            return _Outcome(families, False, self._clock() - start)
         except Exception:
             log.exception("collector %s failed; its other series from this scrape are kept", name)
-            return _Outcome(families, False)
+            return _Outcome(families, False, self._clock() - start)
         if self._unavailable is not None:
             log.info("collector %s: source available again", name)
             self._unavailable = None
-        return _Outcome(families, True)
+        return _Outcome(families, True, self._clock() - start)
 
 
 class ScrapeCollector:
@@ -184,13 +193,14 @@ class ScrapeCollector:
 
     Only one family per metric name may appear in an exposition, so the duration and success series of
     all collectors are built here, once, rather than by each collector (node_exporter's design). Each
-    collector runs in its own thread under ``timeout``: a hung read cannot hang the scrape (see
-    :class:`_Runner`).
+    collector runs in its own thread, all at once, under ``timeout``: a hung read cannot hang the scrape
+    (see :class:`_Runner`). A collector that reads another's results (``jobs`` reads the GPU process
+    lists) sees them as of that collector's last finished run.
 
     Args:
         collectors: The enabled source collectors, each with a distinct ``name``.
         clock: Monotonic clock in seconds; injectable for deterministic tests.
-        timeout: Seconds a scrape waits for one collector.
+        timeout: Seconds a scrape waits for the collectors.
     """
 
     def __init__(
@@ -202,8 +212,9 @@ class ScrapeCollector:
         names = [c.name for c in collectors]
         if len(set(names)) != len(names):
             raise ValueError(f"collector names must be distinct, got {names}")
-        self._runners = [_Runner(c, timeout) for c in collectors]
+        self._runners = [_Runner(c, timeout, clock) for c in collectors]
         self._clock = clock
+        self._timeout = timeout
 
     def collect(self) -> Iterator[Metric]:
         """Yield every collector's families, then the duration and success families.
@@ -212,10 +223,12 @@ class ScrapeCollector:
             Metric families; never raises for a collector's failure and never waits past the deadline.
         """
         duration, success = DURATION.family(), SUCCESS.family()
-        for runner in self._runners:
-            start = self._clock()
-            outcome = runner.run()
-            add(duration, [runner.collector.name], self._clock() - start)
+        # All collectors run at once, each in its own thread, under one deadline for the scrape.
+        deadline = self._clock() + self._timeout
+        running = [(runner, runner.start()) for runner in self._runners]
+        for runner, future in running:
+            outcome = runner.finish(future, deadline)
+            add(duration, [runner.collector.name], outcome.seconds)
             add(success, [runner.collector.name], 1.0 if outcome.ok else 0.0)
             yield from outcome.families
         yield duration

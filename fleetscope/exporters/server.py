@@ -23,6 +23,7 @@ from prometheus_client.exposition import choose_encoder
 from fleetscope.exporters.config import ExporterConfig, split_address
 from fleetscope.exporters.registry import BuildContext, registrations
 from fleetscope.exporters.scrape import ScrapeCollector
+from fleetscope.exporters.web import BasicAuth, WebConfig, load_web_config, server_context
 from fleetscope.exporters.xid import XidWatcher
 
 log = logging.getLogger(__name__)
@@ -53,9 +54,18 @@ class Exporter:
         self.scrape = ScrapeCollector(list(self.collectors.values()), timeout=config.scrape_timeout_seconds)
         self.registry = CollectorRegistry()
         self.registry.register(self.scrape)
+        web = load_web_config(config.web_config_file) if config.web_config_file else WebConfig()
+        self.auth = BasicAuth(web.basic_auth_users)
         host, port = split_address(config.listen_address)
-        self._server = ThreadingHTTPServer((host, port), _handler(self))
-        self._server.daemon_threads = True
+        self._server = _Server((host, port), _handler(self))
+        tls = server_context(web)
+        self.tls = tls is not None
+        if tls is not None:
+            # The handshake runs on the first read, in the request's own thread: a client that stalls
+            # it cannot hold up the accept loop.
+            self._server.socket = tls.wrap_socket(
+                self._server.socket, server_side=True, do_handshake_on_connect=False
+            )
         self._thread: threading.Thread | None = None
 
     @property
@@ -75,7 +85,12 @@ class Exporter:
             start = getattr(collector, "start", None)
             if start is not None:
                 start()
-        log.info("fleetscope exporter listening on %s", self.config.listen_address)
+        log.info(
+            "fleetscope exporter listening on %s (%s%s)",
+            self.config.listen_address,
+            "https" if self.tls else "http",
+            ", basic auth" if self.auth.required else "",
+        )
         self._server.serve_forever()
 
     def start(self) -> Exporter:
@@ -113,9 +128,26 @@ class Exporter:
         return json.dumps(body).encode()
 
 
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # A client that speaks plain HTTP to the TLS port, fails the handshake or hangs up mid-answer is
+        # the client's problem: one debug line, not a traceback on stderr per attempt.
+        log.debug("request from %s failed", client_address, exc_info=True)
+
+
 def _handler(exporter: Exporter) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
+        timeout = 30  # seconds a client may take to send its request (slow or stuck scrapers)
+
         def do_GET(self) -> None:
+            if not exporter.auth.check(self.headers.get("Authorization")):
+                self.send_response(401)
+                self.send_header("WWW-Authenticate", 'Basic realm="fleetscope exporter"')
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+                return
             url = urlsplit(self.path)
             if url.path == "/metrics":
                 encoder, content_type = choose_encoder(self.headers.get("Accept", ""))
