@@ -25,6 +25,7 @@ from fleetscope.exporters.host import HostCollector
 from fleetscope.exporters.infiniband import InfinibandCollector
 from fleetscope.exporters.jobs import JobCollector
 from fleetscope.exporters.nvlink import NvlinkCollector
+from fleetscope.exporters.training import RECORD, TrainingCollector
 from fleetscope.exporters.xid import XidCollector, XidWatcher
 from tests.exporters.fake_nvml import FakeNvml
 from tests.exporters.support import FIXTURES, H100_MIG, H100_X8, H200, KERNEL_LOGS, T4, wait_for
@@ -93,6 +94,21 @@ def _jobs() -> bytes:
         gpu.close()
 
 
+def _training() -> bytes:
+    # Two ranks of job 4242, three steps each, as the hook packs them; the clock is fixed.
+    collector = TrainingCollector("/nonexistent/training.sock", clock=lambda: 1764496800.0)
+    for step in (1, 2, 3):
+        for rank in (0, 1):
+            phases = (0.002 * rank, 0.03, 0.06, 0.01, 0.02 + 0.01 * rank)
+            duration = sum(phases) + 0.001
+            record = RECORD.pack(b"FSTR", 1, step, rank, rank, 2, duration, *phases, 64.0, 0.0, 2.0 / step, 0)
+            collector.feed(record + b"4242")
+    collector.error = None  # the socket is not what this golden is about
+    registry = CollectorRegistry()
+    registry.register(collector)
+    return generate_latest(registry)
+
+
 def _infiniband(tree: str) -> Callable[[], bytes]:
     def build() -> bytes:
         registry = CollectorRegistry()
@@ -116,6 +132,7 @@ CASES: dict[str, Callable[..., bytes]] = {
     "gpu_h200.prom": _gpu(H200, 60.0),
     "nvlink_h200.prom": _nvlink,
     "jobs.prom": _jobs,
+    "training.prom": _training,
     "xid.prom": _xid,
 }
 
