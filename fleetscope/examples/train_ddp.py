@@ -52,6 +52,7 @@ def train(rank: int, world_size: int, steps: int, batch: int, port: int, socket_
                 with step.phase("optimizer"):
                     optimizer.step()
                 step.loss = loss.item()
+        hook.flush()
         if rank == 0:
             sent = f"records sent {hook.sent}, dropped {hook.dropped}"
             print(f"rank 0: {steps} steps, last loss {loss.item():.4f}, {sent}")

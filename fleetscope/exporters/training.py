@@ -32,6 +32,7 @@ dropped so far, then the job id (UTF-8, at most 64 bytes).
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import logging
 import math
@@ -72,31 +73,54 @@ def _env_int(names: tuple[str, ...], default: int) -> int:
     return default
 
 
+class _Phase:
+    """Times one phase of a step; reused, so entering a phase allocates nothing."""
+
+    __slots__ = ("_index", "_start", "_step")
+
+    def __init__(self, step: StepTimer, index: int) -> None:
+        self._step, self._index, self._start = step, index, 0.0
+
+    def __enter__(self) -> None:
+        self._start = time.perf_counter()
+
+    def __exit__(self, *exc: object) -> None:
+        self._step.phases[self._index] += time.perf_counter() - self._start
+
+
 class StepTimer:
-    """One step in progress: phases are timed with :meth:`phase`; set :attr:`loss` when known."""
+    """One step in progress: phases are timed with :meth:`phase`; set :attr:`loss` when known.
 
-    __slots__ = ("_hook", "_phase_start", "loss", "phases", "samples", "start", "tokens")
+    A context manager: :meth:`TrainingHook.step` returns it; leaving the block sends the record.
+    """
 
-    def __init__(self, hook: TrainingHook, samples: float, tokens: float) -> None:
+    __slots__ = ("_hook", "_phases", "loss", "phases", "samples", "start", "tokens")
+
+    def __init__(self, hook: TrainingHook) -> None:
         self._hook = hook
-        self.samples, self.tokens, self.loss = samples, tokens, math.nan
+        self.samples, self.tokens, self.loss, self.start = 0.0, 0.0, math.nan, 0.0
         self.phases = [0.0] * len(PHASES)
-        self.start = 0.0
-        self._phase_start = 0.0
+        self._phases = {name: _Phase(self, i) for i, name in enumerate(PHASES)}
 
-    @contextlib.contextmanager
-    def phase(self, name: str) -> Iterator[None]:
-        """Time one phase (``forward``, ``backward``, ``optimizer``; others are ignored)."""
-        start = time.perf_counter()
-        try:
-            yield
-        finally:
-            with contextlib.suppress(ValueError):
-                self.phases[PHASES.index(name)] += time.perf_counter() - start
+    def phase(self, name: str) -> _Phase | contextlib.nullcontext[None]:
+        """Time one phase: ``forward``, ``backward``, ``optimizer`` (any name of :data:`PHASES`); an
+        unknown name times nothing."""
+        return self._phases.get(name) or contextlib.nullcontext()
+
+    def __enter__(self) -> StepTimer:
+        self._hook._begin(self)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._hook._end(self)
 
 
 class TrainingHook:
     """Sends one record per training step to the node exporter; never blocks, never raises.
+
+    The training thread only packs the record into a bounded queue (about a microsecond); a daemon
+    thread sends the queue every few milliseconds, so the socket's system call never runs on the
+    training thread. A full queue, a missing socket or a refused send drops the record and counts it.
 
     Args:
         socket_path: The exporter's datagram socket; default ``FLEETSCOPE_TRAINING_SOCKET`` or
@@ -108,6 +132,9 @@ class TrainingHook:
         otlp_endpoint: OTLP/HTTP endpoint for step spans; default ``OTEL_EXPORTER_OTLP_ENDPOINT``; empty
             for no spans.
     """
+
+    QUEUE = 4096
+    """Records held while the sender catches up; beyond it records are dropped and counted."""
 
     def __init__(
         self,
@@ -132,51 +159,77 @@ class TrainingHook:
             else os.environ.get("SLURM_JOB_ID") or os.environ.get("TORCHELASTIC_RUN_ID", "")
         )
         self._job = job.encode()[:_MAX_JOB_ID]
-        self.dropped = 0
         self.sent = 0
+        self._dropped_full = 0  # counted on the training thread
+        self._dropped_send = 0  # counted on the sender thread
         self._step = 0
         self._last_end: float | None = None
         self._collective = 0.0
         self._collective_lock = threading.Lock()
+        self._queue: collections.deque[bytes] = collections.deque()
         self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
         self._sock.setblocking(False)
+        self._stop = threading.Event()
+        self._sender: threading.Thread | None = None
+        self._timer = StepTimer(self)
         self._tracer = _tracer(
             otlp_endpoint if otlp_endpoint is not None else os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT", "")
         )
 
+    @property
+    def dropped(self) -> int:
+        """Records dropped so far (queue full, exporter down or refusing)."""
+        return self._dropped_full + self._dropped_send
+
+    def flush(self, timeout: float = 1.0) -> None:
+        """Wait up to ``timeout`` seconds for the queued records to be sent (or dropped)."""
+        deadline = time.monotonic() + timeout
+        while self._queue and time.monotonic() < deadline:
+            time.sleep(0.001)
+
     def close(self) -> None:
-        """Close the socket (and flush spans, if any)."""
+        """Send what is queued (up to a second), then close the socket and flush spans, if any."""
+        self.flush()
+        self._stop.set()
+        if self._sender is not None:
+            self._sender.join(1)
         self._sock.close()
         if self._tracer is not None:
             with contextlib.suppress(Exception):
                 self._tracer[1].shutdown()
 
-    @contextlib.contextmanager
-    def step(self, samples: float = 0, tokens: float = 0) -> Iterator[StepTimer]:
-        """Time one training step; the record is sent when the block ends, even if it raises.
+    def step(self, samples: float = 0, tokens: float = 0) -> StepTimer:
+        """Time one training step; the record is queued when the ``with`` block ends, even if it raises.
 
         Args:
             samples: Samples in this step (all of this rank's micro-batches).
             tokens: Tokens in this step, for language models.
 
-        Yields:
-            The :class:`StepTimer` whose :meth:`~StepTimer.phase` times phases.
+        Returns:
+            The :class:`StepTimer` (a context manager) whose :meth:`~StepTimer.phase` times phases.
         """
-        timer = StepTimer(self, samples, tokens)
-        timer.start = time.perf_counter()
+        timer = self._timer
+        timer.samples, timer.tokens, timer.loss = samples, tokens, math.nan
+        return timer
+
+    def _begin(self, timer: StepTimer) -> None:
+        timer.start = start = time.perf_counter()
+        phases = timer.phases
+        for i in range(len(phases)):
+            phases[i] = 0.0
         if self._last_end is not None:
-            timer.phases[0] = timer.start - self._last_end  # data wait: from the last step's end
-        try:
-            yield timer
-        finally:
-            end = time.perf_counter()
-            self._last_end = end
+            phases[0] = start - self._last_end  # data wait: from the last step's end
+
+    def _end(self, timer: StepTimer) -> None:
+        end = time.perf_counter()
+        self._last_end = end
+        if self._collective:
             with self._collective_lock:
                 timer.phases[4] += self._collective
                 self._collective = 0.0
-            self.record(
-                end - timer.start + timer.phases[0], timer.phases, timer.samples, timer.tokens, timer.loss
-            )
+        self.record(
+            end - timer.start + timer.phases[0], timer.phases, timer.samples, timer.tokens, timer.loss
+        )
 
     def record(
         self,
@@ -187,7 +240,7 @@ class TrainingHook:
         loss: float = math.nan,
         step: int | None = None,
     ) -> None:
-        """Send one step's record (the plain API: a loop that times itself calls this once per step).
+        """Queue one step's record (the plain API: a loop that times itself calls this once per step).
 
         Args:
             duration: Step seconds, data wait included.
@@ -198,18 +251,49 @@ class TrainingHook:
             step: Step number; default one more than the last.
         """
         self._step = self._step + 1 if step is None else step
-        p = [*(phases or ())[: len(PHASES)], *[0.0] * (len(PHASES) - len(phases or ()))]
+        p = (
+            phases
+            if phases is not None and len(phases) == len(PHASES)
+            else [*(phases or ()), 0, 0, 0, 0, 0][:5]
+        )
         try:
-            data = RECORD.pack(
-                _MAGIC, _VERSION, self._step, self.rank, self.local_rank, self.world_size, duration,
-                p[0], p[1], p[2], p[3], p[4], float(samples), float(tokens), float(loss), self.dropped,
-            ) + self._job  # fmt: skip
-            self._sock.sendto(data, self.socket_path)
-            self.sent += 1
-        except Exception:  # exporter down (ENOENT, ECONNREFUSED), queue full (EAGAIN): drop and count
-            self.dropped += 1
+            if len(self._queue) >= self.QUEUE:
+                self._dropped_full += 1
+            else:
+                self._queue.append(
+                    RECORD.pack(
+                        _MAGIC, _VERSION, self._step, self.rank, self.local_rank, self.world_size, duration,
+                        p[0], p[1], p[2], p[3], p[4], samples, tokens, loss, self.dropped,
+                    ) + self._job
+                )  # fmt: skip
+                if self._sender is None:
+                    self._sender = threading.Thread(
+                        target=self._send, name="fleetscope-training-hook", daemon=True
+                    )
+                    self._sender.start()
+        except Exception:  # a bad value (a tensor for samples...): drop the record, never the step
+            self._dropped_full += 1
         if self._tracer is not None:
-            self._span(duration, p)
+            self._span(duration, list(p))
+
+    def _send(self) -> None:
+        retry_at = 0.0
+        while not self._stop.wait(0.005):
+            queue = self._queue
+            while queue:
+                data = queue.popleft()
+                if time.monotonic() < retry_at:
+                    self._dropped_send += 1
+                    continue
+                try:
+                    self._sock.sendto(data, self.socket_path)
+                    self.sent += 1
+                except BlockingIOError:
+                    self._dropped_send += 1  # the exporter's queue is full: it is behind, not gone
+                except OSError:
+                    # No exporter (ENOENT, ECONNREFUSED): drop for a second rather than fail each record.
+                    self._dropped_send += 1
+                    retry_at = time.monotonic() + 1.0
 
     # No annotations: DDP's register_comm_hook rejects any bucket or return annotation other than
     # dist.GradBucket and Future[Tensor], and naming those would import torch with this module.
