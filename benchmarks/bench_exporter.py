@@ -170,15 +170,22 @@ def hook_cost(root: Path, steps: int, up: bool) -> tuple[float, float]:
     return statistics.median(spent) * 1e6, statistics.mean(spent) * 1e6
 
 
+def peak_rss_mb() -> float:
+    """This process's peak RSS (VmHWM). Not getrusage's ru_maxrss: Linux keeps that across execve, so a
+    child started from a big parent would report the parent's peak."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError("no VmHWM in /proc/self/status")
+
+
 def rss_child(gpus: int, efa: int, ranks: int, scrapes: int) -> None:
     """Runs in a fresh process: build the node, scrape, print peak RSS in MB as JSON."""
-    import resource
-
     with tempfile.TemporaryDirectory() as tmp:
         exporter, _ = build_node(Path(tmp), gpus, efa, ranks)
         for _ in range(scrapes):
             generate_latest(exporter.registry)  # type: ignore[attr-defined]
-        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        peak = peak_rss_mb()
         exporter.stop()  # type: ignore[attr-defined]
     print(json.dumps({"rss_mb": peak}))
 
@@ -212,8 +219,8 @@ def main(argv: list[str] | None = None) -> None:
     bench = "from benchmarks.bench_exporter import rss_child; "
     rss = _child_rss(bench + f"rss_child({args.gpus}, {args.efa}, {args.ranks}, {args.scrapes})")
     bare = _child_rss(
-        "import json, resource, prometheus_client; "
-        "print(json.dumps({'rss_mb': resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))"
+        "import json, prometheus_client; from benchmarks.bench_exporter import peak_rss_mb; "
+        "print(json.dumps({'rss_mb': peak_rss_mb()}))"
     )
 
     def p95(values: list[float]) -> float:
