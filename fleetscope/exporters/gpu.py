@@ -534,6 +534,9 @@ class _Gpu:
     worker: Worker
     handle: Any = None
     identity: tuple[str, str, str] | None = None  # (uuid, model, canonical PCI bus id)
+    # Metrics NVML answered NOT_SUPPORTED for: a property of the board and driver, so not asked again
+    # until the GPU comes back from being lost (a reset may change what it supports).
+    unsupported: set[str] = field(default_factory=set)
     lost: bool = False
     failed: bool = False  # the last read failed before any field (handle or identity error)
     stuck: concurrent.futures.Future[Any] | None = None
@@ -738,11 +741,14 @@ class GpuCollector:
             values: dict[str, Any] = {}
             errors = 0
             for metric in METRICS:
+                if metric.spec.name in gpu.unsupported:
+                    continue
                 try:
                     values[metric.spec.name] = metric.read(n, gpu.handle)
                 except n.NVMLError_GpuIsLost:
                     raise
                 except n.NVMLError_NotSupported:
+                    gpu.unsupported.add(metric.spec.name)
                     continue
                 except n.NVMLError as exc:
                     errors += 1
@@ -762,6 +768,7 @@ class GpuCollector:
             return {}
         if gpu.lost:
             log.warning("GPU %d answers NVML again after being lost", gpu.index)
+            gpu.unsupported.clear()
         gpu.lost = gpu.failed = False
         return values
 

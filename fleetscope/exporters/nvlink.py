@@ -25,7 +25,6 @@ node has fewer than two GPUs or torch is not installed, and off when torch sees 
 
 from __future__ import annotations
 
-import contextlib
 import importlib.util
 import logging
 import os
@@ -151,14 +150,20 @@ def _field(nvml: Any, handle: Any, field_id: int, link: int) -> float | None:
     return None
 
 
-def read_links(nvml: Any, handle: Any) -> dict[str, Any]:
+def read_links(nvml: Any, handle: Any, unsupported: set[tuple[int, str]] | None = None) -> dict[str, Any]:
     """Read every NVLink of one GPU (runs in the GPU's worker thread).
+
+    Args:
+        nvml: The NVML module.
+        handle: The GPU's handle.
+        unsupported: ``(link, what)`` NVML answered NOT_SUPPORTED for before; skipped, and added to.
 
     Returns:
         ``{"links": {link: {"up": 0/1, "speed": MB/s, metric name: count, "remote": bus id, ...}},
         "fabric": state or None}``.
     """
     links: dict[int, dict[str, Any]] = {}
+    skip = unsupported if unsupported is not None else set()
     for link in range(nvml.NVML_NVLINK_MAX_LINKS):
         try:
             state = nvml.nvmlDeviceGetNvLinkState(handle, link)
@@ -172,13 +177,18 @@ def read_links(nvml: Any, handle: Any) -> dict[str, Any]:
         ):
             entry[key] = _field(nvml, handle, field_id, link)
         for name, (const, _) in ERROR_COUNTERS.items():
-            with contextlib.suppress(nvml.NVMLError_NotSupported):
+            if (link, name) in skip:
+                continue
+            try:
                 entry[name] = float(nvml.nvmlDeviceGetNvLinkErrorCounter(handle, link, getattr(nvml, const)))
-        try:
-            bus_id = nvml.nvmlDeviceGetNvLinkRemotePciInfo(handle, link).busId
-            entry["remote"] = canonical_pci_bus_id(bus_id) or str(bus_id)
-        except nvml.NVMLError_NotSupported:
-            pass
+            except nvml.NVMLError_NotSupported:
+                skip.add((link, name))
+        if (link, "remote") not in skip:
+            try:
+                bus_id = nvml.nvmlDeviceGetNvLinkRemotePciInfo(handle, link).busId
+                entry["remote"] = canonical_pci_bus_id(bus_id) or str(bus_id)
+            except nvml.NVMLError_NotSupported:
+                skip.add((link, "remote"))
         links[link] = entry
     fabric = None
     try:
@@ -284,6 +294,7 @@ class NvlinkCollector:
     def __init__(self, gpu: Any, probe: P2PLatencyProbe | None = None) -> None:
         self._gpu = gpu
         self.probe = probe
+        self._unsupported: dict[int, set[tuple[int, str]]] = {}
 
     def start(self) -> None:
         """Start the probe, if any."""
@@ -304,7 +315,12 @@ class NvlinkCollector:
         if self._gpu is None:
             raise SourceUnavailable("the nvlink collector reads NVML through the gpu collector, which is off")
         families = {spec.name: spec.family() for spec in METRICS}
-        readings = self._gpu.read_each(read_links)
+
+        def read(nvml: Any, handle: Any) -> dict[str, Any]:
+            # What a GPU's links do not support does not change while the handle lives: ask once.
+            return read_links(nvml, handle, self._unsupported.setdefault(id(handle), set()))
+
+        readings = self._gpu.read_each(read)
         for gpu, reading in sorted(readings.items(), key=lambda item: int(item[0])):
             for link, entry in sorted(reading["links"].items()):
                 labels = [gpu, str(link)]
