@@ -9,11 +9,16 @@ run under a deadline by :class:`~fleetscope.exporters.scrape.ScrapeCollector` an
 from fleetscope.exporters.config import ENV, ENV_CONFIG_FILE, ConfigError, ExporterConfig, load_config
 from fleetscope.exporters.gpu import GpuCollector
 from fleetscope.exporters.host import HostCollector
+from fleetscope.exporters.infiniband import InfinibandCollector
+from fleetscope.exporters.jobs import JobCollector
 from fleetscope.exporters.metrics import MetricSpec
+from fleetscope.exporters.netprobe import NetworkProbeCollector
+from fleetscope.exporters.nvlink import NvlinkCollector, P2PLatencyProbe
 from fleetscope.exporters.pci import canonical_pci_bus_id
 from fleetscope.exporters.registry import BuildContext, Registration, Setting, register, registrations
 from fleetscope.exporters.scrape import ScrapeCollector, SourceCollector, SourceUnavailable
 from fleetscope.exporters.server import Exporter
+from fleetscope.exporters.training import TrainingCollector, TrainingHook
 from fleetscope.exporters.xid import JOURNAL, KernelLogParser, XidCollector, XidWatcher
 
 __all__ = [
@@ -26,13 +31,20 @@ __all__ = [
     "ExporterConfig",
     "GpuCollector",
     "HostCollector",
+    "InfinibandCollector",
+    "JobCollector",
     "KernelLogParser",
     "MetricSpec",
+    "NetworkProbeCollector",
+    "NvlinkCollector",
+    "P2PLatencyProbe",
     "Registration",
     "ScrapeCollector",
     "Setting",
     "SourceCollector",
     "SourceUnavailable",
+    "TrainingCollector",
+    "TrainingHook",
     "XidCollector",
     "XidWatcher",
     "canonical_pci_bus_id",
