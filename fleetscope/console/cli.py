@@ -194,8 +194,11 @@ def exporter_command(**values: Any) -> None:
         raise typer.Exit(2) from None
     try:
         exporter = Exporter(settings)
-    except (OSError, ValueError) as exc:
-        typer.echo(f"fleetscope exporter: cannot start on {settings.listen_address}: {exc}", err=True)
+    except ValueError as exc:  # a setting a collector rejects (a bad regex, peer or web config file)
+        typer.echo(f"fleetscope exporter: {exc}", err=True)
+        raise typer.Exit(2) from None
+    except OSError as exc:
+        typer.echo(f"fleetscope exporter: cannot listen on {settings.listen_address}: {exc}", err=True)
         raise typer.Exit(1) from None
     try:
         exporter.serve_forever()

@@ -41,3 +41,14 @@ def test_cli_flag_turns_a_collector_off_and_bad_values_exit_2() -> None:
     result = CliRunner().invoke(app, ["exporter", "--collector.gpu.timeout", "-1"])
     assert result.exit_code == 2
     assert "gpu_timeout_seconds" in result.output
+
+
+def test_a_setting_a_collector_rejects_is_one_line_and_exit_2() -> None:
+    args = ["exporter", "--web.listen-address", "127.0.0.1:0"]
+    args += ["--collector.infiniband.device-include", "mlx["]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 2
+    assert result.output.strip().splitlines() == [
+        "fleetscope exporter: infiniband device-include 'mlx[' is not a regex: "
+        "unterminated character set at position 3"
+    ]
