@@ -63,6 +63,7 @@ RECORD = struct.Struct("<4sHqiii9dQ")
 _MAGIC = b"FSTR"
 _VERSION = 1
 _MAX_JOB_ID = 64
+_NO_TIME = (0.0,) * len(PHASES)
 
 
 def _env_int(names: tuple[str, ...], default: int) -> int:
@@ -214,11 +215,9 @@ class TrainingHook:
 
     def _begin(self, timer: StepTimer) -> None:
         timer.start = start = time.perf_counter()
-        phases = timer.phases
-        for i in range(len(phases)):
-            phases[i] = 0.0
+        timer.phases[:] = _NO_TIME
         if self._last_end is not None:
-            phases[0] = start - self._last_end  # data wait: from the last step's end
+            timer.phases[0] = start - self._last_end  # data wait: from the last step's end
 
     def _end(self, timer: StepTimer) -> None:
         end = time.perf_counter()

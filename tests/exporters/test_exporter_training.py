@@ -157,3 +157,15 @@ def test_steps_become_otlp_spans_when_an_endpoint_is_configured(tmp_path: Path) 
     assert names.count("training.step") == 2 and names.count("forward") == 2 and names.count("backward") == 2
     steps = {s.span_id for s in spans if s.name == "training.step"}
     assert all(s.parent_span_id in steps for s in spans if s.name != "training.step")
+
+
+def test_the_hook_never_raises_into_training(tmp_path: Path) -> None:
+    hook = TrainingHook(str(tmp_path / "none.sock"), rank=0)
+    hook.record("not a number", samples=object())  # type: ignore[arg-type]
+    with pytest.raises(RuntimeError, match="out of memory"), hook.step() as step, step.phase("forward"):
+        raise RuntimeError("out of memory")  # the training code's own error passes; the step is recorded
+    with hook.step() as step, step.phase("no such phase"):
+        pass
+    hook.flush()
+    wait_for(lambda: hook.dropped == 3)
+    hook.close()
