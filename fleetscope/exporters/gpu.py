@@ -71,15 +71,25 @@ _FIELD_VALUE_MEMBER = {
 }
 
 
-def _field_value(nvml: Any, handle: Any, field_id: int) -> float:
-    """Read one NVML field (nvmlDeviceGetFieldValues); its per-field return code is raised as usual."""
-    (value,) = nvml.nvmlDeviceGetFieldValues(handle, [field_id])
+def field_number(nvml: Any, value: Any) -> float:
+    """The number in one ``nvmlFieldValue_t`` of nvmlDeviceGetFieldValues.
+
+    Raises:
+        pynvml.NVMLError: The field's own return code (``NVMLError_NotSupported`` ...), or
+            ``NVML_ERROR_UNKNOWN`` for a value type it cannot hold.
+    """
     if value.nvmlReturn != nvml.NVML_SUCCESS:
         raise nvml.NVMLError(value.nvmlReturn)
     for type_name, member in _FIELD_VALUE_MEMBER.items():
         if value.valueType == getattr(nvml, type_name):
             return float(getattr(value.value, member))
     raise nvml.NVMLError(nvml.NVML_ERROR_UNKNOWN)
+
+
+def _field_value(nvml: Any, handle: Any, field_id: int) -> float:
+    """Read one NVML field (nvmlDeviceGetFieldValues); its per-field return code is raised as usual."""
+    (value,) = nvml.nvmlDeviceGetFieldValues(handle, [field_id])
+    return field_number(nvml, value)
 
 
 def _clock_event_reasons(nvml: Any, handle: Any) -> dict[str, float]:

@@ -35,6 +35,7 @@ from typing import Any
 
 from prometheus_client.core import Metric
 
+from fleetscope.exporters.gpu import field_number
 from fleetscope.exporters.metrics import Histogram, MetricSpec, add
 from fleetscope.exporters.pci import canonical_pci_bus_id
 from fleetscope.exporters.registry import BuildContext, Setting, register
@@ -135,21 +136,6 @@ METRICS = (UP, SPEED, *ERROR_METRICS.values(), *THROUGHPUT.values(), INFO, FABRI
 PROBE_BUCKETS = (5e-6, 1e-5, 2e-5, 5e-5, 1e-4, 2e-4, 5e-4, 1e-3, 5e-3, 2e-2)
 
 
-def _field(nvml: Any, handle: Any, field_id: int, link: int) -> float | None:
-    (value,) = nvml.nvmlDeviceGetFieldValues(handle, [(field_id, link)])
-    if value.nvmlReturn != nvml.NVML_SUCCESS:
-        return None
-    for type_name, member in (
-        ("NVML_VALUE_TYPE_UNSIGNED_INT", "uiVal"),
-        ("NVML_VALUE_TYPE_UNSIGNED_LONG", "ulVal"),
-        ("NVML_VALUE_TYPE_UNSIGNED_LONG_LONG", "ullVal"),
-        ("NVML_VALUE_TYPE_DOUBLE", "dVal"),
-    ):
-        if value.valueType == getattr(nvml, type_name):
-            return float(getattr(value.value, member))
-    return None
-
-
 def read_links(nvml: Any, handle: Any, unsupported: set[tuple[int, str]] | None = None) -> dict[str, Any]:
     """Read every NVLink of one GPU (runs in the GPU's worker thread).
 
@@ -170,12 +156,6 @@ def read_links(nvml: Any, handle: Any, unsupported: set[tuple[int, str]] | None 
         except (nvml.NVMLError_NotSupported, nvml.NVMLError_InvalidArgument):
             continue
         entry: dict[str, Any] = {"up": float(state == nvml.NVML_FEATURE_ENABLED)}
-        for key, field_id in (
-            ("speed", nvml.NVML_FI_DEV_NVLINK_GET_SPEED),
-            ("tx", nvml.NVML_FI_DEV_NVLINK_THROUGHPUT_DATA_TX),
-            ("rx", nvml.NVML_FI_DEV_NVLINK_THROUGHPUT_DATA_RX),
-        ):
-            entry[key] = _field(nvml, handle, field_id, link)
         for name, (const, _) in ERROR_COUNTERS.items():
             if (link, name) in skip:
                 continue
@@ -190,6 +170,21 @@ def read_links(nvml: Any, handle: Any, unsupported: set[tuple[int, str]] | None 
             except nvml.NVMLError_NotSupported:
                 skip.add((link, "remote"))
         links[link] = entry
+    # Speed and throughput of every link in one nvmlDeviceGetFieldValues call (scopeId = link).
+    fields = {
+        "speed": nvml.NVML_FI_DEV_NVLINK_GET_SPEED,
+        "tx": nvml.NVML_FI_DEV_NVLINK_THROUGHPUT_DATA_TX,
+        "rx": nvml.NVML_FI_DEV_NVLINK_THROUGHPUT_DATA_RX,
+    }
+    wanted = [(link, key) for link in links for key in fields]
+    values = (
+        nvml.nvmlDeviceGetFieldValues(handle, [(fields[key], link) for link, key in wanted]) if wanted else []
+    )
+    for (link, key), value in zip(wanted, values, strict=True):
+        try:
+            links[link][key] = field_number(nvml, value)
+        except nvml.NVMLError:
+            links[link][key] = None
     fabric = None
     try:
         info = nvml.c_nvmlGpuFabricInfo_t()
