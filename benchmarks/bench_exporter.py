@@ -1,40 +1,65 @@
-"""Scrape cost of the GPU collector against prometheus-client serving the same series statically.
+"""Exporter cost: scrape CPU time and latency with every collector on, against prometheus-client serving
+the same series statically; the exporter's RSS; the training hook's cost per step.
 
-Run: ``python -m benchmarks.bench_exporter [--gpus 8] [--scrapes 200]``
+Run: ``python -m benchmarks.bench_exporter [--gpus 8] [--efa 4] [--ranks 8] [--scrapes 200]``
 
-Both sides are timed as ``generate_latest(registry)``. The fleetscope side runs the GPU collector on the
-fake NVML (readings of a real 8x H100 node, repeated to the requested GPU count), so every scrape goes
-through the per-GPU worker threads, the deadline wait and fresh metric families; the fake's NVML calls
-cost next to nothing, so the figure is the collector's own overhead, not the driver's. The baseline is a
-plain registry of ``Gauge``/``Counter`` objects holding the same series and values.
+The node: ``--gpus`` GPUs on the fake NVML (readings of a real H200 node, 18 NVLinks each, repeated),
+``--efa`` EFA devices (copies of the real EFA sysfs tree in ``tests/fixtures/infiniband``), ``--ranks``
+training ranks that have sent records, a Slurm job mapping file, the fixture ``/proc`` and a kernel log.
+Every collector but ``netprobe`` (which needs peer nodes) is on; the NVLink probe is off (no CUDA here).
+The fake's NVML calls cost next to nothing, so the figures are the exporter's own overhead.
+
+* scrape: ``generate_latest`` of the exporter's registry against a registry of plain ``Gauge`` and
+  ``Counter`` objects (histograms as pre-built families) holding the same series and values. CPU time is
+  the process's, all threads included (``time.process_time``), per scrape; latency is wall time.
+* RSS: a fresh Python process builds that exporter, scrapes it ``--scrapes`` times, reports its peak RSS
+  (and, for scale, the peak RSS of a bare interpreter that imported prometheus-client).
+* hook: ``TrainingHook.step()`` with three timed phases and a loss, timed on the training thread between
+  half-millisecond stretches of GIL-free "compute", with a collector receiving (exporter up) and with
+  nothing listening (exporter down: every record dropped and counted).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import shutil
 import statistics
+import subprocess
+import sys
+import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, disable_created_metrics, generate_latest
+from prometheus_client.core import Metric
 from prometheus_client.parser import text_string_to_metric_families
 
-from fleetscope.exporters.gpu import GpuCollector
-from fleetscope.exporters.scrape import ScrapeCollector
-from tests.exporters.fake_nvml import FakeNvml
+REPO = Path(__file__).resolve().parent.parent
+FIXTURES = REPO / "tests" / "fixtures"
 
-CAPTURE = (
-    Path(__file__).resolve().parent.parent / "tests/fixtures/nvidia-smi/h100-sxm-80gb-x8_drv565.57.01.txt"
-)
+
+class _Static:
+    """Serves pre-built families (the baseline's histograms: prometheus-client cannot set bucket counts)."""
+
+    def __init__(self, families: list[Metric]) -> None:
+        self._families = families
+
+    def collect(self) -> Iterator[Metric]:
+        yield from self._families
 
 
 def static_copy(exposition: str) -> CollectorRegistry:
     """A registry of plain client metrics with the same families, labels and values."""
     disable_created_metrics()  # the client's counters would add _created series that ours lack
     registry = CollectorRegistry()
+    histograms = []
     for family in text_string_to_metric_families(exposition):
         labels = sorted({k for s in family.samples for k in s.labels})
-        if family.type == "counter":
+        if family.type == "histogram":
+            histograms.append(family)
+        elif family.type == "counter":
             counter = Counter(family.name, family.documentation, labels, registry=registry)
             for s in family.samples:
                 if s.name.endswith("_total"):
@@ -43,51 +68,183 @@ def static_copy(exposition: str) -> CollectorRegistry:
             gauge = Gauge(family.name, family.documentation, labels, registry=registry)
             for s in family.samples:
                 (gauge.labels(**s.labels) if labels else gauge).set(s.value)
+    registry.register(_Static(histograms))
     return registry
 
 
-def timings(registry: CollectorRegistry, scrapes: int) -> list[float]:
-    generate_latest(registry)  # warm up: NVML init, worker threads
-    result = []
+def build_node(root: Path, gpus: int, efa: int, ranks: int) -> tuple[object, object]:
+    """The benchmark node in ``root``: returns (exporter, fake NVML); the exporter is started."""
+    from fleetscope.exporters.config import ExporterConfig
+    from fleetscope.exporters.server import Exporter
+    from fleetscope.exporters.training import PHASES, RECORD
+    from tests.exporters.fake_nvml import FakeNvml
+
+    sysfs = root / "sys"
+    (sysfs / "class").mkdir(parents=True)
+    shutil.copytree(FIXTURES / "sysfs" / "class" / "net", sysfs / "class" / "net")
+    device = FIXTURES / "infiniband" / "efa_awsdocs" / "class" / "infiniband" / "rdmap0s31"
+    for i in range(efa):
+        shutil.copytree(device, sysfs / "class" / "infiniband" / f"rdmap{i}s31")
+    jobs = root / "jobs"
+    jobs.mkdir()
+    mapping = {"job_id": "4242", "step_id": "0", "user": "u", "gpus": list(range(gpus)), "uuids": []}
+    (jobs / "4242.json").write_text(json.dumps({**mapping, "started_at": "2026-11-30T09:00:00Z"}))
+    log = root / "kern.log"
+    log.write_bytes(b"".join(p.read_bytes() for p in sorted((FIXTURES / "kernel-log").glob("*.log"))))
+    nvml = FakeNvml.from_capture(FIXTURES / "nvidia-smi" / "linux-x86_64__nvidia-h200__590.48.01.txt")
+    nvml.gpus = (nvml.gpus * gpus)[:gpus]
+    config = ExporterConfig.model_validate(
+        {
+            "listen_address": "127.0.0.1:0",
+            "path_procfs": str(FIXTURES / "procfs"),
+            "path_sysfs": str(sysfs),
+            "xid_kernel_log": str(log),
+            "jobs_mapping_dir": str(jobs),
+            "training_socket": str(root / "training.sock"),
+            "nvlink_probe_interval_seconds": 0,
+        }
+    )
+    exporter = Exporter(config, nvml=nvml).start()
+    training = exporter.collectors["training"]  # type: ignore[attr-defined]
+    for rank in range(ranks):
+        for step in range(1, 51):
+            phases = [0.001, 0.03, 0.06, 0.01, 0.02][: len(PHASES)]
+            training.feed(
+                RECORD.pack(b"FSTR", 1, step, rank, rank % 8, ranks, 0.13, *phases, 64.0, 0.0, 1.0, 0)
+            )
+    time.sleep(1.0)  # the Xid watcher reads the kernel log; the training socket binds
+    generate_latest(exporter.registry)  # type: ignore[attr-defined]
+    generate_latest(exporter.registry)  # type: ignore[attr-defined]  # second: nvlink sees the GPU handles
+    return exporter, nvml
+
+
+def scrape_costs(registry: CollectorRegistry, scrapes: int) -> tuple[list[float], float]:
+    """Wall milliseconds per scrape, and CPU milliseconds per scrape (all threads)."""
+    generate_latest(registry)
+    walls = []
+    cpu_start = time.process_time()
     for _ in range(scrapes):
         start = time.perf_counter()
         generate_latest(registry)
-        result.append((time.perf_counter() - start) * 1000)
-    return result
+        walls.append((time.perf_counter() - start) * 1000)
+    return walls, (time.process_time() - cpu_start) * 1000 / scrapes
 
 
 def series(exposition: bytes) -> int:
     return sum(1 for line in exposition.decode().splitlines() if line and not line.startswith("#"))
 
 
+def hook_cost(root: Path, steps: int, up: bool) -> tuple[float, float]:
+    """Microseconds per step spent in the hook on the training thread: (median, mean).
+
+    Each step: half a millisecond of "compute" that releases the GIL (a sleep, as torch's kernels do),
+    then the hook's calls as a training loop makes them (step, three phases, loss), timed on their own.
+    """
+    from fleetscope.exporters.training import TrainingCollector, TrainingHook
+
+    path = root / ("up.sock" if up else "down.sock")
+    collector = TrainingCollector(path).start() if up else None
+    while up and not path.is_socket():
+        time.sleep(0.01)
+    hook = TrainingHook(str(path), rank=0)
+    spent: list[float] = []
+    try:
+        for _ in range(steps):
+            time.sleep(0.0005)
+            start = time.perf_counter()
+            with hook.step(samples=64) as step:
+                with step.phase("forward"):
+                    pass
+                with step.phase("backward"):
+                    pass
+                with step.phase("optimizer"):
+                    pass
+                step.loss = 0.5
+            spent.append(time.perf_counter() - start)
+        hook.flush()
+    finally:
+        hook.close()
+        if collector is not None:
+            collector.close()
+    assert (hook.dropped == steps) != up, "exporter up must receive, down must drop"
+    return statistics.median(spent) * 1e6, statistics.mean(spent) * 1e6
+
+
+def peak_rss_mb() -> float:
+    """This process's peak RSS (VmHWM). Not getrusage's ru_maxrss: Linux keeps that across execve, so a
+    child started from a big parent would report the parent's peak."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError("no VmHWM in /proc/self/status")
+
+
+def rss_child(gpus: int, efa: int, ranks: int, scrapes: int) -> None:
+    """Runs in a fresh process: build the node, scrape, print peak RSS in MB as JSON."""
+    with tempfile.TemporaryDirectory() as tmp:
+        exporter, _ = build_node(Path(tmp), gpus, efa, ranks)
+        for _ in range(scrapes):
+            generate_latest(exporter.registry)  # type: ignore[attr-defined]
+        peak = peak_rss_mb()
+        exporter.stop()  # type: ignore[attr-defined]
+    print(json.dumps({"rss_mb": peak}))
+
+
+def _child_rss(code: str) -> float:
+    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True)
+    return float(json.loads(out.stdout.strip().splitlines()[-1])["rss_mb"])
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--gpus", type=int, default=8)
+    parser.add_argument("--efa", type=int, default=4)
+    parser.add_argument("--ranks", type=int, default=8)
     parser.add_argument("--scrapes", type=int, default=200)
+    parser.add_argument("--hook-steps", type=int, default=5000)
     args = parser.parse_args(argv)
 
-    fake = FakeNvml.from_capture(CAPTURE)
-    fake.gpus = (fake.gpus * (args.gpus // len(fake.gpus) + 1))[: args.gpus]
-    collector = GpuCollector(fake)
-    live = CollectorRegistry()
-    live.register(ScrapeCollector([collector]))
-    exposition = generate_latest(live)
-    static = static_copy(exposition.decode())
-    assert series(generate_latest(static)) == series(exposition), "baseline must hold the same series"
+    with tempfile.TemporaryDirectory() as tmp:
+        exporter, _ = build_node(Path(tmp), args.gpus, args.efa, args.ranks)
+        live = exporter.registry  # type: ignore[attr-defined]
+        exposition = generate_latest(live)
+        static = static_copy(exposition.decode())
+        assert series(generate_latest(static)) == series(exposition), "baseline must hold the same series"
+        ours, ours_cpu = scrape_costs(live, args.scrapes)
+        baseline, baseline_cpu = scrape_costs(static, args.scrapes)
+        exporter.stop()  # type: ignore[attr-defined]
+        hook_up = hook_cost(Path(tmp), args.hook_steps, up=True)
+        hook_down = hook_cost(Path(tmp), args.hook_steps, up=False)
 
-    ours, baseline = timings(live, args.scrapes), timings(static, args.scrapes)
-    collector.close()
+    bench = "from benchmarks.bench_exporter import rss_child; "
+    rss = _child_rss(bench + f"rss_child({args.gpus}, {args.efa}, {args.ranks}, {args.scrapes})")
+    bare = _child_rss(
+        "import json, prometheus_client; from benchmarks.bench_exporter import peak_rss_mb; "
+        "print(json.dumps({'rss_mb': peak_rss_mb()}))"
+    )
 
-    def row(name: str, values: list[float]) -> str:
-        p95 = statistics.quantiles(values, n=20)[18]
-        return f"| {name:<38} | {series(exposition):>6} | {statistics.median(values):>9.3f} | {p95:>9.3f} |"
+    def p95(values: list[float]) -> float:
+        return statistics.quantiles(values, n=20)[18]
 
-    print(f"GPU collector scrape, {args.gpus} GPUs (fake NVML), {args.scrapes} scrapes each")
-    print("| registry                               | series | median ms |    p95 ms |")
-    print("|----------------------------------------|--------|-----------|-----------|")
-    print(row("fleetscope GpuCollector + self metrics", ours))
-    print(row("prometheus-client static registry", baseline))
-    print(f"ratio (median): {statistics.median(ours) / statistics.median(baseline):.1f}x")
+    node = f"{args.gpus} GPUs (fake NVML, H200 readings), {args.efa} EFA devices, {args.ranks} ranks"
+    print(f"Exporter, every collector on: {node}; {series(exposition)} series, {args.scrapes} scrapes each")
+    print("| measure | fleetscope exporter | static prometheus-client registry | ratio |")
+    print("|---|---|---|---|")
+    print(
+        f"| scrape CPU time (all threads) | {ours_cpu:.2f} ms | {baseline_cpu:.2f} ms "
+        f"| {ours_cpu / baseline_cpu:.2f}x |"
+    )
+    print(
+        f"| scrape latency, median | {statistics.median(ours):.2f} ms | {statistics.median(baseline):.2f} ms "
+        f"| {statistics.median(ours) / statistics.median(baseline):.2f}x |"
+    )
+    ratio = p95(ours) / p95(baseline)
+    print(f"| scrape latency, p95 | {p95(ours):.2f} ms | {p95(baseline):.2f} ms | {ratio:.2f}x |")
+    print(f"| peak RSS of the process | {rss:.0f} MB | {bare:.0f} MB (bare interpreter + client) | |")
+    for state, (median, mean) in (("up", hook_up), ("down", hook_down)):
+        print(
+            f"| training hook per step, exporter {state} (median / mean) | {median:.1f} / {mean:.1f} us | | |"
+        )
 
 
 if __name__ == "__main__":

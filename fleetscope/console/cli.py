@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import inspect
 import json
 import logging
 import os
@@ -61,21 +62,19 @@ class LogLevel(StrEnum):
 _EXPORTER_HELP = "\n\n".join(
     [
         "Run the per-node exporter: /metrics (Prometheus text) and /events (kernel-log events, JSON).",
-        "Collectors: host (CPU, memory, load, network from /proc and /sys); gpu (NVML: temperatures, "
-        "power, energy, utilisation, memory, clocks, throttle reasons, ECC, remapped rows, PCIe replays); "
-        'xid (Xid errors and "fallen off the bus" from the kernel log). A collector whose source is '
-        "missing (no NVIDIA driver, unreadable /dev/kmsg) reports "
+        "Each collector has --collector.NAME / --no-collector.NAME and its own --collector.NAME.* "
+        "settings, listed below with their defaults. A collector whose source is missing (no NVIDIA "
+        "driver, no /sys/class/infiniband, unreadable /dev/kmsg) reports "
         "fleetscope_scrape_collector_success{collector=...} 0 while the others keep working.",
         "Settings: flags, then FLEETSCOPE_EXPORTER_* environment variables, then the YAML file "
-        "(--config), then defaults.",
+        "(--config, keys named like the variables without the prefix, in lower case), then defaults.",
         "Example: fleetscope exporter --web.listen-address 0.0.0.0:9847 --no-collector.gpu ; "
         "then: curl -s localhost:9847/metrics | grep fleetscope_host",
     ]
 )
 
 
-@app.command("exporter", help=_EXPORTER_HELP, no_args_is_help=False)
-def exporter_command(
+def _exporter_options(
     listen_address: Annotated[
         str | None,
         typer.Option(
@@ -85,28 +84,14 @@ def exporter_command(
             show_default=False,
         ),
     ] = None,
-    collector_host: Annotated[
-        bool | None,
+    web_config_file: Annotated[
+        str | None,
         typer.Option(
-            "--collector.host/--no-collector.host",
-            help="CPU, memory, load and network counters. "
-            "(default on; env FLEETSCOPE_EXPORTER_COLLECTOR_HOST)",
-            show_default=False,
-        ),
-    ] = None,
-    collector_gpu: Annotated[
-        bool | None,
-        typer.Option(
-            "--collector.gpu/--no-collector.gpu",
-            help="NVIDIA GPUs through NVML. (default on; env FLEETSCOPE_EXPORTER_COLLECTOR_GPU)",
-            show_default=False,
-        ),
-    ] = None,
-    collector_xid: Annotated[
-        bool | None,
-        typer.Option(
-            "--collector.xid/--no-collector.xid",
-            help="Xid errors from the kernel log. (default on; env FLEETSCOPE_EXPORTER_COLLECTOR_XID)",
+            "--web.config.file",
+            metavar="FILE",
+            help="Prometheus exporter-toolkit web config (tls_server_config, basic_auth_users with bcrypt "
+            "hashes) for HTTPS and basic auth. (default none: plain HTTP; "
+            "env FLEETSCOPE_EXPORTER_WEB_CONFIG_FILE)",
             show_default=False,
         ),
     ] = None,
@@ -127,25 +112,14 @@ def exporter_command(
             show_default=False,
         ),
     ] = None,
-    xid_kernel_log: Annotated[
-        str | None,
-        typer.Option(
-            "--xid.kernel-log",
-            metavar="PATH",
-            help="Kernel log to watch: /dev/kmsg, 'journal' (journalctl -k), or a file followed like "
-            "tail -F (dmesg, syslog, kmsg or journalctl json/export lines). (default /dev/kmsg; "
-            "env FLEETSCOPE_EXPORTER_XID_KERNEL_LOG)",
-            show_default=False,
-        ),
-    ] = None,
-    gpu_timeout: Annotated[
+    scrape_timeout_seconds: Annotated[
         float | None,
         typer.Option(
-            "--collector.gpu.timeout",
+            "--scrape.timeout",
             metavar="SECONDS",
-            help="Deadline for one GPU's NVML calls per scrape; a GPU past it is reported "
-            "fleetscope_gpu_up 0 and skipped until it answers. (default 2; "
-            "env FLEETSCOPE_EXPORTER_GPU_TIMEOUT_SECONDS)",
+            help="Deadline for one collector per scrape; past it its last values are served with "
+            "fleetscope_scrape_collector_success 0. (default 5; "
+            "env FLEETSCOPE_EXPORTER_SCRAPE_TIMEOUT_SECONDS)",
             show_default=False,
         ),
     ] = None,
@@ -154,34 +128,78 @@ def exporter_command(
         typer.Option(
             "--config",
             metavar="FILE",
-            help="YAML file of settings, keyed like the fields above (listen_address, collector_gpu, "
-            "path_sysfs, xid_kernel_log, gpu_timeout_seconds, events_buffer_size). "
+            help="YAML file of settings, keyed like the variables without FLEETSCOPE_EXPORTER_ in lower "
+            "case (listen_address, collector_gpu, path_sysfs, xid_kernel_log, ...). "
             "(env FLEETSCOPE_EXPORTER_CONFIG)",
             show_default=False,
         ),
     ] = None,
     log_level: Annotated[LogLevel, typer.Option("--log.level", help="How much to log.")] = LogLevel.info,
 ) -> None:
+    """Only its signature is used: the exporter's options that belong to no collector."""
+
+
+def _collector_options() -> list[inspect.Parameter]:
+    """--collector.NAME/--no-collector.NAME and one flag per setting, for every registered collector."""
+    from fleetscope.exporters.registry import env_name, registrations
+
+    params = []
+    for reg in registrations():
+        params.append(
+            inspect.Parameter(
+                reg.field,
+                inspect.Parameter.KEYWORD_ONLY,
+                default=None,
+                annotation=Annotated[
+                    bool | None,
+                    typer.Option(
+                        f"--collector.{reg.name}/--no-collector.{reg.name}",
+                        help=f"{reg.help} (default {'on' if reg.default else 'off'}; "
+                        f"env {env_name(reg.field)})",
+                        show_default=False,
+                        rich_help_panel="Collectors",
+                    ),
+                ],
+            )
+        )
+        for setting in reg.settings:
+            field = f"{reg.name}_{setting.key}"
+            default = setting.default if setting.default != "" else "none"
+            params.append(
+                inspect.Parameter(
+                    field,
+                    inspect.Parameter.KEYWORD_ONLY,
+                    default=None,
+                    annotation=Annotated[
+                        setting.type | None,
+                        typer.Option(
+                            setting.flag_name(reg.name),
+                            metavar=setting.metavar,
+                            help=f"{setting.help} (default {default}; env {env_name(field)})",
+                            show_default=False,
+                            rich_help_panel="Collectors",
+                        ),
+                    ],
+                )
+            )
+    return params
+
+
+def exporter_command(**values: Any) -> None:
     from fleetscope.exporters import ConfigError, Exporter, load_config
 
+    log_level, config = values.pop("log_level"), values.pop("config")
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    flags = {
-        "listen_address": listen_address,
-        "collector_host": collector_host,
-        "collector_gpu": collector_gpu,
-        "collector_xid": collector_xid,
-        "path_procfs": path_procfs,
-        "path_sysfs": path_sysfs,
-        "xid_kernel_log": xid_kernel_log,
-        "gpu_timeout_seconds": gpu_timeout,
-    }
     try:
-        settings = load_config(flags, os.environ, config)
+        settings = load_config(values, os.environ, config)
     except ConfigError as exc:
         typer.echo(f"fleetscope exporter: {exc}", err=True)
         raise typer.Exit(2) from None
     try:
         exporter = Exporter(settings)
+    except ValueError as exc:  # a setting a collector rejects (a bad regex, peer or web config file)
+        typer.echo(f"fleetscope exporter: {exc}", err=True)
+        raise typer.Exit(2) from None
     except OSError as exc:
         typer.echo(f"fleetscope exporter: cannot listen on {settings.listen_address}: {exc}", err=True)
         raise typer.Exit(1) from None
@@ -191,6 +209,20 @@ def exporter_command(
         pass
     finally:
         exporter.stop()
+
+
+# The flags come from the collectors' registrations (fleetscope.exporters.registry), so a new collector
+# file shows up here without an edit; typer reads a function's options from its signature.
+exporter_command.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
+    [
+        *(
+            p.replace(kind=inspect.Parameter.KEYWORD_ONLY)
+            for p in inspect.signature(_exporter_options, eval_str=True).parameters.values()
+        ),
+        *_collector_options(),
+    ]
+)
+app.command("exporter", help=_EXPORTER_HELP, no_args_is_help=False)(exporter_command)
 
 
 # ---------------------------------------------------------------- investigate: offline correlation

@@ -1,51 +1,52 @@
 """The exporter's configuration: one typed model, filled from flags, environment, a YAML file, defaults.
 
 Precedence, highest first: command-line flags, environment variables (:data:`ENV`), the YAML file given
-by ``--config`` (flat keys named like the fields of :class:`ExporterConfig`), then the defaults, which
-work on a laptop: listen on 127.0.0.1 only, every collector on, the running system's ``/proc``, ``/sys``
-and ``/dev/kmsg``.
+by ``--config`` (flat keys named like the fields of :data:`ExporterConfig`), then the defaults, which
+work on a laptop: listen on 127.0.0.1 only, each collector at its registered default, the running
+system's ``/proc``, ``/sys`` and ``/dev/kmsg``. The collector fields, their variables and flags are
+generated from the registrations (:mod:`fleetscope.exporters.registry`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, field_validator
+
+from fleetscope.exporters.registry import env_name, registrations
 
 DEFAULT_PORT = 9847
 """Default TCP port. 9835 is taken by nvidia_gpu_exporter and 9400 by dcgm-exporter, which may run
 on the same node."""
 
 
-class ExporterConfig(BaseModel):
-    """Settings of ``fleetscope exporter``.
+class CommonConfig(BaseModel):
+    """Settings of ``fleetscope exporter`` that belong to no single collector.
+
+    :data:`ExporterConfig` adds the fields every registered collector declares (see
+    :mod:`fleetscope.exporters.registry`): ``collector_<name>`` and ``<name>_<setting>``.
 
     Attributes:
         listen_address: ``HOST:PORT`` for /metrics and /events; ``:PORT`` listens on every interface.
-        collector_host: Run the host collector (/proc, /sys).
-        collector_gpu: Run the GPU collector (NVML).
-        collector_xid: Run the Xid watcher (kernel log).
+        web_config_file: Prometheus exporter-toolkit web config (TLS, basic auth); empty for plain HTTP.
         path_procfs: procfs mount point.
         path_sysfs: sysfs mount point.
-        xid_kernel_log: ``/dev/kmsg``, ``journal`` (journalctl) or a log file to follow.
-        gpu_timeout_seconds: Deadline for one GPU's NVML calls in a scrape.
         events_buffer_size: Kernel-log events kept for /events.
+        scrape_timeout_seconds: Deadline for one collector in a scrape; past it the collector's last
+            values are served with ``fleetscope_scrape_collector_success 0`` while it finishes.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     listen_address: str = f"127.0.0.1:{DEFAULT_PORT}"
-    collector_host: bool = True
-    collector_gpu: bool = True
-    collector_xid: bool = True
+    web_config_file: str = ""
     path_procfs: str = "/proc"
     path_sysfs: str = "/sys"
-    xid_kernel_log: str = "/dev/kmsg"
-    gpu_timeout_seconds: float = Field(default=2.0, gt=0, le=60)
     events_buffer_size: int = Field(default=1000, ge=1, le=1_000_000)
+    scrape_timeout_seconds: float = Field(default=5.0, gt=0, le=120)
 
     @field_validator("listen_address")
     @classmethod
@@ -53,20 +54,36 @@ class ExporterConfig(BaseModel):
         split_address(value)
         return value
 
+    def enabled(self, collector: str) -> bool:
+        """Whether the collector named ``collector`` is on."""
+        return bool(getattr(self, f"collector_{collector}", False))
 
-ENV: dict[str, str] = {
-    "listen_address": "FLEETSCOPE_EXPORTER_LISTEN_ADDRESS",
-    "collector_host": "FLEETSCOPE_EXPORTER_COLLECTOR_HOST",
-    "collector_gpu": "FLEETSCOPE_EXPORTER_COLLECTOR_GPU",
-    "collector_xid": "FLEETSCOPE_EXPORTER_COLLECTOR_XID",
-    "path_procfs": "FLEETSCOPE_EXPORTER_PATH_PROCFS",
-    "path_sysfs": "FLEETSCOPE_EXPORTER_PATH_SYSFS",
-    "xid_kernel_log": "FLEETSCOPE_EXPORTER_XID_KERNEL_LOG",
-    "gpu_timeout_seconds": "FLEETSCOPE_EXPORTER_GPU_TIMEOUT_SECONDS",
-    "events_buffer_size": "FLEETSCOPE_EXPORTER_EVENTS_BUFFER_SIZE",
-}
-"""Every environment variable the exporter reads, by config field. The YAML file is named by
-``FLEETSCOPE_EXPORTER_CONFIG`` (:data:`ENV_CONFIG_FILE`) when ``--config`` is not given."""
+
+def _model() -> type[CommonConfig]:
+    fields: dict[str, Any] = {}
+    for registration in registrations():
+        fields[registration.field] = (bool, registration.default)
+        for setting in registration.settings:
+            fields[f"{registration.name}_{setting.key}"] = (
+                setting.type,
+                Field(default=setting.default, description=setting.help, ge=setting.ge, le=setting.le),
+            )
+    return create_model("ExporterConfig", __base__=CommonConfig, __module__=__name__, **fields)
+
+
+if TYPE_CHECKING:
+    ExporterConfig = CommonConfig
+else:
+    ExporterConfig = _model()
+    ExporterConfig.__doc__ = (
+        "The exporter's settings: :class:`CommonConfig` plus, for every registered collector, "
+        "``collector_<name>`` (bool) and its ``<name>_<setting>`` fields."
+    )
+
+ENV: dict[str, str] = {name: env_name(name) for name in ExporterConfig.model_fields}
+"""Every environment variable the exporter reads, by config field (``FLEETSCOPE_EXPORTER_<FIELD>``). The
+YAML file is named by ``FLEETSCOPE_EXPORTER_CONFIG`` (:data:`ENV_CONFIG_FILE`) when ``--config`` is not
+given."""
 ENV_CONFIG_FILE = "FLEETSCOPE_EXPORTER_CONFIG"
 
 

@@ -17,8 +17,6 @@ from __future__ import annotations
 import concurrent.futures
 import functools
 import logging
-import queue
-import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -28,7 +26,8 @@ from prometheus_client.core import Metric
 
 from fleetscope.exporters.metrics import MetricSpec, add
 from fleetscope.exporters.pci import canonical_pci_bus_id
-from fleetscope.exporters.scrape import SourceUnavailable
+from fleetscope.exporters.registry import BuildContext, Setting, register
+from fleetscope.exporters.scrape import SourceUnavailable, Worker
 
 log = logging.getLogger(__name__)
 
@@ -72,15 +71,25 @@ _FIELD_VALUE_MEMBER = {
 }
 
 
-def _field_value(nvml: Any, handle: Any, field_id: int) -> float:
-    """Read one NVML field (nvmlDeviceGetFieldValues); its per-field return code is raised as usual."""
-    (value,) = nvml.nvmlDeviceGetFieldValues(handle, [field_id])
+def field_number(nvml: Any, value: Any) -> float:
+    """The number in one ``nvmlFieldValue_t`` of nvmlDeviceGetFieldValues.
+
+    Raises:
+        pynvml.NVMLError: The field's own return code (``NVMLError_NotSupported`` ...), or
+            ``NVML_ERROR_UNKNOWN`` for a value type it cannot hold.
+    """
     if value.nvmlReturn != nvml.NVML_SUCCESS:
         raise nvml.NVMLError(value.nvmlReturn)
     for type_name, member in _FIELD_VALUE_MEMBER.items():
         if value.valueType == getattr(nvml, type_name):
             return float(getattr(value.value, member))
     raise nvml.NVMLError(nvml.NVML_ERROR_UNKNOWN)
+
+
+def _field_value(nvml: Any, handle: Any, field_id: int) -> float:
+    """Read one NVML field (nvmlDeviceGetFieldValues); its per-field return code is raised as usual."""
+    (value,) = nvml.nvmlDeviceGetFieldValues(handle, [field_id])
+    return field_number(nvml, value)
 
 
 def _clock_event_reasons(nvml: Any, handle: Any) -> dict[str, float]:
@@ -287,6 +296,217 @@ METRICS: tuple[GpuMetric, ...] = (
     ),
 )
 
+# nvmlDeviceGetViolationStatus policies (nvml.h nvmlPerfPolicyType_t), by label value.
+VIOLATION_POLICIES = {
+    "power": "NVML_PERF_POLICY_POWER",
+    "thermal": "NVML_PERF_POLICY_THERMAL",
+    "sync_boost": "NVML_PERF_POLICY_SYNC_BOOST",
+    "board_limit": "NVML_PERF_POLICY_BOARD_LIMIT",
+    "low_utilization": "NVML_PERF_POLICY_LOW_UTILIZATION",
+    "reliability": "NVML_PERF_POLICY_RELIABILITY",
+    "total_app_clocks": "NVML_PERF_POLICY_TOTAL_APP_CLOCKS",
+    "total_base_clocks": "NVML_PERF_POLICY_TOTAL_BASE_CLOCKS",
+}
+# nvmlDeviceGetRetiredPages causes, by label value.
+RETIREMENT_CAUSES = {
+    "single_bit_ecc": "NVML_PAGE_RETIREMENT_CAUSE_MULTIPLE_SINGLE_BIT_ECC_ERRORS",
+    "double_bit_ecc": "NVML_PAGE_RETIREMENT_CAUSE_DOUBLE_BIT_ECC_ERROR",
+}
+
+
+def _each(nvml: Any, read: Callable[[str], float], keys: dict[str, str]) -> dict[str, float]:
+    """Read one value per key; a key the GPU does not support is left out, all unsupported raises."""
+    values = {}
+    for key in keys:
+        try:
+            values[key] = read(key)
+        except nvml.NVMLError_NotSupported:
+            continue
+    if not values:
+        raise nvml.NVMLError_NotSupported()
+    return values
+
+
+def _violations(nvml: Any, handle: Any) -> dict[str, float]:
+    def read(reason: str) -> float:
+        policy = getattr(nvml, VIOLATION_POLICIES[reason])
+        return float(nvml.nvmlDeviceGetViolationStatus(handle, policy).violationTime)
+
+    return _each(nvml, read, VIOLATION_POLICIES)
+
+
+def _retired_pages(nvml: Any, handle: Any) -> dict[str, float]:
+    def read(cause: str) -> float:
+        return float(len(nvml.nvmlDeviceGetRetiredPages(handle, getattr(nvml, RETIREMENT_CAUSES[cause]))))
+
+    return _each(nvml, read, RETIREMENT_CAUSES)
+
+
+def _processes(nvml: Any, handle: Any) -> dict[str, float]:
+    # usedGpuMemory is None where the driver cannot tell (WDDM); such a process counts as 0 bytes.
+    return {
+        str(p.pid): float(p.usedGpuMemory or 0) for p in nvml.nvmlDeviceGetComputeRunningProcesses(handle)
+    }
+
+
+def _mig_devices(nvml: Any, handle: Any) -> dict[tuple[str, str], tuple[float, float]]:
+    """``{(gpu instance, compute instance): (used bytes, total bytes)}`` of the GPU's MIG devices."""
+    current, _pending = nvml.nvmlDeviceGetMigMode(handle)
+    if current != nvml.NVML_DEVICE_MIG_ENABLE:
+        return {}
+    devices = {}
+    for index in range(nvml.nvmlDeviceGetMaxMigDeviceCount(handle)):
+        try:
+            mig = nvml.nvmlDeviceGetMigDeviceHandleByIndex(handle, index)
+        except nvml.NVMLError_NotFound:
+            continue  # an empty slot
+        memory = nvml.nvmlDeviceGetMemoryInfo(mig)
+        key = (str(nvml.nvmlDeviceGetGpuInstanceId(mig)), str(nvml.nvmlDeviceGetComputeInstanceId(mig)))
+        devices[key] = (float(memory.used), float(memory.total))
+    return devices
+
+
+def _mig_memory(position: int) -> NvmlReader:
+    def read(nvml: Any, handle: Any) -> dict[tuple[str, str], float]:
+        return {key: pair[position] for key, pair in _mig_devices(nvml, handle).items()}
+
+    return read
+
+
+EXTRA_METRICS: tuple[GpuMetric, ...] = (
+    GpuMetric(
+        _spec(
+            "fleetscope_gpu_power_limit_watts",
+            "gauge",
+            "Power limit the driver enforces; nvmlDeviceGetEnforcedPowerLimit (mW).",
+            "nvmlDeviceGetEnforcedPowerLimit",
+            1e-3,
+        ),
+        lambda n, h: n.nvmlDeviceGetEnforcedPowerLimit(h),
+    ),
+    GpuMetric(
+        _spec(
+            "fleetscope_gpu_fan_speed_ratio",
+            "gauge",
+            "Intended fan speed as a fraction of the maximum; nvmlDeviceGetFanSpeed (%). Absent on "
+            "passively cooled boards.",
+            "nvmlDeviceGetFanSpeed",
+            0.01,
+        ),
+        lambda n, h: n.nvmlDeviceGetFanSpeed(h),
+    ),
+    GpuMetric(
+        _spec(
+            "fleetscope_gpu_clock_event_violation_seconds_total",
+            "counter",
+            "Time the clocks were held below the requested clocks, by reason (policy); "
+            "nvmlDeviceGetViolationStatus().violationTime (ns).",
+            "nvmlDeviceGetViolationStatus",
+            1e-9,
+            extra=("reason",),
+        ),
+        _violations,
+    ),
+    GpuMetric(
+        _spec(
+            "fleetscope_gpu_retired_pages_total",
+            "counter",
+            "Memory pages retired (pre-Ampere page retirement), by cause; "
+            "len(nvmlDeviceGetRetiredPages(cause)).",
+            "nvmlDeviceGetRetiredPages",
+            extra=("cause",),
+        ),
+        _retired_pages,
+    ),
+    GpuMetric(
+        _spec(
+            "fleetscope_gpu_retired_pages_pending",
+            "gauge",
+            "1 if retired pages wait for a driver reload or GPU reset; "
+            "nvmlDeviceGetRetiredPagesPendingStatus.",
+            "nvmlDeviceGetRetiredPagesPendingStatus",
+        ),
+        lambda n, h: n.nvmlDeviceGetRetiredPagesPendingStatus(h),
+    ),
+    GpuMetric(
+        _spec(
+            "fleetscope_gpu_pcie_transmit_bytes_per_second",
+            "gauge",
+            "PCIe transmit throughput over the last 20 ms; "
+            "nvmlDeviceGetPcieThroughput(NVML_PCIE_UTIL_TX_BYTES) (KB/s, taken as 1000 bytes).",
+            "nvmlDeviceGetPcieThroughput:NVML_PCIE_UTIL_TX_BYTES",
+            1e3,
+        ),
+        lambda n, h: n.nvmlDeviceGetPcieThroughput(h, n.NVML_PCIE_UTIL_TX_BYTES),
+    ),
+    GpuMetric(
+        _spec(
+            "fleetscope_gpu_pcie_receive_bytes_per_second",
+            "gauge",
+            "PCIe receive throughput over the last 20 ms; "
+            "nvmlDeviceGetPcieThroughput(NVML_PCIE_UTIL_RX_BYTES) (KB/s, taken as 1000 bytes).",
+            "nvmlDeviceGetPcieThroughput:NVML_PCIE_UTIL_RX_BYTES",
+            1e3,
+        ),
+        lambda n, h: n.nvmlDeviceGetPcieThroughput(h, n.NVML_PCIE_UTIL_RX_BYTES),
+    ),
+    GpuMetric(
+        _spec(
+            "fleetscope_gpu_recovery_action",
+            "gauge",
+            "What the driver says the GPU needs: 0 none, 1 GPU reset, 2 node reboot, 3 drain peer-to-peer, "
+            "4 drain and reset; nvmlDeviceGetFieldValues(NVML_FI_DEV_GET_GPU_RECOVERY_ACTION).",
+            "nvmlDeviceGetFieldValues:NVML_FI_DEV_GET_GPU_RECOVERY_ACTION",
+        ),
+        lambda n, h: _field_value(n, h, n.NVML_FI_DEV_GET_GPU_RECOVERY_ACTION),
+    ),
+    GpuMetric(
+        _spec(
+            "fleetscope_gpu_process_memory_used_bytes",
+            "gauge",
+            "Device memory used by each compute process; "
+            "nvmlDeviceGetComputeRunningProcesses().usedGpuMemory. "
+            "Join fleetscope_gpu_job_info on gpu for the job.",
+            "nvmlDeviceGetComputeRunningProcesses",
+            extra=("pid",),
+        ),
+        _processes,
+    ),
+    GpuMetric(
+        _spec(
+            "fleetscope_gpu_mig_mode_enabled",
+            "gauge",
+            "1 if MIG mode is on; nvmlDeviceGetMigMode()[0].",
+            "nvmlDeviceGetMigMode",
+        ),
+        lambda n, h: float(n.nvmlDeviceGetMigMode(h)[0] == n.NVML_DEVICE_MIG_ENABLE),
+    ),
+    GpuMetric(
+        _spec(
+            "fleetscope_gpu_mig_memory_used_bytes",
+            "gauge",
+            "Memory used in each MIG device; "
+            "nvmlDeviceGetMemoryInfo(nvmlDeviceGetMigDeviceHandleByIndex()).used.",
+            "nvmlDeviceGetMigDeviceHandleByIndex, nvmlDeviceGetMemoryInfo",
+            extra=("gpu_instance", "compute_instance"),
+        ),
+        _mig_memory(0),
+    ),
+    GpuMetric(
+        _spec(
+            "fleetscope_gpu_mig_memory_total_bytes",
+            "gauge",
+            "Memory of each MIG device; "
+            "nvmlDeviceGetMemoryInfo(nvmlDeviceGetMigDeviceHandleByIndex()).total.",
+            "nvmlDeviceGetMigDeviceHandleByIndex, nvmlDeviceGetMemoryInfo",
+            extra=("gpu_instance", "compute_instance"),
+        ),
+        _mig_memory(1),
+    ),
+)
+METRICS = METRICS + EXTRA_METRICS
+
+
 INFO = MetricSpec(
     "fleetscope_gpu_info",
     "gauge",
@@ -318,40 +538,15 @@ TIMEOUTS = MetricSpec(
 )
 
 
-class _Worker:
-    """One daemon thread that runs calls in order; a hung call blocks this worker only."""
-
-    def __init__(self, name: str) -> None:
-        self._queue: queue.SimpleQueue[tuple[concurrent.futures.Future[Any], Callable[[], Any]] | None] = (
-            queue.SimpleQueue()
-        )
-        # Daemon: a call stuck in the driver must not keep the exporter from exiting.
-        threading.Thread(target=self._run, name=name, daemon=True).start()
-
-    def submit(self, fn: Callable[[], Any]) -> concurrent.futures.Future[Any]:
-        future: concurrent.futures.Future[Any] = concurrent.futures.Future()
-        self._queue.put((future, fn))
-        return future
-
-    def stop(self) -> None:
-        self._queue.put(None)
-
-    def _run(self) -> None:
-        while (item := self._queue.get()) is not None:
-            future, fn = item
-            if future.set_running_or_notify_cancel():
-                try:
-                    future.set_result(fn())
-                except BaseException as exc:
-                    future.set_exception(exc)
-
-
 @dataclass
 class _Gpu:
     index: int
-    worker: _Worker
+    worker: Worker
     handle: Any = None
     identity: tuple[str, str, str] | None = None  # (uuid, model, canonical PCI bus id)
+    # Metrics NVML answered NOT_SUPPORTED for: a property of the board and driver, so not asked again
+    # until the GPU comes back from being lost (a reset may change what it supports).
+    unsupported: set[str] = field(default_factory=set)
     lost: bool = False
     failed: bool = False  # the last read failed before any field (handle or identity error)
     stuck: concurrent.futures.Future[Any] | None = None
@@ -378,7 +573,7 @@ class GpuCollector:
     def __init__(self, nvml: Any = pynvml, timeout: float = 2.0) -> None:
         self._nvml = nvml
         self._timeout = timeout
-        self._control = _Worker("nvml-control")
+        self._control = Worker("nvml-control")
         self._init: concurrent.futures.Future[Any] | None = None
         self._driver_version = ""
         self._gpus: list[_Gpu] = []
@@ -397,6 +592,60 @@ class GpuCollector:
             if gpu.identity is not None and gpu.identity[2] == bus_id:
                 return str(gpu.index)
         return None
+
+    def gpu_count(self) -> int | None:
+        """GPUs NVML enumerated; ``None`` before NVML answered ``nvmlInit``."""
+        if self._init is None or not self._init.done() or self._init.exception() is not None:
+            return None
+        return len(self._gpus)
+
+    def read_each(self, read: Callable[[Any, Any], Any]) -> dict[str, Any]:
+        """Run ``read(nvml, handle)`` for each answering GPU, in that GPU's worker, under the deadline.
+
+        Other collectors (``nvlink``) read NVML through this, so a hung GPU blocks none of them: a GPU
+        that is lost, stuck, not yet identified, or does not answer within the deadline is left out.
+
+        Args:
+            read: The NVML reads for one GPU; may raise ``pynvml.NVMLError_*``.
+
+        Returns:
+            ``{gpu label: read's result}``.
+
+        Raises:
+            SourceUnavailable: No NVML.
+        """
+        self._ensure_initialised()
+        pending = {}
+        for gpu in list(self._gpus):
+            if gpu.handle is None or gpu.lost or gpu.failed or gpu.stuck is not None:
+                continue
+            pending[gpu.worker.submit(functools.partial(read, self._nvml, gpu.handle))] = gpu
+        done, _ = concurrent.futures.wait(pending, timeout=self._timeout)
+        results = {}
+        for future in done:
+            gpu = pending[future]
+            try:
+                results[str(gpu.index)] = future.result()
+            except self._nvml.NVMLError as exc:
+                self._report_once(gpu.index, getattr(read, "__name__", "read"), str(exc))
+        return results
+
+    def processes(self) -> dict[str, list[int]]:
+        """The compute processes on each GPU at the last scrape, by GPU label (the NVML index).
+
+        Returns:
+            ``{gpu: [pid, ...]}``; a GPU whose process list NVML did not give is absent.
+        """
+        found = {}
+        for gpu in list(self._gpus):
+            running = gpu.values.get("fleetscope_gpu_process_memory_used_bytes")
+            if isinstance(running, dict):
+                found[str(gpu.index)] = sorted(int(pid) for pid in running)
+        return found
+
+    def uuids(self) -> dict[str, str]:
+        """GPU UUID to GPU label (the NVML index), for the GPUs identified so far."""
+        return {gpu.identity[0]: str(gpu.index) for gpu in list(self._gpus) if gpu.identity is not None}
 
     def close(self) -> None:
         """Stop the worker threads and shut NVML down (best effort, bounded by the deadline)."""
@@ -437,7 +686,8 @@ class GpuCollector:
                 raw = gpu.values.get(metric.spec.name)
                 if isinstance(raw, dict):
                     for extra, value in raw.items():
-                        add(family, [str(gpu.index), extra], value * metric.spec.scale)
+                        keys = list(extra) if isinstance(extra, tuple) else [extra]
+                        add(family, [str(gpu.index), *keys], value * metric.spec.scale)
                 elif raw is not None:
                     add(family, [str(gpu.index)], raw * metric.spec.scale)
             if family.samples:
@@ -457,7 +707,7 @@ class GpuCollector:
         n = self._nvml
         n.nvmlInit()
         self._driver_version = _text(n.nvmlSystemGetDriverVersion())
-        self._gpus = [_Gpu(i, _Worker(f"nvml-gpu{i}")) for i in range(n.nvmlDeviceGetCount())]
+        self._gpus = [_Gpu(i, Worker(f"nvml-gpu{i}")) for i in range(n.nvmlDeviceGetCount())]
         log.info("NVML %s: %d GPU(s)", self._driver_version, len(self._gpus))
 
     def _read_all(self) -> None:
@@ -499,15 +749,24 @@ class GpuCollector:
                     canonical_pci_bus_id(bus_id) or _text(bus_id),
                 )
             values: dict[str, Any] = {}
+            errors = 0
             for metric in METRICS:
+                if metric.spec.name in gpu.unsupported:
+                    continue
                 try:
                     values[metric.spec.name] = metric.read(n, gpu.handle)
                 except n.NVMLError_GpuIsLost:
                     raise
                 except n.NVMLError_NotSupported:
+                    gpu.unsupported.add(metric.spec.name)
                     continue
                 except n.NVMLError as exc:
+                    errors += 1
                     self._report_once(gpu.index, metric.spec.name, str(exc))
+            if errors and not values:
+                # Every read failed (NVML_ERROR_TIMEOUT, _UNKNOWN...): the GPU is not answering.
+                gpu.failed = True
+                return {}
         except n.NVMLError_GpuIsLost:
             if not gpu.lost:
                 log.error("GPU %d is lost (NVML_ERROR_GPU_IS_LOST): fallen off the bus", gpu.index)
@@ -519,6 +778,7 @@ class GpuCollector:
             return {}
         if gpu.lost:
             log.warning("GPU %d answers NVML again after being lost", gpu.index)
+            gpu.unsupported.clear()
         gpu.lost = gpu.failed = False
         return values
 
@@ -526,3 +786,24 @@ class GpuCollector:
         if (index, what, error) not in self._reported:
             self._reported.add((index, what, error))
             log.warning("GPU %d: %s: NVML error %s; that series is left out", index, what, error)
+
+
+@register(
+    "gpu",
+    "NVIDIA GPUs through NVML: health, throttling, memory, ECC, processes, MIG.",
+    settings=(
+        Setting(
+            "timeout_seconds",
+            float,
+            2.0,
+            "Deadline for one GPU's NVML calls per scrape; a GPU past it is reported fleetscope_gpu_up 0 "
+            "and skipped until it answers.",
+            flag="timeout",
+            ge=0.01,
+            le=60,
+            metavar="SECONDS",
+        ),
+    ),
+)
+def _build(ctx: BuildContext) -> GpuCollector:
+    return GpuCollector(ctx.nvml, timeout=ctx.setting("timeout_seconds"))

@@ -20,6 +20,7 @@ from pathlib import Path
 from prometheus_client.core import Metric
 
 from fleetscope.exporters.metrics import MetricSpec, add
+from fleetscope.exporters.registry import BuildContext, register
 from fleetscope.exporters.scrape import SourceUnavailable
 
 # /proc/stat cpu columns, in kernel order. guest and guest_nice are left out: the kernel already
@@ -161,3 +162,8 @@ class HostCollector:
                     continue
                 add(family, [device], float(value))
             yield family
+
+
+@register("host", "CPU time, memory, load and network counters from /proc and /sys (node_exporter has more).")
+def _build(ctx: BuildContext) -> HostCollector:
+    return HostCollector(ctx.config.path_procfs, ctx.config.path_sysfs)

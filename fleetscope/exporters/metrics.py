@@ -8,12 +8,14 @@ exported, from which hardware interface, and with which unit conversion. The nam
 
 from __future__ import annotations
 
+import bisect
+import threading
 from dataclasses import dataclass
 from typing import Literal
 
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 
-MetricType = Literal["gauge", "counter"]
+MetricType = Literal["gauge", "counter", "histogram"]
 
 
 @dataclass(frozen=True)
@@ -22,7 +24,7 @@ class MetricSpec:
 
     Attributes:
         name: Full Prometheus name, ``fleetscope_`` prefix, base unit suffix, ``_total`` for counters.
-        type: ``"gauge"`` or ``"counter"``.
+        type: ``"gauge"``, ``"counter"`` or ``"histogram"`` (samples added with :func:`add_histogram`).
         help: Help text; names the NVML function, sysfs or procfs file the value comes from.
         source: The source field, for reviewers (``nvmlDeviceGetPowerUsage``, ``/proc/meminfo:MemTotal``).
         scale: Factor from the source's unit to the base unit (mW -> W is ``1e-3``).
@@ -36,14 +38,16 @@ class MetricSpec:
     scale: float = 1.0
     labels: tuple[str, ...] = ()
 
-    def family(self) -> GaugeMetricFamily | CounterMetricFamily:
+    def family(self) -> GaugeMetricFamily | CounterMetricFamily | HistogramMetricFamily:
         """Return a fresh, empty metric family for one scrape.
 
         Returns:
-            A ``GaugeMetricFamily`` or ``CounterMetricFamily`` with this spec's name, help and labels.
+            A gauge, counter or histogram family with this spec's name, help and labels.
         """
         if self.type == "counter":
             return CounterMetricFamily(self.name, self.help, labels=self.labels)
+        if self.type == "histogram":
+            return HistogramMetricFamily(self.name, self.help, labels=self.labels)
         return GaugeMetricFamily(self.name, self.help, labels=self.labels)
 
 
@@ -57,3 +61,38 @@ def add(family: Metric, labels: list[str], value: float) -> None:
     """
     # Gauge and counter families share add_metric(labels, value); Metric itself does not declare it.
     family.add_metric(labels, value)  # type: ignore[attr-defined]
+
+
+class Histogram:
+    """A thread-safe cumulative histogram kept by a collector between scrapes (probe latencies, steps).
+
+    Args:
+        bounds: Upper bounds of the buckets, ascending, in the metric's base unit; ``+Inf`` is added.
+    """
+
+    def __init__(self, bounds: tuple[float, ...]) -> None:
+        self._bounds = bounds
+        self._counts = [0] * (len(bounds) + 1)
+        self._sum = 0.0
+        self._lock = threading.Lock()
+
+    def observe(self, value: float) -> None:
+        """Count one observation."""
+        with self._lock:
+            self._counts[bisect.bisect_left(self._bounds, value)] += 1
+            self._sum += value
+
+    @property
+    def count(self) -> int:
+        """Observations so far."""
+        return sum(self._counts)
+
+    def add_to(self, family: Metric, labels: list[str]) -> None:
+        """Add this histogram's buckets and sum to a family built by a ``"histogram"`` spec."""
+        with self._lock:
+            counts, total = list(self._counts), self._sum
+        cumulative, buckets = 0, []
+        for bound, count in zip([*self._bounds, float("inf")], counts, strict=True):
+            cumulative += count
+            buckets.append(("+Inf" if bound == float("inf") else repr(float(bound)), float(cumulative)))
+        family.add_metric(labels, buckets, total)  # type: ignore[attr-defined]

@@ -21,10 +21,10 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import choose_encoder
 
 from fleetscope.exporters.config import ExporterConfig, split_address
-from fleetscope.exporters.gpu import GpuCollector
-from fleetscope.exporters.host import HostCollector
-from fleetscope.exporters.scrape import ScrapeCollector, SourceCollector
-from fleetscope.exporters.xid import XidCollector, XidWatcher
+from fleetscope.exporters.registry import BuildContext, registrations
+from fleetscope.exporters.scrape import ScrapeCollector
+from fleetscope.exporters.web import BasicAuth, WebConfig, load_web_config, server_context
+from fleetscope.exporters.xid import XidWatcher
 
 log = logging.getLogger(__name__)
 
@@ -44,23 +44,35 @@ class Exporter:
 
     def __init__(self, config: ExporterConfig, nvml: Any = pynvml) -> None:
         self.config = config
-        self.gpu: GpuCollector | None = None
-        self.watcher: XidWatcher | None = None
-        collectors: list[SourceCollector] = []
-        if config.collector_host:
-            collectors.append(HostCollector(config.path_procfs, config.path_sysfs))
-        if config.collector_gpu:
-            self.gpu = GpuCollector(nvml, timeout=config.gpu_timeout_seconds)
-            collectors.append(self.gpu)
-        if config.collector_xid:
-            self.watcher = XidWatcher(config.xid_kernel_log, events_size=config.events_buffer_size)
-            collectors.append(XidCollector(self.watcher, self.gpu.gpu_for_bus_id if self.gpu else None))
+        self.collectors: dict[str, Any] = {}
+        for registration in registrations():
+            if not config.enabled(registration.name):
+                continue
+            built = {name: self.collectors.get(name) for name in registration.needs}
+            context = BuildContext(registration.name, config, nvml, built)
+            self.collectors[registration.name] = registration.build(context)
+        self.scrape = ScrapeCollector(list(self.collectors.values()), timeout=config.scrape_timeout_seconds)
         self.registry = CollectorRegistry()
-        self.registry.register(ScrapeCollector(collectors))
+        self.registry.register(self.scrape)
+        web = load_web_config(config.web_config_file) if config.web_config_file else WebConfig()
+        self.auth = BasicAuth(web.basic_auth_users)
         host, port = split_address(config.listen_address)
-        self._server = ThreadingHTTPServer((host, port), _handler(self))
-        self._server.daemon_threads = True
+        self._server = _Server((host, port), _handler(self))
+        tls = server_context(web)
+        self.tls = tls is not None
+        if tls is not None:
+            # The handshake runs on the first read, in the request's own thread: a client that stalls
+            # it cannot hold up the accept loop.
+            self._server.socket = tls.wrap_socket(
+                self._server.socket, server_side=True, do_handshake_on_connect=False
+            )
         self._thread: threading.Thread | None = None
+
+    @property
+    def watcher(self) -> XidWatcher | None:
+        """The Xid watcher, if the xid collector runs."""
+        xid = self.collectors.get("xid")
+        return xid.watcher if xid is not None else None
 
     @property
     def port(self) -> int:
@@ -69,9 +81,16 @@ class Exporter:
 
     def serve_forever(self) -> None:
         """Start the Xid watcher and serve HTTP until :meth:`stop` is called from another thread."""
-        if self.watcher is not None:
-            self.watcher.start()
-        log.info("fleetscope exporter listening on %s", self.config.listen_address)
+        for collector in self.collectors.values():
+            start = getattr(collector, "start", None)
+            if start is not None:
+                start()
+        log.info(
+            "fleetscope exporter listening on %s (%s%s)",
+            self.config.listen_address,
+            "https" if self.tls else "http",
+            ", basic auth" if self.auth.required else "",
+        )
         self._server.serve_forever()
 
     def start(self) -> Exporter:
@@ -84,10 +103,14 @@ class Exporter:
         """Stop serving and release the watcher, NVML and the socket."""
         self._server.shutdown()
         self._server.server_close()
-        if self.watcher is not None:
-            self.watcher.stop()
-        if self.gpu is not None:
-            self.gpu.close()
+        self.scrape.close()
+        for collector in self.collectors.values():
+            close = getattr(collector, "close", None)
+            if close is not None:
+                try:
+                    close()
+                except Exception:  # stopping: one collector's failure must not keep the others open
+                    log.exception("closing collector %s failed", collector.name)
         if self._thread is not None:
             self._thread.join(5)
 
@@ -105,9 +128,26 @@ class Exporter:
         return json.dumps(body).encode()
 
 
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # A client that speaks plain HTTP to the TLS port, fails the handshake or hangs up mid-answer is
+        # the client's problem: one debug line, not a traceback on stderr per attempt.
+        log.debug("request from %s failed", client_address, exc_info=True)
+
+
 def _handler(exporter: Exporter) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
+        timeout = 30  # seconds a client may take to send its request (slow or stuck scrapers)
+
         def do_GET(self) -> None:
+            if not exporter.auth.check(self.headers.get("Authorization")):
+                self.send_response(401)
+                self.send_header("WWW-Authenticate", 'Basic realm="fleetscope exporter"')
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+                return
             url = urlsplit(self.path)
             if url.path == "/metrics":
                 encoder, content_type = choose_encoder(self.headers.get("Accept", ""))

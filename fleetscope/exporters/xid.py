@@ -52,12 +52,13 @@ from prometheus_client.core import Metric
 
 from fleetscope.exporters.metrics import MetricSpec, add
 from fleetscope.exporters.pci import canonical_pci_bus_id
+from fleetscope.exporters.registry import BuildContext, Setting, register
 from fleetscope.exporters.scrape import SourceUnavailable
 
 log = logging.getLogger(__name__)
 
 JOURNAL = "journal"
-"""The ``--xid.kernel-log`` value that reads the kernel log through ``journalctl``."""
+"""The ``--collector.xid.kernel-log`` value that reads the kernel log through ``journalctl``."""
 JOURNAL_DIRS = ("/var/log/journal", "/run/log/journal")
 """Where systemd-journald keeps its files (persistent, then volatile storage)."""
 
@@ -407,7 +408,7 @@ class XidCollector:
     def __init__(
         self, watcher: XidWatcher, gpu_for_bus_id: Callable[[str], str | None] | None = None
     ) -> None:
-        self._watcher = watcher
+        self.watcher = watcher
         self._gpu_for_bus_id = gpu_for_bus_id or (lambda bus_id: None)
 
     def collect(self) -> Iterator[Metric]:
@@ -416,7 +417,7 @@ class XidCollector:
         Raises:
             SourceUnavailable: The kernel log cannot be read now (after yielding the counts so far).
         """
-        xids, fallen, lines, malformed = self._watcher.snapshot()
+        xids, fallen, lines, malformed = self.watcher.snapshot()
         xid_family, fallen_family = XID_ERRORS.family(), FALLEN_OFF_BUS.family()
         for (bus_id, xid), count in sorted(xids.items()):
             add(xid_family, [self._label(bus_id), str(xid)], float(count))
@@ -426,8 +427,37 @@ class XidCollector:
         add(lines_family, [], float(lines))
         add(malformed_family, [], float(malformed))
         yield from (xid_family, fallen_family, lines_family, malformed_family)
-        if self._watcher.error is not None:
-            raise SourceUnavailable(self._watcher.error)
+        if self.watcher.error is not None:
+            raise SourceUnavailable(self.watcher.error)
 
     def _label(self, bus_id: str) -> str:
         return self._gpu_for_bus_id(bus_id) or bus_id
+
+    def start(self) -> None:
+        """Start following the kernel log (the server calls this once it serves)."""
+        self.watcher.start()
+
+    def close(self) -> None:
+        """Stop following the kernel log."""
+        self.watcher.stop()
+
+
+@register(
+    "xid",
+    'Xid errors and "fallen off the bus" from the kernel log.',
+    settings=(
+        Setting(
+            "kernel_log",
+            str,
+            "/dev/kmsg",
+            "Kernel log to watch: /dev/kmsg, 'journal' (journalctl -k), or a file followed like tail -F "
+            "(dmesg, syslog, kmsg or journalctl json/export lines).",
+            metavar="PATH",
+        ),
+    ),
+    needs=("gpu",),
+)
+def _build(ctx: BuildContext) -> XidCollector:
+    gpu = ctx.built.get("gpu")
+    watcher = XidWatcher(ctx.setting("kernel_log"), events_size=ctx.config.events_buffer_size)
+    return XidCollector(watcher, gpu.gpu_for_bus_id if gpu is not None else None)

@@ -17,6 +17,8 @@ from tests.exporters.fake_nvml import FakeNvml
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
 H100_X8 = FIXTURES / "nvidia-smi" / "h100-sxm-80gb-x8_drv565.57.01.txt"
 T4 = FIXTURES / "nvidia-smi" / "telegraf_tesla-t4.xml"
+H200 = FIXTURES / "nvidia-smi" / "linux-x86_64__nvidia-h200__590.48.01.txt"
+H100_MIG = FIXTURES / "nvidia-smi" / "linux-x86_64__nvidia-h100-mig__590.48.01.txt"
 KERNEL_LOGS = FIXTURES / "kernel-log"
 
 
@@ -50,6 +52,8 @@ def running_exporter(
         "path_sysfs": str(FIXTURES / "sysfs"),
         "xid_kernel_log": str(kernel_log),
         "collector_gpu": nvml is not None,
+        "nvlink_probe_interval_seconds": 0,  # no CUDA peers here; keeps torch out of the test process
+        "training_socket": str(kernel_log.parent / "training.sock"),  # never the shared default in /tmp
     }
     config = ExporterConfig.model_validate({**values, **settings})
     exporter = Exporter(config, nvml=nvml).start() if nvml is not None else Exporter(config).start()

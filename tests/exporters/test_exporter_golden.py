@@ -16,14 +16,19 @@ import subprocess
 from collections.abc import Callable
 from pathlib import Path
 
+import pynvml
 import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 
 from fleetscope.exporters.gpu import GpuCollector
 from fleetscope.exporters.host import HostCollector
+from fleetscope.exporters.infiniband import InfinibandCollector
+from fleetscope.exporters.jobs import JobCollector
+from fleetscope.exporters.nvlink import NvlinkCollector
+from fleetscope.exporters.training import RECORD, TrainingCollector
 from fleetscope.exporters.xid import XidCollector, XidWatcher
 from tests.exporters.fake_nvml import FakeNvml
-from tests.exporters.support import FIXTURES, H100_X8, KERNEL_LOGS, T4, wait_for
+from tests.exporters.support import FIXTURES, H100_MIG, H100_X8, H200, KERNEL_LOGS, T4, wait_for
 
 GOLDEN = Path(__file__).resolve().parent.parent / "golden"
 
@@ -64,10 +69,70 @@ def _xid(tmp_path: Path) -> bytes:
         watcher.stop()
 
 
+def _nvlink() -> bytes:
+    nvml = FakeNvml.from_capture(H200)  # 18 links at 26.562 GB/s, fabric state Completed
+    # Error counts are in no capture: one replay on link 3 is set here, the others stay NotSupported.
+    nvml.set_nvlink_errors(0, 3, pynvml.NVML_NVLINK_ERROR_DL_REPLAY, 1)
+    gpu = GpuCollector(nvml, timeout=5.0)
+    try:
+        list(gpu.collect())  # the GPU collector opens the handles the nvlink collector reads through
+        registry = CollectorRegistry()
+        registry.register(NvlinkCollector(gpu))
+        return generate_latest(registry)
+    finally:
+        gpu.close()
+
+
+def _jobs() -> bytes:
+    gpu = GpuCollector(FakeNvml.from_capture(H100_X8), timeout=5.0)
+    try:
+        list(gpu.collect())  # the GPU collector learns the UUIDs the mapping files name
+        registry = CollectorRegistry()
+        registry.register(JobCollector(gpu, FIXTURES / "procfs", FIXTURES / "jobs"))
+        return generate_latest(registry)
+    finally:
+        gpu.close()
+
+
+def _training() -> bytes:
+    # Two ranks of job 4242, three steps each, as the hook packs them; the clock is fixed.
+    collector = TrainingCollector("/nonexistent/training.sock", clock=lambda: 1764496800.0)
+    for step in (1, 2, 3):
+        for rank in (0, 1):
+            phases = (0.002 * rank, 0.03, 0.06, 0.01, 0.02 + 0.01 * rank)
+            duration = sum(phases) + 0.001
+            record = RECORD.pack(b"FSTR", 1, step, rank, rank, 2, duration, *phases, 64.0, 0.0, 2.0 / step, 0)
+            collector.feed(record + b"4242")
+    collector.error = None  # the socket is not what this golden is about
+    registry = CollectorRegistry()
+    registry.register(collector)
+    return generate_latest(registry)
+
+
+def _infiniband(tree: str) -> Callable[[], bytes]:
+    def build() -> bytes:
+        registry = CollectorRegistry()
+        registry.register(InfinibandCollector(FIXTURES / "infiniband" / tree))
+        return generate_latest(registry)
+
+    return build
+
+
 CASES: dict[str, Callable[..., bytes]] = {
+    # Real sysfs trees (tests/fixtures/infiniband/SOURCES.md): mlx4 with counters_ext and i40iw
+    # (node_exporter), mlx4, mlx5 with RoCE hw_counters and hfi1 (procfs), two EFA generations.
+    "infiniband_node_exporter.prom": _infiniband("node_exporter"),
+    "infiniband_procfs.prom": _infiniband("procfs"),
+    "infiniband_efa_perftest113.prom": _infiniband("efa_perftest113_server"),
+    "infiniband_efa_awsdocs.prom": _infiniband("efa_awsdocs"),
     "host.prom": _host,
     "gpu_h100_sxm_x8.prom": _gpu(H100_X8, 60.0),
     "gpu_tesla_t4.prom": _gpu(T4, 60.0),
+    "gpu_h100_mig.prom": _gpu(H100_MIG, 60.0),
+    "gpu_h200.prom": _gpu(H200, 60.0),
+    "nvlink_h200.prom": _nvlink,
+    "jobs.prom": _jobs,
+    "training.prom": _training,
     "xid.prom": _xid,
 }
 

@@ -9,7 +9,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 from fleetscope.exporters.gpu import GpuCollector
 from fleetscope.exporters.scrape import ScrapeCollector, SourceUnavailable
 from tests.exporters.fake_nvml import FakeNvml
-from tests.exporters.support import H100_X8, T4, samples, wait_for
+from tests.exporters.support import H100_MIG, H100_X8, T4, samples, wait_for
 
 
 def scrape(collector: object) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
@@ -135,3 +135,32 @@ def test_real_nvml_reports_every_gpu() -> None:
         assert all(0 < w < 2000 for w in gpu_values(result, "fleetscope_gpu_power_watts").values())
     finally:
         collector.close()
+
+
+def test_mig_devices_and_processes_come_from_nvml() -> None:
+    collector = GpuCollector(FakeNvml.from_capture(H100_MIG))
+    result = scrape(collector)
+    collector.close()
+    # The capture's load section: 4 MIG devices (GPU instances 2, 3, 9, 10) and 3 compute processes.
+    mig = {
+        dict(labels)["gpu_instance"]: value
+        for (name, labels), value in result.items()
+        if name == "fleetscope_gpu_mig_memory_used_bytes"
+    }
+    assert mig == {"2": 11091 * 2**20, "3": 17 * 2**20, "9": 9 * 2**20, "10": 9 * 2**20}
+    assert (
+        result[("fleetscope_gpu_process_memory_used_bytes", (("gpu", "0"), ("pid", "21198")))] == 7484 * 2**20
+    )
+    assert collector.processes() == {"0": [21180, 21181, 21198]}
+    assert result[("fleetscope_gpu_pcie_receive_bytes_per_second", (("gpu", "0"),))] == 19191e3
+
+
+def test_a_gpu_answering_only_errors_is_down_and_the_others_stay_up(h100: FakeNvml) -> None:
+    collector = GpuCollector(h100)
+    scrape(collector)
+    h100.fail_gpu(3, pynvml.NVMLError_Timeout)
+    result = scrape(collector)
+    collector.close()
+    up = gpu_values(result, "fleetscope_gpu_up")
+    assert up.pop("3") == 0 and set(up.values()) == {1.0}
+    assert "3" not in gpu_values(result, "fleetscope_gpu_temperature_celsius")

@@ -35,7 +35,8 @@ def test_prometheus_scrapes_the_exporter(prometheus: str) -> None:
         r["metric"]["collector"]: r["value"][1]
         for r in promql(prometheus, "fleetscope_scrape_collector_success")
     }
-    assert success == {"host": "1", "gpu": "1", "xid": "1"}
+    # no InfiniBand in the fixture sysfs; host, GPU (fake NVML) and the Xid watcher are read
+    assert (success["host"], success["gpu"], success["xid"], success["infiniband"]) == ("1", "1", "1", "0")
     temperatures = promql(prometheus, "fleetscope_gpu_temperature_celsius")
     assert len(temperatures) == 8
     joined = promql(
