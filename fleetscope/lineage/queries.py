@@ -16,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from fleetscope.lineage.schema import LineageError, utc_text
+from fleetscope.lineage.schema import ENTITIES, LineageError, node_key, utc_text
 from fleetscope.lineage.store.base import GraphStore, Row
 from fleetscope.lineage.writes import HARDWARE_LAYERS
 
@@ -42,12 +42,15 @@ class Hop:
     rel: str
     target: str
     forward: bool = True
+    #: Followed only from the node the walk starts at (a dataset's provenance is that of all its
+    #: versions, but a model's is only that of the versions its runs used).
+    start_only: bool = False
 
     def cypher(self) -> str:
         arrow = f"-[:{self.rel}]->" if self.forward else f"<-[:{self.rel}]-"
         return (
-            f"UNWIND $ids AS i MATCH (a:{self.source} {{id: i}}){arrow}(b:{self.target}) "
-            "RETURN a.id AS src, b.id AS dst"
+            f"UNWIND $keys AS k MATCH (a:{self.source} {{key: k}}){arrow}(b:{self.target}) "
+            "RETURN a.key AS src, b.key AS dst, b.id AS dst_id"
         )
 
 
@@ -72,11 +75,11 @@ class AuditQuery:
     hops: tuple[Hop, ...] = field(default=())
 
 
-def _hops(*specs: tuple[str, str, str | tuple[str, ...], bool]) -> tuple[Hop, ...]:
+def _hops(*specs: tuple[Any, ...]) -> tuple[Hop, ...]:
     out: list[Hop] = []
-    for source, rel, targets, forward in specs:
+    for source, rel, targets, forward, *start_only in specs:
         for target in (targets,) if isinstance(targets, str) else targets:
-            out.append(Hop(source, rel, target, forward))
+            out.append(Hop(source, rel, target, forward, *start_only))
     return tuple(out)
 
 
@@ -88,7 +91,11 @@ UPSTREAM = _hops(
     ("DatasetVersion", "PRODUCED", "Run", False),
     ("Run", "USED", ("DatasetVersion", "Config", "Code", "Checkpoint"), True),
     ("Run", "RAN_ON", ("Host", "GPU"), True),
+    ("Run", "CHILD_OF", "Run", True),
     ("DatasetVersion", "VERSION_OF", "Dataset", True),
+    ("Dataset", "VERSION_OF", "DatasetVersion", False, True),
+    ("Dataset", "ALIAS_OF", "Dataset", True),
+    ("Dataset", "OWNED_BY", "Person", True),
     ("Model", "EVALUATED", "Evaluation", False),
     ("Evaluation", "USED", "DatasetVersion", True),
     ("Model", "APPROVED", "Approval", False),
@@ -103,23 +110,28 @@ DOWNSTREAM = _hops(
     ("Checkpoint", "USED", "Run", False),
     ("Model", "DERIVED_FROM", "Model", False),
     ("Model", "SERVES", "Deployment", False),
+    ("Run", "CHILD_OF", "Run", False),
+    ("Dataset", "ALIAS_OF", "Dataset", False),
 )
 
 _WALK_COLUMNS = ("depth", "label", "id", "relation", "from_label", "from_id")
-_MAX_DEPTH = Param("max_depth", "how many hops to follow at most", "int", required=False, default=25)
+_MAX_DEPTH = Param(
+    "max_depth", "how many hops to follow at most (default: every one; a cut is reported)", "int", False
+)
 
 QUERIES: dict[str, AuditQuery] = {
     q.name: q
     for q in (
         AuditQuery(
             "provenance",
-            "Full upstream provenance of a model or deployment: the runs that produced it and the "
-            "checkpoints they resumed from, their data, configs, code, hosts and GPUs, base models "
-            "of fine-tunes, evaluations and their data, approvals and who gave them.",
+            "Full upstream provenance of any node (a model, deployment, run, dataset or dataset "
+            "version ...): the runs that produced it and the checkpoints they resumed from, their "
+            "data, configs, code, hosts and GPUs, parent runs, base models of fine-tunes, "
+            "evaluations and their data, approvals and who gave them.",
             _WALK_COLUMNS,
             (
-                Param("id", "id of the model or deployment"),
-                Param("label", "Model or Deployment", required=False, default="Model"),
+                Param("id", "id of the node to start from"),
+                Param("label", "the node's label, if its id is used by more than one", required=False),
                 _MAX_DEPTH,
             ),
             hops=UPSTREAM,
@@ -132,7 +144,7 @@ QUERIES: dict[str, AuditQuery] = {
             _WALK_COLUMNS,
             (
                 Param("id", "id of the dataset version"),
-                Param("label", "DatasetVersion or Dataset", required=False, default="DatasetVersion"),
+                Param("label", "the node's label, if its id is used by more than one", required=False),
                 _MAX_DEPTH,
             ),
             hops=DOWNSTREAM,
@@ -281,49 +293,97 @@ def bind_params(query: AuditQuery, given: dict[str, Any]) -> dict[str, Any]:
     return bound
 
 
+class Rows(list[Row]):
+    """Rows of an audit query, with ``notes``: what the query did that the rows cannot show (a
+    walk that stopped at ``max_depth`` says so, and where)."""
+
+    def __init__(self, rows: list[Row], notes: list[str] | None = None) -> None:
+        super().__init__(rows)
+        self.notes: list[str] = list(notes or [])
+
+
+Read = Callable[[str, dict[str, Any]], list[Row]]
+
+
+def _find_start(read: Read, query: AuditQuery, params: dict[str, Any]) -> str:
+    key = node_key(params["id"])
+    labels = [params["label"]] if params.get("label") else list(ENTITIES)
+    if params.get("label") and params["label"] not in ENTITIES:
+        raise LineageError(f"unknown label {params['label']!r} (known: {', '.join(ENTITIES)})")
+    found = [
+        label for label in labels if read(f"MATCH (n:{label} {{key: $key}}) RETURN n.id AS id", {"key": key})
+    ]
+    if not found:
+        where = f"no {params['label']}" if params.get("label") else "nothing"
+        raise LineageError(f"{query.name}: {where} with id {params['id']!r} in the graph")
+    if len(found) > 1:
+        raise LineageError(
+            f"{query.name}: id {params['id']!r} names a {', a '.join(found)}: add --param label=..."
+        )
+    return found[0]
+
+
 def _walk(
     read: Callable[[str, dict[str, Any]], list[Row]], query: AuditQuery, params: dict[str, Any]
-) -> list[Row]:
-    start_label, start_id = params["label"], params["id"]
-    if not any(hop.source == start_label for hop in query.hops):
-        starts = sorted({hop.source for hop in query.hops})
-        raise LineageError(f"{query.name} starts from one of {', '.join(starts)}, not {start_label!r}")
-    found = read(f"MATCH (n:{start_label} {{id: $id}}) RETURN n.id AS id", {"id": start_id})
-    if not found:
-        return []
-    seen = {(start_label, start_id)}
-    frontier: dict[str, list[str]] = {start_label: [start_id]}
+) -> Rows:
+    start_label = _find_start(read, query, params)
+    start_key = node_key(params["id"])
+    ids = {start_key: params["id"]}
+    seen = {(start_label, start_key)}
+    frontier: dict[str, list[str]] = {start_label: [start_key]}
     rows: list[Row] = []
-    for depth in range(1, params["max_depth"] + 1):
+    max_depth = params.get("max_depth")
+    depth = 0
+    while frontier:
+        if max_depth is not None and depth >= max_depth:
+            # One more level is read to say whether the walk was cut short.
+            more = sum(
+                1
+                for hop in query.hops
+                if frontier.get(hop.source) and not (hop.start_only and depth > 0)
+                for row in read(hop.cypher(), {"keys": frontier[hop.source]})
+                if (hop.target, row["dst"]) not in seen
+            )
+            if more:
+                return Rows(
+                    rows,
+                    [
+                        f"stopped at max_depth={max_depth}: {more} relationship(s) lead further from "
+                        f"the {sum(1 for r in rows if r['depth'] == depth)} node(s) at depth "
+                        f"{depth}; raise max_depth or leave it out to follow every hop"
+                    ],
+                )
+            break
+        depth += 1
         reached: dict[tuple[str, str], tuple[str, str, str]] = {}
         for hop in query.hops:
-            ids = frontier.get(hop.source)
-            if not ids:
+            keys = frontier.get(hop.source)
+            if not keys or (hop.start_only and depth > 1):
                 continue
-            for row in read(hop.cypher(), {"ids": ids}):
-                key = (hop.target, row["dst"])
-                if key in seen:
+            for row in read(hop.cypher(), {"keys": keys}):
+                node = (hop.target, row["dst"])
+                if node in seen:
                     continue
-                parent = (hop.rel, hop.source, row["src"])
-                if key not in reached or parent < reached[key]:
-                    reached[key] = parent
-        if not reached:
-            break
+                ids[row["dst"]] = row["dst_id"]
+                parent = (hop.rel, hop.source, ids[row["src"]])
+                if node not in reached or parent < reached[node]:
+                    reached[node] = parent
         frontier = {}
-        for (label, node_id), (rel, source, src) in sorted(reached.items()):
-            seen.add((label, node_id))
-            frontier.setdefault(label, []).append(node_id)
+        order = sorted(reached.items(), key=lambda item: (item[0][0], ids[item[0][1]]))
+        for (label, key), (rel, source, src) in order:
+            seen.add((label, key))
+            frontier.setdefault(label, []).append(key)
             rows.append(
                 {
                     "depth": depth,
                     "label": label,
-                    "id": node_id,
+                    "id": ids[key],
                     "relation": rel,
                     "from_label": source,
                     "from_id": src,
                 }
             )
-    return rows
+    return Rows(rows)
 
 
 def run_audit(store: GraphStore, name: str, given: dict[str, Any] | None = None) -> list[Row]:

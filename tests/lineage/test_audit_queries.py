@@ -54,7 +54,14 @@ def test_provenance_of_a_deployment(seeded: Lineage) -> None:
 def test_provenance_depth_limit_and_unknown_start(seeded: Lineage) -> None:
     rows = seeded.audit("provenance", {"id": "chat-7b:2", "max_depth": "1"})
     assert rows == walk((1, "Model", "chat-7b:1", "DERIVED_FROM", "Model", "chat-7b:2"))
-    assert seeded.audit("provenance", {"id": "no-such-model"}) == []
+    # The cut is said, with where it happened.
+    assert len(rows.notes) == 1 and rows.notes[0].startswith("stopped at max_depth=1: ")  # type: ignore[attr-defined]
+    assert "from the 1 node(s) at depth 1" in rows.notes[0]  # type: ignore[attr-defined]
+    assert seeded.audit("provenance", {"id": "chat-7b:2"}).notes == []  # type: ignore[attr-defined]
+    with pytest.raises(LineageError, match="provenance: nothing with id 'no-such-model' in the graph"):
+        seeded.audit("provenance", {"id": "no-such-model"})
+    with pytest.raises(LineageError, match="no Deployment with id 'chat-7b:2'"):
+        seeded.audit("provenance", {"id": "chat-7b:2", "label": "Deployment"})
 
 
 def test_impact_of_a_dataset_version_reaches_fine_tunes_and_deployments(seeded: Lineage) -> None:

@@ -19,7 +19,14 @@ Rules every backend keeps (the contract tests in ``tests/lineage`` check them):
 - Parameters are always bound by the driver, never formatted into the statement text.
 - Rows come back as ``dict`` of column name to plain Python value (str, int, float, bool, None,
   lists of these); queries return properties, not node objects.
-- Errors from the server surface as :class:`StoreError` with the server's message.
+- Errors from the server surface as :class:`StoreError` with the server's message;
+  :class:`StoreUnavailable` when the server could not be reached at all (nothing was refused: the
+  statement may be sent again once it is back).
+- Every node is found by its ``key`` property (:data:`KEY`, see
+  :func:`fleetscope.lineage.schema.node_key`), which the store keeps unique; ``id`` is the text
+  people see. FalkorDB's unique-constraint code crashes the server on a value with a leading or
+  trailing blank or over 4,096 bytes, and its index does not find such a value, so the engines are
+  handed a fixed-size hex key and never the id itself.
 """
 
 from __future__ import annotations
@@ -32,11 +39,18 @@ from urllib.parse import parse_qs, urlsplit
 
 Row = dict[str, Any]
 
+#: The node property the stores index and keep unique (see the module docstring).
+KEY = "key"
+
 DEFAULT_DATA_DIR = Path(os.path.expanduser("~/.local/share/fleetscope/lineage"))
 
 
 class StoreError(RuntimeError):
     """The graph server refused or failed a statement, or could not be reached."""
+
+
+class StoreUnavailable(StoreError):
+    """The graph server could not be reached, or went away during a statement."""
 
 
 class ReadOnlyViolation(StoreError):
@@ -75,9 +89,19 @@ class GraphStore(abc.ABC):
 
     @abc.abstractmethod
     def ensure_schema(self, labels: list[str], lookups: list[tuple[str, str]]) -> None:
-        """Create what is missing: a uniqueness constraint on ``id`` for each label (an index where
-        the backend has no constraint syntax) and an index for each ``(label, property)`` lookup
-        the queries filter on. Idempotent."""
+        """Create what is missing: a uniqueness constraint on :data:`KEY` for each label (an index
+        where the backend has no constraint syntax) and an index for each ``(label, property)``
+        lookup the queries filter on. Idempotent."""
+
+    def clear(self) -> None:
+        """Delete every node and relationship of this graph (``fleetscope lineage rebuild``)."""
+        self.write("MATCH (n) DETACH DELETE n")
+
+    def other_graph(self, name: str) -> GraphStore | None:
+        """A scratch graph on the same server, sharing this store's connection, or None where the
+        backend cannot hold a second graph (Neo4j Community has one database). Closing it leaves
+        this store open."""
+        return None
 
     @abc.abstractmethod
     def close(self) -> None:
