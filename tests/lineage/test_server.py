@@ -30,7 +30,7 @@ from openlineage.client.transport.http import (
 )
 
 from fleetscope.lineage import AuditLog, Lineage, verify_log
-from fleetscope.lineage.server import LINEAGE_PATH, make_server
+from fleetscope.lineage.server import LINEAGE_PATH, LineageServer
 from fleetscope.lineage.store.embedded import EmbeddedStore
 from tests.lineage.conftest import count_graph
 
@@ -50,15 +50,14 @@ def service(embedded_dir: Path, tmp_path: Path) -> Iterator[Lineage]:
 @contextmanager
 def serving(lin: Lineage, api_key: str | None = None) -> Iterator[str]:
     """Run the endpoint on a free 127.0.0.1 port; yields its base URL."""
-    server = make_server(lin, "127.0.0.1", 0, api_key)
-    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
+    server = LineageServer(lin, "127.0.0.1", 0, api_key)
+    thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
+        yield f"http://127.0.0.1:{server.port}"
     finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(5)
+        server.stop()
+        thread.join(10)
 
 
 def post(url: str, body: bytes, headers: dict[str, str] | None = None) -> tuple[int, dict[str, Any]]:
@@ -139,15 +138,15 @@ def test_bearer_token_is_required_when_configured(service: Lineage) -> None:
 @pytest.mark.parametrize("host", ["0.0.0.0", "::", "192.0.2.10"])
 def test_refuses_to_listen_off_loopback_without_a_token(service: Lineage, host: str) -> None:
     with pytest.raises(ValueError, match=f"refusing to listen on {host} without a token"):
-        make_server(service, host, 0, None)
+        LineageServer(service, host, 0, None)
 
 
 def test_loopback_names_need_no_token(service: Lineage) -> None:
-    server = make_server(service, "localhost", 0, None)
+    server = LineageServer(service, "localhost", 0, None)
     try:
-        assert server.server_address[0] == "127.0.0.1"
+        assert server.socket.getsockname()[0] in {"127.0.0.1", "::1"}
     finally:
-        server.server_close()
+        server.socket.close()
 
 
 def _client(url: str, api_key: str, compression: HttpCompression | None = None) -> OpenLineageClient:

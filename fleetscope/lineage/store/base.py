@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import abc
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -126,13 +127,20 @@ def embedded_data_dir(uri: str) -> Path | None:
     return Path(parts.path) if parts.path not in {"", "/"} else DEFAULT_DATA_DIR
 
 
-def open_store(uri: str, *, user: str | None = None, password: str | None = None) -> GraphStore:
+def open_store(
+    uri: str,
+    *,
+    user: str | None = None,
+    password: str | None = None,
+    progress: Callable[[float], None] | None = None,
+) -> GraphStore:
     """Open the backend that ``uri`` names (see the module docstring).
 
     Args:
         uri: store URI.
         user: Bolt user name (Neo4j), if the server requires one.
         password: Bolt password; never logged.
+        progress: called with the loaded fraction while a cold embedded server loads its data.
 
     Returns:
         A connected store.
@@ -154,5 +162,5 @@ def open_store(uri: str, *, user: str | None = None, password: str | None = None
         from fleetscope.lineage.store.embedded import EmbeddedStore
 
         graph = query.get("graph", ["fleetscope"])[0]
-        return EmbeddedStore(embedded_data_dir(uri) or DEFAULT_DATA_DIR, graph=graph)
+        return EmbeddedStore(embedded_data_dir(uri) or DEFAULT_DATA_DIR, graph=graph, progress=progress)
     raise ValueError(f"unknown lineage store URI scheme {parts.scheme!r} in {uri!r} (bolt, neo4j, embedded)")
