@@ -73,6 +73,8 @@ class AuditQuery:
     params: tuple[Param, ...] = ()
     cypher: str = ""
     hops: tuple[Hop, ...] = field(default=())
+    #: A query computed in Python over walks (see :data:`_CUSTOM`).
+    custom: str = ""
 
 
 def _hops(*specs: tuple[Any, ...]) -> tuple[Hop, ...]:
@@ -197,27 +199,10 @@ ORDER BY approval, model, evaluation""",
         AuditQuery(
             "restricted_data_models",
             "Models trained on data flagged as containing personal data or under a restricted "
-            "licence: directly, through up to three checkpoint hand-offs (a run resumed from a "
-            "checkpoint of a run that used the data), or through the base models they were "
-            "fine-tuned from.",
+            "licence, through any number of hand-offs: derived datasets (a run produced a version "
+            "another run used), resumed checkpoints, and fine-tunes of the models trained on it.",
             ("model", "trained_model", "run", "dataset_version", "dataset", "personal_data", "licence"),
-            cypher="""
-MATCH (v:DatasetVersion)
-OPTIONAL MATCH (v)-[:VERSION_OF]->(ds:Dataset)
-WITH v, ds,
-     coalesce(v.contains_personal_data, false) OR coalesce(ds.contains_personal_data, false) AS personal
-WHERE personal OR coalesce(ds.licence_restricted, false)
-MATCH (v)<-[:USED]-(r0:Run)
-OPTIONAL MATCH (r0)-[:PRODUCED]->(:Checkpoint)<-[:USED]-(r1:Run)
-OPTIONAL MATCH (r1)-[:PRODUCED]->(:Checkpoint)<-[:USED]-(r2:Run)
-OPTIONAL MATCH (r2)-[:PRODUCED]->(:Checkpoint)<-[:USED]-(r3:Run)
-WITH v, ds, personal, [x IN [r0, r1, r2, r3] WHERE x IS NOT NULL] AS runs
-UNWIND runs AS r
-MATCH (r)-[:PRODUCED]->(base:Model)<-[:DERIVED_FROM*0..8]-(m:Model)
-RETURN DISTINCT m.id AS model, base.id AS trained_model, r.id AS run, v.id AS dataset_version,
-       ds.id AS dataset, personal AS personal_data,
-       CASE WHEN coalesce(ds.licence_restricted, false) THEN ds.licence ELSE null END AS licence
-ORDER BY model, trained_model, run, dataset_version""",
+            custom="restricted",
         ),
         AuditQuery(
             "served_at",
@@ -386,6 +371,44 @@ def _walk(
     return Rows(rows)
 
 
+_FLAGGED = """
+MATCH (v:DatasetVersion)
+OPTIONAL MATCH (v)-[:VERSION_OF]->(ds:Dataset)
+WITH v, ds,
+     coalesce(v.contains_personal_data, false) OR coalesce(ds.contains_personal_data, false) AS personal
+WHERE personal OR coalesce(ds.licence_restricted, false)
+RETURN v.id AS dataset_version, ds.id AS dataset, personal AS personal_data,
+       CASE WHEN coalesce(ds.licence_restricted, false) THEN ds.licence ELSE null END AS licence
+"""
+
+
+def _restricted_data_models(read: Read, params: dict[str, Any]) -> Rows:
+    """Walk downstream (every depth) from each flagged dataset version; each model reached is a row,
+    with the model a run trained (``trained_model``, the end of the fine-tune chain) and that run."""
+    out: dict[tuple[str, str, str, str], Row] = {}
+    impact = QUERIES["impact"]
+    for flagged in read(_FLAGGED.strip(), {}):
+        walk = _walk(read, impact, {"id": flagged["dataset_version"], "label": "DatasetVersion"})
+        found = {(row["label"], row["id"]): row for row in walk}
+        for row in walk:
+            if row["label"] != "Model":
+                continue
+            trained = row
+            while trained["relation"] == "DERIVED_FROM":
+                trained = found[("Model", trained["from_id"])]
+            key = (row["id"], trained["id"], trained["from_id"], flagged["dataset_version"])
+            out[key] = {
+                "model": row["id"],
+                "trained_model": trained["id"],
+                "run": trained["from_id"],
+                **flagged,
+            }
+    return Rows([out[key] for key in sorted(out)])
+
+
+_CUSTOM: dict[str, Callable[[Read, dict[str, Any]], Rows]] = {"restricted": _restricted_data_models}
+
+
 def run_audit(store: GraphStore, name: str, given: dict[str, Any] | None = None) -> list[Row]:
     """Run a named audit query in a read-only session.
 
@@ -407,5 +430,7 @@ def run_audit(store: GraphStore, name: str, given: dict[str, Any] | None = None)
     params = bind_params(query, given or {})
     if query.hops:
         return _walk(store.read, query, params)
+    if query.custom:
+        return _CUSTOM[query.custom](store.read, params)
     rows = store.read(query.cypher.strip(), {**_CONSTANTS, **params})
     return [{column: row.get(column) for column in query.columns} for row in rows]

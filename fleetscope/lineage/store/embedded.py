@@ -367,6 +367,8 @@ class EmbeddedStore(GraphStore):
             return self._rows(self._graph.query(cypher, params))
         except RedisError as exc:
             raise _store_error(exc) from exc
+        except ValueError as exc:  # the client cannot send it (a map key with a backtick)
+            raise StoreError(f"the embedded store cannot take this statement's parameters: {exc}") from exc
 
     def read(self, cypher: str, params: dict[str, Any] | None = None) -> list[Row]:
         try:
