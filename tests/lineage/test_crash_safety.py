@@ -191,7 +191,7 @@ def test_kill_9_at_random_points_of_a_long_ingest_loses_nothing(tmp_path: Path) 
             process.kill()  # kill -9 of the command
             process.wait(120)
     final = fleetscope(env, "ingest", str(events))
-    out, err = final.communicate(timeout=300)
+    _, err = final.communicate(timeout=300)
     assert final.returncode == 0, f"seed {seed}: {err}"
     service = assert_graph_agrees_with_verified_log(data)
     try:
