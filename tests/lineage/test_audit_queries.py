@@ -219,3 +219,29 @@ def test_every_query_is_documented() -> None:
     for query in QUERIES.values():
         assert query.description and query.columns
         assert all(param.help for param in query.params)
+
+
+def test_restricted_data_reaches_models_through_derived_datasets(lineage: Lineage) -> None:
+    # The probe's shape: personal data -> prep run -> clean dataset -> train run -> model, and a
+    # second hand-off after it; every OpenLineage pipeline hands data on this way.
+    lineage.record("Dataset", "users", {"contains_personal_data": True})
+    lineage.record("DatasetVersion", "users@1", {}, [Link("VERSION_OF", "Dataset", "users")])
+    lineage.record(
+        "Run",
+        "prep",
+        {},
+        [Link("USED", "DatasetVersion", "users@1"), Link("PRODUCED", "DatasetVersion", "f@1")],
+    )
+    lineage.record(
+        "Run", "prep2", {}, [Link("USED", "DatasetVersion", "f@1"), Link("PRODUCED", "DatasetVersion", "g@1")]
+    )
+    lineage.record(
+        "Run", "train", {}, [Link("USED", "DatasetVersion", "g@1"), Link("PRODUCED", "Model", "r:1")]
+    )
+    lineage.record("Model", "r:2", {}, [Link("DERIVED_FROM", "Model", "r:1")])
+    assert lineage.audit("restricted_data_models") == [
+        {"model": "r:1", "trained_model": "r:1", "run": "train", "dataset_version": "users@1",
+         "dataset": "users", "personal_data": True, "licence": None},
+        {"model": "r:2", "trained_model": "r:1", "run": "train", "dataset_version": "users@1",
+         "dataset": "users", "personal_data": True, "licence": None},
+    ]  # fmt: skip
