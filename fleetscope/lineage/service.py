@@ -44,6 +44,10 @@ BATCH_EVENTS = 512
 _HEAD = "AuditHead"
 
 
+class LogMismatch(StoreError):
+    """The graph has applied audit records that the log does not hold; nothing is written."""
+
+
 @dataclass
 class IngestStats:
     """Counts of OpenLineage events: ``accepted`` (written or, for JobEvents, logged only),
@@ -102,9 +106,14 @@ class Lineage:
         log: the audit log.
         quarantine: JSON-lines file that keeps rejected OpenLineage events with their reason.
 
+    Attributes:
+        out_of_step: why the graph and the log cannot be brought into step (the graph has applied
+            records the log does not hold: another log, or a cut one), or None. Reads still work;
+            every write raises :class:`LogMismatch` until it is resolved (``fleetscope lineage
+            verify`` says more; ``rebuild`` recreates the graph from the log).
+
     Raises:
-        StoreError: the graph has applied records the log does not hold (another log, or a cut
-            one: see ``fleetscope lineage verify``), or the store failed.
+        StoreError: the store failed.
     """
 
     def __init__(self, store: GraphStore, log: AuditLog, quarantine: Path) -> None:
@@ -114,8 +123,13 @@ class Lineage:
         self.stats = IngestStats()
         self._lock = threading.Lock()
         store.ensure_schema(list(ENTITIES), LOOKUPS)
+        self.out_of_step: str | None = None
+        self.replayed = 0
         with self._lock, self.log.locked() as writer:
-            self.replayed = self._catch_up(writer)
+            try:
+                self.replayed = self._catch_up(writer)
+            except LogMismatch as exc:
+                self.out_of_step = str(exc)
 
     # ------------------------------------------------------------------ the write-ahead protocol
 
@@ -136,7 +150,7 @@ class Lineage:
         applied = self._applied(self.store)
         last = writer.last["seq"] if writer.last else 0
         if applied > last:
-            raise StoreError(
+            raise LogMismatch(
                 f"the graph has applied {applied} audit records but {self.log.path} holds {last}: "
                 "the log was cut or belongs to another graph (see `fleetscope lineage verify --store`)"
             )
@@ -401,7 +415,9 @@ class Lineage:
         with self._lock, self.log.locked() as writer:
             self.store.clear()
             self.store.ensure_schema(list(ENTITIES), LOOKUPS)
-            return self._replay_all(self.store, writer, progress)
+            count = self._replay_all(self.store, writer, progress)
+            self.out_of_step = None
+            return count
 
     def _replay_all(
         self, store: GraphStore, writer: LogWriter | None, progress: Callable[[int], None] | None = None
@@ -431,7 +447,9 @@ class Lineage:
             return GraphCheck(False)
         with self._lock, self.log.locked() as writer:
             check = GraphCheck(True, self._applied(self.store), writer.last["seq"] if writer.last else 0)
-            if check.applied != check.log_records:
+            if self.out_of_step:
+                check.problems.append(self.out_of_step)
+            elif check.applied != check.log_records:
                 check.problems.append(
                     f"the graph has applied {check.applied} of the log's {check.log_records} records"
                 )

@@ -23,6 +23,7 @@ import pytest
 
 from fleetscope.lineage import AuditLog, Lineage, Link, StoreError, verify_log
 from fleetscope.lineage.schema import node_key
+from fleetscope.lineage.service import LogMismatch
 from fleetscope.lineage.store.embedded import EmbeddedStore
 from tests.lineage.crashkit import (
     assert_graph_agrees_with_verified_log,
@@ -333,3 +334,30 @@ def test_an_exported_anchor_stays_usable_as_the_log_grows(tmp_path: Path) -> Non
     wrong = fleetscope(env, "verify", "--head", head, "--records", "2", "--log-only")
     out, _ = wrong.communicate(timeout=60)
     assert wrong.returncode == 1 and "the anchor's head is record 1, but the anchor covers 2" in out
+
+
+def test_a_graph_ahead_of_its_log_refuses_writes_until_rebuilt(tmp_path: Path) -> None:
+    data = tmp_path / "store"
+    service = open_service(data)
+    for name in ("m1", "m2", "m3"):
+        service.record("Model", name)
+    service.close()
+    log = data / "audit.jsonl"
+    log.write_text("".join(log.read_text().splitlines(keepends=True)[:2]))  # the last record cut away
+    service = open_service(data)
+    try:
+        assert service.out_of_step and "applied 3 audit records" in service.out_of_step
+        assert len(service.query("MATCH (m:Model) RETURN m.id AS id")) == 3  # reads still answer
+        with pytest.raises(LogMismatch):
+            service.record("Model", "m4")
+        assert not service.check_graph().ok
+        assert service.rebuild() == 2
+        service.record("Model", "m4")
+        assert service.query("MATCH (m:Model) RETURN m.id AS id ORDER BY id") == [
+            {"id": "m1"},
+            {"id": "m2"},
+            {"id": "m4"},
+        ]
+    finally:
+        service.close()
+    assert_graph_agrees_with_verified_log(data).close()
