@@ -301,11 +301,17 @@ def _lineage_config(config: Path | None, store: str | None, **flags: Any) -> Any
     return LineageConfig.load(config, store_uri=store, **flags)
 
 
-def _loading(fraction: float, _last: list[int] = [-1]) -> None:  # noqa: B006 (the last percentage shown)
-    percent = int(fraction * 100)
-    if percent // 10 != _last[0] // 10:
-        typer.echo(f"loading the lineage graph: {percent}%", err=True)
-        _last[0] = percent
+def _loading_reporter() -> Any:
+    """A progress callback for a cold store: "loading the lineage graph: N%" on stderr, every 10%."""
+    shown = [-1]
+
+    def report(fraction: float) -> None:
+        percent = int(fraction * 100)
+        if percent // 10 != shown[0] // 10:
+            typer.echo(f"loading the lineage graph: {percent}%", err=True)
+            shown[0] = percent
+
+    return report
 
 
 def _open_lineage(config: Path | None, store: str | None) -> Any:
@@ -314,7 +320,7 @@ def _open_lineage(config: Path | None, store: str | None) -> Any:
 
     cfg = _lineage_config(config, store)
     try:
-        return cfg.open(progress=_loading)
+        return cfg.open(progress=_loading_reporter())
     except StoreError as exc:
         typer.echo(f"error: lineage store {cfg.store_uri}: {exc}", err=True)
         raise typer.Exit(1) from exc
@@ -533,7 +539,7 @@ def lineage_verify(
     if graph and ok:
         cfg = _lineage_config(config, store)
         try:
-            service = cfg.open(progress=_loading)
+            service = cfg.open(progress=_loading_reporter())
             try:
                 check = service.check_graph()
             finally:
