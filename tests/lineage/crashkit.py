@@ -77,6 +77,10 @@ def assert_graph_agrees_with_verified_log(data_dir: Path) -> Lineage:
     service = Lineage(
         open_store(f"embedded://{data_dir}"), AuditLog(data_dir / "audit.jsonl"), data_dir / "q.jsonl"
     )
-    check = service.check_graph()
-    assert check.ok, check.problems
+    try:
+        check = service.check_graph()
+        assert check.ok, check.problems
+    except BaseException:
+        service.close()  # a failing check leaves no server behind
+        raise
     return service
