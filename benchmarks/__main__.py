@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import argparse
 
-from benchmarks import bench_exporter, bench_investigate, bench_lineage
+from benchmarks import bench_exporter, bench_investigate, bench_lineage, bench_lineage_durability
 
 
 def main() -> None:
@@ -22,6 +22,8 @@ def main() -> None:
     bench_exporter.main([])
     print("\n== lineage: OpenLineage ingest and audit-query latency (embedded store)")
     bench_lineage.main(["--nodes", "10000"] if quick else ["--nodes", "10000", "--nodes", "100000"])
+    print("\n== lineage: durable ingest (group commit) and cold start of the embedded store")
+    bench_lineage_durability.main(["--events", "10000" if quick else "100000"])
 
 
 if __name__ == "__main__":

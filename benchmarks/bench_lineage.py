@@ -38,6 +38,7 @@ from pathlib import Path
 from typing import Any
 
 from fleetscope.lineage import QUERIES, AuditLog, Lineage, open_store
+from fleetscope.lineage.schema import node_key
 from fleetscope.lineage.writes import HARDWARE_LAYERS
 
 BATCH = 5000
@@ -190,14 +191,15 @@ def bulk_load(lin: Lineage, g: Graph) -> None:
     """Load ``g`` with ``UNWIND`` batches (benchmark set-up only)."""
     for label, rows in g.nodes.items():
         for batch in batches(rows):
-            lin.store.write(f"UNWIND $rows AS r CREATE (n:{label}) SET n = r", {"rows": batch})
+            keyed = [{**row, "key": node_key(row["id"])} for row in batch]
+            lin.store.write(f"UNWIND $rows AS r CREATE (n:{label}) SET n = r", {"rows": keyed})
     for (rel, src, dst), pairs in g.rels.items():
         cypher = (
-            f"UNWIND $rows AS r MATCH (a:{src} {{id: r[0]}}) MATCH (b:{dst} {{id: r[1]}}) "
+            f"UNWIND $rows AS r MATCH (a:{src} {{key: r[0]}}) MATCH (b:{dst} {{key: r[1]}}) "
             f"CREATE (a)-[:{rel}]->(b)"
         )
         for batch in batches(pairs):
-            lin.store.write(cypher, {"rows": [list(pair) for pair in batch]})
+            lin.store.write(cypher, {"rows": [[node_key(a), node_key(b)] for a, b in batch]})
 
 
 def openlineage_events(count: int, g: Graph, rng: random.Random) -> list[str]:

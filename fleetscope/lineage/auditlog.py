@@ -10,10 +10,12 @@ hash and count that :meth:`AuditLog.export` prints and pass them to :func:`verif
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import hashlib
 import json
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,6 +31,126 @@ def record_hash(record: dict[str, Any]) -> str:
     body = {key: value for key, value in record.items() if key != "hash"}
     canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+class LogWriter:
+    """Appends to a log held by :meth:`AuditLog.locked`."""
+
+    def __init__(self, handle: Any, path: Path) -> None:
+        self._handle = handle
+        self._path = path
+        self.last: dict[str, Any] | None = None
+
+    def _last(self) -> dict[str, Any] | None:
+        for line in _lines_backwards(self._path):
+            return dict(json.loads(line))
+        return None
+
+    def set_aside_torn_tail(self) -> None:
+        """Move a torn last line to ``<log>.torn`` and log a ``torn_tail`` record (class docstring)."""
+        handle = self._handle
+        end = handle.seek(0, os.SEEK_END)
+        if end == 0:
+            self.last = None
+            return
+        start = max(0, end - 65536)
+        while True:
+            handle.seek(start)
+            chunk = handle.read(end - start)
+            cut = chunk.rfind(b"\n", 0, len(chunk) - 1)
+            if cut >= 0 or start == 0:
+                break
+            start = max(0, start - 65536)
+        line_start = start + cut + 1 if cut >= 0 else 0
+        handle.seek(line_start)
+        tail = handle.read()
+        if tail.endswith(b"\n") and _is_record(tail):
+            self.last = json.loads(tail)
+            return
+        aside = self._path.with_name(self._path.name + ".torn")
+        with open(aside, "ab") as out:
+            out.write(tail if tail.endswith(b"\n") else tail + b"\n")
+            out.flush()
+            os.fsync(out.fileno())
+        handle.truncate(line_start)
+        handle.flush()
+        os.fsync(handle.fileno())
+        self.last = self._last()
+        reason = "it has no newline" if not tail.endswith(b"\n") else "it is not a log record"
+        self.append(
+            [
+                (
+                    "torn_tail",
+                    {
+                        "bytes": len(tail),
+                        "sha256": hashlib.sha256(tail).hexdigest(),
+                        "moved_to": aside.name,
+                        "reason": f"the last line was set aside on open: {reason} "
+                        "(a crash or a full disk during an append); it was never applied",
+                    },
+                )
+            ]
+        )
+
+    def append(self, items: list[tuple[str, dict[str, Any]]]) -> list[dict[str, Any]]:
+        """Append records, one ``write`` and one ``fsync`` for them all.
+
+        Args:
+            items: ``(op, data)`` pairs.
+
+        Returns:
+            The records as written.
+        """
+        records: list[dict[str, Any]] = []
+        lines: list[bytes] = []
+        for op, data in items:
+            last = self.last
+            record: dict[str, Any] = {
+                "seq": (last["seq"] + 1) if last else 1,
+                "at": now_text(),
+                "op": op,
+                "data": data,
+                "prev": last["hash"] if last else GENESIS,
+            }
+            record["hash"] = record_hash(record)
+            lines.append(
+                json.dumps(record, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode() + b"\n"
+            )
+            records.append(record)
+            self.last = record
+        if lines:
+            self._handle.seek(0, os.SEEK_END)
+            self._handle.write(b"".join(lines))
+            self._handle.flush()
+            os.fsync(self._handle.fileno())
+        return records
+
+
+def _is_record(line: bytes) -> bool:
+    try:
+        record = json.loads(line)
+        return isinstance(record, dict) and "seq" in record and "hash" in record
+    except ValueError:
+        return False
+
+
+def _lines_backwards(path: Path, block: int = 1 << 16) -> Iterator[bytes]:
+    """The non-blank lines of a file, last first, reading it backwards in blocks."""
+    with open(path, "rb") as handle:
+        end = handle.seek(0, os.SEEK_END)
+        rest = b""
+        while end > 0:
+            start = max(0, end - block)
+            handle.seek(start)
+            rest = handle.read(end - start) + rest
+            end = start
+            parts = rest.split(b"\n")
+            rest = parts[0]
+            for part in reversed(parts[1:]):
+                if part.strip():
+                    yield part
+        if rest.strip():
+            yield rest
 
 
 @dataclass
@@ -55,6 +177,8 @@ class Verification:
     records: int
     head: str
     problems: list[Problem] = field(default_factory=list)
+    #: Records appended after the anchor (``expect_head``) that the prefix check covered.
+    grown_since_anchor: int = 0
 
     @property
     def ok(self) -> bool:
@@ -62,10 +186,16 @@ class Verification:
 
 
 class AuditLog:
-    """An append-only, hash-chained JSON-lines file.
+    """An append-only, hash-chained JSON-lines file: the lineage graph's write-ahead log.
 
-    Appends take an exclusive ``flock`` on the file, so several fleetscope processes (the HTTP
-    endpoint and a command line) can share one log, and each append is fsynced before it returns.
+    Writers hold an exclusive ``flock`` on the file (:meth:`locked`) while they append and while
+    they apply what they appended to the graph, so several fleetscope processes (the HTTP endpoint
+    and a command line) share one log and the log's order is the order the graph saw. A batch of
+    records is written with one ``write`` and made durable with one ``fsync`` (group commit).
+
+    A last line without its newline, or one that is not a record (a crash or a full disk during an
+    append), was never synced whole and so never applied: the next writer moves it to
+    ``<log>.torn`` and appends a ``torn_tail`` record that says so, and the chain stays whole.
 
     Args:
         path: the log file (created with its folder if missing).
@@ -76,50 +206,54 @@ class AuditLog:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.path.touch(exist_ok=True)
 
-    def _last(self, handle: Any) -> dict[str, Any] | None:
-        handle.seek(0, os.SEEK_END)
-        end = handle.tell()
-        if end == 0:
-            return None
-        # Read back from the end only as far as the last line, so appends stay O(1) in log size.
-        chunk, start = b"", end
-        while start > 0 and chunk.count(b"\n") < 2:
-            start = max(0, start - 65536)
-            handle.seek(start)
-            chunk = handle.read(end - start)
-        last_line = chunk.rstrip(b"\n").rsplit(b"\n", 1)[-1]
-        return dict(json.loads(last_line))
-
-    def append(self, op: str, data: dict[str, Any]) -> dict[str, Any]:
-        """Append one record.
-
-        Args:
-            op: what was written (``record``, ``incident``, ``openlineage``).
-            data: the write's content (JSON-serialisable).
-
-        Returns:
-            The record as written, with ``seq`` and ``hash``.
-        """
+    @contextlib.contextmanager
+    def locked(self) -> Iterator[LogWriter]:
+        """Hold the log for writing: appends through the yielded writer, and whatever the caller
+        does with them before leaving, happen as one step for every other writer."""
         with open(self.path, "r+b") as handle:
             fcntl.flock(handle, fcntl.LOCK_EX)
             try:
-                last = self._last(handle)
-                record: dict[str, Any] = {
-                    "seq": (last["seq"] + 1) if last else 1,
-                    "at": now_text(),
-                    "op": op,
-                    "data": data,
-                    "prev": last["hash"] if last else GENESIS,
-                }
-                record["hash"] = record_hash(record)
-                handle.seek(0, os.SEEK_END)
-                line = json.dumps(record, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-                handle.write(line.encode() + b"\n")
-                handle.flush()
-                os.fsync(handle.fileno())
+                writer = LogWriter(handle, self.path)
+                writer.set_aside_torn_tail()
+                yield writer
             finally:
                 fcntl.flock(handle, fcntl.LOCK_UN)
-        return record
+
+    def append(self, op: str, data: dict[str, Any]) -> dict[str, Any]:
+        """Append one record and sync it.
+
+        Args:
+            op: what was written (``record``, ``incident``, ``openlineage`` ...).
+            data: the write's content (JSON-serialisable).
+
+        Returns:
+            The record as written, with ``seq``, ``at`` and ``hash``.
+        """
+        with self.locked() as writer:
+            return writer.append([(op, data)])[0]
+
+    def records_after(self, seq: int) -> list[dict[str, Any]]:
+        """The records whose ``seq`` is above ``seq``, in order, read back from the end of the file
+        only as far as needed (a caught-up graph reads one line).
+
+        Raises:
+            ValueError: a line that is not a record (the log was damaged; see :func:`verify_log`).
+        """
+        out: list[dict[str, Any]] = []
+        for line in _lines_backwards(self.path):
+            record = json.loads(line)
+            if int(record["seq"]) <= seq:
+                break
+            out.append(record)
+        out.reverse()
+        return out
+
+    def records(self) -> Iterator[dict[str, Any]]:
+        """Every record, in file order."""
+        with open(self.path, "rb") as handle:
+            for line in handle:
+                if line.strip():
+                    yield json.loads(line)
 
     def export(self, out: Path) -> Verification:
         """Write the log for auditors: one JSON document with the verification result, the head
@@ -151,9 +285,10 @@ def verify_log(
 
     Args:
         path: the JSON-lines log.
-        expect_head: head hash kept from an earlier export; a log whose chain does not reach it has
-            lost records at its end.
-        expect_records: record count kept with ``expect_head``.
+        expect_head: head hash kept from an earlier export (an anchor). The prefix it covers must
+            be whole and end at that hash; records appended since are fine and counted in
+            ``grown_since_anchor``. A log whose chain does not hold it lost or replaced records.
+        expect_records: record count kept with ``expect_head``: the anchor's record must be this one.
 
     Returns:
         The verification; ``problems`` lists every fault, in file order.
@@ -202,16 +337,31 @@ def verify_log(
             )
         seen_hashes[stored] = seq
         prev_hash, prev_seq, head = stored, max(prev_seq, seq), stored
-    if expect_head is not None and head != expect_head:
+    grown = 0
+    if expect_head is not None:
         where = seen_hashes.get(expect_head)
-        message = (
-            f"the log ends {count - where} record(s) after the expected head (record {where})"
-            if where is not None
-            else "the expected head hash is not in the log: records at the end were removed or replaced"
-        )
-        problems.append(Problem(0, None, "truncated", message))
-    elif expect_records is not None and count != expect_records:
+        if where is None:
+            problems.append(
+                Problem(
+                    0,
+                    None,
+                    "truncated",
+                    "the anchor's head hash is not in the log: records it covers were removed or replaced",
+                )
+            )
+        elif expect_records is not None and where != expect_records:
+            problems.append(
+                Problem(
+                    0,
+                    None,
+                    "truncated",
+                    f"the anchor's head is record {where}, but the anchor covers {expect_records} records",
+                )
+            )
+        else:
+            grown = count - where
+    elif expect_records is not None and count < expect_records:
         problems.append(
             Problem(0, None, "truncated", f"the log holds {count} records, expected {expect_records}")
         )
-    return Verification(count, head, problems)
+    return Verification(count, head, problems, grown)

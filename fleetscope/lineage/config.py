@@ -8,6 +8,7 @@ dataclass hides them from its ``repr``.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -93,8 +94,12 @@ class LineageConfig:
         config.listen_port = int(config.listen_port)
         return config
 
-    def open(self) -> Lineage:
-        """Open the configured store and return the lineage service over it.
+    def open(self, progress: Callable[[float], None] | None = None) -> Lineage:
+        """Open the configured store and return the lineage service over it (which replays the
+        audit records the graph lacks).
+
+        Args:
+            progress: called with the loaded fraction while a cold embedded server loads its data.
 
         Raises:
             ValueError: unknown store URI scheme.
@@ -104,5 +109,9 @@ class LineageConfig:
         from fleetscope.lineage.service import Lineage
         from fleetscope.lineage.store import open_store
 
-        store = open_store(self.store_uri, user=self.user, password=self.password)
-        return Lineage(store, AuditLog(self.audit_log), self.quarantine)
+        store = open_store(self.store_uri, user=self.user, password=self.password, progress=progress)
+        try:
+            return Lineage(store, AuditLog(self.audit_log), self.quarantine)
+        except BaseException:
+            store.close()  # a failed open leaves no server behind
+            raise

@@ -4,20 +4,23 @@ Validation uses the OpenLineage JSON schemas shipped in ``lineage/spec`` (Apache
 ``spec/SOURCES.txt``): the event schema (RunEvent, DatasetEvent, JobEvent) and every standard facet
 schema, applied to the facet of that name in the container it belongs to (run, job, dataset, input
 or output facets). Custom facets are checked only against the base facet (``_producer`` and
-``_schemaURL``), as the spec allows. A facet marked ``_deleted`` is not checked.
+``_schemaURL``), as the spec allows. A facet marked ``_deleted`` is not checked. A standard facet
+that fails its schema (an older shape) is set aside, not the event (:class:`SetAside`).
 
-Mapping (a RunEvent): ``run.runId`` is the Run id; the job's namespace and name, the event type
-(state) and the run and job facets (JSON text) are Run properties; START sets ``started_at``,
-COMPLETE / FAIL / ABORT set ``ended_at``; a late START does not undo a finished state. Each input
-or output dataset becomes a ``Dataset`` (``namespace:name``) and a ``DatasetVersion``
-(``namespace:name@version``, the version from the ``version`` facet, else ``unversioned``), with
-``(Run)-[:USED]->`` inputs and ``(Run)-[:PRODUCED]->`` outputs. A DatasetEvent records its dataset.
-A JobEvent has no node in the graph model; it is accepted and only logged.
+Mapping (a RunEvent, see :func:`event_statement`): ``run.runId`` (lower case) is the Run id; the
+job's namespace and name, the event type (state) and the facets are Run properties; START sets
+``started_at``, COMPLETE / FAIL / ABORT set ``ended_at``; a late START does not undo a finished
+state. Each input or output dataset becomes a ``Dataset`` (:func:`dataset_id`) and a
+``DatasetVersion`` (:func:`version_id`), with ``(Run)-[:USED]->`` inputs and ``(Run)-[:PRODUCED]->``
+outputs. A DatasetEvent records its dataset. A JobEvent has no node in the graph model; it is
+accepted and only logged.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import cache
@@ -25,9 +28,10 @@ from importlib import resources
 from typing import Any
 
 import jsonschema
+import jsonschema_rs
 from referencing import Registry, Resource
 
-from fleetscope.lineage.schema import LineageError, utc_text
+from fleetscope.lineage.schema import LineageError, node_key, utc_text
 from fleetscope.lineage.writes import Statement
 
 TERMINAL_STATES = ["COMPLETE", "FAIL", "ABORT"]
@@ -51,6 +55,19 @@ class InvalidEvent(LineageError):
 class _Schemas:
     events: dict[str, jsonschema.protocols.Validator]
     facets: dict[tuple[str, str], jsonschema.protocols.Validator]
+    #: The same schemas compiled by ``jsonschema-rs``: a valid event (the common case) is confirmed
+    #: in microseconds; the ``jsonschema`` validators above only explain what is wrong.
+    fast_events: dict[str, Any]
+    fast_facets: dict[tuple[str, str], Any]
+
+
+def _is_uuid(text: str) -> bool:
+    # The check jsonschema's FormatChecker applies to "uuid" (uuid.UUID parses it, with dashes).
+    try:
+        uuid.UUID(text)
+    except ValueError:
+        return False
+    return all(text[position] == "-" for position in (8, 13, 18, 23))
 
 
 @cache
@@ -77,7 +94,18 @@ def _schemas() -> _Schemas:
         )
         for kind in ("RunEvent", "DatasetEvent", "JobEvent")
     }
+    fast_registry = jsonschema_rs.Registry([(doc["$id"], doc) for doc in documents])
+    # The same formats as above: "uuid" checked alike, the others accepted.
+    fast_formats = {"uuid": _is_uuid, "uri": lambda _: True, "date-time": lambda _: True}
+
+    def fast(schema: dict[str, Any]) -> Any:
+        return jsonschema_rs.validator_for(
+            schema, registry=fast_registry, validate_formats=True, formats=fast_formats
+        )
+
+    fast_events = {kind: fast({"$ref": f"{EVENT_SCHEMA_ID}#/$defs/{kind}"}) for kind in events}
     facets: dict[tuple[str, str], jsonschema.protocols.Validator] = {}
+    fast_facets: dict[tuple[str, str], Any] = {}
     bases = {f"{EVENT_SCHEMA_ID}#/$defs/{base}": kind for kind, base in _CONTAINER_BASES.items()}
     for doc in documents[1:]:
         for key, prop in doc.get("properties", {}).items():
@@ -88,125 +116,269 @@ def _schemas() -> _Schemas:
                 if ref in bases:
                     schema = {"$ref": doc["$id"] + pointer}
                     facets[(bases[ref], key)] = validator_class(schema, registry=registry)
-    return _Schemas(events, facets)
+                    fast_facets[(bases[ref], key)] = fast(schema)
+    return _Schemas(events, facets, fast_events, fast_facets)
 
 
-def _facet_errors(kind: str, where: str, facets: Any) -> Iterator[str]:
+@dataclass(frozen=True)
+class SetAside:
+    """A facet left out of an event because it does not match its schema (an older or newer shape
+    of a standard facet): the rest of the event is applied, and the audit record keeps the facet
+    and this reason.
+
+    Attributes:
+        path: where it was, e.g. ``inputs[0].facets.dataQualityMetrics``.
+        reason: the schema's complaint.
+    """
+
+    path: str
+    reason: str
+
+
+def _check_facets(kind: str, where: str, facets: Any) -> Iterator[tuple[str, str]]:
     if not isinstance(facets, dict):
         return
-    validators = _schemas().facets
+    schemas = _schemas()
     for key, value in facets.items():
-        validator = validators.get((kind, key))
+        validator = schemas.facets.get((kind, key))
         if validator is None or (isinstance(value, dict) and value.get("_deleted") is True):
+            continue
+        if schemas.fast_facets[(kind, key)].is_valid(value):
             continue
         error = jsonschema.exceptions.best_match(validator.iter_errors(value))
         if error is not None:
             path = "/".join(str(part) for part in error.absolute_path)
-            yield f"{where}.{key}{'/' + path if path else ''}: {error.message}"
+            yield key, f"{where}.{key}{'/' + path if path else ''}: {error.message}"
 
 
-def validate_event(event: Any) -> None:
-    """Check an event against the OpenLineage spec and the standard facet schemas.
+def validate_event(event: Any) -> list[SetAside]:
+    """Check an event against the OpenLineage spec, and each standard facet against its schema.
+
+    A facet that does not match its schema is removed from ``event`` (see :class:`SetAside`); the
+    event itself must be valid.
 
     Args:
-        event: the decoded JSON document.
+        event: the decoded JSON document; facets that fail are removed from it in place.
+
+    Returns:
+        The facets set aside, in document order.
 
     Raises:
-        InvalidEvent: the first problem found, with its JSON path.
+        InvalidEvent: the event does not match the spec, with the JSON path.
     """
     # The spec's top level is oneOf(RunEvent, DatasetEvent, JobEvent); checking the one the event's
     # shape names gives a precise reason instead of "not valid under any of the given schemas".
     kind = "RunEvent" if "run" in event else "DatasetEvent" if "dataset" in event else "JobEvent"
-    error = jsonschema.exceptions.best_match(_schemas().events[kind].iter_errors(event))
+    schemas = _schemas()
+    valid = schemas.fast_events[kind].is_valid(event)
+    error = None if valid else jsonschema.exceptions.best_match(schemas.events[kind].iter_errors(event))
     if error is not None:
         path = "/".join(str(part) for part in error.absolute_path) or "(event)"
         raise InvalidEvent(f"{kind} {path}: {error.message}")
-    problems: list[str] = []
+    containers: list[tuple[str, str, Any]] = []
     if "run" in event:
-        problems += _facet_errors("run", "run.facets", event["run"].get("facets"))
+        containers.append(("run", "run.facets", event["run"].get("facets")))
     if "job" in event:
-        problems += _facet_errors("job", "job.facets", event["job"].get("facets"))
+        containers.append(("job", "job.facets", event["job"].get("facets")))
     for side, extra in (("inputs", "inputFacets"), ("outputs", "outputFacets")):
         for index, dataset in enumerate(event.get(side) or []):
-            problems += _facet_errors("dataset", f"{side}[{index}].facets", dataset.get("facets"))
+            containers.append(("dataset", f"{side}[{index}].facets", dataset.get("facets")))
             kind = "input" if side == "inputs" else "output"
-            problems += _facet_errors(kind, f"{side}[{index}].{extra}", dataset.get(extra))
+            containers.append((kind, f"{side}[{index}].{extra}", dataset.get(extra)))
     if "dataset" in event:
-        problems += _facet_errors("dataset", "dataset.facets", event["dataset"].get("facets"))
-    if problems:
-        raise InvalidEvent(problems[0])
+        containers.append(("dataset", "dataset.facets", event["dataset"].get("facets")))
+    set_aside: list[SetAside] = []
+    for kind, where, facets in containers:
+        for key, reason in list(_check_facets(kind, where, facets)):
+            del facets[key]
+            set_aside.append(SetAside(f"{where}.{key}", reason))
+    return set_aside
 
 
-def parse_event(raw: str | bytes) -> dict[str, Any]:
+def parse_event(raw: str | bytes) -> tuple[dict[str, Any], list[SetAside]]:
     """Decode and validate one event.
 
+    Returns:
+        The event (without the facets set aside) and the facets set aside.
+
     Raises:
-        InvalidEvent: not JSON, not an object, or not valid OpenLineage.
+        InvalidEvent: not UTF-8, not JSON, nested too deep, not an object, or not valid OpenLineage.
     """
     try:
         event = json.loads(raw)
+    except RecursionError:
+        raise InvalidEvent("not JSON this fleetscope can read: nested too deep") from None
     except (ValueError, UnicodeDecodeError) as exc:
         raise InvalidEvent(f"not JSON: {exc}") from exc
     if not isinstance(event, dict):
         raise InvalidEvent(f"an event is a JSON object, got {type(event).__name__}")
-    validate_event(event)
-    return event
+    try:
+        return event, validate_event(event)
+    except RecursionError:
+        raise InvalidEvent("nested too deep to validate") from None
 
 
-def _facets_text(facets: Any) -> str | None:
-    return json.dumps(facets, sort_keys=True, separators=(",", ":")) if facets else None
+def facet_property(prefix: str, name: str) -> str:
+    """The property that holds facet ``name``: ``{prefix}{name}`` with every character but ASCII
+    letters and digits written ``_xx`` (hex), so any facet name is a plain identifier that every
+    engine takes as a map key (``spark.logicalPlan`` is ``facet_spark_2elogicalPlan``)."""
+    return prefix + "".join(c if c.isascii() and c.isalnum() else f"_{ord(c):02x}" for c in name)
 
 
-def _dataset(entry: dict[str, Any]) -> dict[str, Any]:
+def _facet_props(prefix: str, facets: Any) -> dict[str, str]:
+    """Facets as one property each (:func:`facet_property`) holding the facet's JSON text, so
+    ``SET n += `` merges them by name: a facet an event leaves out keeps its earlier value."""
+    if not isinstance(facets, dict):
+        return {}
+    return {
+        facet_property(prefix, name): json.dumps(
+            value, sort_keys=True, separators=(",", ":"), ensure_ascii=False
+        )
+        for name, value in facets.items()
+    }
+
+
+def _escape(text: str, chars: str) -> str:
+    text = text.replace("%", "%25")
+    for char in chars:
+        text = text.replace(char, f"%{ord(char):02X}")
+    return text
+
+
+def dataset_id(namespace: str, name: str) -> str:
+    """A dataset's id: ``namespace|name``, with ``%`` and ``|`` percent-escaped in the namespace so
+    that no two (namespace, name) pairs share an id (``kafka://broker:9092`` + ``orders`` and
+    ``kafka://broker`` + ``9092:orders`` are two datasets)."""
+    return f"{_escape(namespace, '|')}|{name}"
+
+
+def version_id(dataset: str, version: str | None) -> str:
+    """A dataset version's id: ``DATASET@VERSION`` (``%`` and ``@`` escaped in the version, so the
+    last ``@`` splits it), or ``DATASET@unversioned`` when the event names no version (a version
+    that is literally ``unversioned`` is written ``%75nversioned``)."""
+    if not version:
+        return f"{dataset}@unversioned"
+    escaped = _escape(version, "@")
+    return f"{dataset}@{'%75' + escaped[1:] if escaped == 'unversioned' else escaped}"
+
+
+def _refs(node_id: str) -> dict[str, str]:
+    return {"k": node_key(node_id), "i": node_id}
+
+
+def _dataset(entry: dict[str, Any], edge_facets: str) -> dict[str, Any]:
     facets = entry.get("facets") or {}
     version = (facets.get("version") or {}).get("datasetVersion")
-    dataset_id = f"{entry['namespace']}:{entry['name']}"
+    ds = dataset_id(entry["namespace"], entry["name"])
+    dv = version_id(ds, version)
+    aliases = []
+    for alias in (facets.get("symlinks") or {}).get("identifiers") or []:
+        if isinstance(alias, dict) and alias.get("namespace") and alias.get("name"):
+            alias_id = dataset_id(str(alias["namespace"]), str(alias["name"]))
+            aliases.append(
+                {**_refs(alias_id), "name": str(alias["name"]), "namespace": str(alias["namespace"])}
+            )
+    owners = [
+        _refs(str(owner["name"]))
+        for owner in (facets.get("ownership") or {}).get("owners") or []
+        if isinstance(owner, dict) and owner.get("name")
+    ]
     return {
-        "dataset": dataset_id,
-        "id": f"{dataset_id}@{version or 'unversioned'}",
+        "dk": node_key(ds),
+        "did": ds,
+        "vk": node_key(dv),
+        "vid": dv,
+        "twin": node_key(version_id(ds, None)) if version else None,
         "name": entry["name"],
         "namespace": entry["namespace"],
         "version": version,
-        "facets": _facets_text(facets),
+        "facets": _facet_props("facet_", facets),
+        "edge": _facet_props("facet_", entry.get(edge_facets)),
+        "aliases": aliases,
+        "owners": owners,
     }
 
 
 _MERGE_DATASET = (
-    "MERGE (ds:Dataset {{id: d.dataset}}) ON CREATE SET ds.created_at = $now, ds.name = d.name, "
+    "MERGE (ds:Dataset {{key: d.dk}}) ON CREATE SET ds.id = d.did, ds.created_at = $now, ds.name = d.name, "
     "ds.namespace = d.namespace "
-    "MERGE (v:DatasetVersion {{id: d.id}}) ON CREATE SET v.created_at = $now "
-    "SET v.name = d.name, v.namespace = d.namespace, v.version = d.version, "
-    "v.facets = coalesce(d.facets, v.facets) "
-    "MERGE (v)-[:VERSION_OF]->(ds){tail}"
+    "MERGE (v:DatasetVersion {{key: d.vk}}) ON CREATE SET v.id = d.vid, v.created_at = $now "
+    "SET v.name = d.name, v.namespace = d.namespace, v.version = d.version, v += d.facets "
+    "MERGE (v)-[:VERSION_OF]->(ds) "
+    "FOREACH (a IN d.aliases | MERGE (x:Dataset {{key: a.k}}) ON CREATE SET x.id = a.i, "
+    "x.created_at = $now, x.name = a.name, x.namespace = a.namespace MERGE (ds)-[:ALIAS_OF]->(x)) "
+    "FOREACH (o IN d.owners | MERGE (p:Person {{key: o.k}}) ON CREATE SET p.id = o.i, "
+    "p.created_at = $now MERGE (ds)-[:OWNED_BY]->(p)){tail}"
 )
 
 _RUN_EVENT = f"""
-MERGE (n:Run {{id: $id}})
-ON CREATE SET n.created_at = $now
+MERGE (n:Run {{key: $key}})
+ON CREATE SET n.id = $id, n.created_at = $now
 SET n.job_namespace = $job_namespace, n.job_name = $job_name,
     n.state = CASE WHEN n.state IN $terminal AND NOT $state IN $terminal THEN n.state ELSE $state END,
     n.started_at = coalesce(n.started_at, $started_at),
     n.ended_at = coalesce($ended_at, n.ended_at),
-    n.facets = coalesce($facets, n.facets),
-    n.job_facets = coalesce($job_facets, n.job_facets)
-FOREACH (d IN $inputs | {_MERGE_DATASET.format(tail=" MERGE (n)-[:USED]->(v)")})
-FOREACH (d IN $outputs | {_MERGE_DATASET.format(tail=" MERGE (n)-[:PRODUCED]->(v)")})
-RETURN n.id AS id
+    n.event_digests = CASE WHEN $digest IN coalesce(n.event_digests, []) THEN n.event_digests
+                      ELSE coalesce(n.event_digests, []) + [$digest] END,
+    n += $facets
+FOREACH (p IN $parents | MERGE (r:Run {{key: p.k}}) ON CREATE SET r.id = p.i, r.created_at = $now,
+    r.job_namespace = p.job_namespace, r.job_name = p.job_name MERGE (n)-[:CHILD_OF]->(r))
+FOREACH (d IN $inputs | {_MERGE_DATASET.format(tail=" MERGE (n)-[e:USED]->(v) SET e += d.edge")})
+FOREACH (d IN $outputs | {_MERGE_DATASET.format(tail=" MERGE (n)-[e:PRODUCED]->(v) SET e += d.edge")})
+WITH n
+OPTIONAL MATCH (n)-[p:PRODUCED]->(u:DatasetVersion)
+WHERE u.key IN $twins
+DELETE p
+WITH DISTINCT n, u
+OPTIONAL MATCH (u)-[r]-()
+WHERE type(r) <> 'VERSION_OF'
+WITH n, u, count(r) AS uses
+FOREACH (x IN CASE WHEN u IS NOT NULL AND uses = 0 THEN [u] ELSE [] END | DETACH DELETE x)
+RETURN DISTINCT n.id AS id
 """
 
 _DATASET_EVENT = f"""
 UNWIND [$dataset] AS d
 {_MERGE_DATASET.format(tail="")}
+SET v.event_digests = CASE WHEN $digest IN coalesce(v.event_digests, []) THEN v.event_digests
+                      ELSE coalesce(v.event_digests, []) + [$digest] END
 RETURN v.id AS id
 """
+
+
+def event_digest(event: dict[str, Any]) -> str:
+    """SHA-256 (hex) of an event's canonical JSON: the same event sent twice has one digest."""
+    canonical = json.dumps(event, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(canonical.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def event_target(event: dict[str, Any]) -> tuple[str, str] | None:
+    """The node whose ``event_digests`` records that an event was applied: ``(label, key)``, or
+    None for a JobEvent (it writes nothing)."""
+    if "run" in event:
+        return "Run", node_key(str(event["run"]["runId"]).lower())
+    if "dataset" in event:
+        entry = event["dataset"]
+        version = ((entry.get("facets") or {}).get("version") or {}).get("datasetVersion")
+        return "DatasetVersion", node_key(version_id(dataset_id(entry["namespace"], entry["name"]), version))
+    return None
 
 
 def event_statement(event: dict[str, Any], now: str) -> Statement | None:
     """Map a validated event onto one write statement.
 
+    Run ids are UUIDs compared without regard to case (stored in lower case). Run and job facets
+    are Run properties ``facet.NAME`` and ``job_facet.NAME`` (JSON text), dataset facets are
+    DatasetVersion properties ``facet.NAME``, and input or output facets are properties of the
+    ``USED`` or ``PRODUCED`` relationship of that run: each merged by name. The ``parent`` facet
+    adds ``(Run)-[:CHILD_OF]->(Run)``, ``symlinks`` adds ``(Dataset)-[:ALIAS_OF]->(Dataset)`` and
+    ``ownership`` adds ``(Dataset)-[:OWNED_BY]->(Person)``. An output whose version facet arrives
+    late moves from its ``@unversioned`` twin to that version (the twin is deleted once nothing
+    else uses it).
+
     Args:
         event: an event that passed :func:`validate_event`.
-        now: ``created_at`` for new nodes.
+        now: ``created_at`` for new nodes (the audit record's time).
 
     Returns:
         The statement, or None for a JobEvent (nothing to write).
@@ -214,27 +386,51 @@ def event_statement(event: dict[str, Any], now: str) -> Statement | None:
     Raises:
         InvalidEvent: an ``eventTime`` that is not ISO-8601.
     """
+    digest = event_digest(event)
     if "run" in event:
         try:
             at = utc_text(event["eventTime"])
         except LineageError as exc:
             raise InvalidEvent(f"eventTime: {exc}") from exc
         state = str(event.get("eventType") or "OTHER")
+        run_id = str(event["run"]["runId"]).lower()
+        run_facets = event["run"].get("facets") or {}
+        parents = []
+        parent = run_facets.get("parent") if isinstance(run_facets, dict) else None
+        if isinstance(parent, dict) and isinstance(parent.get("run"), dict) and parent["run"].get("runId"):
+            job: dict[str, Any] = parent["job"] if isinstance(parent.get("job"), dict) else {}
+            parents.append(
+                {
+                    **_refs(str(parent["run"]["runId"]).lower()),
+                    "job_namespace": job.get("namespace"),
+                    "job_name": job.get("name"),
+                }
+            )
+        outputs = [_dataset(entry, "outputFacets") for entry in event.get("outputs") or []]
         params = {
-            "id": event["run"]["runId"],
+            "key": node_key(run_id),
+            "id": run_id,
             "now": now,
+            "digest": digest,
             "job_namespace": event["job"]["namespace"],
             "job_name": event["job"]["name"],
             "state": state,
             "terminal": TERMINAL_STATES,
             "started_at": at if state == "START" else None,
             "ended_at": at if state in TERMINAL_STATES else None,
-            "facets": _facets_text(event["run"].get("facets")),
-            "job_facets": _facets_text(event["job"].get("facets")),
-            "inputs": [_dataset(entry) for entry in event.get("inputs") or []],
-            "outputs": [_dataset(entry) for entry in event.get("outputs") or []],
+            "facets": {
+                **_facet_props("facet_", run_facets),
+                **_facet_props("job_facet_", event["job"].get("facets")),
+            },
+            "parents": parents,
+            "inputs": [_dataset(entry, "inputFacets") for entry in event.get("inputs") or []],
+            "outputs": outputs,
+            "twins": [d["twin"] for d in outputs if d["twin"]],
         }
         return Statement(_RUN_EVENT.strip(), params)
     if "dataset" in event:
-        return Statement(_DATASET_EVENT.strip(), {"dataset": _dataset(event["dataset"]), "now": now})
+        return Statement(
+            _DATASET_EVENT.strip(),
+            {"dataset": _dataset(event["dataset"], "facets"), "now": now, "digest": digest},
+        )
     return None

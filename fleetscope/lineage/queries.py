@@ -16,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from fleetscope.lineage.schema import LineageError, utc_text
+from fleetscope.lineage.schema import ENTITIES, LineageError, node_key, utc_text
 from fleetscope.lineage.store.base import GraphStore, Row
 from fleetscope.lineage.writes import HARDWARE_LAYERS
 
@@ -42,12 +42,15 @@ class Hop:
     rel: str
     target: str
     forward: bool = True
+    #: Followed only from the node the walk starts at (a dataset's provenance is that of all its
+    #: versions, but a model's is only that of the versions its runs used).
+    start_only: bool = False
 
     def cypher(self) -> str:
         arrow = f"-[:{self.rel}]->" if self.forward else f"<-[:{self.rel}]-"
         return (
-            f"UNWIND $ids AS i MATCH (a:{self.source} {{id: i}}){arrow}(b:{self.target}) "
-            "RETURN a.id AS src, b.id AS dst"
+            f"UNWIND $keys AS k MATCH (a:{self.source} {{key: k}}){arrow}(b:{self.target}) "
+            "RETURN a.key AS src, b.key AS dst, b.id AS dst_id"
         )
 
 
@@ -70,13 +73,15 @@ class AuditQuery:
     params: tuple[Param, ...] = ()
     cypher: str = ""
     hops: tuple[Hop, ...] = field(default=())
+    #: A query computed in Python over walks (see :data:`_CUSTOM`).
+    custom: str = ""
 
 
-def _hops(*specs: tuple[str, str, str | tuple[str, ...], bool]) -> tuple[Hop, ...]:
+def _hops(*specs: tuple[Any, ...]) -> tuple[Hop, ...]:
     out: list[Hop] = []
-    for source, rel, targets, forward in specs:
+    for source, rel, targets, forward, *start_only in specs:
         for target in (targets,) if isinstance(targets, str) else targets:
-            out.append(Hop(source, rel, target, forward))
+            out.append(Hop(source, rel, target, forward, *start_only))
     return tuple(out)
 
 
@@ -88,7 +93,11 @@ UPSTREAM = _hops(
     ("DatasetVersion", "PRODUCED", "Run", False),
     ("Run", "USED", ("DatasetVersion", "Config", "Code", "Checkpoint"), True),
     ("Run", "RAN_ON", ("Host", "GPU"), True),
+    ("Run", "CHILD_OF", "Run", True),
     ("DatasetVersion", "VERSION_OF", "Dataset", True),
+    ("Dataset", "VERSION_OF", "DatasetVersion", False, True),
+    ("Dataset", "ALIAS_OF", "Dataset", True),
+    ("Dataset", "OWNED_BY", "Person", True),
     ("Model", "EVALUATED", "Evaluation", False),
     ("Evaluation", "USED", "DatasetVersion", True),
     ("Model", "APPROVED", "Approval", False),
@@ -103,23 +112,28 @@ DOWNSTREAM = _hops(
     ("Checkpoint", "USED", "Run", False),
     ("Model", "DERIVED_FROM", "Model", False),
     ("Model", "SERVES", "Deployment", False),
+    ("Run", "CHILD_OF", "Run", False),
+    ("Dataset", "ALIAS_OF", "Dataset", False),
 )
 
 _WALK_COLUMNS = ("depth", "label", "id", "relation", "from_label", "from_id")
-_MAX_DEPTH = Param("max_depth", "how many hops to follow at most", "int", required=False, default=25)
+_MAX_DEPTH = Param(
+    "max_depth", "how many hops to follow at most (default: every one; a cut is reported)", "int", False
+)
 
 QUERIES: dict[str, AuditQuery] = {
     q.name: q
     for q in (
         AuditQuery(
             "provenance",
-            "Full upstream provenance of a model or deployment: the runs that produced it and the "
-            "checkpoints they resumed from, their data, configs, code, hosts and GPUs, base models "
-            "of fine-tunes, evaluations and their data, approvals and who gave them.",
+            "Full upstream provenance of any node (a model, deployment, run, dataset or dataset "
+            "version ...): the runs that produced it and the checkpoints they resumed from, their "
+            "data, configs, code, hosts and GPUs, parent runs, base models of fine-tunes, "
+            "evaluations and their data, approvals and who gave them.",
             _WALK_COLUMNS,
             (
-                Param("id", "id of the model or deployment"),
-                Param("label", "Model or Deployment", required=False, default="Model"),
+                Param("id", "id of the node to start from"),
+                Param("label", "the node's label, if its id is used by more than one", required=False),
                 _MAX_DEPTH,
             ),
             hops=UPSTREAM,
@@ -132,7 +146,7 @@ QUERIES: dict[str, AuditQuery] = {
             _WALK_COLUMNS,
             (
                 Param("id", "id of the dataset version"),
-                Param("label", "DatasetVersion or Dataset", required=False, default="DatasetVersion"),
+                Param("label", "the node's label, if its id is used by more than one", required=False),
                 _MAX_DEPTH,
             ),
             hops=DOWNSTREAM,
@@ -185,27 +199,10 @@ ORDER BY approval, model, evaluation""",
         AuditQuery(
             "restricted_data_models",
             "Models trained on data flagged as containing personal data or under a restricted "
-            "licence: directly, through up to three checkpoint hand-offs (a run resumed from a "
-            "checkpoint of a run that used the data), or through the base models they were "
-            "fine-tuned from.",
+            "licence, through any number of hand-offs: derived datasets (a run produced a version "
+            "another run used), resumed checkpoints, and fine-tunes of the models trained on it.",
             ("model", "trained_model", "run", "dataset_version", "dataset", "personal_data", "licence"),
-            cypher="""
-MATCH (v:DatasetVersion)
-OPTIONAL MATCH (v)-[:VERSION_OF]->(ds:Dataset)
-WITH v, ds,
-     coalesce(v.contains_personal_data, false) OR coalesce(ds.contains_personal_data, false) AS personal
-WHERE personal OR coalesce(ds.licence_restricted, false)
-MATCH (v)<-[:USED]-(r0:Run)
-OPTIONAL MATCH (r0)-[:PRODUCED]->(:Checkpoint)<-[:USED]-(r1:Run)
-OPTIONAL MATCH (r1)-[:PRODUCED]->(:Checkpoint)<-[:USED]-(r2:Run)
-OPTIONAL MATCH (r2)-[:PRODUCED]->(:Checkpoint)<-[:USED]-(r3:Run)
-WITH v, ds, personal, [x IN [r0, r1, r2, r3] WHERE x IS NOT NULL] AS runs
-UNWIND runs AS r
-MATCH (r)-[:PRODUCED]->(base:Model)<-[:DERIVED_FROM*0..8]-(m:Model)
-RETURN DISTINCT m.id AS model, base.id AS trained_model, r.id AS run, v.id AS dataset_version,
-       ds.id AS dataset, personal AS personal_data,
-       CASE WHEN coalesce(ds.licence_restricted, false) THEN ds.licence ELSE null END AS licence
-ORDER BY model, trained_model, run, dataset_version""",
+            custom="restricted",
         ),
         AuditQuery(
             "served_at",
@@ -281,49 +278,135 @@ def bind_params(query: AuditQuery, given: dict[str, Any]) -> dict[str, Any]:
     return bound
 
 
+class Rows(list[Row]):
+    """Rows of an audit query, with ``notes``: what the query did that the rows cannot show (a
+    walk that stopped at ``max_depth`` says so, and where)."""
+
+    def __init__(self, rows: list[Row], notes: list[str] | None = None) -> None:
+        super().__init__(rows)
+        self.notes: list[str] = list(notes or [])
+
+
+Read = Callable[[str, dict[str, Any]], list[Row]]
+
+
+def _find_start(read: Read, query: AuditQuery, params: dict[str, Any]) -> str:
+    key = node_key(params["id"])
+    labels = [params["label"]] if params.get("label") else list(ENTITIES)
+    if params.get("label") and params["label"] not in ENTITIES:
+        raise LineageError(f"unknown label {params['label']!r} (known: {', '.join(ENTITIES)})")
+    found = [
+        label for label in labels if read(f"MATCH (n:{label} {{key: $key}}) RETURN n.id AS id", {"key": key})
+    ]
+    if not found:
+        where = f"no {params['label']}" if params.get("label") else "nothing"
+        raise LineageError(f"{query.name}: {where} with id {params['id']!r} in the graph")
+    if len(found) > 1:
+        raise LineageError(
+            f"{query.name}: id {params['id']!r} names a {', a '.join(found)}: add --param label=..."
+        )
+    return found[0]
+
+
 def _walk(
     read: Callable[[str, dict[str, Any]], list[Row]], query: AuditQuery, params: dict[str, Any]
-) -> list[Row]:
-    start_label, start_id = params["label"], params["id"]
-    if not any(hop.source == start_label for hop in query.hops):
-        starts = sorted({hop.source for hop in query.hops})
-        raise LineageError(f"{query.name} starts from one of {', '.join(starts)}, not {start_label!r}")
-    found = read(f"MATCH (n:{start_label} {{id: $id}}) RETURN n.id AS id", {"id": start_id})
-    if not found:
-        return []
-    seen = {(start_label, start_id)}
-    frontier: dict[str, list[str]] = {start_label: [start_id]}
+) -> Rows:
+    start_label = _find_start(read, query, params)
+    start_key = node_key(params["id"])
+    ids = {start_key: params["id"]}
+    seen = {(start_label, start_key)}
+    frontier: dict[str, list[str]] = {start_label: [start_key]}
     rows: list[Row] = []
-    for depth in range(1, params["max_depth"] + 1):
+    max_depth = params.get("max_depth")
+    depth = 0
+    while frontier:
+        if max_depth is not None and depth >= max_depth:
+            # One more level is read to say whether the walk was cut short.
+            more = sum(
+                1
+                for hop in query.hops
+                if frontier.get(hop.source) and not (hop.start_only and depth > 0)
+                for row in read(hop.cypher(), {"keys": frontier[hop.source]})
+                if (hop.target, row["dst"]) not in seen
+            )
+            if more:
+                return Rows(
+                    rows,
+                    [
+                        f"stopped at max_depth={max_depth}: {more} relationship(s) lead further from "
+                        f"the {sum(1 for r in rows if r['depth'] == depth)} node(s) at depth "
+                        f"{depth}; raise max_depth or leave it out to follow every hop"
+                    ],
+                )
+            break
+        depth += 1
         reached: dict[tuple[str, str], tuple[str, str, str]] = {}
         for hop in query.hops:
-            ids = frontier.get(hop.source)
-            if not ids:
+            keys = frontier.get(hop.source)
+            if not keys or (hop.start_only and depth > 1):
                 continue
-            for row in read(hop.cypher(), {"ids": ids}):
-                key = (hop.target, row["dst"])
-                if key in seen:
+            for row in read(hop.cypher(), {"keys": keys}):
+                node = (hop.target, row["dst"])
+                if node in seen:
                     continue
-                parent = (hop.rel, hop.source, row["src"])
-                if key not in reached or parent < reached[key]:
-                    reached[key] = parent
-        if not reached:
-            break
+                ids[row["dst"]] = row["dst_id"]
+                parent = (hop.rel, hop.source, ids[row["src"]])
+                if node not in reached or parent < reached[node]:
+                    reached[node] = parent
         frontier = {}
-        for (label, node_id), (rel, source, src) in sorted(reached.items()):
-            seen.add((label, node_id))
-            frontier.setdefault(label, []).append(node_id)
+        order = sorted(reached.items(), key=lambda item: (item[0][0], ids[item[0][1]]))
+        for (label, key), (rel, source, src) in order:
+            seen.add((label, key))
+            frontier.setdefault(label, []).append(key)
             rows.append(
                 {
                     "depth": depth,
                     "label": label,
-                    "id": node_id,
+                    "id": ids[key],
                     "relation": rel,
                     "from_label": source,
                     "from_id": src,
                 }
             )
-    return rows
+    return Rows(rows)
+
+
+_FLAGGED = """
+MATCH (v:DatasetVersion)
+OPTIONAL MATCH (v)-[:VERSION_OF]->(ds:Dataset)
+WITH v, ds,
+     coalesce(v.contains_personal_data, false) OR coalesce(ds.contains_personal_data, false) AS personal
+WHERE personal OR coalesce(ds.licence_restricted, false)
+RETURN v.id AS dataset_version, ds.id AS dataset, personal AS personal_data,
+       CASE WHEN coalesce(ds.licence_restricted, false) THEN ds.licence ELSE null END AS licence
+"""
+
+
+def _restricted_data_models(read: Read, params: dict[str, Any]) -> Rows:
+    """Walk downstream (every depth) from each flagged dataset version; each model reached is a row,
+    with the model a run trained (``trained_model``, the end of the fine-tune chain) and that run."""
+    out: dict[tuple[str, str, str, str], Row] = {}
+    impact = QUERIES["impact"]
+    for flagged in read(_FLAGGED.strip(), {}):
+        walk = _walk(read, impact, {"id": flagged["dataset_version"], "label": "DatasetVersion"})
+        found = {(row["label"], row["id"]): row for row in walk}
+        for row in walk:
+            if row["label"] != "Model":
+                continue
+            trained = row
+            while trained["relation"] == "DERIVED_FROM":
+                trained = found[("Model", trained["from_id"])]
+            key = (row["id"], trained["id"], trained["from_id"], flagged["dataset_version"])
+            out[key] = {
+                "model": row["id"],
+                "trained_model": trained["id"],
+                "run": trained["from_id"],
+                **flagged,
+            }
+    return Rows([out[key] for key in sorted(out)])
+
+
+_CUSTOM: dict[str, Callable[[Read, dict[str, Any]], Rows]] = {"restricted": _restricted_data_models}
 
 
 def run_audit(store: GraphStore, name: str, given: dict[str, Any] | None = None) -> list[Row]:
@@ -347,5 +430,7 @@ def run_audit(store: GraphStore, name: str, given: dict[str, Any] | None = None)
     params = bind_params(query, given or {})
     if query.hops:
         return _walk(store.read, query, params)
+    if query.custom:
+        return _CUSTOM[query.custom](store.read, params)
     rows = store.read(query.cypher.strip(), {**_CONSTANTS, **params})
     return [{column: row.get(column) for column in query.columns} for row in rows]

@@ -4,13 +4,20 @@ This table is the one place that says what the graph may hold. Every write is ch
 before any Cypher is built, and labels and relationship types reach Cypher only from here (Cypher
 cannot bind a label as a parameter), never from user input.
 
-Beyond the contract in docs/design.md the model adds two relationships the audit queries need:
-``(DatasetVersion)-[:VERSION_OF]->(Dataset)`` (personal-data and licence flags live on the
-dataset) and ``(Run)-[:PRODUCED]->(DatasetVersion)`` (an OpenLineage output).
+Beyond the contract in docs/design.md the model adds the relationships the audit queries and
+OpenLineage need: ``(DatasetVersion)-[:VERSION_OF]->(Dataset)`` (personal-data and licence flags
+live on the dataset), ``(Run)-[:PRODUCED]->(DatasetVersion)`` (an OpenLineage output),
+``(Run)-[:CHILD_OF]->(Run)`` (the ``parent`` facet: an Airflow task in its DAG run, a Spark job in
+its application), ``(Dataset)-[:ALIAS_OF]->(Dataset)`` (the ``symlinks`` facet) and
+``(Dataset)-[:OWNED_BY]->(Person)`` (the ``ownership`` facet).
+
+Every node carries its ``id`` (any text, as given) and a ``key`` (:func:`node_key`) that the store
+indexes and keeps unique: see :mod:`fleetscope.lineage.store.base`.
 """
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -67,7 +74,8 @@ ENTITIES: dict[str, Entity] = {
         Entity(
             "Dataset",
             ("name", "namespace", "licence", "licence_restricted", "contains_personal_data", "owner"),
-            description="a logical data set; flags for personal data and restricted licences",
+            (LinkRule("ALIAS_OF", ("Dataset",)), LinkRule("OWNED_BY", ("Person",))),
+            "a logical data set; flags for personal data and restricted licences",
         ),
         Entity(
             "DatasetVersion",
@@ -93,6 +101,7 @@ ENTITIES: dict[str, Entity] = {
                 LinkRule("USED", ("DatasetVersion", "Config", "Code", "Checkpoint")),
                 LinkRule("PRODUCED", ("Checkpoint", "Model", "DatasetVersion")),
                 LinkRule("RAN_ON", ("Host", "GPU")),
+                LinkRule("CHILD_OF", ("Run",)),
             ),
             "one execution of a training, fine-tuning or data job",
         ),
@@ -132,6 +141,15 @@ ENTITIES: dict[str, Entity] = {
         Entity("GPU", ("uuid", "index", "pci_bus_id", "host", "model"), description="one GPU, by UUID"),
     )
 }
+
+
+def node_key(node_id: str) -> str:
+    """The key a node is stored and found under: the SHA-256 (hex) of its id's UTF-8 bytes.
+
+    Any id the spec allows (blanks at either end, control characters, megabytes of text) becomes
+    64 hex digits that every engine indexes (see :mod:`fleetscope.lineage.store.base`).
+    """
+    return hashlib.sha256(node_id.encode("utf-8", "surrogatepass")).hexdigest()
 
 
 def utc_text(value: datetime | str) -> str:

@@ -3,6 +3,9 @@
 One statement per write is what makes a write all-or-nothing on every backend: FalkorDB does not
 undo a rolled-back multi-statement transaction, but a failing statement leaves nothing behind.
 Labels and relationship types come from :mod:`fleetscope.lineage.schema`; every value is a bound parameter.
+Nodes are merged on their ``key`` (:func:`fleetscope.lineage.schema.node_key`); ``id`` is set when a
+node is created. A statement sets ``created_at`` from its ``now`` parameter, which is the audit
+record's time, so replaying the log rebuilds the same graph.
 """
 
 from __future__ import annotations
@@ -10,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from fleetscope.lineage.schema import ENTITIES, Entity, LineageError, check_props
+from fleetscope.lineage.schema import ENTITIES, Entity, LineageError, check_props, node_key
 
 # Incident layers that put a GPU's results in doubt (silent data corruption).
 HARDWARE_LAYERS: tuple[str, ...] = ("gpu_hardware", "gpu_memory", "nvlink", "thermal_power")
@@ -24,7 +27,7 @@ class Link:
         rel: relationship type from the entity's rules (``USED``, ``PRODUCED`` ...).
         label: label of the node at the other end.
         id: id of that node; it is created (with only ``id`` and ``created_at``) if missing, so
-            writes may arrive in any order.
+            writes may arrive in any order (the command line asks for ``--create`` first).
     """
 
     rel: str
@@ -50,6 +53,11 @@ class Statement:
 
     cypher: str
     params: dict[str, Any]
+
+
+def ref(node_id: str) -> dict[str, str]:
+    """A node reference as statements bind it: ``{"k": key, "i": id}``."""
+    return {"k": node_key(node_id), "i": node_id}
 
 
 def entity_of(label: str) -> Entity:
@@ -97,14 +105,18 @@ def record_statement(
         ids = groups.setdefault((link.rel, link.label, rule.outgoing), [])
         if link.id not in ids:
             ids.append(link.id)
-    params: dict[str, Any] = {"id": node_id, "props": clean, "now": now}
-    lines = [f"MERGE (n:{label} {{id: $id}})", "ON CREATE SET n.created_at = $now", "SET n += $props"]
+    params: dict[str, Any] = {"key": node_key(node_id), "id": node_id, "props": clean, "now": now}
+    lines = [
+        f"MERGE (n:{label} {{key: $key}})",
+        "ON CREATE SET n.id = $id, n.created_at = $now",
+        "SET n += $props",
+    ]
     for index, ((rel, target, outgoing), ids) in enumerate(sorted(groups.items())):
         arrow = f"(n)-[:{rel}]->(m)" if outgoing else f"(m)-[:{rel}]->(n)"
-        params[f"l{index}"] = ids
+        params[f"l{index}"] = [ref(i) for i in ids]
         lines.append(
-            f"FOREACH (t IN $l{index} | MERGE (m:{target} {{id: t}}) "
-            f"ON CREATE SET m.created_at = $now MERGE {arrow})"
+            f"FOREACH (t IN $l{index} | MERGE (m:{target} {{key: t.k}}) "
+            f"ON CREATE SET m.id = t.i, m.created_at = $now MERGE {arrow})"
         )
     lines.append("RETURN n.id AS id")
     return Statement("\n".join(lines), params)
@@ -142,11 +154,13 @@ def incident_statement(
     if not clean.get("started_at"):
         raise LineageError("an Incident needs started_at to be matched with runs")
     cypher = """
-MERGE (i:Incident {id: $id})
-ON CREATE SET i.created_at = $now
+MERGE (i:Incident {key: $key})
+ON CREATE SET i.id = $id, i.created_at = $now
 SET i += $props
-FOREACH (h IN $hosts | MERGE (x:Host {id: h}) ON CREATE SET x.created_at = $now MERGE (i)-[:ON]->(x))
-FOREACH (g IN $gpus | MERGE (x:GPU {id: g}) ON CREATE SET x.created_at = $now MERGE (i)-[:ON]->(x))
+FOREACH (h IN $host_refs | MERGE (x:Host {key: h.k}) ON CREATE SET x.id = h.i, x.created_at = $now
+  MERGE (i)-[:ON]->(x))
+FOREACH (g IN $gpu_refs | MERGE (x:GPU {key: g.k}) ON CREATE SET x.id = g.i, x.created_at = $now
+  MERGE (i)-[:ON]->(x))
 WITH i
 OPTIONAL MATCH (i)-[:ON]->()<-[:RAN_ON]-(r1:Run)
 WHERE r1.started_at <= coalesce(i.ended_at, $forever) AND coalesce(r1.ended_at, $forever) >= i.started_at
@@ -157,10 +171,13 @@ FOREACH (r IN by_place + by_job | MERGE (i)-[:AFFECTED]->(r))
 RETURN i.id AS id
 """
     params = {
+        "key": node_key(incident_id),
         "id": incident_id,
         "props": clean,
         "hosts": hosts,
         "gpus": gpus,
+        "host_refs": [ref(h) for h in hosts],
+        "gpu_refs": [ref(g) for g in gpus],
         "job_ids": job_ids,
         "now": now,
         "forever": "9999-12-31T23:59:59.999999Z",

@@ -80,14 +80,24 @@ def lineage(store: GraphStore, tmp_path: Path) -> Lineage:
     return Lineage(store, AuditLog(tmp_path / "audit.jsonl"), tmp_path / "quarantine.jsonl")
 
 
+@pytest.fixture
+def embedded_lineage(embedded_dir: Path, tmp_path: Path) -> Iterator[Lineage]:
+    """A service on the embedded store alone, for OpenLineage events: FalkorDB 4.16.3's Bolt
+    listener pastes the parameters into a fixed-size buffer and aborts ("stack smashing
+    detected") on the parameters of one event with a few datasets and facets."""
+    store = EmbeddedStore(embedded_dir, graph=f"t{next(_graph_names)}")
+    yield Lineage(store, AuditLog(tmp_path / "audit.jsonl"), tmp_path / "quarantine.jsonl")
+    store.close()
+
+
 def count_graph(store: GraphStore) -> tuple[int, int]:
-    """(nodes, relationships) in the store's graph."""
-    nodes = store.read("MATCH (n) RETURN count(n) AS c")[0]["c"]
+    """(nodes, relationships) in the store's graph, leaving out the write-ahead head (AuditHead)."""
+    nodes = store.read("MATCH (n) WHERE NOT n:AuditHead RETURN count(n) AS c")[0]["c"]
     rels = store.read("MATCH ()-[r]->() RETURN count(r) AS c")[0]["c"]
     return nodes, rels
 
 
-_SERVER_FIXTURES = {"embedded_dir", "bolt_server", "bolt_store", "store", "lineage"}
+_SERVER_FIXTURES = {"embedded_dir", "bolt_server", "bolt_store", "store", "lineage", "embedded_lineage"}
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

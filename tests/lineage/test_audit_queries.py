@@ -54,7 +54,14 @@ def test_provenance_of_a_deployment(seeded: Lineage) -> None:
 def test_provenance_depth_limit_and_unknown_start(seeded: Lineage) -> None:
     rows = seeded.audit("provenance", {"id": "chat-7b:2", "max_depth": "1"})
     assert rows == walk((1, "Model", "chat-7b:1", "DERIVED_FROM", "Model", "chat-7b:2"))
-    assert seeded.audit("provenance", {"id": "no-such-model"}) == []
+    # The cut is said, with where it happened.
+    assert len(rows.notes) == 1 and rows.notes[0].startswith("stopped at max_depth=1: ")  # type: ignore[attr-defined]
+    assert "from the 1 node(s) at depth 1" in rows.notes[0]  # type: ignore[attr-defined]
+    assert seeded.audit("provenance", {"id": "chat-7b:2"}).notes == []  # type: ignore[attr-defined]
+    with pytest.raises(LineageError, match="provenance: nothing with id 'no-such-model' in the graph"):
+        seeded.audit("provenance", {"id": "no-such-model"})
+    with pytest.raises(LineageError, match="no Deployment with id 'chat-7b:2'"):
+        seeded.audit("provenance", {"id": "chat-7b:2", "label": "Deployment"})
 
 
 def test_impact_of_a_dataset_version_reaches_fine_tunes_and_deployments(seeded: Lineage) -> None:
@@ -212,3 +219,29 @@ def test_every_query_is_documented() -> None:
     for query in QUERIES.values():
         assert query.description and query.columns
         assert all(param.help for param in query.params)
+
+
+def test_restricted_data_reaches_models_through_derived_datasets(lineage: Lineage) -> None:
+    # The probe's shape: personal data -> prep run -> clean dataset -> train run -> model, and a
+    # second hand-off after it; every OpenLineage pipeline hands data on this way.
+    lineage.record("Dataset", "users", {"contains_personal_data": True})
+    lineage.record("DatasetVersion", "users@1", {}, [Link("VERSION_OF", "Dataset", "users")])
+    lineage.record(
+        "Run",
+        "prep",
+        {},
+        [Link("USED", "DatasetVersion", "users@1"), Link("PRODUCED", "DatasetVersion", "f@1")],
+    )
+    lineage.record(
+        "Run", "prep2", {}, [Link("USED", "DatasetVersion", "f@1"), Link("PRODUCED", "DatasetVersion", "g@1")]
+    )
+    lineage.record(
+        "Run", "train", {}, [Link("USED", "DatasetVersion", "g@1"), Link("PRODUCED", "Model", "r:1")]
+    )
+    lineage.record("Model", "r:2", {}, [Link("DERIVED_FROM", "Model", "r:1")])
+    assert lineage.audit("restricted_data_models") == [
+        {"model": "r:1", "trained_model": "r:1", "run": "train", "dataset_version": "users@1",
+         "dataset": "users", "personal_data": True, "licence": None},
+        {"model": "r:2", "trained_model": "r:1", "run": "train", "dataset_version": "users@1",
+         "dataset": "users", "personal_data": True, "licence": None},
+    ]  # fmt: skip

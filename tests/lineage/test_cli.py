@@ -21,7 +21,7 @@ import requests
 from typer.testing import CliRunner, Result
 
 from fleetscope.console.cli import app
-from fleetscope.lineage import QUERIES, AuditLog, Lineage, open_store
+from fleetscope.lineage import QUERIES, AuditLog, Lineage, open_store, verify_log
 from tests.lineage.seed import seed
 from tests.servers import free_port
 
@@ -60,7 +60,7 @@ def test_record_writes_the_node_and_its_links(env: dict[str, str], service: Line
     result = fleetscope(
         env, "record", "Run", "--id", "run-1",
         "--prop", "job_id=slurm-42", "--prop", "started_at=2024-05-01T08:00:00+02:00",
-        "--link", "USED:DatasetVersion:dv-1", "--link", "ran_on:GPU:GPU-0f3c",
+        "--link", "USED:DatasetVersion:dv-1", "--link", "ran_on:GPU:GPU-0f3c", "--create",
     )  # fmt: skip
     assert result.exit_code == 0, result.output
     assert result.stdout == "recorded Run run-1\n"
@@ -72,6 +72,22 @@ def test_record_writes_the_node_and_its_links(env: dict[str, str], service: Line
         {"job": "slurm-42", "at": "2024-05-01T06:00:00.000000Z", "rel": "RAN_ON", "other": "GPU-0f3c"},
         {"job": "slurm-42", "at": "2024-05-01T06:00:00.000000Z", "rel": "USED", "other": "dv-1"},
     ]
+
+
+def test_a_link_to_a_node_that_does_not_exist_asks_for_create(env: dict[str, str], service: Lineage) -> None:
+    assert fleetscope(env, "record", "DatasetVersion", "--id", "dv-1").exit_code == 0
+    result = fleetscope(
+        env, "record", "Run", "--id", "run-1", "--link", "USED:DatasetVersion:dv-1",
+        "--link", "USED:DatasetVersion:dv-l",
+    )  # fmt: skip
+    assert result.exit_code == 1
+    assert result.stderr == (
+        "error: no DatasetVersion 'dv-l' in the graph: check the id, or pass --create to create it\n"
+    )
+    assert service.query("MATCH (n) WHERE n.id STARTS WITH 'dv' OR n:Run RETURN n.id AS id") == [
+        {"id": "dv-1"}
+    ]
+    assert verify_log(Path(env["FLEETSCOPE_LINEAGE_AUDIT_LOG"])).records == 1
 
 
 @pytest.mark.parametrize(
@@ -101,7 +117,9 @@ def test_ingest_applies_good_lines_and_quarantines_a_bad_one(
     events.write_text(f'{good}\n{{"eventType": "START", "eventTime": "2024-01-01T00:00:00Z"}}\n')
     result = fleetscope(env, "ingest", str(events))
     assert result.exit_code == 1
-    assert result.stdout == f"accepted 1, rejected 1 (quarantine: {env['FLEETSCOPE_LINEAGE_QUARANTINE']})\n"
+    assert result.stdout == (
+        f"accepted 1, duplicates 0, rejected 1 (quarantine: {env['FLEETSCOPE_LINEAGE_QUARANTINE']})\n"
+    )
     assert result.stderr == "  rejected line 2: JobEvent (event): 'producer' is a required property\n"
     quarantined = [
         json.loads(line) for line in Path(env["FLEETSCOPE_LINEAGE_QUARANTINE"]).read_text().splitlines()
@@ -109,7 +127,7 @@ def test_ingest_applies_good_lines_and_quarantines_a_bad_one(
     assert [(q["source"], q["reason"]) for q in quarantined] == [
         (f"{events}:2", "JobEvent (event): 'producer' is a required property")
     ]
-    assert service.query("MATCH (r:Run) RETURN r.id AS id") == [
+    assert service.query("MATCH (r:Run) WHERE r.state IS NOT NULL RETURN r.id AS id") == [
         {"id": "ea041791-68bc-4ae1-bd89-4c8106a157e4"}
     ]
 
@@ -136,7 +154,7 @@ def test_audit_prints_a_table_and_exports_csv_and_json(
     assert "served_at: 1 row(s)" in result.stdout and "dep-chat-v1" in result.stdout
     expected = {"deployment": "dep-chat-v1", "model": "chat-7b:1", "name": "chat-7b", "version": "1",
                 "started_at": f"2024-02-07{T}", "ended_at": f"2024-03-01{T}"}  # fmt: skip
-    assert json.loads(out_json.read_text()) == {"query": "served_at", "rows": [expected]}
+    assert json.loads(out_json.read_text()) == {"query": "served_at", "rows": [expected], "notes": []}
     with out_csv.open(newline="") as handle:
         reader = csv.DictReader(handle)
         assert reader.fieldnames == list(QUERIES["served_at"].columns)
@@ -180,7 +198,9 @@ def test_verify_passes_an_untouched_log_and_names_a_tampered_record(env: dict[st
     log = _three_records(env)
     clean = fleetscope(env, "verify")
     assert clean.exit_code == 0
-    assert clean.stdout.startswith(f"{log}: 3 records, head ") and clean.stdout.endswith(": OK\n")
+    assert clean.stdout.startswith(f"{log}: 3 records, head ")
+    assert clean.stdout.splitlines()[0].endswith(": OK")
+    assert clean.stdout.splitlines()[1].endswith(": 3 records applied: agrees with the log")
     lines = log.read_text().splitlines()
     lines[1] = lines[1].replace('"id":"p2"', '"id":"mallory"')
     log.write_text("\n".join(lines) + "\n")
@@ -205,10 +225,13 @@ def test_verify_finds_records_cut_from_the_end_with_the_exported_head(
     assert document["head"] == document["entries"][-1]["hash"]
     assert result.stdout == f"wrote {exported}: 3 records, head {document['head']}, verified True\n"
     log.write_text("".join(log.read_text().splitlines(keepends=True)[:2]))
-    assert fleetscope(env, "verify").exit_code == 0  # a shorter chain is still a chain
+    assert fleetscope(env, "verify", "--log-only").exit_code == 0  # a shorter chain is still a chain
+    behind = fleetscope(env, "verify")  # but the graph holds a record the log lost
+    assert behind.exit_code == 1
+    assert "the graph has applied 3 audit records but" in behind.stdout
     cut = fleetscope(env, "verify", "--head", document["head"], "--records", "3")
     assert cut.exit_code == 1
-    assert cut.stdout.splitlines()[0].startswith("truncated: the expected head hash is not in the log")
+    assert cut.stdout.splitlines()[0].startswith("truncated: the anchor's head hash is not in the log")
 
 
 def test_export_log_of_a_tampered_log_says_so(env: dict[str, str], tmp_path: Path) -> None:

@@ -7,7 +7,10 @@ what the OpenLineage HTTP transport sends.
 
 from __future__ import annotations
 
+import asyncio
+import gzip
 import json
+import socket
 import threading
 import urllib.error
 import urllib.request
@@ -30,7 +33,8 @@ from openlineage.client.transport.http import (
 )
 
 from fleetscope.lineage import AuditLog, Lineage, verify_log
-from fleetscope.lineage.server import LINEAGE_PATH, make_server
+from fleetscope.lineage import server as server_module
+from fleetscope.lineage.server import LINEAGE_PATH, MAX_BODY_BYTES, LineageServer
 from fleetscope.lineage.store.embedded import EmbeddedStore
 from tests.lineage.conftest import count_graph
 
@@ -50,15 +54,14 @@ def service(embedded_dir: Path, tmp_path: Path) -> Iterator[Lineage]:
 @contextmanager
 def serving(lin: Lineage, api_key: str | None = None) -> Iterator[str]:
     """Run the endpoint on a free 127.0.0.1 port; yields its base URL."""
-    server = make_server(lin, "127.0.0.1", 0, api_key)
-    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
+    server = LineageServer(lin, "127.0.0.1", 0, api_key)
+    thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
+        yield f"http://127.0.0.1:{server.port}"
     finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(5)
+        server.stop()
+        thread.join(10)
 
 
 def post(url: str, body: bytes, headers: dict[str, str] | None = None) -> tuple[int, dict[str, Any]]:
@@ -77,7 +80,10 @@ def post(url: str, body: bytes, headers: dict[str, str] | None = None) -> tuple[
 
 
 def runs(lin: Lineage) -> list[dict[str, Any]]:
-    return lin.query("MATCH (r:Run) RETURN r.id AS id, r.state AS state, r.job_name AS job ORDER BY id")
+    return lin.query(
+        "MATCH (r:Run) WHERE r.state IS NOT NULL RETURN r.id AS id, r.state AS state, r.job_name AS job "
+        "ORDER BY id"
+    )
 
 
 def test_accepted_event_lands_in_the_graph(service: Lineage) -> None:
@@ -90,7 +96,7 @@ def test_accepted_event_lands_in_the_graph(service: Lineage) -> None:
     edges = service.query(
         "MATCH (:Run)-[e]->(v:DatasetVersion) RETURN type(e) AS rel, v.id AS id ORDER BY rel"
     )
-    table = "my-datasource-namespace:instance.schema.table@unversioned"
+    table = "my-datasource-namespace|instance.schema.table@unversioned"
     assert edges == [{"rel": "PRODUCED", "id": table}, {"rel": "USED", "id": table}]
     assert verify_log(service.log.path).records == 1
 
@@ -136,15 +142,15 @@ def test_bearer_token_is_required_when_configured(service: Lineage) -> None:
 @pytest.mark.parametrize("host", ["0.0.0.0", "::", "192.0.2.10"])
 def test_refuses_to_listen_off_loopback_without_a_token(service: Lineage, host: str) -> None:
     with pytest.raises(ValueError, match=f"refusing to listen on {host} without a token"):
-        make_server(service, host, 0, None)
+        LineageServer(service, host, 0, None)
 
 
 def test_loopback_names_need_no_token(service: Lineage) -> None:
-    server = make_server(service, "localhost", 0, None)
+    server = LineageServer(service, "localhost", 0, None)
     try:
-        assert server.server_address[0] == "127.0.0.1"
+        assert server.socket.getsockname()[0] in {"127.0.0.1", "::1"}
     finally:
-        server.server_close()
+        server.socket.close()
 
 
 def _client(url: str, api_key: str, compression: HttpCompression | None = None) -> OpenLineageClient:
@@ -202,8 +208,8 @@ def test_the_openlineage_python_client_is_accepted(
         {"id": run_id},
     )
     assert edges == [
-        {"rel": "PRODUCED", "v": "s3://models:sft-7b@unversioned"},
-        {"rel": "USED", "v": "s3://corpus:chat@unversioned"},
+        {"rel": "PRODUCED", "v": "s3://models|sft-7b@unversioned"},
+        {"rel": "USED", "v": "s3://corpus|chat@unversioned"},
     ]
     assert service.stats.accepted == 2
 
@@ -227,3 +233,85 @@ def test_a_get_of_the_events_path_is_a_wrong_method_not_a_wrong_path(service: Li
             urllib.request.urlopen(base + "/api/v2/nothing", timeout=10)
         with answer.value as error:
             assert error.code == 404
+
+
+def raw_request(port: int, head: bytes, body: bytes = b"") -> bytes:
+    """Send bytes as they are (headers no client library would send) and read the whole answer."""
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
+        sock.sendall(head + body)
+        chunks = []
+        while chunk := sock.recv(65536):
+            chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _port(url: str) -> int:
+    return int(url.rsplit(":", 1)[1])
+
+
+@pytest.mark.parametrize("length", [b"abc", b"-1", b"1e3", b"12, 13"])
+def test_a_content_length_that_is_not_a_number_is_answered_400(service: Lineage, length: bytes) -> None:
+    with serving(service) as url:
+        answer = raw_request(
+            _port(url),
+            b"POST /api/v1/lineage HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: "
+            + length
+            + b"\r\n\r\n",
+            b"{}",
+        )
+    assert answer.startswith(b"HTTP/1.1 400 ")
+    assert count_graph(service.store) == (0, 0)
+
+
+def test_a_gzip_bomb_is_refused_without_inflating_it(service: Lineage) -> None:
+    bomb = gzip.compress(b"0" * (64 << 20), compresslevel=1)  # 64 MiB of zeros in well under 1 MiB
+    with serving(service) as url:
+        status, body = post(url, bomb, {"Content-Encoding": "gzip"})
+    assert (status, body) == (413, {"error": f"body over {MAX_BODY_BYTES} bytes once decompressed"})
+    assert not service.quarantine.exists()
+
+
+def test_a_chunked_body_over_the_limit_is_refused(service: Lineage) -> None:
+    def chunks() -> Iterator[bytes]:
+        for _ in range(MAX_BODY_BYTES // 65536 + 2):
+            yield b" " * 65536
+
+    with serving(service) as url:
+        response = requests.post(url + LINEAGE_PATH, data=chunks(), timeout=60)
+    assert response.status_code == 413
+
+
+def test_connections_that_never_finish_their_headers_are_closed(
+    service: Lineage, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(server_module, "HEADER_TIMEOUT_S", 0.5)
+    with serving(service) as url:
+        slow = [socket.create_connection(("127.0.0.1", _port(url)), timeout=10) for _ in range(300)]
+        for sock in slow:
+            sock.sendall(b"POST /api/v1/lineage HTTP/1.1\r\nHost: x\r\n")  # and never the rest
+        closed = sum(1 for sock in slow if sock.recv(1) == b"")  # b"": the server closed it
+        status, _ = post(url, EXAMPLE.read_bytes())
+        for sock in slow:
+            sock.close()
+    assert closed == 300
+    assert status == 201
+
+
+def test_a_burst_of_concurrent_posts_is_answered_without_resets(service: Lineage) -> None:
+    async def burst(port: int, count: int) -> list[bytes]:
+        async def one() -> bytes:
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            writer.write(
+                b"POST /api/v1/lineage HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
+                b"Content-Length: 2\r\n\r\n{}"
+            )
+            await writer.drain()
+            answer = await reader.read()
+            writer.close()
+            return answer
+
+        return await asyncio.gather(*(one() for _ in range(count)))
+
+    with serving(service) as url:
+        answers = asyncio.run(burst(_port(url), 1000))
+    assert [a.split(b" ", 2)[1] for a in answers] == [b"400"] * 1000  # every one answered, none reset

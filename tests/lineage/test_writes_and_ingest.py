@@ -55,40 +55,55 @@ def test_read_only_session_refuses_writes(store: GraphStore) -> None:
     assert count_graph(store) == (1, 0)
 
 
-def test_valid_openlineage_event_is_mapped(lineage: Lineage) -> None:
-    lineage.ingest(_event("example_full_event.json"))
-    rows = lineage.query("MATCH (r:Run) RETURN r.id AS id, r.state AS state, r.job_name AS job")
+def test_valid_openlineage_event_is_mapped(embedded_lineage: Lineage) -> None:
+    embedded_lineage.ingest(_event("example_full_event.json"))
+    rows = embedded_lineage.query(
+        "MATCH (r:Run)-[:CHILD_OF]->(p:Run) RETURN r.id AS id, r.state AS state, r.job_name AS job, "
+        "p.id AS parent, p.job_name AS parent_job"
+    )
+    # The parent facet names the DAG run this task ran in.
     assert rows == [
-        {"id": "ea041791-68bc-4ae1-bd89-4c8106a157e4", "state": "COMPLETE", "job": "myjob.mytask"}
-    ]
-    assert lineage.stats.accepted == 1
+        {"id": "ea041791-68bc-4ae1-bd89-4c8106a157e4", "state": "COMPLETE", "job": "myjob.mytask",
+         "parent": "3f5e83fa-3480-44ff-99c5-ff943904e5e8", "parent_job": "myjob.mytask"}
+    ]  # fmt: skip
+    assert embedded_lineage.stats.accepted == 1
 
 
-def test_broken_event_leaves_the_graph_unchanged(lineage: Lineage, tmp_path: Path) -> None:
-    lineage.ingest(_event("example_full_event.json"))
-    before = count_graph(lineage.store)
+def test_broken_event_leaves_the_graph_unchanged(embedded_lineage: Lineage, tmp_path: Path) -> None:
+    embedded_lineage.ingest(_event("example_full_event.json"))
+    before = count_graph(embedded_lineage.store)
     event = json.loads(_event("example_full_event.json"))
-    event["run"]["runId"] = "5f3e0a52-0f8e-4c5b-9a43-0d6f1b7c2e11"
-    event["inputs"] = [{"namespace": "s3://b", "name": "t", "facets": {"schema": {
-        "_producer": "p", "_schemaURL": "https://x", "fields": [{"name": 7}]}}}]  # fmt: skip
-    with pytest.raises(InvalidEvent, match=r"inputs\[0\]\.facets\.schema"):
-        lineage.ingest(json.dumps(event))
+    event["run"]["runId"] = "not-a-uuid"
+    with pytest.raises(InvalidEvent, match=r"run/runId"):
+        embedded_lineage.ingest(json.dumps(event))
     with pytest.raises(InvalidEvent, match="not JSON"):
-        lineage.ingest("{nope")
-    assert count_graph(lineage.store) == before
+        embedded_lineage.ingest("{nope")
+    assert count_graph(embedded_lineage.store) == before
     quarantined = [json.loads(line) for line in (tmp_path / "quarantine.jsonl").read_text().splitlines()]
-    assert [q["reason"].split(":")[0] for q in quarantined] == [
-        "inputs[0].facets.schema/fields/0/name",
-        "not JSON",
+    assert [q["reason"].split(":")[0] for q in quarantined] == ["RunEvent run/runId", "not JSON"]
+    assert embedded_lineage.stats.rejected == 2
+    assert verify_log(embedded_lineage.log.path).records == 1
+
+
+def test_a_facet_of_an_older_shape_is_set_aside_and_the_event_kept(embedded_lineage: Lineage) -> None:
+    event = json.loads(_event("old_dq_metrics_facet_event.json"))
+    event["inputs"][0]["facets"]["schema"] = {
+        "_producer": "p", "_schemaURL": "https://x", "fields": [{"name": 7}]}  # fmt: skip
+    embedded_lineage.ingest(json.dumps(event))
+    record = json.loads(embedded_lineage.log.path.read_text().splitlines()[-1])
+    assert [s["path"] for s in record["data"]["set_aside"]] == [
+        "inputs[0].facets.schema",
+        "inputs[0].inputFacets.dataQualityMetrics",
     ]
-    assert lineage.stats.rejected == 2
-    assert verify_log(lineage.log.path).records == 1
+    assert "dataQualityMetrics" not in record["data"]["event"]["inputs"][0]["inputFacets"]
+    rows = embedded_lineage.query("MATCH (r:Run)-[:USED]->(v:DatasetVersion) RETURN r.id AS r, v.id AS v")
+    assert rows == [{"r": "ea041791-68bc-4ae1-bd89-4c8106a157e4", "v": rows[0]["v"]}]
 
 
-def test_ingest_file_counts_good_and_bad_lines(lineage: Lineage, tmp_path: Path) -> None:
+def test_ingest_file_counts_good_and_bad_lines(embedded_lineage: Lineage, tmp_path: Path) -> None:
     good = json.dumps(json.loads(_event("serde_example_run_event.json")))
     events = tmp_path / "events.jsonl"
     events.write_text(f'{good}\n{{"eventType": "START"}}\n\n')
-    stats = lineage.ingest_file(events)
+    stats = embedded_lineage.ingest_file(events)
     assert (stats.accepted, stats.rejected) == (1, 1)
     assert "line 2: JobEvent (event): 'eventTime' is a required property" in stats.reasons

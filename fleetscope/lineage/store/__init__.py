@@ -1,5 +1,11 @@
 """Graph store backends behind one contract (see :mod:`fleetscope.lineage.store.base`)."""
 
-from fleetscope.lineage.store.base import GraphStore, ReadOnlyViolation, StoreError, open_store
+from fleetscope.lineage.store.base import (
+    GraphStore,
+    ReadOnlyViolation,
+    StoreError,
+    StoreUnavailable,
+    open_store,
+)
 
-__all__ = ["GraphStore", "ReadOnlyViolation", "StoreError", "open_store"]
+__all__ = ["GraphStore", "ReadOnlyViolation", "StoreError", "StoreUnavailable", "open_store"]

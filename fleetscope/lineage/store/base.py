@@ -19,24 +19,39 @@ Rules every backend keeps (the contract tests in ``tests/lineage`` check them):
 - Parameters are always bound by the driver, never formatted into the statement text.
 - Rows come back as ``dict`` of column name to plain Python value (str, int, float, bool, None,
   lists of these); queries return properties, not node objects.
-- Errors from the server surface as :class:`StoreError` with the server's message.
+- Errors from the server surface as :class:`StoreError` with the server's message;
+  :class:`StoreUnavailable` when the server could not be reached at all (nothing was refused: the
+  statement may be sent again once it is back).
+- Every node is found by its ``key`` property (:data:`KEY`, see
+  :func:`fleetscope.lineage.schema.node_key`), which the store keeps unique; ``id`` is the text
+  people see. FalkorDB's unique-constraint code crashes the server on a value with a leading or
+  trailing blank or over 4,096 bytes, and its index does not find such a value, so the engines are
+  handed a fixed-size hex key and never the id itself.
 """
 
 from __future__ import annotations
 
 import abc
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 Row = dict[str, Any]
 
+#: The node property the stores index and keep unique (see the module docstring).
+KEY = "key"
+
 DEFAULT_DATA_DIR = Path(os.path.expanduser("~/.local/share/fleetscope/lineage"))
 
 
 class StoreError(RuntimeError):
     """The graph server refused or failed a statement, or could not be reached."""
+
+
+class StoreUnavailable(StoreError):
+    """The graph server could not be reached, or went away during a statement."""
 
 
 class ReadOnlyViolation(StoreError):
@@ -75,9 +90,19 @@ class GraphStore(abc.ABC):
 
     @abc.abstractmethod
     def ensure_schema(self, labels: list[str], lookups: list[tuple[str, str]]) -> None:
-        """Create what is missing: a uniqueness constraint on ``id`` for each label (an index where
-        the backend has no constraint syntax) and an index for each ``(label, property)`` lookup
-        the queries filter on. Idempotent."""
+        """Create what is missing: a uniqueness constraint on :data:`KEY` for each label (an index
+        where the backend has no constraint syntax) and an index for each ``(label, property)``
+        lookup the queries filter on. Idempotent."""
+
+    def clear(self) -> None:
+        """Delete every node and relationship of this graph (``fleetscope lineage rebuild``)."""
+        self.write("MATCH (n) DETACH DELETE n")
+
+    def other_graph(self, name: str) -> GraphStore | None:
+        """A scratch graph on the same server, sharing this store's connection, or None where the
+        backend cannot hold a second graph (Neo4j Community has one database). Closing it leaves
+        this store open."""
+        return None
 
     @abc.abstractmethod
     def close(self) -> None:
@@ -102,13 +127,20 @@ def embedded_data_dir(uri: str) -> Path | None:
     return Path(parts.path) if parts.path not in {"", "/"} else DEFAULT_DATA_DIR
 
 
-def open_store(uri: str, *, user: str | None = None, password: str | None = None) -> GraphStore:
+def open_store(
+    uri: str,
+    *,
+    user: str | None = None,
+    password: str | None = None,
+    progress: Callable[[float], None] | None = None,
+) -> GraphStore:
     """Open the backend that ``uri`` names (see the module docstring).
 
     Args:
         uri: store URI.
         user: Bolt user name (Neo4j), if the server requires one.
         password: Bolt password; never logged.
+        progress: called with the loaded fraction while a cold embedded server loads its data.
 
     Returns:
         A connected store.
@@ -130,5 +162,5 @@ def open_store(uri: str, *, user: str | None = None, password: str | None = None
         from fleetscope.lineage.store.embedded import EmbeddedStore
 
         graph = query.get("graph", ["fleetscope"])[0]
-        return EmbeddedStore(embedded_data_dir(uri) or DEFAULT_DATA_DIR, graph=graph)
+        return EmbeddedStore(embedded_data_dir(uri) or DEFAULT_DATA_DIR, graph=graph, progress=progress)
     raise ValueError(f"unknown lineage store URI scheme {parts.scheme!r} in {uri!r} (bolt, neo4j, embedded)")

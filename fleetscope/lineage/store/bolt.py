@@ -20,7 +20,14 @@ from typing import Any
 import neo4j
 from neo4j.exceptions import ClientError, Neo4jError, ServiceUnavailable
 
-from fleetscope.lineage.store.base import GraphStore, ReadOnlyViolation, Row, StoreError
+from fleetscope.lineage.store.base import (
+    KEY,
+    GraphStore,
+    ReadOnlyViolation,
+    Row,
+    StoreError,
+    StoreUnavailable,
+)
 
 # Strings, quoted names and comments are removed first so that a keyword inside a value
 # ("SET" in a description) does not trip the guard.
@@ -86,6 +93,7 @@ class BoltStore(GraphStore):
         auth = (user, password or "") if user else None
         self._driver = neo4j.GraphDatabase.driver(uri, auth=auth)
         self._database = database
+        self.read_timeout_s = 60.0
         try:
             agent = self._driver.get_server_info().agent or ""
         except (Neo4jError, ServiceUnavailable, OSError) as exc:
@@ -116,6 +124,10 @@ class BoltStore(GraphStore):
             # with a single quote fails, and could change the statement. Refuse it here.
             raise StoreError("FalkorDB over Bolt cannot bind text containing a single quote safely")
 
+        # Reads carry a transaction timeout, which Neo4j enforces on the server.
+        timeout = self.read_timeout_s if mode == neo4j.READ_ACCESS else None
+
+        @neo4j.unit_of_work(timeout=timeout)
         def work(tx: neo4j.ManagedTransaction) -> list[Row]:
             return [record.data() for record in tx.run(cypher, params or {})]
 
@@ -128,7 +140,9 @@ class BoltStore(GraphStore):
             if "AccessMode" in (exc.code or ""):
                 raise ReadOnlyViolation(exc.message or str(exc)) from exc
             raise StoreError(exc.message or str(exc)) from exc
-        except (Neo4jError, ServiceUnavailable, OSError) as exc:
+        except (ServiceUnavailable, OSError) as exc:
+            raise StoreUnavailable(str(exc)) from exc
+        except Neo4jError as exc:
             raise StoreError(str(exc)) from exc
 
     def write(self, cypher: str, params: dict[str, Any] | None = None) -> list[Row]:
@@ -145,11 +159,11 @@ class BoltStore(GraphStore):
         for label in labels:
             if self.is_neo4j:
                 self.write(
-                    f"CREATE CONSTRAINT fleetscope_{label.lower()}_id IF NOT EXISTS "
-                    f"FOR (n:{label}) REQUIRE n.id IS UNIQUE"
+                    f"CREATE CONSTRAINT fleetscope_{label.lower()}_{KEY} IF NOT EXISTS "
+                    f"FOR (n:{label}) REQUIRE n.{KEY} IS UNIQUE"
                 )
-            elif not self._has_index(label, "id"):
-                self.write(f"CREATE INDEX FOR (n:{label}) ON (n.id)")
+            elif not self._has_index(label, KEY):
+                self.write(f"CREATE INDEX FOR (n:{label}) ON (n.{KEY})")
         for label, prop in lookups:
             if self.is_neo4j:
                 name = f"fleetscope_{label.lower()}_{prop}"
