@@ -244,7 +244,7 @@ def _first_time_key(f: Finding) -> tuple[int, float, str]:
     """Order by time where known; otherwise by source position (file, then line)."""
     t = f.time
     first = f.evidence[0] if f.evidence else None
-    uptime = float(first.attrs.get("uptime_s", 0.0)) if first else 0.0
+    uptime = float(first.attrs.get("uptime_s") or 0.0) if first else 0.0
     if t is not None:
         return (0, t.timestamp(), "")
     src = first.source if first else ""

@@ -30,6 +30,8 @@ LAYERS: tuple[str, ...] = (
 SEVERITIES: tuple[str, ...] = ("critical", "error", "warning", "info")
 
 Role = Literal["cause", "symptom", "context"]
+#: Which symptoms a cause can explain: those of its GPU, of its node, or of the whole job.
+Scope = Literal["gpu", "node", "cluster"]
 
 #: Evidence attribute set where the GPU index is the NVIDIA driver's own instance number ("GPU3" in an
 #: NVRM line), used because no file of the node maps the bus id to an nvidia-smi index.
@@ -84,7 +86,8 @@ class Finding:
         evidence: The evidence behind it, first occurrence first.
         origin: For Xids, the catalogue's ``origin`` (hardware, firmware, driver, application, system,
             consequence); else ``""``.
-        explains: Scope of the symptoms it can explain: ``"gpu"``, ``"node"`` or ``"cluster"``.
+        explains: Scope of the symptoms it can explain: ``"gpu"``, ``"node"`` or ``"cluster"``; every
+            detector states it (no default), since a wrong scope silently attaches symptoms.
         count: How many occurrences the evidence stands for (evidence lists are capped).
         from_anywhere: For symptoms that echo a failure elsewhere (a peer's socket closed): a cause on
             any node may explain it, whatever that cause's own ``explains`` scope.
@@ -102,7 +105,7 @@ class Finding:
     gpu_pci_bus_id: str | None = None
     evidence: list[Evidence] = field(default_factory=list)
     origin: str = ""
-    explains: str = "cluster"
+    explains: Scope = field(kw_only=True)
     count: int = 1
     from_anywhere: bool = False
 

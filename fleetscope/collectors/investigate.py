@@ -27,9 +27,16 @@ from fleetscope.collectors.bundle import (
     scan_lines,
 )
 from fleetscope.collectors.correlator import Correlation, correlate
-from fleetscope.collectors.detectors import DETECTORS
+from fleetscope.collectors.detectors import DETECTORS, Detector
 from fleetscope.collectors.evidence import DRIVER_NUMBERING, SEVERITIES, Evidence, Finding
-from fleetscope.collectors.parsers import DOCUMENT_PARSERS, LINE_PARSERS, FileContext, Line
+from fleetscope.collectors.kinds import EvidenceError, check, reads
+from fleetscope.collectors.parsers import (
+    DOCUMENT_PARSERS,
+    LINE_PARSERS,
+    DocumentParser,
+    FileContext,
+    Line,
+)
 from fleetscope.collectors.parsers.base import anchor, keyword_pattern
 from fleetscope.collectors.prefixes import Prefixes, split_prefixes
 from fleetscope.collectors.timestamps import split_timestamp, with_year
@@ -40,6 +47,10 @@ MAX_EVIDENCE_PER_KEY = 20
 MAX_TIMELINE = 200
 #: Evidence lines quoted per root cause.
 MAX_QUOTED = 10
+#: Items a failing detector may lose before its whole output is given up (each costs a binary search).
+MAX_DETECTOR_RETRIES = 20
+#: Times a document parser that raised is restarted on the rest of its file.
+MAX_DOCUMENT_RESTARTS = 1000
 
 #: Keyword anchors (see ``fleetscope.collectors.parsers.base.anchor``) and the parsers each one calls for.
 _ANCHORS: dict[str, list[int]] = {}
@@ -54,11 +65,41 @@ Progress = Callable[[int, int], None]
 
 @dataclass(slots=True)
 class Unparsed:
-    """What the engine could not read: files with nothing recognised, and lines without evidence."""
+    """What the engine could not read.
+
+    Attributes:
+        files: Files with nothing recognised (empty, binary, unreadable, or no line gave evidence).
+        lines: Lines read that gave no evidence.
+        errors: Items lost to an error: lines a parser raised on, evidence that did not match its kind's
+            entry (:mod:`fleetscope.collectors.kinds`), evidence a detector raised on.
+        notes: One sentence per skipped file and per parser or detector that lost items.
+    """
 
     files: int = 0
     lines: int = 0
+    errors: int = 0
     notes: list[str] = field(default_factory=list)
+    _losses: dict[tuple[str, str], list[Any]] = field(default_factory=dict)
+
+    def lost(self, where: str, who: str, exc: BaseException, item: str) -> None:
+        """Count one item ``who`` lost in ``where`` to ``exc``; the first of each kind is named in notes.
+
+        Args:
+            where: The file (relative to the bundle), or ``"detectors"``.
+            who: The parser or detector, as the note names it.
+            exc: What was raised.
+            item: The item lost, as the note names it (``"line 12"``, ``"node-01/dmesg:3"``).
+        """
+        self.errors += 1
+        entry = self._losses.setdefault((where, who), [0, f"{type(exc).__name__}: {exc}"[:200], item])
+        entry[0] += 1
+
+    def all_notes(self) -> list[str]:
+        """The notes, then one per (file or detectors, parser or detector) that lost items."""
+        return self.notes + [
+            f"{where}: {count} item(s) lost in {who} ({error}; first: {item})"
+            for (where, who), (count, error, item) in self._losses.items()
+        ]
 
 
 @dataclass(slots=True)
@@ -117,8 +158,12 @@ class Investigation:
                 }
                 for s, explained in self.correlation.symptoms
             ],
-            "unparsed": {"files": self.unparsed.files, "lines": self.unparsed.lines},
-            "notes": self.unparsed.notes,
+            "unparsed": {
+                "files": self.unparsed.files,
+                "lines": self.unparsed.lines,
+                "errors": self.unparsed.errors,
+            },
+            "notes": self.unparsed.all_notes(),
         }
 
     def timeline(self) -> list[Evidence]:
@@ -177,10 +222,8 @@ def investigate(bundle: Path, progress: Progress | None = None) -> Investigation
     _resolve_gpus(evidence)
     findings: list[Finding] = []
     for detector in DETECTORS:
-        try:
-            findings.extend(detector().detect(evidence))
-        except Exception as exc:  # a detector bug must not hide the other detectors' findings
-            unparsed.notes.append(f"detector {detector.name} failed ({type(exc).__name__}: {exc})")
+        wanted = reads(detector.name)
+        findings.extend(run_detector(detector, [e for e in evidence if e.kind in wanted], unparsed))
     for finding in findings:
         # Evidence read without a layer (an Xid line) takes its finding's, for the timeline.
         for e in finding.evidence:
@@ -188,6 +231,57 @@ def investigate(bundle: Path, progress: Progress | None = None) -> Investigation
     return Investigation(
         correlation=correlate(findings), evidence=evidence, unparsed=unparsed, files_read=files_read
     )
+
+
+def run_detector(detector: type[Detector], evidence: list[Evidence], unparsed: Unparsed) -> list[Finding]:
+    """Run one detector; evidence it raises on is left out (counted and noted), never its whole output.
+
+    A detector that raises is run again on ever shorter prefixes of its evidence (a binary search) to
+    find the first item without which the prefix no longer fails; that item is dropped and the detector
+    run again, at most :data:`MAX_DETECTOR_RETRIES` times.
+
+    Args:
+        detector: The detector class.
+        evidence: The evidence of the kinds it reads.
+        unparsed: Where losses are counted.
+
+    Returns:
+        Its findings on the evidence it could read.
+    """
+    items = list(evidence)
+    for _ in range(MAX_DETECTOR_RETRIES):
+        try:
+            return list(detector().detect(items))
+        except Exception as exc:  # a detector bug must cost one item, not the detector's findings
+            bad = _first_failing(detector, items)
+            if bad is None:
+                unparsed.lost("detectors", f"detector {detector.name}", exc, f"{len(items)} items")
+                return []
+            unparsed.lost("detectors", f"detector {detector.name}", exc, items[bad].source)
+            del items[bad]
+    return []
+
+
+def _first_failing(detector: type[Detector], items: list[Evidence]) -> int | None:
+    """Index of the item whose prefix first makes ``detector`` raise, or ``None`` if none does alone."""
+
+    def fails(n: int) -> bool:
+        try:
+            list(detector().detect(items[:n]))
+        except Exception:  # the probe is the failure itself
+            return True
+        return False
+
+    if not fails(len(items)):
+        return None
+    low, high = 0, len(items)  # fails(high) holds, fails(low) does not (no evidence: nothing to read)
+    while high - low > 1:
+        mid = (low + high) // 2
+        if fails(mid):
+            high = mid
+        else:
+            low = mid
+    return high - 1
 
 
 def _read_file(f: BundleFile, stats: ReadStats, unparsed: Unparsed) -> Iterator[Evidence] | None:
@@ -205,15 +299,36 @@ def _read_file(f: BundleFile, stats: ReadStats, unparsed: Unparsed) -> Iterator[
     text_head = decode(head)
     for doc in DOCUMENT_PARSERS:
         if doc.sniff(text_head):
-            lines = (
-                Line(n, decode(raw), Prefixes(None, None, None, decode(raw)))
-                for n, raw in scan_lines(f.path, stats)
-            )
-            return doc(ctx).parse(lines)
-    return _parse_log(f, ctx, stats)
+            return _parse_document(doc, f, ctx, stats, unparsed)
+    return _parse_log(f, ctx, stats, unparsed)
 
 
-def _parse_log(f: BundleFile, ctx: FileContext, stats: ReadStats) -> Iterator[Evidence]:
+def _parse_document(
+    doc: type[DocumentParser], f: BundleFile, ctx: FileContext, stats: ReadStats, unparsed: Unparsed
+) -> Iterator[Evidence]:
+    """Run a document parser; where it raises, the line it was on is lost and a fresh one reads on."""
+    position = [0]
+
+    def lines() -> Iterator[Line]:
+        for n, raw in scan_lines(f.path, stats):
+            position[0] = n
+            text = decode(raw)
+            yield Line(n, text, Prefixes(None, None, None, text))
+
+    source = lines()
+    for _ in range(MAX_DOCUMENT_RESTARTS):
+        try:
+            for e in doc(ctx).parse(source):
+                if _valid(e, doc.name, f, unparsed):
+                    yield e
+            return
+        except READ_ERRORS:
+            raise
+        except Exception as exc:  # one odd line must not cost the rest of the document
+            unparsed.lost(f.rel, f"parser {doc.name}", exc, f"line {position[0]}")
+
+
+def _parse_log(f: BundleFile, ctx: FileContext, stats: ReadStats, unparsed: Unparsed) -> Iterator[Evidence]:
     parsers = [cls(ctx) for cls in LINE_PARSERS]
     broken: Exception | None = None
     try:
@@ -224,13 +339,34 @@ def _parse_log(f: BundleFile, ctx: FileContext, stats: ReadStats) -> Iterator[Ev
                 continue
             line = Line(n, text, split_prefixes(text))
             for i in wanted:
-                yield from parsers[i].feed(line)
+                parser = parsers[i]
+                try:
+                    found = list(parser.feed(line))
+                except Exception as exc:  # one odd line costs that line, never the rest of the file
+                    unparsed.lost(f.rel, f"parser {parser.name}", exc, f"line {n}")
+                    continue
+                yield from (e for e in found if _valid(e, parser.name, f, unparsed))
     except READ_ERRORS as exc:
         broken = exc  # a truncated archive or a failing disk: keep what the lines before it showed
     for parser in parsers:
-        yield from parser.finish()
+        try:
+            held = list(parser.finish())
+        except Exception as exc:  # what it held back is lost, not what it gave line by line
+            unparsed.lost(f.rel, f"parser {parser.name}", exc, "end of file")
+            continue
+        yield from (e for e in held if _valid(e, parser.name, f, unparsed))
     if broken is not None:
         raise broken
+
+
+def _valid(e: Evidence, parser: str, f: BundleFile, unparsed: Unparsed) -> bool:
+    """Whether ``e`` matches its kind's entry; what does not is counted and noted, not kept."""
+    try:
+        check(e, parser)
+    except EvidenceError as exc:
+        unparsed.lost(f.rel, f"parser {parser}", exc, e.source)
+        return False
+    return True
 
 
 class _EvidenceStore:

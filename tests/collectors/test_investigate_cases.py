@@ -57,7 +57,7 @@ def test_cli_json_matches_the_contract() -> None:
     # Every rank's watchdog timeout is a symptom explained by the Xid, not a cause of its own.
     watchdog = [s for s in out["symptoms"] if s["kind"].startswith("c10d_watchdog_timeout")]
     assert watchdog and all(s["explained_by"] == 0 for s in watchdog)
-    assert set(out["unparsed"]) == {"files", "lines"}
+    assert set(out["unparsed"]) == {"files", "lines", "errors"}
 
 
 def test_cli_text_puts_the_answer_first() -> None:

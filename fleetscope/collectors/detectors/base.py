@@ -34,7 +34,7 @@ class Detector:
 def occurrences(evidence: Iterable[Evidence]) -> int:
     """How many lines the evidence stands for (the bundle reader keeps the first few per key and counts
     the rest in ``attrs["repeats"]``)."""
-    return sum(int(e.attrs.get("repeats", 1)) for e in evidence)
+    return sum(max(1, e.attrs.get("repeats") or 1) for e in evidence)
 
 
 def gpu_key(e: Evidence | Finding) -> tuple[str | None, str | int | None]:

@@ -90,6 +90,7 @@ def _slow_nodes(busbw: dict[str | None, list[Evidence]]) -> Iterable[Finding]:
         if median <= 0 or value > SLOW_RATIO * median:
             continue
         yield Finding(
+            explains="cluster",
             kind="nccl_tests_slow_node",
             layer=None,
             role="symptom",

@@ -208,6 +208,7 @@ class GpuHealthDetector(Detector):
                 system = str(e.attrs.get("system", "")).strip().lower()
                 layer = _DCGM_SYSTEM_LAYER.get(system, "gpu_hardware")
                 yield Finding(
+                    explains="cluster",
                     kind=f"dcgm_health:{system}",
                     layer=layer,
                     role="cause",
@@ -229,6 +230,7 @@ class GpuHealthDetector(Detector):
                 layer = _DCGM_DIAG_LAYER.get(test.lower(), "gpu_hardware")
                 failed = e.attrs.get("result") == "FAIL"
                 yield Finding(
+                    explains="cluster",
                     kind=f"dcgm_diag:{test.lower().replace(' ', '_')}",
                     layer=layer,
                     role="cause",
@@ -250,6 +252,7 @@ class GpuHealthDetector(Detector):
             # NVML calls hang or fail is a GPU or driver in trouble, with nothing yet to say which.
             if (e.node, e.gpu_pci_bus_id, e.gpu) not in lost:
                 yield Finding(
+                    explains="cluster",
                     kind="nvml_unresponsive",
                     layer="gpu_hardware",
                     role="cause",
@@ -294,6 +297,7 @@ class GpuHealthDetector(Detector):
     @staticmethod
     def _thermal(e: Evidence, what: str) -> Finding:
         return Finding(
+            explains="cluster",
             kind="thermal_slowdown",
             layer="thermal_power",
             role="cause",
@@ -310,6 +314,7 @@ class GpuHealthDetector(Detector):
     @staticmethod
     def _memory(e: Evidence, what: str, weight: float, action: str = "") -> Finding:
         return Finding(
+            explains="cluster",
             kind="gpu_memory_errors",
             layer="gpu_memory",
             role="cause",

@@ -43,6 +43,7 @@ class NvlinkDetector(Detector):
                 links.setdefault((e.node, e.gpu), []).append(e)
             elif e.kind == "nvlink_all_inactive":
                 yield Finding(
+                    explains="cluster",
                     kind="nvlink_all_inactive",
                     layer="nvlink",
                     role="cause",
@@ -63,6 +64,7 @@ class NvlinkDetector(Detector):
             up = len(evs) - len(down)
             names = ", ".join(str(e.attrs["link"]) for e in down)
             yield Finding(
+                explains="cluster",
                 kind="nvlink_inactive",
                 layer="nvlink",
                 role="cause",
@@ -92,6 +94,7 @@ def _error_outliers(counters: dict[tuple[Any, ...], list[Evidence]]) -> Iterable
         evs = [e for e in counters[(node, gpu, link)] if int(e.attrs["value"])]
         counts = ", ".join(f"{e.attrs['counter']} {e.attrs['value']}" for e in evs)
         yield Finding(
+            explains="cluster",
             kind="nvlink_error_counters",
             layer="nvlink",
             role="cause",

@@ -34,6 +34,7 @@ class PcieAerDetector(Detector):
             bus = gpus[0] if len(gpus) == 1 else None
             gpu_ev = next((e for e in evs if e.gpu_pci_bus_id == bus), None) if bus else None
             yield Finding(
+                explains="cluster",
                 kind="pcie_aer_uncorrected",
                 layer="gpu_hardware",
                 role="cause",

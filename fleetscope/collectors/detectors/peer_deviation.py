@@ -64,6 +64,7 @@ class PeerDeviationDetector(Detector):
                 ):
                     continue
                 yield Finding(
+                    explains="cluster",
                     kind=f"peer_deviation:{name}",
                     layer=layer,
                     role="cause",

@@ -26,6 +26,7 @@ class StragglerDetector(Detector):
             first, last = evs[0], evs[-1]
             steps = " -> ".join(f"{e.attrs['after_s']:.4g} s" for e in evs[:6])
             yield Finding(
+                explains="cluster",
                 kind="iteration_time_jump",
                 layer=None,
                 role="symptom",
@@ -33,7 +34,7 @@ class StragglerDetector(Detector):
                 weight=0.3,
                 summary=f"Iteration time{' on ' + node if node else ''} jumped from "
                 f"{first.attrs['before_s']:.4g} s to "
-                f"{steps} (x{last.attrs['after_s'] / first.attrs['before_s']:.1f}); "
+                f"{steps}{_times(first.attrs['before_s'], last.attrs['after_s'])}; "
                 "the bundle holds no evidence of "
                 "the cause (GPU, network, another job on the same GPUs?): unsure",
                 action="compare per-rank step times to find the straggler rank, and look at GPU utilisation, "
@@ -42,3 +43,8 @@ class StragglerDetector(Detector):
                 evidence=evs,
                 count=len(evs),
             )
+
+
+def _times(before: float, after: float) -> str:
+    """`` (x3.2)``: how many times the level grew, or ``""`` where the level it left was not positive."""
+    return f" (x{after / before:.1f})" if before > 0 else ""

@@ -52,9 +52,11 @@ class TransportDetector(Detector):
         for e in evidence:
             if e.kind == "ib_completion_error":
                 groups.setdefault(("ib", e.node, e.attrs["status"]), []).append(e)
-            elif e.kind in ("ofi_completion_error", "ofi_call_failed"):
-                groups.setdefault((e.kind, e.node, e.attrs.get("rc") or e.attrs.get("call")), []).append(e)
-            elif e.kind == "libfabric_warn" and "errno" in e.attrs:
+            elif e.kind == "ofi_completion_error":
+                groups.setdefault((e.kind, e.node, e.attrs["rc"]), []).append(e)
+            elif e.kind == "ofi_call_failed":
+                groups.setdefault((e.kind, e.node, e.attrs["call"]), []).append(e)
+            elif e.kind == "libfabric_warn" and e.attrs.get("errno") is not None:
                 groups.setdefault(("libfabric", e.node, e.attrs["errno"]), []).append(e)
             elif e.kind == "nccl_result":
                 groups.setdefault(("result", None, e.attrs["result"]), []).append(e)
@@ -123,7 +125,8 @@ def _finding(
     count = occurrences(evs)
     nodes = sorted({e.node for e in evs if e.node})
     on = f" on {', '.join(nodes)}" if nodes else ""
-    common: dict[str, Any] = {"node": node, "evidence": evs, "count": count}
+    # A transport fault stops collectives on every node of the job.
+    common: dict[str, Any] = {"node": node, "evidence": evs, "count": count, "explains": "cluster"}
     if what == "ib":
         entry = knowledge.ib_wc_status(int(value)) or {}
         name = entry.get("name", f"status {value}")
@@ -200,7 +203,6 @@ def _finding(
             weight=0.3,
             summary=f"NCCL reported {value}{on}: {entry.get('meaning', 'a collective failed')}",
             action=entry.get("action", "look for the transport or GPU error that preceded it on every node"),
-            explains="cluster",
             **common,
         )
     if what == "watchdog":

@@ -114,6 +114,27 @@ def _metric_xid(e: Evidence) -> int | None:
     return None
 
 
+def _rm_init_failed(e: Evidence) -> Finding:
+    """The driver could not initialise a GPU: the GPU (or its firmware) did not come up."""
+    detail = str(e.attrs.get("detail", "")).strip(" :!")
+    return Finding(
+        kind="rm_init_failed",
+        layer="gpu_hardware",
+        role="cause",
+        severity="error",
+        weight=0.7,
+        summary=f"The NVIDIA driver could not initialise {where(e.node, e.gpu, e.gpu_pci_bus_id)} "
+        f"(RmInitAdapter failed{': ' + detail[:120] if detail else ''})",
+        action="check nvidia-smi on that node; reset the GPU or reboot, and replace it if it still does not "
+        "initialise (collect nvidia-bug-report.sh output)",
+        node=e.node,
+        gpu=e.gpu,
+        gpu_pci_bus_id=e.gpu_pci_bus_id,
+        evidence=[e],
+        explains="node",
+    )
+
+
 class XidDetector(Detector):
     """Xid lines, fallen-off-the-bus messages, DCGM's last-Xid gauge and fleetscope's Xid counters."""
 
@@ -133,6 +154,8 @@ class XidDetector(Detector):
                 number = 79
             elif e.kind == "metric":
                 number = _metric_xid(e)
+            elif e.kind == "rm_init_failed":
+                yield _rm_init_failed(e)
             if number is not None:
                 groups.setdefault((e.node, e.gpu_pci_bus_id, e.gpu, number), []).append(e)
         for (_, _, _, number), evs in groups.items():

@@ -33,7 +33,6 @@ _FALLEN = re.compile(
     re.IGNORECASE,
 )
 _GPU_AT = re.compile(r"NVRM: GPU at PCI:(?P<bus>[0-9a-fA-F:.]+): (?P<uuid>GPU-[0-9a-fA-F-]+)")
-_LOADING = re.compile(r"NVRM: loading NVIDIA .*?Kernel Module(?: for \w+)?\s+(?P<version>\d+\.\d+(?:\.\d+)?)")
 _API_MISMATCH = re.compile(r"NVRM: API mismatch: .*?version (?P<client>[\d.]+).*?version (?P<kernel>[\d.]+)")
 _RM_INIT = re.compile(r"NVRM: (?:GPU (?P<bus>[0-9a-fA-F:.]+): )?RmInitAdapter failed!?(?P<msg>.*)")
 _PROBE_FAILED = re.compile(r"NVRM: The NVIDIA probe routine (?:failed|was not called) for (\d+) device")
@@ -172,10 +171,6 @@ class KernelLogParser(LineParser):
                 line, "gpu_identity", gpu_pci_bus_id=canonical_bus_id(m["bus"]), attrs={"uuid": m["uuid"]}
             )
             return
-        m = _LOADING.search(message)
-        if m:
-            yield ev(line, "driver_loaded", attrs={"driver_version": m["version"]})
-            return
         m = _API_MISMATCH.search(message)
         if m:
             yield ev(
@@ -194,6 +189,7 @@ class KernelLogParser(LineParser):
                 severity="error",
                 layer="gpu_hardware",
                 gpu_pci_bus_id=canonical_bus_id(m["bus"]) if m["bus"] else None,
+                attrs={"detail": m["msg"].strip()},
             )
             return
         m = _PROBE_FAILED.search(message)

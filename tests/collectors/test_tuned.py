@@ -1,8 +1,10 @@
-"""Red-team bundles: incidents reconstructed from public reports that the engine was not built on.
+"""The tuned set: incidents reconstructed from public reports, each fixed against (the engine was changed in
+the commits that added them), so passing them measures the tuning, not how the engine generalises.
 
-Each folder under ``tests/collectors/redteam`` is a bundle like those of ``examples/incidents`` (its
+Each folder under ``tests/collectors/tuned`` is a bundle like those of ``examples/incidents`` (its
 ``case.json`` names the report and what was reconstructed); the diagnosis must match by the judging
-rule of the shared ``score_cases.py`` (:mod:`tests.collectors.judging`).
+rule of the shared ``score_cases.py`` (:mod:`tests.collectors.judging`). The frozen set, scored before any
+fix and never tuned on, is ``tests/collectors/frozen``.
 """
 
 from __future__ import annotations
@@ -13,15 +15,15 @@ import pytest
 
 from tests.collectors.judging import check_case, diagnose
 
-CASES = sorted((Path(__file__).parent / "redteam").glob("*/case.json"))
+CASES = sorted((Path(__file__).parent / "tuned").glob("*/case.json"))
 
 
-def test_the_red_team_set_is_present() -> None:
+def test_the_tuned_set_is_present() -> None:
     assert len(CASES) >= 20
 
 
 @pytest.mark.parametrize("case_json", CASES, ids=[c.parent.name for c in CASES])
-def test_red_team_diagnosis(case_json: Path) -> None:
+def test_tuned_diagnosis(case_json: Path) -> None:
     check_case(case_json)
 
 

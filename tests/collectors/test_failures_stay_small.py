@@ -1,0 +1,74 @@
+"""A parser or detector that raises on one item loses that item (counted, named in the notes), never the
+rest of the file or the detector's other findings."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+import pytest
+
+from fleetscope.collectors import investigate
+from fleetscope.collectors.detectors.base import Detector
+from fleetscope.collectors.evidence import Evidence, Finding
+from fleetscope.collectors.investigate import Unparsed, run_detector
+from fleetscope.collectors.parsers.kernel import KernelLogParser
+
+XID_79 = "[5.1] NVRM: Xid (PCI:0000:18:00): 79, pid=7, name=python, GPU has fallen off the bus.\n"
+
+
+def test_zero_step_times_beside_an_xid_keep_the_xid(tmp_path: Path) -> None:
+    (tmp_path / "node-01").mkdir()
+    (tmp_path / "node-01" / "train.log").write_text("step_time=0.0s loss=1.0\n" * 6 + XID_79)
+    out = investigate(tmp_path).to_dict()
+    assert out["root_causes"][0]["kind"] == "xid:79"
+    assert out["unparsed"]["errors"] == 0
+    assert not [n for n in out["notes"] if "could not be parsed" in n]
+
+
+def test_a_parser_raising_on_one_line_loses_that_line_only(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real_feed = KernelLogParser.feed
+
+    def feed(self: KernelLogParser, line: object) -> Iterable[Evidence]:
+        if "boom" in getattr(line, "text", ""):
+            raise ValueError("odd line")
+        return real_feed(self, line)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(KernelLogParser, "feed", feed)
+    (tmp_path / "node-01").mkdir()
+    (tmp_path / "node-01" / "dmesg.txt").write_text("[1.0] NVRM: boom\n" + XID_79)
+    out = investigate(tmp_path).to_dict()
+    assert out["root_causes"][0]["kind"] == "xid:79"
+    assert out["unparsed"]["errors"] == 1
+    note = "node-01/dmesg.txt: 1 item(s) lost in parser kernel (ValueError: odd line; first: line 1)"
+    assert note in out["notes"]
+
+
+class _Fragile(Detector):
+    """Raises on evidence whose text says so, and makes one finding per other item."""
+
+    name = "fragile"
+
+    def detect(self, evidence: Sequence[Evidence]) -> Iterable[Finding]:
+        out = []
+        for e in evidence:
+            if "raise" in e.text:
+                raise KeyError("odd evidence")
+            out.append(Finding(e.kind, None, "symptom", "warning", 0.1, e.text, explains="node"))
+        return out
+
+
+def test_a_detector_raising_on_one_item_loses_that_item_only() -> None:
+    evidence = [
+        Evidence(kind="xid", text=t, source=f"node-01/a.log:{i}")
+        for i, t in enumerate(["a", "raise", "b", "c"], 1)
+    ]
+    unparsed = Unparsed()
+    findings = run_detector(_Fragile, evidence, unparsed)
+    assert [f.summary for f in findings] == ["a", "b", "c"]
+    assert unparsed.errors == 1
+    assert unparsed.all_notes() == [
+        "detectors: 1 item(s) lost in detector fragile (KeyError: 'odd evidence'; first: node-01/a.log:2)"
+    ]
