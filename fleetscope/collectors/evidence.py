@@ -30,6 +30,10 @@ LAYERS: tuple[str, ...] = (
 SEVERITIES: tuple[str, ...] = ("critical", "error", "warning", "info")
 
 Role = Literal["cause", "symptom", "context"]
+#: How sure an answer is, most sure first: the evidence states the fault; it points at it; it does not
+#: establish it.
+Certainty = Literal["established", "likely", "unsure"]
+CERTAINTIES: tuple[Certainty, ...] = ("established", "likely", "unsure")
 #: Which symptoms a cause can explain: those of its GPU, of its node, or of the whole job.
 Scope = Literal["gpu", "node", "cluster"]
 
@@ -91,6 +95,8 @@ class Finding:
         count: How many occurrences the evidence stands for (evidence lists are capped).
         from_anywhere: For symptoms that echo a failure elsewhere (a peer's socket closed): a cause on
             any node may explain it, whatever that cause's own ``explains`` scope.
+        certainty: The most the detector can claim for this finding as a root cause (``"unsure"`` for a
+            fact that cannot say where the fault is), or ``None`` to let the correlator's rule decide.
     """
 
     kind: str
@@ -108,6 +114,7 @@ class Finding:
     explains: Scope = field(kw_only=True)
     count: int = 1
     from_anywhere: bool = False
+    certainty: Certainty | None = None
 
     @property
     def time(self) -> datetime | None:

@@ -135,6 +135,7 @@ class Investigation:
                     "gpu": r.finding.gpu,
                     "gpu_pci_bus_id": r.finding.gpu_pci_bus_id,
                     "confidence": r.confidence,
+                    "certainty": r.certainty,
                     "kind": r.finding.kind,
                     "summary": r.finding.summary,
                     "action": r.finding.action,

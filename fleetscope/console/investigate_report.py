@@ -31,6 +31,7 @@ def render_text(report: dict[str, Any], console: Console) -> None:
         console.print(
             f"[bold red]Root cause[/] ({top['layer'] or 'layer not determined'}) "
             f"node [bold]{top['node'] or '?'}[/]  GPU [bold]{gpu}[/]  confidence {top['confidence']:.2f}"
+            + _certainty(top)
         )
         console.print(f"  {top['summary']}", highlight=False)
         if top["action"]:
@@ -42,7 +43,7 @@ def render_text(report: dict[str, Any], console: Console) -> None:
             console.print("\n[bold]Other candidate causes[/]")
             for c in causes[1:6]:
                 console.print(
-                    f"  {c['confidence']:.2f} {c['layer']} {c['node'] or '?'} GPU {_gpu(c)}: "
+                    f"  {c['confidence']:.2f}{_certainty(c)} {c['layer']} {c['node'] or '?'} GPU {_gpu(c)}: "
                     f"{c['summary'][:200]}",
                     highlight=False,
                 )
@@ -81,3 +82,8 @@ def _gpu(cause: dict[str, Any]) -> str:
     if cause["gpu"] is not None:
         return str(cause["gpu"]) + (f" ({cause['gpu_pci_bus_id']})" if cause["gpu_pci_bus_id"] else "")
     return cause["gpu_pci_bus_id"] or "?"
+
+
+def _certainty(cause: dict[str, Any]) -> str:
+    """`` (likely)``; empty for reports stored before root causes carried a certainty."""
+    return f" ({cause['certainty']})" if cause.get("certainty") else ""

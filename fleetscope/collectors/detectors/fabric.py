@@ -98,9 +98,10 @@ def _slow_nodes(busbw: dict[str | None, list[Evidence]]) -> Iterable[Finding]:
             weight=0.3,
             summary=f"nccl-tests on {node} reach {value:g} GB/s bus bandwidth while the other "
             f"{len(others)} nodes reach a median of {median:g} GB/s: {node} is slow; the tests do not "
-            "say why (NVLink, PCIe, NIC or a co-located job): unsure",
+            "say why (NVLink, PCIe, NIC or a co-located job)",
             action=f"drain {node}; compare its nvidia-smi topo -m, nvlink -s / -e, PCIe link widths and "
             "NIC ports with a good node's, and rerun the test on it alone",
             node=node,
             evidence=[e],
+            certainty="unsure",
         )

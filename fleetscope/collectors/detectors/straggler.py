@@ -35,13 +35,13 @@ class StragglerDetector(Detector):
                 summary=f"Iteration time{' on ' + node if node else ''} jumped from "
                 f"{first.attrs['before_s']:.4g} s to "
                 f"{steps}{_times(first.attrs['before_s'], last.attrs['after_s'])}; "
-                "the bundle holds no evidence of "
-                "the cause (GPU, network, another job on the same GPUs?): unsure",
+                "possible causes: a slow GPU, the network, another job on the same GPUs",
                 action="compare per-rank step times to find the straggler rank, and look at GPU utilisation, "
                 "clocks and co-located processes on its node at the time of the jump",
                 node=node,
                 evidence=evs,
                 count=len(evs),
+                certainty="unsure",
             )
 
 
