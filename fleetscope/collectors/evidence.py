@@ -7,7 +7,6 @@ docs/design.md so the correlator can reason across sources.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
@@ -121,28 +120,3 @@ class Finding:
         """Time of the earliest timed evidence, or ``None``."""
         times = [e.time for e in self.evidence if e.time is not None]
         return min(times) if times else None
-
-
-def canonical_bus_id(text: str) -> str | None:
-    """Normalise a PCI bus id as written by the driver, NVML, DCGM or NCCL.
-
-    Accepts ``0000:3b:00``, ``00000000:3B:00.0``, ``3b:00.0`` and NCCL's ``busId 3b000``.
-
-    Args:
-        text: The bus id as written.
-
-    Returns:
-        ``"dddd:bb:dd.f"`` in lower case with a 4-digit domain, or ``None`` if it is not a bus id.
-    """
-    m = re.fullmatch(
-        r"(?:(?P<dom>[0-9a-fA-F]{1,8}):)?(?P<bus>[0-9a-fA-F]{2}):(?P<dev>[0-9a-fA-F]{2})(?:\.(?P<fn>[0-7]))?",
-        text.strip(),
-    )
-    if m is None:
-        # NCCL prints the bus id as one hex number: domain, bus, device (two digits), function (one).
-        if not re.fullmatch(r"[0-9a-fA-F]{4,12}", text.strip()):
-            return None
-        value = int(text.strip(), 16)
-        return f"{value >> 20:04x}:{(value >> 12) & 0xFF:02x}:{(value >> 4) & 0xFF:02x}.{value & 0xF:x}"
-    dom = int(m["dom"], 16) if m["dom"] else 0
-    return f"{dom:04x}:{m['bus'].lower()}:{m['dev'].lower()}.{m['fn'] or '0'}"

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from fleetscope.collectors.evidence import Evidence, canonical_bus_id
+from fleetscope.collectors.evidence import Evidence
 from fleetscope.collectors.parsers import FileContext, Line, LineParser
 from fleetscope.collectors.parsers.dcgm import DcgmParser
 from fleetscope.collectors.parsers.host import HostSoftwareParser
@@ -20,6 +20,7 @@ from fleetscope.collectors.parsers.pytorch import PyTorchParser
 from fleetscope.collectors.parsers.signatures import SignatureParser
 from fleetscope.collectors.parsers.training import IterationTimeParser
 from fleetscope.collectors.prefixes import split_prefixes
+from fleetscope.formats import canonical_bus_id
 
 CASES = Path(__file__).resolve().parents[2] / "fleetscope" / "examples" / "incidents"
 CTX = FileContext(rel="node-01/test.log", node="node-01")

@@ -21,8 +21,9 @@ import re
 from collections.abc import Iterable, Iterator
 
 from fleetscope.collectors import knowledge
-from fleetscope.collectors.evidence import Evidence, canonical_bus_id
+from fleetscope.collectors.evidence import Evidence
 from fleetscope.collectors.parsers.base import DocumentParser, FileContext, Line, LineParser
+from fleetscope.formats import canonical_bus_id
 
 _BUS_ID = re.compile(r"^[0-9A-Fa-f]{4,8}:[0-9A-Fa-f]{2}:[0-9A-Fa-f]{2}\.[0-7]$")
 _UUID = re.compile(r"^GPU-[0-9a-fA-F-]{8,}$")
