@@ -29,8 +29,6 @@ HEAD_BYTES = 64 << 10
 GZIP_MAGIC = b"\x1f\x8b"
 #: What reading a file can raise: I/O errors, and a truncated or corrupt gzip stream.
 READ_ERRORS = (OSError, EOFError, zlib.error)
-#: The case set's answer key sits beside the node folders; the engine must never read it.
-ANSWER_KEY = "case.json"
 
 
 class BundleError(Exception):
@@ -76,7 +74,7 @@ def iter_files(root: Path) -> Iterator[BundleFile]:
         root: The bundle folder.
 
     Yields:
-        Every regular file except hidden ones and the top-level answer key.
+        Every regular file except hidden ones.
 
     Raises:
         BundleError: ``root`` does not exist or is not a folder.
@@ -91,7 +89,7 @@ def iter_files(root: Path) -> Iterator[BundleFile]:
         rel_dir = here.relative_to(root)
         node = rel_dir.parts[0] if rel_dir.parts else None
         for name in sorted(filenames):
-            if name.startswith(".") or (node is None and name == ANSWER_KEY):
+            if name.startswith("."):
                 continue
             path = here / name
             if not path.is_file():

@@ -15,6 +15,7 @@ from fleetscope.collectors.correlator import correlate
 from fleetscope.collectors.detectors import DETECTORS
 from fleetscope.collectors.kinds import BY_NAME, KINDS, reads
 from fleetscope.collectors.parsers import DOCUMENT_PARSERS, LINE_PARSERS
+from tests.collectors.judging import without_answer
 
 PARSERS = {p.name: p for p in (*LINE_PARSERS, *DOCUMENT_PARSERS)}
 DETECTOR_NAMES = {d.name: d for d in DETECTORS}
@@ -68,9 +69,9 @@ def test_detectors_compare_only_kinds_they_are_handed() -> None:
 
 
 def test_investigating_twice_in_one_process_gives_identical_json() -> None:
-    bundle = EXAMPLES / "23-xid31-priv-violation-then-xid62-xid45-cascade"
-    first = json.dumps(investigate(bundle).to_dict(), sort_keys=True)
-    second = json.dumps(investigate(bundle).to_dict(), sort_keys=True)
+    with without_answer(EXAMPLES / "23-xid31-priv-violation-then-xid62-xid45-cascade") as bundle:
+        first = json.dumps(investigate(bundle).to_dict(), sort_keys=True)
+        second = json.dumps(investigate(bundle).to_dict(), sort_keys=True)
     assert first == second
 
 

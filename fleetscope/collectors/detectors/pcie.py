@@ -1,8 +1,12 @@
-"""PCIe Advanced Error Reporting (AER) from the kernel log (drivers/pci/pcie/aer.c messages).
+"""PCIe Advanced Error Reporting (AER) from the kernel log (drivers/pci/pcie/aer.c and err.c messages).
 
-Uncorrected errors (fatal or not) on a GPU, or on the port above one that the NVIDIA driver cannot
-recover (``nvidia ...: AER: can't recover (no error_detected callback)``), take the GPU off the bus:
-a hardware or PCIe-link fault. Corrected errors alone are context.
+Per node, uncorrected errors (fatal or not) under a GPU are a hardware or PCIe-link fault, and what the
+summary says follows the kernel's own lines after them: ``AER: device recovery successful`` (err.c
+``pcie_do_recovery``) means the device works again, so a non-fatal error it recovered from is context for
+the timeline, not an incident; ``AER: device recovery failed`` or ``can't recover (no error_detected
+callback)`` means it does not; with neither line the summary says the kernel reported no outcome. A GPU
+fallen off the bus is only said where the kernel says so (the Xid detector reads that line). Corrected
+errors alone are context.
 """
 
 from __future__ import annotations
@@ -11,10 +15,15 @@ from collections.abc import Iterable, Sequence
 
 from fleetscope.collectors.detectors.base import Detector, where
 from fleetscope.collectors.evidence import Evidence, Finding
+from fleetscope.collectors.knowledge import scoring
+
+#: err.c's outcome lines, lower case.
+_RECOVERED = "recovery successful"
+_NOT_RECOVERED = ("recovery failed", "can't recover", "cannot recover")
 
 
 class PcieAerDetector(Detector):
-    """Uncorrectable PCIe errors under GPUs."""
+    """Uncorrectable PCIe errors under GPUs, and whether the kernel recovered the device."""
 
     name = "pcie"
 
@@ -27,30 +36,48 @@ class PcieAerDetector(Detector):
             serious = [e for e in evs if e.severity in ("critical", "error")]
             if not serious:
                 continue
+            messages = [str(e.attrs.get("message", "")).lower() for e in evs]
+            failed = [e for e, m in zip(evs, messages, strict=True) if any(w in m for w in _NOT_RECOVERED)]
+            recovered = [e for e, m in zip(evs, messages, strict=True) if _RECOVERED in m]
             gpus = sorted({e.gpu_pci_bus_id for e in evs if e.gpu_pci_bus_id})
             ports = sorted({str(e.attrs["device"]) for e in serious if e.attrs.get("driver") == "pcieport"})
             bits = sorted({str(e.attrs["error_bit"]) for e in evs if e.attrs.get("error_bit")})
             fatal = any(e.severity == "critical" for e in serious)
             bus = gpus[0] if len(gpus) == 1 else None
             gpu_ev = next((e for e in evs if e.gpu_pci_bus_id == bus), None) if bus else None
+            healed = bool(recovered) and not failed and not fatal
+            if failed:
+                outcome = "; the kernel reports that recovery failed: a hardware/PCIe-link fault"
+            elif healed:
+                outcome = "; the kernel reports the device recovered"
+            elif recovered:
+                outcome = "; the kernel reports the device recovered, but the error was fatal"
+            else:
+                outcome = "; the kernel reports no recovery outcome: a hardware/PCIe-link fault"
             yield Finding(
-                explains="cluster",
-                kind="pcie_aer_uncorrected",
+                kind="pcie_aer_recovered" if healed else "pcie_aer_uncorrected",
                 layer="gpu_hardware",
-                role="cause",
-                severity="critical" if fatal else "error",
-                weight=0.85 if fatal else 0.75,
-                summary=f"PCIe {'fatal ' if fatal else ''}uncorrected errors"
+                role="context" if healed else "cause",
+                severity="warning" if healed else ("critical" if fatal else "error"),
+                weight=scoring(
+                    "pcie.recovered_weight"
+                    if healed
+                    else ("pcie.fatal_weight" if fatal else "pcie.uncorrected_weight")
+                ),
+                summary=f"PCIe {'fatal' if fatal else 'non-fatal'} uncorrected errors"
                 + (f" on root port {', '.join(ports)}" if ports else "")
                 + (f" above {where(None, gpu_ev.gpu if gpu_ev else None, bus)}" if bus else "")
                 + f" on {node}"
                 + (f" ({', '.join(bits)})" if bits else "")
-                + "; recovery failed, so the GPU dropped off the bus: a hardware/PCIe-link fault",
-                action=f"drain {node}; reseat the GPU and check its riser, slot and PCIe link "
-                "(lspci -vvv link "
+                + outcome,
+                action="watch the GPU's AER and Xid lines; reseat the GPU and check its riser and slot if "
+                "the errors recur"
+                if healed
+                else f"drain {node}; reseat the GPU and check its riser, slot and PCIe link (lspci -vvv link "
                 "status); replace the part if the errors recur",
                 node=node,
                 gpu=gpu_ev.gpu if gpu_ev else None,
                 gpu_pci_bus_id=bus,
-                evidence=serious[:10],
+                evidence=[*serious[:10], *(failed or recovered)[:2]],
+                explains="cluster",
             )

@@ -9,6 +9,7 @@ from __future__ import annotations
 from fleetscope.collectors.parsers.base import DocumentParser, FileContext, Line, LineParser
 from fleetscope.collectors.parsers.dcgm import DcgmParser
 from fleetscope.collectors.parsers.host import HostSoftwareParser
+from fleetscope.collectors.parsers.json_document import JsonDocumentParser
 from fleetscope.collectors.parsers.kernel import KernelLogParser
 from fleetscope.collectors.parsers.libfabric import LibfabricParser
 from fleetscope.collectors.parsers.nccl import NcclParser
@@ -28,6 +29,7 @@ DOCUMENT_PARSERS: tuple[type[DocumentParser], ...] = (
     PrometheusParser,
     NvidiaSmiQueryParser,
     NvidiaSmiCsvParser,
+    JsonDocumentParser,  # last: any JSON document the parsers above do not know
 )
 
 #: Parsers that pick messages out of logs; every one sees every candidate line of a log file.
