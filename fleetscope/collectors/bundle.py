@@ -15,7 +15,7 @@ import io
 import os
 import re
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -59,12 +59,14 @@ class ReadStats:
     Attributes:
         lines: Lines read.
         truncated: Lines cut at :data:`MAX_LINE_BYTES`.
-        bytes: Bytes read.
+        bytes: Bytes read (decompressed, for gzip).
+        on_read: Called with ``bytes`` after each chunk read, if set (a progress bar within one file).
     """
 
     lines: int = 0
     truncated: int = 0
     bytes: int = 0
+    on_read: Callable[[int], None] | None = None
 
 
 def iter_files(root: Path) -> Iterator[BundleFile]:
@@ -165,6 +167,8 @@ def scan_lines(
             # read1: what one read gives, so a truncated archive yields its lines before it fails.
             chunk = fh.read1(CHUNK_BYTES)
             stats.bytes += len(chunk)
+            if stats.on_read is not None:
+                stats.on_read(stats.bytes)
             eof = not chunk
             buf += chunk
             if skipping:

@@ -14,7 +14,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from fleetscope.collectors.bundle import (
     READ_ERRORS,
@@ -30,6 +30,7 @@ from fleetscope.collectors.correlator import Correlation, correlate
 from fleetscope.collectors.detectors import DETECTORS, Detector
 from fleetscope.collectors.evidence import DRIVER_NUMBERING, SEVERITIES, Evidence, Finding
 from fleetscope.collectors.kinds import EvidenceError, check, reads
+from fleetscope.collectors.knowledge import scoring
 from fleetscope.collectors.parsers import (
     DOCUMENT_PARSERS,
     LINE_PARSERS,
@@ -61,6 +62,8 @@ _PREFILTER = re.compile(keyword_pattern(_ANCHORS).encode())
 _DISPATCH = re.compile(keyword_pattern(_ANCHORS))
 
 Progress = Callable[[int, int], None]
+#: What an investigation can say (see :attr:`Investigation.verdict`).
+Verdict = Literal["incident", "healthy", "not_judged", "nothing_readable"]
 
 
 @dataclass(slots=True)
@@ -111,23 +114,48 @@ class Investigation:
         evidence: All evidence kept (capped per key).
         unparsed: Unread files and lines, with a note per file that was skipped.
         files_read: Text files read.
+        lines_read: Lines of those files.
+        lines_understood: Lines that gave evidence.
     """
 
     correlation: Correlation
     evidence: list[Evidence]
     unparsed: Unparsed
     files_read: int
+    lines_read: int = 0
+    lines_understood: int = 0
 
     @property
     def incident(self) -> bool:
         """Whether the bundle shows a fault."""
         return self.correlation.incident
 
+    @property
+    def verdict(self) -> Verdict:
+        """What the investigation can say.
+
+        ``incident``: a fault was found. ``nothing_readable``: no text file at all. ``not_judged``: text
+        was read but almost none of it understood (no line gave evidence, or fewer than
+        ``judgement.min_lines`` lines did and they are under ``judgement.min_share`` of the lines read),
+        so "no incident" would claim a healthy system nobody looked at. ``healthy``: otherwise.
+        """
+        if self.incident:
+            return "incident"
+        if self.files_read == 0:
+            return "nothing_readable"
+        share = self.lines_understood / max(self.lines_read, 1)
+        if self.lines_understood == 0 or (
+            self.lines_understood < scoring("judgement.min_lines") and share < scoring("judgement.min_share")
+        ):
+            return "not_judged"
+        return "healthy"
+
     def to_dict(self) -> dict[str, Any]:
         """The JSON object of docs/design.md's contract (``incident``, ``root_causes``, ``timeline`` ...)."""
         causes = self.correlation.causes
         return {
             "incident": self.incident,
+            "verdict": self.verdict,
             "root_causes": [
                 {
                     "layer": r.finding.layer,
@@ -164,6 +192,7 @@ class Investigation:
                 "lines": self.unparsed.lines,
                 "errors": self.unparsed.errors,
             },
+            "understood": {"lines": self.lines_understood, "of_lines": self.lines_read},
             "notes": self.unparsed.all_notes(),
         }
 
@@ -183,7 +212,8 @@ def investigate(bundle: Path, progress: Progress | None = None) -> Investigation
 
     Args:
         bundle: The bundle folder: one sub-folder per node, cluster-wide files at the top.
-        progress: Called as ``progress(bytes_done, bytes_total)`` after each file, if given.
+        progress: Called as ``progress(bytes_done, bytes_total)`` as bytes are read (every few MB
+            within a file, and after each file), if given.
 
     Returns:
         The investigation; see :meth:`Investigation.to_dict` for the output contract.
@@ -196,15 +226,20 @@ def investigate(bundle: Path, progress: Progress | None = None) -> Investigation
     done = 0
     unparsed = Unparsed()
     kept = _EvidenceStore()
-    files_read = 0
+    files_read = lines_read = lines_understood = 0
     for f in files:
         stats = ReadStats()
+        if progress is not None:
+            # Within one file: bytes read so far (a gzip file's count is of its content, so capped).
+            stats.on_read = lambda n, start=done, size=f.size: progress(start + min(n, size), total)
         try:
             found = _read_file(f, stats, unparsed)
             if found is not None:
                 files_read += 1
                 n_lines_with_evidence = kept.add_all(found)
                 unparsed.lines += max(0, stats.lines - n_lines_with_evidence)
+                lines_read += stats.lines
+                lines_understood += n_lines_with_evidence
                 if n_lines_with_evidence == 0:
                     unparsed.files += 1
         except OSError as exc:
@@ -230,7 +265,12 @@ def investigate(bundle: Path, progress: Progress | None = None) -> Investigation
         for e in finding.evidence:
             e.layer = e.layer or finding.layer
     return Investigation(
-        correlation=correlate(findings), evidence=evidence, unparsed=unparsed, files_read=files_read
+        correlation=correlate(findings),
+        evidence=evidence,
+        unparsed=unparsed,
+        files_read=files_read,
+        lines_read=lines_read,
+        lines_understood=lines_understood,
     )
 
 
