@@ -17,6 +17,7 @@ from collections.abc import Iterable, Sequence
 
 from fleetscope.collectors.detectors.base import Detector
 from fleetscope.collectors.evidence import Evidence, Finding
+from fleetscope.collectors.knowledge import scoring
 
 #: Signature ids and evidence kinds that show a node's driver stack broken.
 _BROKEN = {
@@ -63,7 +64,7 @@ class HostSoftwareDetector(Detector):
                     layer="host_software",
                     role="cause",
                     severity="error",
-                    weight=0.75,
+                    weight=scoring("host_software.api_mismatch_weight"),
                     summary=f"On {e.node} the NVIDIA user-space driver ({e.attrs['client_version']}) "
                     "and kernel "
                     f"module ({e.attrs['kernel_version']}) differ",
@@ -79,7 +80,7 @@ class HostSoftwareDetector(Detector):
                     layer="host_software",
                     role="cause",
                     severity="error",
-                    weight=0.7,
+                    weight=scoring("host_software.module_load_error_weight"),
                     summary=f"The {e.attrs['module']} module on {e.node} failed to load: "
                     f"{e.attrs['message'][:150]}",
                     action="rebuild the NVIDIA module for the running kernel (DKMS) or reinstall the driver",
@@ -93,7 +94,7 @@ class HostSoftwareDetector(Detector):
                 layer="host_software",
                 role="context",
                 severity="warning",
-                weight=0.1,
+                weight=scoring("host_software.context_weight"),
                 summary=f"The kernel on {node} reported a stall ({evs[0].attrs['what']})",
                 node=node,
                 evidence=evs[:5],
@@ -114,7 +115,11 @@ class HostSoftwareDetector(Detector):
                 layer="host_software",
                 role="cause" if is_cause else "context",
                 severity="error" if is_cause else "info",
-                weight=0.8 if is_cause else 0.1,
+                weight=scoring(
+                    "host_software.package_change_cause_weight"
+                    if is_cause
+                    else "host_software.context_weight"
+                ),
                 summary=f"{by.capitalize()} changed the NVIDIA driver packages on {node} ({packages})"
                 + (" and the driver stopped working: not a GPU hardware fault" if is_cause else ""),
                 action="reinstall the NVIDIA driver cleanly (same version for all its packages), reboot, and "
@@ -147,7 +152,7 @@ class HostSoftwareDetector(Detector):
                 layer="host_software",
                 role="cause",
                 severity="error",
-                weight=0.8,
+                weight=scoring("host_software.module_missing_weight"),
                 summary=f"{node} runs kernel {release} but the NVIDIA kernel module exists only for "
                 f"{', '.join(others)}: the driver was not rebuilt for the new kernel",
                 action=f"rebuild or reinstall the NVIDIA driver for {release} "

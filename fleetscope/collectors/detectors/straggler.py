@@ -10,6 +10,7 @@ from collections.abc import Iterable, Sequence
 
 from fleetscope.collectors.detectors.base import Detector
 from fleetscope.collectors.evidence import Evidence, Finding
+from fleetscope.collectors.knowledge import scoring
 
 
 class StragglerDetector(Detector):
@@ -31,7 +32,7 @@ class StragglerDetector(Detector):
                 layer=None,
                 role="symptom",
                 severity="warning",
-                weight=0.3,
+                weight=scoring("straggler.weight"),
                 summary=f"Iteration time{' on ' + node if node else ''} jumped from "
                 f"{first.attrs['before_s']:.4g} s to "
                 f"{steps}{_times(first.attrs['before_s'], last.attrs['after_s'])}; "

@@ -13,6 +13,7 @@ import statistics
 from collections.abc import Iterable
 
 from fleetscope.collectors.evidence import Evidence
+from fleetscope.collectors.knowledge import scoring
 from fleetscope.collectors.parsers.base import FileContext, Line, LineParser
 
 _ITER = re.compile(
@@ -21,9 +22,9 @@ _ITER = re.compile(
     r"|step[_ ]time[:=] ?(?P<s2>[\d.]+) ?s\b"
     r"|iter(?:ation)? time[:=]? (?P<s3>[\d.]+) ?s\b)"
 )
-#: Values that set the baseline; a jump is a value at least JUMP_RATIO times the current level.
+#: Values that set the baseline; a jump is a value at least ``training.jump_ratio`` (scoring.yaml) times the
+#: current level.
 _BASELINE_SAMPLES = 5
-_JUMP_RATIO = 1.8
 _MAX_JUMPS = 20
 
 
@@ -61,7 +62,7 @@ class IterationTimeParser(LineParser):
             if len(self._first) == _BASELINE_SAMPLES:
                 self._level = statistics.median(self._first)
             return ()
-        if seconds >= self._level * _JUMP_RATIO and self._jumps < _MAX_JUMPS:
+        if seconds >= self._level * scoring("training.jump_ratio") and self._jumps < _MAX_JUMPS:
             before = self._level
             self._level = seconds
             self._jumps += 1
