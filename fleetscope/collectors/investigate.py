@@ -347,7 +347,11 @@ def _read_file(f: BundleFile, stats: ReadStats, unparsed: Unparsed) -> Iterator[
 def _parse_document(
     doc: type[DocumentParser], f: BundleFile, ctx: FileContext, stats: ReadStats, unparsed: Unparsed
 ) -> Iterator[Evidence]:
-    """Run a document parser; where it raises, the line it was on is lost and a fresh one reads on."""
+    """Run a document parser; where it raises, the line it was on is lost and it reads on from the next.
+
+    ``parse`` is called again on the same instance with the rest of the lines, so a parser that keeps its
+    state on the instance (a CSV header, the sections read so far) keeps it across the restart.
+    """
     position = [0]
 
     def lines() -> Iterator[Line]:
@@ -357,9 +361,10 @@ def _parse_document(
             yield Line(n, text, Prefixes(None, None, None, text))
 
     source = lines()
+    parser = doc(ctx)
     for _ in range(MAX_DOCUMENT_RESTARTS):
         try:
-            for e in doc(ctx).parse(source):
+            for e in parser.parse(source):
                 if _valid(e, doc.name, f, unparsed):
                     yield e
             return

@@ -3,8 +3,9 @@ rest of the file or the detector's other findings."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -72,3 +73,31 @@ def test_a_detector_raising_on_one_item_loses_that_item_only() -> None:
     assert unparsed.all_notes() == [
         "detectors: 1 item(s) lost in detector fragile (KeyError: 'odd evidence'; first: node-01/a.log:2)"
     ]
+
+
+def test_a_document_parser_raising_on_one_row_loses_that_row_only(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from fleetscope.collectors.parsers.nvidia_smi import NvidiaSmiCsvParser
+
+    real_row = NvidiaSmiCsvParser._row
+
+    def row(
+        self: NvidiaSmiCsvParser, line: Any, cells: list[str], header: list[str] | None
+    ) -> Iterator[Evidence]:
+        if line.number == 2:
+            raise ValueError("odd row")
+        return real_row(self, line, cells, header)
+
+    monkeypatch.setattr(NvidiaSmiCsvParser, "_row", row)
+    (tmp_path / "node-01").mkdir()
+    (tmp_path / "node-01" / "smi.csv").write_text(
+        "index, pci.bus_id, ecc.errors.uncorrected.volatile.total\n"
+        "0, 00000000:07:00.0, 0\n"
+        "1, 00000000:0B:00.0, 0\n"
+        "2, 00000000:48:00.0, 7\n"
+    )
+    result = investigate(tmp_path)
+    assert sorted(e.gpu for e in result.evidence if e.kind == "gpu_identity") == [1, 2]
+    assert result.to_dict()["root_causes"][0]["gpu"] == 2
+    assert result.unparsed.errors == 1
