@@ -71,7 +71,7 @@ def test_an_empty_folder_is_nothing_readable_in_cli_and_console(tmp_path: Path) 
     assert verdict_sentence(report).startswith("Nothing readable")
 
 
-def test_the_console_page_warns_that_it_could_not_judge(tmp_path: Path) -> None:
+def test_the_console_page_says_what_the_cli_says(tmp_path: Path) -> None:
     testing = pytest.importorskip("streamlit.testing.v1")
     bundle = _unknown_text(tmp_path / "bundle", 2_000)
     app = testing.AppTest.from_file(str(ROOT / "fleetscope" / "console" / "app.py"), default_timeout=60)
@@ -79,6 +79,11 @@ def test_the_console_page_warns_that_it_could_not_judge(tmp_path: Path) -> None:
     app.sidebar.radio[0].set_value("Investigate").run()
     app.text_input[0].set_value(str(bundle)).run()
     assert next(w.value for w in app.warning).startswith("Could not judge")
+    assert not app.success
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    app.text_input[0].set_value(str(empty)).run()
+    assert next(w.value for w in app.warning).startswith("Nothing readable")
     assert not app.success
 
 
