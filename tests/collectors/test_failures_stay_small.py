@@ -101,3 +101,18 @@ def test_a_document_parser_raising_on_one_row_loses_that_row_only(
     assert sorted(e.gpu for e in result.evidence if e.kind == "gpu_identity") == [1, 2]
     assert result.to_dict()["root_causes"][0]["gpu"] == 2
     assert result.unparsed.errors == 1
+
+
+def test_garbled_rank_numbers_cost_nothing(tmp_path: Path) -> None:
+    # Listing the ranks between 0 and 99999999999 that "never reported" would never finish.
+    (tmp_path / "node-01").mkdir()
+    (tmp_path / "node-01" / "train.log").write_text(
+        "[rank0]:[E ProcessGroupNCCL.cpp:1] [Rank 0] Watchdog caught collective operation timeout: "
+        "WorkNCCL(SeqNum=5, OpType=ALLREDUCE, Timeout(ms)=600000) ran for 600001 milliseconds\n"
+        "[rank9]:[E ProcessGroupNCCL.cpp:1] [Rank 99999999999] Watchdog caught collective operation timeout: "
+        "WorkNCCL(SeqNum=5, OpType=ALLREDUCE, Timeout(ms)=600000) ran for 600001 milliseconds\n"
+        "node-01:1:1 [0] NCCL INFO comm 0x1 rank 0 nRanks 99999999999 cudaDev 0 busId 18000 - Init COMPLETE\n"
+    )
+    top = investigate(tmp_path).to_dict()["root_causes"][0]
+    assert top["kind"] == "c10d_watchdog_timeout:5"
+    assert "never reported" not in top["summary"]

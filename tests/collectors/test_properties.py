@@ -35,7 +35,11 @@ BUNDLES = sorted(
     for p in base.glob("*/case.json")
 )
 CTX = FileContext(rel="node-01/test.log", node="node-01")
-PROPERTY = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+#: Derandomized, so CI runs the same examples every time; explore further by hand with more examples and
+#: ``derandomize=False`` (that is how the unbounded rank ranges in the transport detector were found).
+PROPERTY = settings(
+    max_examples=50, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow]
+)
 
 
 @functools.cache

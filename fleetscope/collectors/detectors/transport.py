@@ -26,15 +26,9 @@ from fleetscope.collectors.detectors.base import Detector, occurrences, where
 from fleetscope.collectors.evidence import Evidence, Finding
 from fleetscope.collectors.knowledge import scoring
 
-_RESULT_LAYER = {
-    "ncclRemoteError": "network",
-    "ncclSystemError": "network",
-    "ncclUnhandledCudaError": "framework",
-    "ncclInternalError": "framework",
-    "ncclInvalidArgument": "job",
-    "ncclInvalidUsage": "job",
-    "ncclInProgress": "framework",
-}
+#: Most ranks one job is taken to have; rank numbers beyond it come from a garbled line, and listing the
+#: ranks between would cost time and memory for nothing.
+MAX_RANKS = 1 << 20
 
 
 class TransportDetector(Detector):
@@ -107,7 +101,10 @@ def _place_silent_rank(finding: Finding, evs: list[Evidence], ranks: dict[int, E
     sizes = {int(e.attrs["nranks"]) for e in ranks.values()}
     if not reported or len(sizes) != 1:
         return
-    silent = set(range(sizes.pop())) - reported
+    size = sizes.pop()
+    if not 0 < size <= MAX_RANKS:
+        return  # a rank count no job has: a garbled line, not a communicator
+    silent = set(range(size)) - reported
     if len(silent) != 1 or next(iter(silent)) not in ranks:
         return
     rank = silent.pop()
@@ -205,7 +202,8 @@ def _finding(
     if what == "watchdog":
         ranks = sorted({int(e.attrs["rank"]) for e in evs if e.attrs.get("rank") is not None})
         # Ranks that never reported inside the range that did are where the collective stopped.
-        silent = sorted(set(range(ranks[0], ranks[-1] + 1)) - set(ranks)) if ranks else []
+        span = ranks[-1] - ranks[0] if ranks else 0
+        silent = sorted(set(range(ranks[0], ranks[-1] + 1)) - set(ranks)) if 0 < span <= MAX_RANKS else []
         hint = f"; rank(s) {', '.join(map(str, silent[:8]))} never reported" if 0 < len(silent) <= 8 else ""
         op = evs[0].attrs.get("op")
         timeout_s = int(evs[0].attrs.get("timeout_ms") or 0) / 1000
