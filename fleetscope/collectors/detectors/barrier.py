@@ -49,11 +49,12 @@ class BarrierTimeoutDetector(Detector):
             summary=f"The NCCL watchdog timed out on a barrier (SeqNum {first.attrs.get('seq')}, a "
             f"one-element collective) after {timeout_s:.0f} s on {', '.join(nodes) or 'the job'}, and the "
             "bundle shows no fault: most likely some rank was busy outside collectives (a checkpoint save, "
-            "an evaluation, a slow data step) for longer than the process group's timeout (unsure)",
+            "an evaluation, a slow data step) for longer than the process group's timeout",
             action="find what the last rank to reach the barrier was doing (its log around that step); raise "
             "the process group timeout (init_process_group(timeout=...)) above the longest checkpoint or "
             "evaluation, or make that work asynchronous",
             evidence=timeouts[:10],
             explains="cluster",
             count=occurrences(timeouts),
+            certainty="unsure",  # the bundle cannot show what the late rank was doing
         )

@@ -77,6 +77,7 @@ class ConnectionLossDetector(Detector):
     """Lustre, NFS and link losses, told apart from blips that recovered."""
 
     name = "connections"
+    sees_all = True  # an error on the node after the recovery keeps the fault a cause
 
     def detect(self, evidence: Sequence[Evidence]) -> Iterable[Finding]:
         events: dict[tuple[Any, ...], list[Evidence]] = {}
@@ -133,6 +134,7 @@ class ConnectionLossDetector(Detector):
                 evidence=[e for e in (first, restored, hurt) if e is not None],
                 explains="node",
                 count=len(losses),
+                certainty="likely",  # a lost mount or link stops the job, but may itself be a consequence
             )
 
 

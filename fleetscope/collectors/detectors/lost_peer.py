@@ -62,6 +62,7 @@ class LostPeerDetector(Detector):
     """The peer that several nodes' transport errors name."""
 
     name = "lost_peer"
+    sees_all = True  # a peer is mapped to a node of the bundle, whatever evidence made it one
 
     def detect(self, evidence: Sequence[Evidence]) -> Iterable[Finding]:
         peers: dict[str, list[Evidence]] = {}
@@ -93,6 +94,7 @@ class LostPeerDetector(Detector):
                 evidence=evs[:10],
                 explains="cluster",
                 count=occurrences(evs),
+                certainty="likely",  # the peer is named by others; what took it away is not in their logs
             )
 
 

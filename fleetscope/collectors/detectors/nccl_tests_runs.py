@@ -58,10 +58,11 @@ class NcclTestsRunsDetector(Detector):
                 severity="warning",
                 weight=0.3,
                 summary=f"{said}; {', '.join(common)} are in every slow run and in no fast one, and the runs "
-                "cannot tell which of them is slow (unsure)",
+                "cannot tell which of them is slow",
                 action="run each of them against a node of a fast run to split them",
                 evidence=slow[:10],
                 explains="cluster",
+                certainty="unsure",  # the runs cannot split the nodes they share
             )
         else:
             for node in nodes:
@@ -85,4 +86,5 @@ def _culprit(node: str, said: str, slow: list[Evidence]) -> Finding:
         node=node,
         evidence=slow[:10],
         explains="cluster",
+        certainty="likely",  # bandwidth of node sets points at a node, not at the part of it that lags
     )
