@@ -229,7 +229,9 @@ def test_ib_peer_named_by_an_aws_host_name(tmp_path: Path) -> None:
         for n in (1, 2)
     }
     # Any evidence from the peer's own folder (here the driver naming a GPU) makes it a node of the bundle.
-    files["ip-10-0-0-15/dmesg.log"] = "[    5.100000] NVRM: GPU at PCI:0000:10:1c: GPU-3f1a2b4c-5d6e-7f80-91a2-b3c4\n"
+    files["ip-10-0-0-15/dmesg.log"] = (
+        "[    5.100000] NVRM: GPU at PCI:0000:10:1c: GPU-3f1a2b4c-5d6e-7f80-91a2-b3c4\n"
+    )
     top = diagnose(tmp_path, files)["root_causes"][0]
     assert (top["kind"], top["node"]) == ("lost_peer", "ip-10-0-0-15")
 
