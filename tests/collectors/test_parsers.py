@@ -325,3 +325,10 @@ def test_nccl_tests_summary_and_wrong_values() -> None:
         ("nccl_tests_wrong_values", 3, None),
         ("nccl_tests_busbw", None, 182.3),
     ]
+
+
+def test_a_bus_bandwidth_that_is_not_a_number_is_no_evidence() -> None:
+    # Found by the property tests: "1.2.3" matched the old pattern and float() raised.
+    assert feed(NcclTestsParser, "# Avg bus bandwidth    : 1.2.3 \n") == []
+    (e,) = feed(NcclTestsParser, "# Avg bus bandwidth    : 181.82 \n")
+    assert e.attrs["gb_per_s"] == 181.82
