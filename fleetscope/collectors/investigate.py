@@ -13,7 +13,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from fleetscope.collectors.bundle import (
     READ_ERRORS,
@@ -26,9 +26,17 @@ from fleetscope.collectors.bundle import (
     scan_lines,
 )
 from fleetscope.collectors.correlator import Correlation, correlate
-from fleetscope.collectors.detectors import DETECTORS
+from fleetscope.collectors.detectors import DETECTORS, Detector
 from fleetscope.collectors.evidence import DRIVER_NUMBERING, SEVERITIES, Evidence, Finding
-from fleetscope.collectors.parsers import DOCUMENT_PARSERS, LINE_PARSERS, FileContext, Line
+from fleetscope.collectors.kinds import EvidenceError, check, reads
+from fleetscope.collectors.knowledge import scoring
+from fleetscope.collectors.parsers import (
+    DOCUMENT_PARSERS,
+    LINE_PARSERS,
+    DocumentParser,
+    FileContext,
+    Line,
+)
 from fleetscope.collectors.prefilter import KeywordMatcher
 from fleetscope.collectors.prefixes import Prefixes
 from fleetscope.collectors.timestamps import split_timestamp, with_year
@@ -39,6 +47,10 @@ MAX_EVIDENCE_PER_KEY = 20
 MAX_TIMELINE = 200
 #: Evidence lines quoted per root cause.
 MAX_QUOTED = 10
+#: Items a failing detector may lose before its whole output is given up (each costs a binary search).
+MAX_DETECTOR_RETRIES = 20
+#: Times a document parser that raised is restarted on the rest of its file.
+MAX_DOCUMENT_RESTARTS = 1000
 
 #: The parsers' keywords, each tagged with the indices (in ``LINE_PARSERS``) of the parsers that want it.
 _KEYWORDS: dict[str, list[int]] = {}
@@ -48,15 +60,47 @@ for _i, _parser in enumerate(LINE_PARSERS):
 PREFILTER = KeywordMatcher(_KEYWORDS)
 
 Progress = Callable[[int, int], None]
+#: What an investigation can say (see :attr:`Investigation.verdict`).
+Verdict = Literal["incident", "healthy", "not_judged", "nothing_readable"]
 
 
 @dataclass(slots=True)
 class Unparsed:
-    """What the engine could not read: files with nothing recognised, and lines without evidence."""
+    """What the engine could not read.
+
+    Attributes:
+        files: Files with nothing recognised (empty, binary, unreadable, or no line gave evidence).
+        lines: Lines read that gave no evidence.
+        errors: Items lost to an error: lines a parser raised on, evidence that did not match its kind's
+            entry (:mod:`fleetscope.collectors.kinds`), evidence a detector raised on.
+        notes: One sentence per skipped file and per parser or detector that lost items.
+    """
 
     files: int = 0
     lines: int = 0
+    errors: int = 0
     notes: list[str] = field(default_factory=list)
+    _losses: dict[tuple[str, str], list[Any]] = field(default_factory=dict)
+
+    def lost(self, where: str, who: str, exc: BaseException, item: str) -> None:
+        """Count one item ``who`` lost in ``where`` to ``exc``; the first of each kind is named in notes.
+
+        Args:
+            where: The file (relative to the bundle), or ``"detectors"``.
+            who: The parser or detector, as the note names it.
+            exc: What was raised.
+            item: The item lost, as the note names it (``"line 12"``, ``"node-01/dmesg:3"``).
+        """
+        self.errors += 1
+        entry = self._losses.setdefault((where, who), [0, f"{type(exc).__name__}: {exc}"[:200], item])
+        entry[0] += 1
+
+    def all_notes(self) -> list[str]:
+        """The notes, then one per (file or detectors, parser or detector) that lost items."""
+        return self.notes + [
+            f"{where}: {count} item(s) lost in {who} ({error}; first: {item})"
+            for (where, who), (count, error, item) in self._losses.items()
+        ]
 
 
 @dataclass(slots=True)
@@ -68,23 +112,48 @@ class Investigation:
         evidence: All evidence kept (capped per key).
         unparsed: Unread files and lines, with a note per file that was skipped.
         files_read: Text files read.
+        lines_read: Lines of those files.
+        lines_understood: Lines that gave evidence.
     """
 
     correlation: Correlation
     evidence: list[Evidence]
     unparsed: Unparsed
     files_read: int
+    lines_read: int = 0
+    lines_understood: int = 0
 
     @property
     def incident(self) -> bool:
         """Whether the bundle shows a fault."""
         return self.correlation.incident
 
+    @property
+    def verdict(self) -> Verdict:
+        """What the investigation can say.
+
+        ``incident``: a fault was found. ``nothing_readable``: no text file at all. ``not_judged``: text
+        was read but almost none of it understood (no line gave evidence, or fewer than
+        ``judgement.min_lines`` lines did and they are under ``judgement.min_share`` of the lines read),
+        so "no incident" would claim a healthy system nobody looked at. ``healthy``: otherwise.
+        """
+        if self.incident:
+            return "incident"
+        if self.files_read == 0:
+            return "nothing_readable"
+        share = self.lines_understood / max(self.lines_read, 1)
+        if self.lines_understood == 0 or (
+            self.lines_understood < scoring("judgement.min_lines") and share < scoring("judgement.min_share")
+        ):
+            return "not_judged"
+        return "healthy"
+
     def to_dict(self) -> dict[str, Any]:
         """The JSON object of docs/design.md's contract (``incident``, ``root_causes``, ``timeline`` ...)."""
         causes = self.correlation.causes
         return {
             "incident": self.incident,
+            "verdict": self.verdict,
             "root_causes": [
                 {
                     "layer": r.finding.layer,
@@ -92,6 +161,7 @@ class Investigation:
                     "gpu": r.finding.gpu,
                     "gpu_pci_bus_id": r.finding.gpu_pci_bus_id,
                     "confidence": r.confidence,
+                    "certainty": r.certainty,
                     "kind": r.finding.kind,
                     "summary": r.finding.summary,
                     "action": r.finding.action,
@@ -115,8 +185,13 @@ class Investigation:
                 }
                 for s, explained in self.correlation.symptoms
             ],
-            "unparsed": {"files": self.unparsed.files, "lines": self.unparsed.lines},
-            "notes": self.unparsed.notes,
+            "unparsed": {
+                "files": self.unparsed.files,
+                "lines": self.unparsed.lines,
+                "errors": self.unparsed.errors,
+            },
+            "understood": {"lines": self.lines_understood, "of_lines": self.lines_read},
+            "notes": self.unparsed.all_notes(),
         }
 
     def timeline(self) -> list[Evidence]:
@@ -135,7 +210,8 @@ def investigate(bundle: Path, progress: Progress | None = None) -> Investigation
 
     Args:
         bundle: The bundle folder: one sub-folder per node, cluster-wide files at the top.
-        progress: Called as ``progress(bytes_done, bytes_total)`` after each file, if given.
+        progress: Called as ``progress(bytes_done, bytes_total)`` as bytes are read (every few MB
+            within a file, and after each file), if given.
 
     Returns:
         The investigation; see :meth:`Investigation.to_dict` for the output contract.
@@ -148,15 +224,20 @@ def investigate(bundle: Path, progress: Progress | None = None) -> Investigation
     done = 0
     unparsed = Unparsed()
     kept = _EvidenceStore()
-    files_read = 0
+    files_read = lines_read = lines_understood = 0
     for f in files:
         stats = ReadStats()
+        if progress is not None:
+            # Within one file: bytes read so far (a gzip file's count is of its content, so capped).
+            stats.on_read = lambda n, start=done, size=f.size: progress(start + min(n, size), total)
         try:
             found = _read_file(f, stats, unparsed)
             if found is not None:
                 files_read += 1
                 n_lines_with_evidence = kept.add_all(found)
                 unparsed.lines += max(0, stats.lines - n_lines_with_evidence)
+                lines_read += stats.lines
+                lines_understood += n_lines_with_evidence
                 if n_lines_with_evidence == 0:
                     unparsed.files += 1
         except OSError as exc:
@@ -175,17 +256,72 @@ def investigate(bundle: Path, progress: Progress | None = None) -> Investigation
     _resolve_gpus(evidence)
     findings: list[Finding] = []
     for detector in DETECTORS:
-        try:
-            findings.extend(detector().detect(evidence))
-        except Exception as exc:  # a detector bug must not hide the other detectors' findings
-            unparsed.notes.append(f"detector {detector.name} failed ({type(exc).__name__}: {exc})")
+        wanted = reads(detector.name)
+        given = evidence if detector.sees_all else [e for e in evidence if e.kind in wanted]
+        findings.extend(run_detector(detector, given, unparsed))
     for finding in findings:
         # Evidence read without a layer (an Xid line) takes its finding's, for the timeline.
         for e in finding.evidence:
             e.layer = e.layer or finding.layer
     return Investigation(
-        correlation=correlate(findings), evidence=evidence, unparsed=unparsed, files_read=files_read
+        correlation=correlate(findings),
+        evidence=evidence,
+        unparsed=unparsed,
+        files_read=files_read,
+        lines_read=lines_read,
+        lines_understood=lines_understood,
     )
+
+
+def run_detector(detector: type[Detector], evidence: list[Evidence], unparsed: Unparsed) -> list[Finding]:
+    """Run one detector; evidence it raises on is left out (counted and noted), never its whole output.
+
+    A detector that raises is run again on ever shorter prefixes of its evidence (a binary search) to
+    find the first item without which the prefix no longer fails; that item is dropped and the detector
+    run again, at most :data:`MAX_DETECTOR_RETRIES` times.
+
+    Args:
+        detector: The detector class.
+        evidence: The evidence of the kinds it reads.
+        unparsed: Where losses are counted.
+
+    Returns:
+        Its findings on the evidence it could read.
+    """
+    items = list(evidence)
+    for _ in range(MAX_DETECTOR_RETRIES):
+        try:
+            return list(detector().detect(items))
+        except Exception as exc:  # a detector bug must cost one item, not the detector's findings
+            bad = _first_failing(detector, items)
+            if bad is None:
+                unparsed.lost("detectors", f"detector {detector.name}", exc, f"{len(items)} items")
+                return []
+            unparsed.lost("detectors", f"detector {detector.name}", exc, items[bad].source)
+            del items[bad]
+    return []
+
+
+def _first_failing(detector: type[Detector], items: list[Evidence]) -> int | None:
+    """Index of the item whose prefix first makes ``detector`` raise, or ``None`` if none does alone."""
+
+    def fails(n: int) -> bool:
+        try:
+            list(detector().detect(items[:n]))
+        except Exception:  # the probe is the failure itself
+            return True
+        return False
+
+    if not fails(len(items)):
+        return None
+    low, high = 0, len(items)  # fails(high) holds, fails(low) does not (no evidence: nothing to read)
+    while high - low > 1:
+        mid = (low + high) // 2
+        if fails(mid):
+            high = mid
+        else:
+            low = mid
+    return high - 1
 
 
 def _read_file(f: BundleFile, stats: ReadStats, unparsed: Unparsed) -> Iterator[Evidence] | None:
@@ -203,28 +339,75 @@ def _read_file(f: BundleFile, stats: ReadStats, unparsed: Unparsed) -> Iterator[
     text_head = decode(head)
     for doc in DOCUMENT_PARSERS:
         if doc.sniff(text_head):
-            lines = (
-                Line(n, decode(raw), Prefixes(None, None, None, decode(raw)))
-                for n, raw, _ in scan_lines(f.path, stats)
-            )
-            return doc(ctx).parse(lines)
-    return _parse_log(f, ctx, stats)
+            return _parse_document(doc, f, ctx, stats, unparsed)
+    return _parse_log(f, ctx, stats, unparsed)
 
 
-def _parse_log(f: BundleFile, ctx: FileContext, stats: ReadStats) -> Iterator[Evidence]:
+def _parse_document(
+    doc: type[DocumentParser], f: BundleFile, ctx: FileContext, stats: ReadStats, unparsed: Unparsed
+) -> Iterator[Evidence]:
+    """Run a document parser; where it raises, the line it was on is lost and it reads on from the next.
+
+    ``parse`` is called again on the same instance with the rest of the lines, so a parser that keeps its
+    state on the instance (a CSV header, the sections read so far) keeps it across the restart.
+    """
+    position = [0]
+
+    def lines() -> Iterator[Line]:
+        for n, raw, _ in scan_lines(f.path, stats):
+            position[0] = n
+            text = decode(raw)
+            yield Line(n, text, Prefixes(None, None, None, text))
+
+    source = lines()
+    parser = doc(ctx)
+    for _ in range(MAX_DOCUMENT_RESTARTS):
+        try:
+            for e in parser.parse(source):
+                if _valid(e, doc.name, f, unparsed):
+                    yield e
+            return
+        except READ_ERRORS:
+            raise
+        except Exception as exc:  # one odd line must not cost the rest of the document
+            unparsed.lost(f.rel, f"parser {doc.name}", exc, f"line {position[0]}")
+
+
+def _parse_log(f: BundleFile, ctx: FileContext, stats: ReadStats, unparsed: Unparsed) -> Iterator[Evidence]:
     parsers = [cls(ctx) for cls in LINE_PARSERS]
     broken: Exception | None = None
     try:
         for n, raw, wanted in scan_lines(f.path, stats, PREFILTER):
             line = Line(n, decode(raw))
             for i in wanted:
-                yield from parsers[i].feed(line)
+                parser = parsers[i]
+                try:
+                    found = list(parser.feed(line))
+                except Exception as exc:  # one odd line costs that line, never the rest of the file
+                    unparsed.lost(f.rel, f"parser {parser.name}", exc, f"line {n}")
+                    continue
+                yield from (e for e in found if _valid(e, parser.name, f, unparsed))
     except READ_ERRORS as exc:
         broken = exc  # a truncated archive or a failing disk: keep what the lines before it showed
     for parser in parsers:
-        yield from parser.finish()
+        try:
+            held = list(parser.finish())
+        except Exception as exc:  # what it held back is lost, not what it gave line by line
+            unparsed.lost(f.rel, f"parser {parser.name}", exc, "end of file")
+            continue
+        yield from (e for e in held if _valid(e, parser.name, f, unparsed))
     if broken is not None:
         raise broken
+
+
+def _valid(e: Evidence, parser: str, f: BundleFile, unparsed: Unparsed) -> bool:
+    """Whether ``e`` matches its kind's entry; what does not is counted and noted, not kept."""
+    try:
+        check(e, parser)
+    except EvidenceError as exc:
+        unparsed.lost(f.rel, f"parser {parser}", exc, e.source)
+        return False
+    return True
 
 
 class _EvidenceStore:

@@ -27,6 +27,8 @@ import re
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, timezone
 
+from fleetscope.formats import KMSG_RECORD
+
 _MONTH_NAMES = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
 _MONTHS = {m: i for i, m in enumerate(_MONTH_NAMES, start=1)}
 
@@ -41,9 +43,7 @@ _ISO = re.compile(
 )
 _SYSLOG = re.compile(r"([A-Z][a-z]{2}) +(\d{1,2}) (\d\d):(\d\d):(\d\d)(?:\.(\d{1,9}))? ")
 _GLOG = re.compile(r"\[?[IWEF](\d\d)(\d\d) (\d\d):(\d\d):(\d\d)\.(\d{1,9})\s+\d+\s+[^\]\s]+\]\s?")
-# /dev/kmsg records (``dmesg -r`` raw, ``cat /dev/kmsg``): ``prio,seq,usec,flags;text``, the stamp in
-# microseconds since boot (Documentation/ABI/testing/dev-kmsg).
-_KMSG = re.compile(r"\d{1,3},\d+,(\d+),[-+c][^;]{0,32};")
+# /dev/kmsg records (``dmesg -r`` raw, ``cat /dev/kmsg``): fleetscope.formats.kmsg's grammar.
 _CLOCK = re.compile(r"\[(\d\d:\d\d:\d\d(?:[.,]\d+)?)\]\s?")
 # After a syslog or ISO stamp: "host tag[pid]: " (journald short and short-iso output).
 _HOST_TAG = re.compile(r"([A-Za-z0-9][\w.-]*) (?=[\w./-]+(?:\[\d+\])?: )")
@@ -118,9 +118,9 @@ def split_timestamp(line: str) -> tuple[Stamp | None, str]:
         if m:
             return Stamp(raw=m.group(0).strip()), text[m.end() :]
     if first.isdigit():
-        m = _KMSG.match(text)
+        m = KMSG_RECORD.match(text)
         if m:
-            return Stamp(raw=m.group(0), uptime=int(m.group(1)) / 1e6), text[m.end() :]
+            return Stamp(raw=text[: m.start("msg")], uptime=int(m["usec"]) / 1e6), m["msg"]
     if first.isdigit() or first == "[":
         m = _ISO.match(text)
         if m:

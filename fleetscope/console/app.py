@@ -28,6 +28,7 @@ import streamlit as st
 
 from fleetscope.collectors import investigate
 from fleetscope.collectors.incidents import IncidentStore
+from fleetscope.console.investigate_report import verdict_sentence
 from fleetscope.console.settings import ConsoleSettings
 
 LAYER_LABELS = {
@@ -47,7 +48,11 @@ LAYER_LABELS = {
 def render_report(report: dict[str, Any]) -> None:
     """Show one investigation report (docs/design.md JSON contract): the answer first, then the evidence."""
     if not report.get("incident"):
-        st.success("No incident: the evidence shows a healthy system.")
+        sentence = verdict_sentence(report)
+        if report.get("verdict", "healthy") == "healthy":
+            st.success(sentence)
+        else:
+            st.warning(sentence)
         return
     causes = report.get("root_causes") or []
     if not causes:
@@ -157,6 +162,8 @@ def investigate_page(settings: ConsoleSettings) -> None:
         with st.spinner(f"Investigating {bundle} ..."):
             report = investigate(bundle).to_dict()
         render_report(report)
+        for note in report.get("notes", []):
+            st.caption(f"note: {note}")
 
 
 @st.cache_resource

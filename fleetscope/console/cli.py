@@ -240,6 +240,18 @@ INVESTIGATE_OK = 0
 INVESTIGATE_INTERNAL_ERROR = 1
 INVESTIGATE_BAD_PATH = 2
 INVESTIGATE_NOTHING_READABLE = 3
+INVESTIGATE_NOT_JUDGED = 4
+
+
+def _pipe_console() -> Any:
+    """A Rich console that lets a closed pipe raise ``BrokenPipeError`` (Rich itself exits with 1)."""
+    from rich.console import Console
+
+    class PipeConsole(Console):
+        def on_broken_pipe(self) -> None:
+            raise BrokenPipeError
+
+    return PipeConsole()
 
 
 @app.command("investigate")
@@ -259,14 +271,23 @@ def investigate_command(
     A bundle holds one folder per node (dmesg or journal, training and NCCL logs, nvidia-smi output,
     dcgm-exporter or fleetscope scrapes, apt history ...) and cluster-wide launcher logs on top; file
     names do not matter, formats are recognised from content. The answer comes first: layer, node,
-    GPU, confidence and action, then the evidence lines (file:line), the symptoms it explains and the
-    timeline.
+    GPU, confidence, certainty and action, then the evidence lines (file:line), the symptoms it explains
+    and the timeline.
 
-    Example: fleetscope investigate --format json fleetscope/examples/incidents/02-xid119-gsp-rpc-timeout
+    Example:
 
-    Exit codes: 0 investigated (incident or not: see "incident" in the output); 1 internal error;
-    2 usage error, or the bundle path is missing or not a folder; 3 nothing readable in the bundle
-    (no files, or only binary ones).
+    \b
+      fleetscope investigate --format json \\
+          fleetscope/examples/incidents/02-xid119-gsp-rpc-timeout
+
+    Exit codes:
+
+    \b
+      0  investigated: an incident, or a healthy system (see "verdict")
+      1  internal error
+      2  usage error, or BUNDLE is missing or not a folder
+      3  nothing readable in BUNDLE (no files, or only binary ones)
+      4  could not judge: almost nothing in BUNDLE was understood
     """
     from rich.console import Console
     from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn
@@ -302,7 +323,7 @@ def investigate_command(
     except Exception as exc:  # the command line must answer with a message, never a traceback
         err.print(f"fleetscope investigate: internal error: {type(exc).__name__}: {exc}", highlight=False)
         raise typer.Exit(INVESTIGATE_INTERNAL_ERROR) from None
-    if result.files_read == 0:
+    if result.verdict == "nothing_readable":
         # No report: "no incident" would claim a healthy system that nobody looked at.
         notes = "".join(f"\n  {note}" for note in result.unparsed.notes)
         err.print(
@@ -310,10 +331,19 @@ def investigate_command(
         )
         raise typer.Exit(INVESTIGATE_NOTHING_READABLE)
     report = result.to_dict()
-    if output_format is InvestigateFormat.json:
-        typer.echo(json.dumps(report, indent=2))
-    else:
-        render_text(report, Console())
+    try:
+        if output_format is InvestigateFormat.json:
+            typer.echo(json.dumps(report, indent=2))
+        else:
+            render_text(report, _pipe_console())
+        sys.stdout.flush()
+    except BrokenPipeError:
+        # The reader went away (`| head`): it has what it wanted. Later writes, and the flush at exit, go
+        # nowhere instead of raising again.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        raise typer.Exit(INVESTIGATE_OK) from None
+    if result.verdict == "not_judged":
+        raise typer.Exit(INVESTIGATE_NOT_JUDGED)
 
 
 # ---------------------------------------------------------------- lineage: the graph and audit queries

@@ -24,13 +24,17 @@ def render_text(report: dict[str, Any], console: Console) -> None:
     """
     causes = report["root_causes"]
     if not report["incident"]:
-        console.print("[bold green]No incident[/]: the bundle shows a healthy system.")
+        healthy = report.get("verdict", "healthy") == "healthy"
+        console.print(
+            verdict_sentence(report), style="bold green" if healthy else "bold yellow", highlight=False
+        )
     else:
         top = causes[0]
         gpu = _gpu(top)
         console.print(
             f"[bold red]Root cause[/] ({top['layer'] or 'layer not determined'}) "
             f"node [bold]{top['node'] or '?'}[/]  GPU [bold]{gpu}[/]  confidence {top['confidence']:.2f}"
+            + _certainty(top)
         )
         console.print(f"  {top['summary']}", highlight=False)
         if top["action"]:
@@ -42,7 +46,7 @@ def render_text(report: dict[str, Any], console: Console) -> None:
             console.print("\n[bold]Other candidate causes[/]")
             for c in causes[1:6]:
                 console.print(
-                    f"  {c['confidence']:.2f} {c['layer']} {c['node'] or '?'} GPU {_gpu(c)}: "
+                    f"  {c['confidence']:.2f}{_certainty(c)} {c['layer']} {c['node'] or '?'} GPU {_gpu(c)}: "
                     f"{c['summary'][:200]}",
                     highlight=False,
                 )
@@ -81,3 +85,26 @@ def _gpu(cause: dict[str, Any]) -> str:
     if cause["gpu"] is not None:
         return str(cause["gpu"]) + (f" ({cause['gpu_pci_bus_id']})" if cause["gpu_pci_bus_id"] else "")
     return cause["gpu_pci_bus_id"] or "?"
+
+
+def verdict_sentence(report: dict[str, Any]) -> str:
+    """The one-line answer for a report without an incident (the CLI and the console say the same).
+
+    Reports stored before reports carried a ``verdict`` read as healthy, as they were written.
+    """
+    verdict = report.get("verdict", "healthy")
+    if verdict == "not_judged":
+        understood = report.get("understood") or {}
+        return (
+            "Could not judge: almost nothing in the bundle was understood "
+            f"({understood.get('lines', 0)} of {understood.get('of_lines', 0)} lines gave evidence); "
+            "this is not evidence of a healthy system."
+        )
+    if verdict == "nothing_readable":
+        return "Nothing readable: the bundle holds no text files; nothing was judged."
+    return "No incident: the evidence read shows a healthy system."
+
+
+def _certainty(cause: dict[str, Any]) -> str:
+    """`` (likely)``; empty for reports stored before root causes carried a certainty."""
+    return f" ({cause['certainty']})" if cause.get("certainty") else ""

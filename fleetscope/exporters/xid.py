@@ -54,6 +54,8 @@ from fleetscope.exporters.metrics import MetricSpec, add
 from fleetscope.exporters.pci import canonical_pci_bus_id
 from fleetscope.exporters.registry import BuildContext, Setting, register
 from fleetscope.exporters.scrape import SourceUnavailable
+from fleetscope.formats import FALLEN_OFF_BUS as FALLEN_WORDS
+from fleetscope.formats import GPU_NAMED, KMSG_RECORD, XID_MENTION, parse_xid
 
 log = logging.getLogger(__name__)
 
@@ -72,16 +74,6 @@ MAX_LINE_BYTES = 64 * 1024
 # How many lines after "The NVIDIA GPU <bus id>" a bare "fallen off the bus" is still about that GPU.
 _ANNOUNCE_WINDOW = 4
 
-_XID = re.compile(
-    r"NVRM: Xid \(PCI:(?P<pci>[0-9a-fA-F]{4,8}:[0-9a-fA-F]{2}:[0-9a-fA-F]{2}(?:\.[0-7])?)\): (?P<xid>\d+)\b"
-)
-_XID_LOOSE = re.compile(r"NVRM: Xid\b")
-_GPU_NAMED = re.compile(
-    r"NVRM: (?:The NVIDIA )?GPU (?:at )?(?:PCI:)?"
-    r"(?P<pci>[0-9a-fA-F]{4,8}:[0-9a-fA-F]{2}:[0-9a-fA-F]{2}(?:\.[0-7])?)"
-)
-_FALLEN = re.compile(r"fallen off the bus", re.IGNORECASE)
-_KMSG = re.compile(r"(?P<pri>\d+),(?P<seq>\d+),(?P<usec>\d+),(?P<flags>[^;]*);(?P<msg>.*)", re.DOTALL)
 _EXPORT_FIELD = re.compile(r"(?P<key>[A-Z_][A-Z0-9_]*)=(?P<value>.*)", re.DOTALL)
 _UPTIME = re.compile(r"\[\s*(?P<seconds>\d+\.\d+)\]")
 _ESCAPE = re.compile(r"\\x([0-9a-fA-F]{2})")
@@ -190,7 +182,7 @@ class KernelLogParser:
     def _record(self, text: str) -> KernelRecord | None:
         if text.startswith("{"):
             return self._json(text)
-        if (m := _KMSG.fullmatch(text)) is not None:
+        if (m := KMSG_RECORD.fullmatch(text)) is not None:
             message = _ESCAPE.sub(lambda e: chr(int(e[1], 16)), m["msg"])
             return KernelRecord(message, uptime_seconds=int(m["usec"]) / 1e6)
         if (m := _EXPORT_FIELD.fullmatch(text)) is not None:
@@ -228,22 +220,21 @@ class KernelLogParser:
 
     def _events(self, record: KernelRecord) -> list[dict[str, Any]]:
         base = {"message": record.message, "uptime_seconds": record.uptime_seconds, "time": record.time}
-        if "NVRM" not in record.message and not _FALLEN.search(record.message):
+        if "NVRM" not in record.message and not FALLEN_WORDS.search(record.message):
             # Kept for /events too: the correlation service reads PCIe AER, OOM and hung-task lines there.
             return [{**base, "kind": "kernel", "xid": None, "pci_bus_id": None}]
-        if (m := _XID.search(record.message)) is not None:
-            bus_id = canonical_pci_bus_id(m["pci"])
-            assert bus_id is not None  # the pattern only admits bus ids
-            self.xid_counts[(bus_id, int(m["xid"]))] += 1
-            return [{**base, "kind": "xid", "xid": int(m["xid"]), "pci_bus_id": bus_id}]
-        if _XID_LOOSE.search(record.message):
+        xid = parse_xid(record.message)
+        if xid is not None and xid.bus_id is not None:
+            self.xid_counts[(xid.bus_id, xid.xid)] += 1
+            return [{**base, "kind": "xid", "xid": xid.xid, "pci_bus_id": xid.bus_id}]
+        if XID_MENTION.search(record.message):
             raise MalformedLine("NVRM Xid line without a PCI bus id and Xid number")
-        named = _GPU_NAMED.search(record.message)
+        named = GPU_NAMED.search(record.message)
         if named is not None:
             self._announced = (canonical_pci_bus_id(named["pci"]) or named["pci"], self.lines)
         recent = self._announced
         bus_id = recent[0] if recent is not None and self.lines - recent[1] <= _ANNOUNCE_WINDOW else None
-        if _FALLEN.search(record.message):
+        if FALLEN_WORDS.search(record.message):
             if bus_id is not None:
                 self.fallen_counts[bus_id] += 1
             self._announced = None

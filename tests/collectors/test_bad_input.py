@@ -100,9 +100,14 @@ def test_unparsed_counts_files_and_lines(tmp_path: Path) -> None:
     assert (result.unparsed.files, result.unparsed.lines) == (1, 4)
 
 
-def test_answer_key_beside_the_node_folders_is_never_read(tmp_path: Path) -> None:
-    (tmp_path / "case.json").write_text('{"expected": {"summary": "NVRM: Xid (PCI:0000:b3:00): 79"}}')
-    assert investigate(tmp_path).to_dict()["incident"] is False
+def test_a_json_document_is_not_read_as_a_log(tmp_path: Path) -> None:
+    # A report that describes a fault is not evidence of one; JSON lines (journald -o json) still are logs.
+    (tmp_path / "report.json").write_text('{\n  "summary": "NVRM: Xid (PCI:0000:b3:00): 79"\n}\n')
+    result = investigate(tmp_path)
+    assert result.to_dict()["incident"] is False
+    assert result.unparsed.files == 1
+    (tmp_path / "kern.json").write_text('{"MESSAGE": "NVRM: Xid (PCI:0000:b3:00): 79, pid=1, name=x, y"}\n')
+    assert investigate(tmp_path).to_dict()["root_causes"][0]["kind"] == "xid:79"
 
 
 def test_nul_padding_of_a_crashed_syslog_is_dropped_not_a_reason_to_skip(tmp_path: Path) -> None:

@@ -30,9 +30,9 @@ def test_every_catalogued_xid(tmp_path: Path, number: int) -> None:
     assert top["layer"] == entry["layer"]
     if entry.get("consequence_of_other") or entry.get("origin") == "consequence":
         # Alone, a consequence is still the answer, but an unsure one.
-        assert top["confidence"] <= 0.3 and "unsure" in top["summary"]
+        assert top["confidence"] <= 0.3 and top["certainty"] == "unsure"
     else:
-        assert top["confidence"] > 0.3 and "unsure" not in top["summary"]
+        assert top["confidence"] > 0.3 and top["certainty"] != "unsure"
 
 
 @pytest.mark.parametrize("status", STATUSES)

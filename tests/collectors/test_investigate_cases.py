@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.collectors.judging import check_case
+from tests.collectors.judging import check_case, without_answer
 
 ROOT = Path(__file__).resolve().parents[2]
 CASES = sorted((ROOT / "fleetscope" / "examples" / "incidents").glob("*/case.json"))
@@ -31,13 +31,14 @@ def test_cli_json_matches_the_contract() -> None:
     bundle = (
         ROOT / "fleetscope" / "examples" / "incidents" / "50-multinode-xid119-gsp-timeout-collective-hang"
     )
-    proc = subprocess.run(
-        [sys.executable, "-m", "fleetscope.console.cli", "investigate", "--format", "json", str(bundle)],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        check=False,
-    )
+    with without_answer(bundle) as copy:
+        proc = subprocess.run(
+            [sys.executable, "-m", "fleetscope.console.cli", "investigate", "--format", "json", str(copy)],
+            capture_output=True,
+            text=True,
+            cwd=ROOT,
+            check=False,
+        )
     assert proc.returncode == 0, proc.stderr
     out = json.loads(proc.stdout)
     assert set(out) >= {"incident", "root_causes", "timeline", "symptoms", "unparsed"}
@@ -48,6 +49,7 @@ def test_cli_json_matches_the_contract() -> None:
         "gpu",
         "gpu_pci_bus_id",
         "confidence",
+        "certainty",
         "summary",
         "action",
         "evidence",
@@ -57,19 +59,20 @@ def test_cli_json_matches_the_contract() -> None:
     # Every rank's watchdog timeout is a symptom explained by the Xid, not a cause of its own.
     watchdog = [s for s in out["symptoms"] if s["kind"].startswith("c10d_watchdog_timeout")]
     assert watchdog and all(s["explained_by"] == 0 for s in watchdog)
-    assert set(out["unparsed"]) == {"files", "lines"}
+    assert set(out["unparsed"]) == {"files", "lines", "errors"}
 
 
 def test_cli_text_puts_the_answer_first() -> None:
     bundle = ROOT / "fleetscope" / "examples" / "incidents" / "25-nvlink-two-links-inactive-nvlink-status"
-    proc = subprocess.run(
-        [sys.executable, "-m", "fleetscope.console.cli", "investigate", str(bundle)],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        check=False,
-        env={"COLUMNS": "200", "PATH": ""},
-    )
+    with without_answer(bundle) as copy:
+        proc = subprocess.run(
+            [sys.executable, "-m", "fleetscope.console.cli", "investigate", str(copy)],
+            capture_output=True,
+            text=True,
+            cwd=ROOT,
+            check=False,
+            env={"COLUMNS": "200", "PATH": ""},
+        )
     assert proc.returncode == 0, proc.stderr
     first = proc.stdout.splitlines()[0]
     assert first.startswith("Root cause (nvlink) node node-01  GPU 3")

@@ -37,7 +37,7 @@ NCCL_RESET = (
 PEER_LOST_SUMMARY = (
     "A rank on node-01 lost its connection to a peer or to the rendezvous store (c10d TCPStore / Gloo: the "
     "other end closed or reset the socket): another rank or node died or hung up first; the bundle holds no "
-    "evidence of what caused it (unsure)"
+    "evidence of what caused it"
 )
 
 

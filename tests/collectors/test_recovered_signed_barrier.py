@@ -151,7 +151,7 @@ def test_a_lone_barrier_timeout_points_at_the_jobs_timeout_unsure(tmp_path: Path
     text = "".join(WATCHDOG.format(r=r, op=op, n=n) for r in range(1, 8))
     top = diagnose(tmp_path, {"node-01/train.log": text})["root_causes"][0]
     assert (top["kind"], top["layer"]) == ("c10d_barrier_timeout", "job")
-    assert "unsure" in top["summary"] and "timeout" in top["action"]
+    assert top["certainty"] == "unsure" and "timeout" in top["action"]
     assert top["confidence"] <= 0.3
 
 

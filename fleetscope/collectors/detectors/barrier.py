@@ -14,11 +14,10 @@ from collections.abc import Iterable, Sequence
 
 from fleetscope.collectors.detectors.base import Detector, occurrences
 from fleetscope.collectors.evidence import Evidence, Finding
+from fleetscope.collectors.knowledge import scoring
 
 #: Error kinds that only echo the timeout itself (the watchdog, PyTorch's abort, the exception it raises).
 ECHOES = frozenset({"c10d_watchdog_timeout", "nccl_failed_or_timed_out", "nccl_result", "exception"})
-#: Above the generic watchdog symptom (0.25), so this reading is chosen when nothing else is found.
-WEIGHT = 0.3
 
 
 def _one_element(e: Evidence) -> bool:
@@ -45,15 +44,16 @@ class BarrierTimeoutDetector(Detector):
             layer="job",
             role="symptom",
             severity="error",
-            weight=WEIGHT,
+            weight=scoring("barrier_timeout.weight"),
             summary=f"The NCCL watchdog timed out on a barrier (SeqNum {first.attrs.get('seq')}, a "
             f"one-element collective) after {timeout_s:.0f} s on {', '.join(nodes) or 'the job'}, and the "
             "bundle shows no fault: most likely some rank was busy outside collectives (a checkpoint save, "
-            "an evaluation, a slow data step) for longer than the process group's timeout (unsure)",
+            "an evaluation, a slow data step) for longer than the process group's timeout",
             action="find what the last rank to reach the barrier was doing (its log around that step); raise "
             "the process group timeout (init_process_group(timeout=...)) above the longest checkpoint or "
             "evaluation, or make that work asynchronous",
             evidence=timeouts[:10],
             explains="cluster",
             count=occurrences(timeouts),
+            certainty="unsure",  # the bundle cannot show what the late rank was doing
         )

@@ -5,12 +5,18 @@ A detector turns evidence into :class:`~fleetscope.collectors.evidence.Finding` 
 bundle or of the live window, GPU indexes and bus ids already resolved, and returns findings), and register
 the class in ``DETECTORS`` in :mod:`fleetscope.collectors.detectors`. A detector:
 
-* reads only evidence (never files), so the offline bundle and the live service share it;
+* reads only evidence (never files), so the offline bundle and the live service share it, and is handed
+  only the kinds whose entry in :mod:`fleetscope.collectors.kinds` names it in ``read_by``, or, where it
+  sets ``sees_all``, every item, other kinds serving only as context (the bundle's node names, whether
+  anything on a node suffered after a fault that recovered);
+* states what each finding ``explains`` (``gpu``, ``node`` or ``cluster``: there is no default) and, where
+  its fact cannot name a cause however strong it is, caps its ``certainty`` at ``unsure``;
 * sets ``role``: ``cause`` for a fault that explains others, ``symptom`` for what needs a cause (a
   watchdog timeout, a driver that cannot be reached), ``context`` for facts that are not faults;
 * sets ``weight`` from reviewed knowledge (the Xid catalogue's origin and severity, a signature's weight),
   never from how often a keyword occurs;
-* must not raise on odd evidence: skip what it cannot read.
+* must not raise on odd evidence: skip what it cannot read (an optional attribute may be absent or
+  ``None``). If it raises anyway, the item it failed on is left out and counted, not its whole output.
 """
 
 from __future__ import annotations
@@ -25,6 +31,8 @@ class Detector:
     """Base class of detectors (see the module docstring for the contract)."""
 
     name: ClassVar[str] = ""
+    #: Handed every item of the bundle, not only the kinds that name it in ``read_by`` (used as context).
+    sees_all: ClassVar[bool] = False
 
     def detect(self, evidence: Sequence[Evidence]) -> Iterable[Finding]:
         """Return the findings in ``evidence``."""
@@ -34,7 +42,7 @@ class Detector:
 def occurrences(evidence: Iterable[Evidence]) -> int:
     """How many lines the evidence stands for (the bundle reader keeps the first few per key and counts
     the rest in ``attrs["repeats"]``)."""
-    return sum(int(e.attrs.get("repeats", 1)) for e in evidence)
+    return sum(max(1, e.attrs.get("repeats") or 1) for e in evidence)
 
 
 def gpu_key(e: Evidence | Finding) -> tuple[str | None, str | int | None]:

@@ -1,10 +1,11 @@
 """Connections lost and restored: a blip is context, a loss that stays (or hurts) is a cause.
 
 A Lustre import, an NFS server or a network link that is lost and restored within
-:data:`RECOVERY_WINDOW_S` (or restored, where the log gives no times to measure by) is context: clients
-retry, I/O resumes, nothing failed. It is an incident when it is not restored, when it took longer, or
-when something on the same node suffered meanwhile (an error or worse from another source between the
-loss and :data:`DOWNSTREAM_WINDOW_S` after it came back: a hung task, an I/O error, a timeout).
+``connections.recovery_window_s`` (``scoring.yaml``; or restored, where the log gives no times to measure
+by) is context: clients retry, I/O resumes, nothing failed. It is an incident when it is not restored,
+when it took longer, or when something on the same node suffered meanwhile (an error or worse from another
+source between the loss and ``connections.downstream_window_s`` after it came back: a hung task, an I/O
+error, a timeout).
 """
 
 from __future__ import annotations
@@ -14,30 +15,24 @@ from typing import Any
 
 from fleetscope.collectors.detectors.base import Detector
 from fleetscope.collectors.evidence import Evidence, Finding
+from fleetscope.collectors.knowledge import scoring
 from fleetscope.collectors.timestamps import split_timestamp, with_year
 
-#: Longest loss that still counts as a blip, in seconds (client retries ride through it).
-RECOVERY_WINDOW_S = 120.0
-#: How long after a restoration a failure on the node is still read as its consequence, in seconds.
-DOWNSTREAM_WINDOW_S = 600.0
-#: Per subsystem: layer, weight of an unrecovered loss as a root cause, what it blocks, what to check.
-SUBSYSTEMS: dict[str, tuple[str, float, str, str]] = {
+#: Per subsystem: layer, what it blocks, what to check (weights in ``scoring.yaml``, ``connections``).
+SUBSYSTEMS: dict[str, tuple[str, str, str]] = {
     "lustre": (
         "storage",
-        0.65,
         "file I/O on that filesystem blocks until recovery completes",
         "check the Lustre OSS/MDS named and the network to it (lctl ping); I/O resumes after recovery",
     ),
     "nfs": (
         "storage",
-        0.7,
         "reads and writes on its mounts (checkpoints, data) block",
         "check the NFS server and the network path to it; processes stuck in D state resume or fail once it "
         "answers",
     ),
     "link": (
         "network",
-        0.55,
         "traffic on that interface stops",
         "check the interface's cable, transceiver and switch port (ethtool, ibstat, the switch's log)",
     ),
@@ -77,6 +72,7 @@ class ConnectionLossDetector(Detector):
     """Lustre, NFS and link losses, told apart from blips that recovered."""
 
     name = "connections"
+    sees_all = True  # an error on the node after the recovery keeps the fault a cause
 
     def detect(self, evidence: Sequence[Evidence]) -> Iterable[Finding]:
         events: dict[tuple[Any, ...], list[Evidence]] = {}
@@ -93,9 +89,16 @@ class ConnectionLossDetector(Detector):
                 (e for e in evs if e.attrs.get("state") == "restored" and _after(e, losses[-1])), None
             )
             took = _took(losses[0], restored)
-            recovered = restored is not None and (took is None or took <= RECOVERY_WINDOW_S)
+            recovered = restored is not None and (
+                took is None or took <= scoring("connections.recovery_window_s")
+            )
             hurt = suffered(evidence, node, first, restored)
-            layer, weight, blocks, action = SUBSYSTEMS[subsystem]
+            layer, blocks, action = SUBSYSTEMS[subsystem]
+            weight = {
+                "lustre": scoring("connections.lustre_weight"),
+                "nfs": scoring("connections.nfs_weight"),
+                "link": scoring("connections.link_weight"),
+            }[subsystem]
             server = next((str(e.attrs["server"]) for e in evs if e.attrs.get("server")), "")
             what = f"{subsystem} {target}" + (f" (server {server})" if server and server != target else "")
             if recovered and not hurt:
@@ -104,7 +107,7 @@ class ConnectionLossDetector(Detector):
                     layer=layer,
                     role="context",
                     severity="warning",
-                    weight=0.1,
+                    weight=scoring("connections.blip_weight"),
                     summary=f"{node} lost {what} and got it back"
                     + (f" after {took:.0f} s" if took is not None else "")
                     + ": a blip that recovered, with nothing on the node failing meanwhile",
@@ -133,6 +136,7 @@ class ConnectionLossDetector(Detector):
                 evidence=[e for e in (first, restored, hurt) if e is not None],
                 explains="node",
                 count=len(losses),
+                certainty="likely",  # a lost mount or link stops the job, but may itself be a consequence
             )
 
 
@@ -166,7 +170,7 @@ def suffered(
 
     Returns:
         The first error-or-worse evidence of another kind on ``node`` from the loss until
-        :data:`DOWNSTREAM_WINDOW_S` after the recovery (where the clocks compare; from another file
+        ``connections.downstream_window_s`` after the recovery (where the clocks compare; from another file
         without comparable times, any), or ``None``.
     """
     for e in evidence:
@@ -175,7 +179,9 @@ def suffered(
         since = _between(lost, e)
         if since is not None:
             after_end = _between(restored, e) if restored is not None else None
-            if since < 0 or (after_end is not None and after_end > DOWNSTREAM_WINDOW_S):
+            if since < 0 or (
+                after_end is not None and after_end > scoring("connections.downstream_window_s")
+            ):
                 continue
         elif _position(e)[0] == _position(lost)[0] and not _after(e, lost):
             continue  # earlier in the same file; from another file without comparable times: counted

@@ -15,10 +15,7 @@ from typing import Any
 from fleetscope.collectors import knowledge
 from fleetscope.collectors.detectors.base import Detector, where
 from fleetscope.collectors.evidence import DRIVER_NUMBERING, Evidence, Finding
-
-#: Weights of a failed and a warning test as a root cause.
-FAIL_WEIGHT = 0.8
-WARN_WEIGHT = 0.6
+from fleetscope.collectors.knowledge import scoring
 
 
 @cache
@@ -75,7 +72,7 @@ class DcgmiDiagDetector(Detector):
                 layer=layer,
                 role="cause",
                 severity=e.severity,
-                weight=FAIL_WEIGHT if failed else WARN_WEIGHT,
+                weight=scoring("dcgmi_diag.fail_weight") if failed else scoring("dcgmi_diag.warn_weight"),
                 summary=f"dcgmi diag: the {test} test {'failed' if failed else 'warned'} on {place}{said}",
                 action=action,
                 node=e.node,

@@ -19,11 +19,8 @@ from typing import Any
 from fleetscope.collectors import knowledge
 from fleetscope.collectors.detectors.base import Detector, occurrences
 from fleetscope.collectors.evidence import Evidence, Finding
+from fleetscope.collectors.knowledge import scoring
 
-#: Weight of an EFA provider abort or an aws-ofi-nccl failure (a stated fault of the node's EFA stack).
-EFA_FAULT_WEIGHT = 0.75
-#: EFA needs the locked-memory limit unlimited (AWS EFA user guide); a finite one below this is named.
-MEMLOCK_ENOUGH_BYTES = 1 << 40
 #: Errors that a locked-memory limit can cause: ENOMEM, EFA's own out-of-memory, registration failures.
 _MEMORY_FI_ERRNOS = frozenset({12})
 _MEMORY_WORDS = ("memory", "regist", "MR ")
@@ -40,7 +37,7 @@ class EfaDetector(Detector):
         for e in evidence:
             if e.kind == "memlock_limit":
                 limit = e.attrs.get("limit_bytes")
-                if isinstance(limit, int) and limit < MEMLOCK_ENOUGH_BYTES:
+                if isinstance(limit, int) and limit < scoring("efa.memlock_enough_bytes"):
                     memlock.setdefault(e.node, e)
             elif e.kind == "efa_abort":
                 key = ("abort", e.node, e.attrs.get("fi_errno"), e.attrs.get("efa_prov_errno"))
@@ -79,7 +76,7 @@ class EfaDetector(Detector):
             layer="network",
             role="cause",
             severity="error",
-            weight=EFA_FAULT_WEIGHT,
+            weight=scoring("efa.fault_weight"),
             summary=summary,
             action=action,
             node=node,
@@ -109,7 +106,7 @@ class EfaDetector(Detector):
             layer="network",
             role="cause",
             severity="error",
-            weight=EFA_FAULT_WEIGHT,
+            weight=scoring("efa.fault_weight"),
             summary=summary,
             action=action,
             node=node,

@@ -7,8 +7,8 @@ Sources: node_exporter's infiniband collector (``node_infiniband_port_state_id``
 
 * A port that is not ACTIVE cannot carry traffic: every rank whose ring or tree crosses it stalls, so it
   explains collective failures on every node of the job.
-* A node whose nccl-tests bus bandwidth is far below the other nodes' (:data:`SLOW_RATIO` of their
-  median, with at least :data:`MIN_NODES` nodes to compare) is slow, but the number alone does not say
+* A node whose nccl-tests bus bandwidth is far below the other nodes' (``fabric.slow_ratio`` of their
+  median, with at least ``fabric.min_nodes`` nodes to compare) is slow, but the number alone does not say
   why: it is a symptom placed on that node.
 """
 
@@ -20,13 +20,12 @@ from typing import Any
 
 from fleetscope.collectors.detectors.base import Detector
 from fleetscope.collectors.evidence import Evidence, Finding
+from fleetscope.collectors.knowledge import scoring
 
 #: ``/sys/class/infiniband/*/ports/*/state`` values (``ib_port_state`` of ib_verbs.h).
 PORT_STATES = {0: "NOP", 1: "DOWN", 2: "INIT", 3: "ARMED", 4: "ACTIVE", 5: "ACTIVE_DEFER"}
 _ACTIVE = (4, 5)
 #: A node at or below this share of the other nodes' median bus bandwidth is slow.
-SLOW_RATIO = 0.5
-MIN_NODES = 3
 _PORT_STATE = "node_infiniband_port_state_id"
 _PORT_ERRORS = ("node_infiniband_link_downed_total", "node_infiniband_symbol_error_total")
 
@@ -62,7 +61,7 @@ class FabricDetector(Detector):
                 layer="network",
                 role="cause",
                 severity="error",
-                weight=0.9,
+                weight=scoring("fabric.port_down_weight"),
                 summary=f"InfiniBand port {port[1]}/{port[2]} on {e.node or 'an unknown node'} is {state}, "
                 f"not ACTIVE{counts}: collectives crossing it cannot complete",
                 action=f"check the cable, transceiver and switch port of {port[1]} on {e.node}; "
@@ -81,25 +80,27 @@ def _port(e: Evidence) -> tuple[str | None, str, str]:
 
 def _slow_nodes(busbw: dict[str | None, list[Evidence]]) -> Iterable[Finding]:
     best = {node: max(evs, key=lambda e: e.attrs["gb_per_s"]) for node, evs in busbw.items() if node}
-    if len(best) < MIN_NODES:
+    if len(best) < scoring("fabric.min_nodes"):
         return
     for node, e in best.items():
         others = [o.attrs["gb_per_s"] for n, o in best.items() if n != node]
         median = statistics.median(others)
         value = e.attrs["gb_per_s"]
-        if median <= 0 or value > SLOW_RATIO * median:
+        if median <= 0 or value > scoring("fabric.slow_ratio") * median:
             continue
         yield Finding(
+            explains="cluster",
             kind="nccl_tests_slow_node",
             layer=None,
             role="symptom",
             severity="warning",
-            weight=0.3,
+            weight=scoring("fabric.slow_node_weight"),
             summary=f"nccl-tests on {node} reach {value:g} GB/s bus bandwidth while the other "
             f"{len(others)} nodes reach a median of {median:g} GB/s: {node} is slow; the tests do not "
-            "say why (NVLink, PCIe, NIC or a co-located job): unsure",
+            "say why (NVLink, PCIe, NIC or a co-located job)",
             action=f"drain {node}; compare its nvidia-smi topo -m, nvlink -s / -e, PCIe link widths and "
             "NIC ports with a good node's, and rerun the test on it alone",
             node=node,
             evidence=[e],
+            certainty="unsure",
         )

@@ -184,6 +184,7 @@ class GpuHealthDetector(Detector):
                 system = str(e.attrs.get("system", "")).strip().lower()
                 layer = _DCGM_SYSTEM_LAYER.get(system, "gpu_hardware")
                 yield Finding(
+                    explains="cluster",
                     kind=f"dcgm_health:{system}",
                     layer=layer,
                     role="cause",
@@ -204,6 +205,7 @@ class GpuHealthDetector(Detector):
             # NVML calls hang or fail is a GPU or driver in trouble, with nothing yet to say which.
             if (e.node, e.gpu_pci_bus_id, e.gpu) not in lost:
                 yield Finding(
+                    explains="cluster",
                     kind="nvml_unresponsive",
                     layer="gpu_hardware",
                     role="cause",
@@ -248,6 +250,7 @@ class GpuHealthDetector(Detector):
     @staticmethod
     def _thermal(e: Evidence, what: str) -> Finding:
         return Finding(
+            explains="cluster",
             kind="thermal_slowdown",
             layer="thermal_power",
             role="cause",
@@ -264,6 +267,7 @@ class GpuHealthDetector(Detector):
     @staticmethod
     def _memory(e: Evidence, what: str, weight: float, action: str = "") -> Finding:
         return Finding(
+            explains="cluster",
             kind="gpu_memory_errors",
             layer="gpu_memory",
             role="cause",

@@ -4,7 +4,8 @@
   shows the driver broken (nvidia-smi cannot reach it, NVML version mismatch, module missing or failing
   to load); otherwise it is context. Unattended upgrades are named as such.
 * ``uname`` naming the running kernel while the NVIDIA modules exist only under other kernels'
-  ``/lib/modules/<release>`` means the driver was not built for the running kernel (no DKMS).
+  ``/lib/modules/<release>`` means the driver was not built for the running kernel (no DKMS), unless
+  ``lsmod`` shows the ``nvidia`` module loaded after all.
 * NVRM's ``API mismatch`` and module ``Unknown symbol`` errors are causes by themselves.
 * Kernel soft lockups and RCU stalls are context (``KERNEL_STALL``): the correlator uses them to doubt
   that an application Xid on the same node is the whole story.
@@ -16,6 +17,7 @@ from collections.abc import Iterable, Sequence
 
 from fleetscope.collectors.detectors.base import Detector
 from fleetscope.collectors.evidence import Evidence, Finding
+from fleetscope.collectors.knowledge import scoring
 
 #: Signature ids and evidence kinds that show a node's driver stack broken.
 _BROKEN = {
@@ -25,7 +27,7 @@ _BROKEN = {
     "module_insert_failed",
     "nvidia_smi_no_devices",
 }
-_BROKEN_KINDS = {"driver_api_mismatch", "module_load_error", "driver_probe_failed"}
+_BROKEN_KINDS = {"driver_api_mismatch", "module_load_error", "driver_probe_failed", "rm_init_failed"}
 #: Kind of the context finding for a kernel soft lockup, hard lockup or RCU stall on a node.
 KERNEL_STALL = "kernel_stall"
 
@@ -41,7 +43,10 @@ class HostSoftwareDetector(Detector):
         running: dict[str | None, Evidence] = {}
         modules: dict[str | None, dict[str, list[Evidence]]] = {}
         stalls: dict[str | None, list[Evidence]] = {}
+        loaded: set[str | None] = set()  # nodes whose lsmod shows the nvidia module loaded
         for e in evidence:
+            if e.kind == "module_loaded" and e.attrs["module"] == "nvidia":
+                loaded.add(e.node)
             if e.kind == "kernel_lockup":
                 stalls.setdefault(e.node, []).append(e)
             if (e.kind == "signature" and e.attrs["signature"] in _BROKEN) or e.kind in _BROKEN_KINDS:
@@ -54,11 +59,12 @@ class HostSoftwareDetector(Detector):
                 modules.setdefault(e.node, {}).setdefault(e.attrs["release"], []).append(e)
             elif e.kind == "driver_api_mismatch":
                 yield Finding(
+                    explains="cluster",
                     kind="driver_api_mismatch",
                     layer="host_software",
                     role="cause",
                     severity="error",
-                    weight=0.75,
+                    weight=scoring("host_software.api_mismatch_weight"),
                     summary=f"On {e.node} the NVIDIA user-space driver ({e.attrs['client_version']}) "
                     "and kernel "
                     f"module ({e.attrs['kernel_version']}) differ",
@@ -69,11 +75,12 @@ class HostSoftwareDetector(Detector):
                 )
             elif e.kind == "module_load_error":
                 yield Finding(
+                    explains="cluster",
                     kind="module_load_error",
                     layer="host_software",
                     role="cause",
                     severity="error",
-                    weight=0.7,
+                    weight=scoring("host_software.module_load_error_weight"),
                     summary=f"The {e.attrs['module']} module on {e.node} failed to load: "
                     f"{e.attrs['message'][:150]}",
                     action="rebuild the NVIDIA module for the running kernel (DKMS) or reinstall the driver",
@@ -82,11 +89,12 @@ class HostSoftwareDetector(Detector):
                 )
         for node, evs in stalls.items():
             yield Finding(
+                explains="cluster",
                 kind=KERNEL_STALL,
                 layer="host_software",
                 role="context",
                 severity="warning",
-                weight=0.1,
+                weight=scoring("host_software.context_weight"),
                 summary=f"The kernel on {node} reported a stall ({evs[0].attrs['what']})",
                 node=node,
                 evidence=evs[:5],
@@ -102,11 +110,16 @@ class HostSoftwareDetector(Detector):
             by = "unattended-upgrades" if unattended else "a package operation"
             is_cause = node in broken
             yield Finding(
+                explains="cluster",
                 kind="driver_packages_changed",
                 layer="host_software",
                 role="cause" if is_cause else "context",
                 severity="error" if is_cause else "info",
-                weight=0.8 if is_cause else 0.1,
+                weight=scoring(
+                    "host_software.package_change_cause_weight"
+                    if is_cause
+                    else "host_software.context_weight"
+                ),
                 summary=f"{by.capitalize()} changed the NVIDIA driver packages on {node} ({packages})"
                 + (" and the driver stopped working: not a GPU hardware fault" if is_cause else ""),
                 action="reinstall the NVIDIA driver cleanly (same version for all its packages), reboot, and "
@@ -118,8 +131,11 @@ class HostSoftwareDetector(Detector):
         for node, kernel in running.items():
             built = modules.get(node, {})
             release = kernel.attrs["release"]
-            if not built or any(
-                e.attrs["module"] == "nvidia" or e.kind == "dkms_module" for e in built.get(release, [])
+            here = built.get(release, [])
+            if (
+                not built
+                or node in loaded  # lsmod: the running kernel has the module, wherever it came from
+                or any(e.kind == "dkms_module" or e.attrs["module"] == "nvidia" for e in here)
             ):
                 continue
             others = sorted(
@@ -131,11 +147,12 @@ class HostSoftwareDetector(Detector):
             if not others:
                 continue
             yield Finding(
+                explains="cluster",
                 kind="module_missing_for_running_kernel",
                 layer="host_software",
                 role="cause",
                 severity="error",
-                weight=0.8,
+                weight=scoring("host_software.module_missing_weight"),
                 summary=f"{node} runs kernel {release} but the NVIDIA kernel module exists only for "
                 f"{', '.join(others)}: the driver was not rebuilt for the new kernel",
                 action=f"rebuild or reinstall the NVIDIA driver for {release} "

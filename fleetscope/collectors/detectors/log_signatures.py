@@ -17,6 +17,7 @@ from typing import Any
 from fleetscope.collectors import knowledge
 from fleetscope.collectors.detectors.base import Detector, Template, occurrences
 from fleetscope.collectors.evidence import Evidence, Finding, Role
+from fleetscope.collectors.knowledge import scoring
 
 #: Exceptions that only report a failure elsewhere (collectives, the launcher); never a cause by themselves.
 _RELAY_EXCEPTIONS = ("DistBackendError", "ChildFailedError", "DistStoreError", "DistNetworkError")
@@ -70,7 +71,10 @@ class LogSignatureDetector(Detector):
             if sig_id == _OOM_KILL and _victims(evs) & worker_pids.get(node, set()):
                 # The OOM killer chose a DataLoader worker: the input pipeline is what outgrew the node.
                 sig = replace(
-                    sig, layer="data_pipeline", summary=_WORKER_OOM_SUMMARY, weight=sig.weight + 0.2
+                    sig,
+                    layer="data_pipeline",
+                    summary=_WORKER_OOM_SUMMARY,
+                    weight=sig.weight + scoring("log_signatures.worker_oom_bonus"),
                 )
             fields = Template(
                 node=node or "an unknown node", gpu=gpu if gpu is not None else "?", bus=bus or "?"
@@ -104,7 +108,7 @@ class LogSignatureDetector(Detector):
                 layer="job",
                 role="cause",
                 severity="error",
-                weight=0.3,
+                weight=scoring("log_signatures.exception_weight"),
                 summary=(
                     f"The job on {e.node or 'an unknown node'} raised {e.attrs['type']}: "
                     f"{e.attrs['message'][:200]}"
@@ -132,7 +136,9 @@ def _cuda_findings(evidence: Sequence[Evidence]) -> Iterable[Finding]:
             layer=entry.get("layer"),
             role="cause" if cause else "symptom",
             severity="error",
-            weight=0.7 if cause else 0.3,
+            weight=scoring(
+                "log_signatures.cuda_cause_weight" if cause else "log_signatures.cuda_symptom_weight"
+            ),
             summary=f"CUDA reported {name} on {place}: {entry.get('meaning', '')}".strip(),
             action=entry.get("action", ""),
             node=node,

@@ -10,11 +10,12 @@ nodes that logged it. Read here:
   the remote side never acknowledged) and the peer's address (``Got completion from peer 10.0.0.5<...>``);
 * ``nccl_warn`` from NCCL's sockets naming the peer (connection closed by it, or it cannot be reached).
 
-Where at least :data:`MIN_REPORTERS` nodes name the same peer, the peer is a cause in the network layer
-(the path to it is what failed, whatever killed it). It is mapped to a node of the bundle through that
-node's own host id (EFA's "My host id"), its NCCL bootstrap address (``host_address``), a node folder
-named like it, or an AWS host name that spells the address (``ip-10-0-0-5``); otherwise the finding
-names the peer as written. One reporter alone cannot tell which end failed: its own findings stand.
+Where at least ``lost_peer.min_reporters`` (``scoring.yaml``) nodes name the same peer, the peer is a
+cause in the network layer (the path to it is what failed, whatever killed it). It is mapped to a node of
+the bundle through that node's own host id (EFA's "My host id"), its NCCL bootstrap address
+(``host_address``), a node folder named like it, or an AWS host name that spells the address
+(``ip-10-0-0-5``); otherwise the finding names the peer as written. One reporter alone cannot tell which
+end failed: its own findings stand.
 """
 
 from __future__ import annotations
@@ -24,11 +25,8 @@ from collections.abc import Iterable, Sequence
 
 from fleetscope.collectors.detectors.base import Detector, occurrences
 from fleetscope.collectors.evidence import Evidence, Finding
+from fleetscope.collectors.knowledge import scoring
 
-#: Weight of a peer that several nodes name: above each reporter's own transport finding (0.7-0.8).
-LOST_PEER_WEIGHT = 0.85
-#: Distinct reporting nodes needed to blame the peer rather than either end.
-MIN_REPORTERS = 2
 #: ibv_wc_status values that mean the remote side stopped answering (libibverbs verbs.h).
 _PEER_SILENT_STATUSES = frozenset({12, 13})
 _AWS_NAME = re.compile(r"^ip-(\d+)-(\d+)-(\d+)-(\d+)(?:\.|$)")
@@ -62,6 +60,7 @@ class LostPeerDetector(Detector):
     """The peer that several nodes' transport errors name."""
 
     name = "lost_peer"
+    sees_all = True  # a peer is mapped to a node of the bundle, whatever evidence made it one
 
     def detect(self, evidence: Sequence[Evidence]) -> Iterable[Finding]:
         peers: dict[str, list[Evidence]] = {}
@@ -75,7 +74,7 @@ class LostPeerDetector(Detector):
         for peer, evs in peers.items():
             reporters = sorted({e.node for e in evs if e.node})
             node = names.get(peer)
-            if len([r for r in reporters if r != node]) < MIN_REPORTERS:
+            if len([r for r in reporters if r != node]) < scoring("lost_peer.min_reporters"):
                 continue
             named = f"{node} ({peer})" if node and node != peer else peer
             yield Finding(
@@ -83,7 +82,7 @@ class LostPeerDetector(Detector):
                 layer="network",
                 role="cause",
                 severity="error",
-                weight=LOST_PEER_WEIGHT,
+                weight=scoring("lost_peer.weight"),
                 summary=f"{len(reporters)} nodes ({', '.join(reporters[:8])}) lost their peer {named}: "
                 f"'{_said(evs[0])}'; the peer's process, adapter or host went away, and the nodes reporting "
                 "it are not at fault",
@@ -93,6 +92,7 @@ class LostPeerDetector(Detector):
                 evidence=evs[:10],
                 explains="cluster",
                 count=occurrences(evs),
+                certainty="likely",  # the peer is named by others; what took it away is not in their logs
             )
 
 

@@ -1,8 +1,9 @@
 """nccl-tests runs over node pairs or node sets: the node common to the slow runs is the culprit.
 
-A run is slow at or below :data:`SLOW_RATIO` of the median bus bandwidth of the faster half of the
-runs (at least :data:`MIN_RUNS` runs). A node that is in every slow run and in no fast one carries the
-slow path (its NIC, its links, its PCIe): a cause in the network layer, as these runs cross nodes.
+A run is slow at or below ``nccl_tests_runs.slow_ratio`` (``scoring.yaml``) of the median bus bandwidth of
+the faster half of the runs (at least ``nccl_tests_runs.min_runs`` runs). A node that is in every slow run
+and in no fast one carries the slow path (its NIC, its links, its PCIe): a cause in the network layer, as
+these runs cross nodes.
 Where several nodes fit (one slow pair of two nodes), the runs cannot tell them apart: a symptom naming
 them, unsure. Where the slow runs share no node, each node that is in two or more slow runs and no fast
 one is named.
@@ -15,13 +16,7 @@ from collections.abc import Iterable, Sequence
 
 from fleetscope.collectors.detectors.base import Detector
 from fleetscope.collectors.evidence import Evidence, Finding
-
-#: A run at or below this share of the median bus bandwidth of all runs is slow.
-SLOW_RATIO = 0.6
-#: Fewest runs to compare.
-MIN_RUNS = 3
-#: Weight of a node that the runs single out (a measured, repeated slowdown on every path through it).
-CULPRIT_WEIGHT = 0.7
+from fleetscope.collectors.knowledge import scoring
 
 
 class NcclTestsRunsDetector(Detector):
@@ -31,12 +26,14 @@ class NcclTestsRunsDetector(Detector):
 
     def detect(self, evidence: Sequence[Evidence]) -> Iterable[Finding]:
         runs = [e for e in evidence if e.kind == "nccl_tests_run" and len(e.attrs.get("nodes") or ()) >= 2]
-        if len(runs) < MIN_RUNS:
+        if len(runs) < scoring("nccl_tests_runs.min_runs"):
             return
         # The reference is the median of the faster half: up to half the runs may cross the slow node.
         values = sorted(float(e.attrs["busbw_gb_s"]) for e in runs)
         median = statistics.median(values[len(values) // 2 :])
-        slow = [e for e in runs if float(e.attrs["busbw_gb_s"]) <= SLOW_RATIO * median]
+        slow = [
+            e for e in runs if float(e.attrs["busbw_gb_s"]) <= scoring("nccl_tests_runs.slow_ratio") * median
+        ]
         fast = [e for e in runs if e not in slow]
         if not slow or not fast:
             return
@@ -56,12 +53,13 @@ class NcclTestsRunsDetector(Detector):
                 layer="network",
                 role="symptom",
                 severity="warning",
-                weight=0.3,
+                weight=scoring("nccl_tests_runs.shared_nodes_weight"),
                 summary=f"{said}; {', '.join(common)} are in every slow run and in no fast one, and the runs "
-                "cannot tell which of them is slow (unsure)",
+                "cannot tell which of them is slow",
                 action="run each of them against a node of a fast run to split them",
                 evidence=slow[:10],
                 explains="cluster",
+                certainty="unsure",  # the runs cannot split the nodes they share
             )
         else:
             for node in nodes:
@@ -76,7 +74,7 @@ def _culprit(node: str, said: str, slow: list[Evidence]) -> Finding:
         layer="network",
         role="cause",
         severity="error",
-        weight=CULPRIT_WEIGHT,
+        weight=scoring("nccl_tests_runs.culprit_weight"),
         summary=f"{said}; {node} is in every one of them and in no fast run: the slow path is on {node} "
         "(its network adapters, their links or their PCIe slots)",
         action=f"drain {node}; check its adapters (ibstat / ethtool link speed and errors, PCIe link width "
@@ -85,4 +83,5 @@ def _culprit(node: str, said: str, slow: list[Evidence]) -> Finding:
         node=node,
         evidence=slow[:10],
         explains="cluster",
+        certainty="likely",  # bandwidth of node sets points at a node, not at the part of it that lags
     )

@@ -4,8 +4,8 @@ Sources: ``nvmlDeviceGetNvLinkState`` per link (``-s``) and ``nvmlDeviceGetNvLin
 replay, recovery and CRC counters per link). A link reported ``<inactive>`` while the GPU's other links
 run is a link fault; NVML refusing to report because every link is inactive cuts the GPU off the
 NVLink/NVSwitch fabric. A link whose error counters stand far above every other link of the bundle
-(:data:`LINK_ERRORS_MIN` and :data:`LINK_ERRORS_RATIO` times the median link) is a bad lane or connector;
-a few errors spread over many links are noise.
+(``nvlink.errors_min`` and ``nvlink.errors_ratio`` of ``knowledge/scoring.yaml`` times the median link)
+is a bad lane or connector; a few errors spread over many links are noise.
 """
 
 from __future__ import annotations
@@ -16,11 +16,7 @@ from typing import Any
 
 from fleetscope.collectors.detectors.base import Detector, where
 from fleetscope.collectors.evidence import Evidence, Finding
-
-#: Errors (replay + recovery + CRC) one link must count before it is a fault.
-LINK_ERRORS_MIN = 100
-#: How many times the median link's count a faulty link must exceed.
-LINK_ERRORS_RATIO = 20.0
+from fleetscope.collectors.knowledge import scoring
 
 _ACTION = (
     "drain {node}; run the NVLink diagnostics (dcgmi diag -r 3, nvidia-smi nvlink -e) and have the GPU "
@@ -43,11 +39,16 @@ class NvlinkDetector(Detector):
                 links.setdefault((e.node, e.gpu), []).append(e)
             elif e.kind == "nvlink_all_inactive":
                 yield Finding(
+                    explains="cluster",
                     kind="nvlink_all_inactive",
                     layer="nvlink",
                     role="cause",
                     severity="error",
-                    weight=0.8 if e.gpu is not None else 0.7,
+                    weight=scoring(
+                        "nvlink.all_inactive_weight"
+                        if e.gpu is not None
+                        else "nvlink.all_inactive_unplaced_weight"
+                    ),
                     summary=f"Every NVLink of {where(e.node, e.gpu, e.gpu_pci_bus_id)} is inactive "
                     "(NVML cannot read NVLink state): cut off from the NVLink fabric",
                     action=_ACTION.format(node=e.node),
@@ -63,11 +64,12 @@ class NvlinkDetector(Detector):
             up = len(evs) - len(down)
             names = ", ".join(str(e.attrs["link"]) for e in down)
             yield Finding(
+                explains="cluster",
                 kind="nvlink_inactive",
                 layer="nvlink",
                 role="cause",
                 severity="error",
-                weight=0.8,
+                weight=scoring("nvlink.links_down_weight"),
                 summary=f"{len(down)} of the {len(evs)} NVLinks of "
                 f"{where(node, gpu, down[0].gpu_pci_bus_id)} are "
                 f"inactive (links {names}) while {up} run: peer traffic of that GPU is degraded",
@@ -87,16 +89,17 @@ def _error_outliers(counters: dict[tuple[Any, ...], list[Evidence]]) -> Iterable
         return
     median = statistics.median(totals.values())
     for (node, gpu, link), total in totals.items():
-        if total < LINK_ERRORS_MIN or total < LINK_ERRORS_RATIO * max(median, 1.0):
+        if total < scoring("nvlink.errors_min") or total < scoring("nvlink.errors_ratio") * max(median, 1.0):
             continue
         evs = [e for e in counters[(node, gpu, link)] if int(e.attrs["value"])]
         counts = ", ".join(f"{e.attrs['counter']} {e.attrs['value']}" for e in evs)
         yield Finding(
+            explains="cluster",
             kind="nvlink_error_counters",
             layer="nvlink",
             role="cause",
             severity="error",
-            weight=0.75,
+            weight=scoring("nvlink.errors_weight"),
             summary=f"NVLink {link} of {where(node, gpu, evs[0].gpu_pci_bus_id)} counts {counts} while "
             f"the median link of the bundle counts {median:g}: that link is faulty",
             action=_ACTION.format(node=node),

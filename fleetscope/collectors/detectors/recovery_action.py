@@ -16,7 +16,7 @@ from typing import Any
 
 from fleetscope.collectors import knowledge
 from fleetscope.collectors.detectors.base import Detector, where
-from fleetscope.collectors.evidence import DRIVER_NUMBERING, Evidence, Finding
+from fleetscope.collectors.evidence import DRIVER_NUMBERING, Evidence, Finding, Scope
 
 #: dcgm-exporter's name for DCGM field 1523.
 DCGM_RECOVERY_ACTION = "DCGM_FI_DEV_GPU_RECOVERY_ACTION"
@@ -24,6 +24,7 @@ DCGM_RECOVERY_ACTION = "DCGM_FI_DEV_GPU_RECOVERY_ACTION"
 #: requires a reset to recover from a fault. Recovery action: 1 (GPU_RESET).").
 RECOVERY_MESSAGE = re.compile(r"Recovery action: (?P<code>\d+) \((?P<name>[A-Z0-9_]+)\)")
 _SMI_PATHS = ("gpu recovery action", "gpu_recovery_action")
+_SCOPES: dict[str, Scope] = {"gpu": "gpu", "node": "node", "cluster": "cluster"}
 
 
 def _entry(value: Any) -> tuple[int, dict[str, Any]] | None:
@@ -73,5 +74,5 @@ class GpuRecoveryActionDetector(Detector):
                 gpu=e.gpu,
                 gpu_pci_bus_id=e.gpu_pci_bus_id,
                 evidence=[e],
-                explains=str(entry.get("explains", "gpu")),
+                explains=_SCOPES.get(str(entry.get("explains")), "gpu"),
             )

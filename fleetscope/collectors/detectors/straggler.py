@@ -10,6 +10,7 @@ from collections.abc import Iterable, Sequence
 
 from fleetscope.collectors.detectors.base import Detector
 from fleetscope.collectors.evidence import Evidence, Finding
+from fleetscope.collectors.knowledge import scoring
 
 
 class StragglerDetector(Detector):
@@ -26,19 +27,25 @@ class StragglerDetector(Detector):
             first, last = evs[0], evs[-1]
             steps = " -> ".join(f"{e.attrs['after_s']:.4g} s" for e in evs[:6])
             yield Finding(
+                explains="cluster",
                 kind="iteration_time_jump",
                 layer=None,
                 role="symptom",
                 severity="warning",
-                weight=0.3,
+                weight=scoring("straggler.weight"),
                 summary=f"Iteration time{' on ' + node if node else ''} jumped from "
                 f"{first.attrs['before_s']:.4g} s to "
-                f"{steps} (x{last.attrs['after_s'] / first.attrs['before_s']:.1f}); "
-                "the bundle holds no evidence of "
-                "the cause (GPU, network, another job on the same GPUs?): unsure",
+                f"{steps}{_times(first.attrs['before_s'], last.attrs['after_s'])}; "
+                "possible causes: a slow GPU, the network, another job on the same GPUs",
                 action="compare per-rank step times to find the straggler rank, and look at GPU utilisation, "
                 "clocks and co-located processes on its node at the time of the jump",
                 node=node,
                 evidence=evs,
                 count=len(evs),
+                certainty="unsure",
             )
+
+
+def _times(before: float, after: float) -> str:
+    """`` (x3.2)``: how many times the level grew, or ``""`` where the level it left was not positive."""
+    return f" (x{after / before:.1f})" if before > 0 else ""

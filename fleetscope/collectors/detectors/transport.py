@@ -25,16 +25,11 @@ from typing import Any
 from fleetscope.collectors import knowledge
 from fleetscope.collectors.detectors.base import Detector, occurrences, where
 from fleetscope.collectors.evidence import Evidence, Finding
+from fleetscope.collectors.knowledge import scoring
 
-_RESULT_LAYER = {
-    "ncclRemoteError": "network",
-    "ncclSystemError": "network",
-    "ncclUnhandledCudaError": "framework",
-    "ncclInternalError": "framework",
-    "ncclInvalidArgument": "job",
-    "ncclInvalidUsage": "job",
-    "ncclInProgress": "framework",
-}
+#: Most ranks one job is taken to have; rank numbers beyond it come from a garbled line, and listing the
+#: ranks between would cost time and memory for nothing.
+MAX_RANKS = 1 << 20
 
 
 class TransportDetector(Detector):
@@ -53,9 +48,11 @@ class TransportDetector(Detector):
         for e in evidence:
             if e.kind == "ib_completion_error":
                 groups.setdefault(("ib", e.node, e.attrs["status"]), []).append(e)
-            elif e.kind in ("ofi_completion_error", "ofi_call_failed"):
-                groups.setdefault((e.kind, e.node, e.attrs.get("rc") or e.attrs.get("call")), []).append(e)
-            elif e.kind == "libfabric_warn" and "errno" in e.attrs:
+            elif e.kind == "ofi_completion_error":
+                groups.setdefault((e.kind, e.node, e.attrs["rc"]), []).append(e)
+            elif e.kind == "ofi_call_failed":
+                groups.setdefault((e.kind, e.node, e.attrs["call"]), []).append(e)
+            elif e.kind == "libfabric_warn" and e.attrs.get("errno") is not None:
                 groups.setdefault(("libfabric", e.node, e.attrs["errno"]), []).append(e)
             elif e.kind == "nccl_result":
                 groups.setdefault(("result", None, e.attrs["result"]), []).append(e)
@@ -105,7 +102,10 @@ def _place_silent_rank(finding: Finding, evs: list[Evidence], ranks: dict[int, E
     sizes = {int(e.attrs["nranks"]) for e in ranks.values()}
     if not reported or len(sizes) != 1:
         return
-    silent = set(range(sizes.pop())) - reported
+    size = sizes.pop()
+    if not 0 < size <= MAX_RANKS:
+        return  # a rank count no job has: a garbled line, not a communicator
+    silent = set(range(size)) - reported
     if len(silent) != 1 or next(iter(silent)) not in ranks:
         return
     rank = silent.pop()
@@ -126,7 +126,8 @@ def _finding(
     on = f" on {', '.join(nodes)}" if nodes else ""
     if node is None and what in ("result", "failed") and len(nodes) == 1:
         node = nodes[0]  # an NCCL error raised on one node keeps the node of the file it came from
-    common: dict[str, Any] = {"node": node, "evidence": evs, "count": count}
+    # A transport fault stops collectives on every node of the job.
+    common: dict[str, Any] = {"node": node, "evidence": evs, "count": count, "explains": "cluster"}
     if what == "ib":
         entry = knowledge.ib_wc_status(int(value)) or {}
         name = entry.get("name", f"status {value}")
@@ -138,13 +139,10 @@ def _finding(
             layer=entry.get("layer", "network"),
             role="symptom" if consequence else "cause",
             severity=entry.get("severity", "error"),
-            weight=0.3 if consequence else 0.8,
+            weight=scoring("transport.consequence_weight" if consequence else "transport.ib_cause_weight"),
             summary=f"InfiniBand/RoCE work completion failed{on}{to} with status {value} ({name}: "
-            f"{entry.get('meaning', 'unknown status')}) "
-            f"Likely cause: {entry.get('likely_cause', 'unknown')}.",
-            action=entry.get(
-                "action", "check the IB/RoCE fabric between the nodes (link state, counters, cabling)"
-            ),
+            f"{entry.get('meaning', 'a status the verbs catalogue does not list')})" + _likely(entry),
+            action=entry.get("action", "check the IB/RoCE path between the nodes (ibstat, port counters)"),
             **common,
         )
     if what == "ofi_call_failed":
@@ -155,12 +153,12 @@ def _finding(
             layer=entry.get("layer", "network"),
             role="cause",
             severity="error",
-            weight=0.75,
-            summary=f"The NCCL OFI plugin{on} found no usable libfabric provider ({value}: {error}); "
-            "likely cause: "
-            + entry.get("likely_cause", entry.get("meaning", "no EFA device visible to the process")),
+            weight=scoring("transport.ofi_call_weight"),
+            summary=f"The NCCL OFI plugin{on} found no usable libfabric provider ({value}: {error})"
+            + _likely(entry),
             action=entry.get(
-                "action", "run fi_info -p efa on the host and in the container and check the EFA devices"
+                "action",
+                "run fi_info -p efa on the host and in the container and compare the providers listed",
             ),
             **common,
         )
@@ -171,25 +169,24 @@ def _finding(
             knowledge.libfabric_error("efa_prov_errno", prov_errno) if prov_errno is not None else None
         ) or (knowledge.libfabric_error("fi_errno", int(value)) or {})
         name = entry.get("name", f"fi_errno {value}")
+        text = f" ({entry['text']})" if entry.get("text") else ""
         detail = (
             f", provider error {prov_errno if prov_errno is not None else prov}" if prov or prov_errno else ""
         )
-        cause = entry.get(
-            "likely_cause",
-            "on AWS most often a security group that does not allow all traffic within itself",
-        )
+        source = "An OFI (libfabric) request" if what == "ofi_completion_error" else "libfabric"
         return Finding(
             kind=f"fi_errno:{value}",
             layer=entry.get("layer", "network"),
             role="cause",
             severity="error",
-            weight=0.7,
-            summary=f"EFA/libfabric transfers failed{on} ({name}{detail}): packets between the nodes are not "
-            f"delivered; likely cause: {cause}",
+            weight=scoring("transport.libfabric_weight"),
+            summary=f"{source}{on} reported {name}{text} (RC {value}{detail}): "
+            f"{entry.get('meaning', 'an error the libfabric catalogue does not list').rstrip('.')}"
+            + _likely(entry),
             action=entry.get(
                 "action",
-                "allow all inbound and outbound traffic between the instances' security group and itself; "
-                "check the EFA devices with fi_info -p efa and run fi_pingpong between the nodes",
+                "look the error up in fi_errno(3) and the EFA provider's error table; check the EFA devices "
+                "with fi_info -p efa and test the path with fi_pingpong between the nodes",
             ),
             **common,
         )
@@ -200,16 +197,16 @@ def _finding(
             layer=entry.get("layer", "framework"),
             role="symptom",
             severity="error",
-            weight=0.3,
+            weight=scoring("transport.consequence_weight"),
             summary=f"NCCL reported {value}{on}: {entry.get('meaning', 'a collective failed')}",
             action=entry.get("action", "look for the transport or GPU error that preceded it on every node"),
-            explains="cluster",
             **common,
         )
     if what == "watchdog":
         ranks = sorted({int(e.attrs["rank"]) for e in evs if e.attrs.get("rank") is not None})
         # Ranks that never reported inside the range that did are where the collective stopped.
-        silent = sorted(set(range(ranks[0], ranks[-1] + 1)) - set(ranks)) if ranks else []
+        span = ranks[-1] - ranks[0] if ranks else 0
+        silent = sorted(set(range(ranks[0], ranks[-1] + 1)) - set(ranks)) if 0 < span <= MAX_RANKS else []
         hint = f"; rank(s) {', '.join(map(str, silent[:8]))} never reported" if 0 < len(silent) <= 8 else ""
         op = evs[0].attrs.get("op")
         timeout_s = int(evs[0].attrs.get("timeout_ms") or 0) / 1000
@@ -218,7 +215,7 @@ def _finding(
             layer="framework",
             role="symptom",
             severity="error",
-            weight=0.25,
+            weight=scoring("transport.watchdog_weight"),
             summary=f"{len(ranks) or count} ranks{on} hit the NCCL watchdog "
             f"({op} SeqNum {value} did not finish "
             f"within {timeout_s:.0f} s){hint}: some rank, GPU or link stopped progressing",
@@ -231,10 +228,11 @@ def _finding(
             layer=None,
             role="symptom",
             severity="error",
-            weight=0.35,
+            weight=scoring("transport.wrong_values_weight"),
             summary=f"nccl-tests{on} received wrong values ({max(e.attrs['count'] for e in evs)} elements): "
             "data is corrupted somewhere between the GPUs (GPU memory, NVLink/PCIe or the network); "
-            "which one is not established by this test alone (unsure)",
+            "which one is not established by this test alone",
+            certainty="unsure",
             action="rerun per node (NVLink only) and across nodes to split the path, and run "
             "dcgmi diag -r 3 on the GPUs involved",
             **common,
@@ -245,7 +243,7 @@ def _finding(
             layer="framework",
             role="symptom",
             severity="error",
-            weight=0.2,
+            weight=scoring("transport.failed_or_timed_out_weight"),
             summary=f"PyTorch reported failed or timed-out NCCL operations{on}",
             action="look for the underlying transport or GPU error",
             **common,
@@ -261,9 +259,12 @@ def _finding(
                     layer=entry.get("layer", "framework"),
                     role="cause" if cause else "symptom",
                     severity="error",
-                    weight=0.65 if cause else 0.3,
-                    summary=f"NCCL warned{on}: {message[:160]} ({entry.get('meaning', '')} Likely cause: "
-                    f"{entry.get('likely_cause', 'unknown')})",
+                    weight=scoring(
+                        "transport.nccl_warn_cause_weight" if cause else "transport.consequence_weight"
+                    ),
+                    summary=f"NCCL warned{on}: {message[:160]} ({entry.get('meaning', '').rstrip('.')}"
+                    + _likely(entry)
+                    + ")",
                     action=entry.get("action", ""),
                     **common,
                 )
@@ -272,9 +273,15 @@ def _finding(
             layer="framework",
             role="context" if benign else "symptom",
             severity="warning",
-            weight=0.2,
+            weight=scoring("transport.uncatalogued_warn_weight"),
             summary=f"NCCL warned{on}: {message[:200]}",
             action="",
             **common,
         )
     return None
+
+
+def _likely(entry: dict[str, Any]) -> str:
+    """``"; likely cause: ..."`` from a catalogue entry, or ``""``: no cause is named without one."""
+    cause = entry.get("likely_cause")
+    return f"; likely cause: {cause}" if cause else ""

@@ -22,12 +22,13 @@ from typing import Any
 from fleetscope.collectors import knowledge
 from fleetscope.collectors.detectors.base import Detector, occurrences, where
 from fleetscope.collectors.evidence import DRIVER_NUMBERING, Evidence, Finding
+from fleetscope.collectors.knowledge import scoring
 from fleetscope.exporters.gpu import LOST
 from fleetscope.exporters.xid import FALLEN_OFF_BUS, XID_ERRORS
 
-#: Prior strength as a root cause by catalogue origin, then scaled by severity.
-_ORIGIN_WEIGHT = {"hardware": 0.9, "firmware": 0.88, "driver": 0.6, "system": 0.5, "application": 0.6}
-_SEVERITY_SCALE = {"critical": 1.0, "error": 0.95, "warning": 0.85, "info": 0.75}
+#: Prior strength as a root cause by catalogue origin, then scaled by severity (``scoring.yaml``, ``xid``).
+_ORIGINS = ("hardware", "firmware", "driver", "application", "system")
+_SEVERITIES = ("critical", "error", "warning", "info")
 _UNKNOWN_XID: dict[str, Any] = {
     "name": "Xid not in the catalogue",
     "layer": "gpu_hardware",
@@ -55,9 +56,11 @@ def xid_finding(number: int, evidence: list[Evidence], inferred: bool = False) -
     consequence = bool(entry.get("consequence_of_other")) or origin == "consequence"
     layer = entry.get("layer", "gpu_hardware")
     severity = entry.get("severity", "error")
-    weight = _ORIGIN_WEIGHT.get(origin, 0.5) * _SEVERITY_SCALE.get(severity, 0.9)
+    weight = scoring(f"xid.origin_{origin if origin in _ORIGINS else 'other'}") * scoring(
+        f"xid.severity_{severity if severity in _SEVERITIES else 'other'}"
+    )
     if inferred:
-        weight *= 0.95
+        weight *= scoring("xid.inferred_factor")
     count = _count(evidence)
     place = where(first.node, first.gpu, first.gpu_pci_bus_id, bool(first.attrs.get(DRIVER_NUMBERING)))
     times = f" ({count} times)" if count > 1 else ""
@@ -70,7 +73,7 @@ def xid_finding(number: int, evidence: list[Evidence], inferred: bool = False) -
         layer=layer,
         role="symptom" if consequence else "cause",
         severity=severity,
-        weight=0.2 if consequence else weight,
+        weight=scoring("xid.consequence_weight") if consequence else weight,
         summary=summary,
         action=entry.get("action", ""),
         node=first.node,
@@ -114,6 +117,27 @@ def _metric_xid(e: Evidence) -> int | None:
     return None
 
 
+def _rm_init_failed(e: Evidence) -> Finding:
+    """The driver could not initialise a GPU: the GPU (or its firmware) did not come up."""
+    detail = str(e.attrs.get("detail", "")).strip(" :!")
+    return Finding(
+        kind="rm_init_failed",
+        layer="gpu_hardware",
+        role="cause",
+        severity="error",
+        weight=scoring("rm_init.weight"),
+        summary=f"The NVIDIA driver could not initialise {where(e.node, e.gpu, e.gpu_pci_bus_id)} "
+        f"(RmInitAdapter failed{': ' + detail[:120] if detail else ''})",
+        action="check nvidia-smi on that node; reset the GPU or reboot, and replace it if it still does not "
+        "initialise (collect nvidia-bug-report.sh output)",
+        node=e.node,
+        gpu=e.gpu,
+        gpu_pci_bus_id=e.gpu_pci_bus_id,
+        evidence=[e],
+        explains="node",
+    )
+
+
 class XidDetector(Detector):
     """Xid lines, fallen-off-the-bus messages, DCGM's last-Xid gauge and fleetscope's Xid counters."""
 
@@ -133,6 +157,8 @@ class XidDetector(Detector):
                 number = 79
             elif e.kind == "metric":
                 number = _metric_xid(e)
+            elif e.kind == "rm_init_failed":
+                yield _rm_init_failed(e)
             if number is not None:
                 groups.setdefault((e.node, e.gpu_pci_bus_id, e.gpu, number), []).append(e)
         for (_, _, _, number), evs in groups.items():

@@ -9,6 +9,8 @@ Files (YAML, in this package):
 * ``cuda_errors.yaml``, ``nccl_errors.yaml``, ``libfabric_errors.yaml`` — error names and messages with
   layer, role and action.
 * ``signatures.yaml`` — log message shapes (see its header), loaded as :class:`Signature`.
+* ``scoring.yaml`` — weights, thresholds and confidence rules of detectors and correlator, and default
+  texts (actions by layer), each with its reason (:func:`scoring`, :func:`scoring_text`).
 
 A missing file loads as empty, so the engine still runs (with less knowledge) from a partial checkout.
 """
@@ -33,6 +35,8 @@ __all__ = [
     "load",
     "nccl_messages",
     "nccl_result",
+    "scoring",
+    "scoring_text",
     "signatures",
     "xid",
 ]
@@ -74,6 +78,33 @@ def load(name: str) -> dict[str, Any]:
         return {}
     data = yaml.safe_load(path.read_text(encoding="utf-8"))
     return data if isinstance(data, dict) else {}
+
+
+@cache
+def scoring(name: str) -> float:
+    """One weight or threshold of ``scoring.yaml``.
+
+    Args:
+        name: ``"section.entry"``, e.g. ``"correlator.max_confidence"``.
+
+    Returns:
+        Its ``value``.
+
+    Raises:
+        KeyError: no such entry (a programming error: every name used in the code has an entry).
+    """
+    section, _, entry = name.partition(".")
+    return float(load("scoring.yaml")[section][entry]["value"])
+
+
+def scoring_text(name: str) -> str:
+    """One default text of ``scoring.yaml`` (an action by layer ...): ``"section.entry"``'s ``text``.
+
+    Raises:
+        KeyError: no such entry.
+    """
+    section, _, entry = name.partition(".")
+    return str(load("scoring.yaml")[section][entry]["text"])
 
 
 def xid(number: int) -> dict[str, Any] | None:

@@ -13,6 +13,7 @@ from fleetscope.collectors.parsers.dcgmi_diag import DcgmiDiagJsonParser, DcgmiD
 from fleetscope.collectors.parsers.efa import EfaParser
 from fleetscope.collectors.parsers.host import HostSoftwareParser
 from fleetscope.collectors.parsers.host_address import HostAddressParser
+from fleetscope.collectors.parsers.json_document import JsonDocumentParser
 from fleetscope.collectors.parsers.kernel import KernelLogParser
 from fleetscope.collectors.parsers.libfabric import LibfabricParser
 from fleetscope.collectors.parsers.nccl import NcclParser
@@ -36,6 +37,7 @@ DOCUMENT_PARSERS: tuple[type[DocumentParser], ...] = (
     NvidiaSmiCsvParser,
     DcgmiDiagJsonParser,
     NcclTestsTableParser,
+    JsonDocumentParser,  # last: any JSON document the parsers above do not know
 )
 
 #: Parsers that pick messages out of logs; every one sees every candidate line of a log file.

@@ -15,10 +15,15 @@ recognises into :class:`~fleetscope.collectors.evidence.Evidence`. There are two
   text). Subclass it, implement the class method :meth:`DocumentParser.sniff` (given the file's first
   64 KB as text, say whether this is your format) and :meth:`DocumentParser.parse` (given every line).
   The first document parser whose ``sniff`` says yes owns the whole file; otherwise the file is a log.
+  If ``parse`` raises, the reader calls it again on the same instance with the lines after the one it
+  failed on, so keep state that must survive (a header, sections read so far) on the instance.
 
 Register a parser by adding its class to ``LINE_PARSERS`` or ``DOCUMENT_PARSERS`` in
-:mod:`fleetscope.collectors.parsers`. A parser must not raise on odd input: a line it cannot read is simply
-not evidence (the reader counts it as unparsed). Parsers never decide causes; detectors do.
+:mod:`fleetscope.collectors.parsers`, and each kind of evidence it makes in
+:mod:`fleetscope.collectors.kinds` (evidence that does not match its kind's entry is dropped and counted).
+A parser must not raise on odd input: a line it cannot read is simply not evidence (the reader counts it
+as unparsed); if it raises anyway, that line is lost and counted, never the rest of the file. Parsers
+never decide causes; detectors do.
 """
 
 from __future__ import annotations

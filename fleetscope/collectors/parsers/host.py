@@ -1,10 +1,9 @@
-"""Host software state: package history, kernel and module listings, PyTorch's ``collect_env``.
+"""Host software state: package history, kernel and module listings.
 
 * apt history (``/var/log/apt/history.log``): ``Start-Date:`` / ``Commandline:`` / ``Upgrade:`` blocks, and
   dpkg.log lines (``2021-06-04 06:41:09 upgrade pkg:amd64 old new``).
 * ``uname -a`` (``Linux host 5.15.0-91-generic #101-Ubuntu ...``), module files under
   ``/lib/modules/<release>/`` (``find``/``ls`` output), ``dkms status`` and ``lsmod`` rows.
-* ``python -m torch.utils.collect_env``: versions of PyTorch, its CUDA and the driver.
 """
 
 from __future__ import annotations
@@ -35,14 +34,10 @@ _DKMS = re.compile(
     r"(?P<arch>\w+): (?P<state>\w+)"
 )
 _LSMOD = re.compile(r"^(?P<module>nvidia(?:_\w+)?)\s+(?P<size>\d+)\s+(?P<used>\d+)")
-_VERSION = re.compile(
-    r"^(?P<what>PyTorch version|CUDA used to build PyTorch|Nvidia driver version|CUDA runtime version"
-    r"|Is CUDA available|cuDNN version): (?P<value>.*)$"
-)
 
 
 class HostSoftwareParser(LineParser):
-    """Package changes, running kernel, NVIDIA module presence and framework versions."""
+    """Package changes, running kernel and NVIDIA module presence."""
 
     name = "host"
     keywords = (
@@ -63,12 +58,6 @@ class HostSoftwareParser(LineParser):
         "nvidia,",
         "nvidia/",
         "nvidia  ",  # an lsmod row: the name padded with spaces
-        "PyTorch version:",
-        "CUDA used to build",
-        "driver version:",
-        "CUDA runtime version",
-        "cuDNN version",
-        "Is CUDA available",
     )
 
     def __init__(self, ctx: FileContext) -> None:
@@ -102,11 +91,6 @@ class HostSoftwareParser(LineParser):
         m = _LSMOD.match(body)
         if m:
             return (self.ctx.evidence(line, "module_loaded", attrs={"module": m["module"]}),)
-        m = _VERSION.match(body)
-        if m:
-            return (
-                self.ctx.evidence(line, "software_version", attrs={"what": m["what"], "value": m["value"]}),
-            )
         return ()
 
     def _apt(self, line: Line, field: str, value: str) -> Iterable[Evidence]:

@@ -8,8 +8,8 @@ messages over several lines, continuation lines carrying no timestamp::
                    NVRM: (PCI ID: 10de:26b5) installed in this system has
                    NVRM: fallen off the bus and is not responding to commands.
 
-so NVRM lines are joined until the next stamped one. Message shapes follow the open GPU kernel modules'
-``nv_printf``/``nvErrorLog`` formats (``NVRM: Xid (PCI:dddd:bb:dd): N, pid=..., name=..., text``).
+so NVRM lines are joined until the next stamped one. Xid and GPU-naming messages are read with
+:mod:`fleetscope.formats.nvrm`'s grammar, the one the exporter's Xid watcher uses.
 """
 
 from __future__ import annotations
@@ -17,23 +17,13 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Iterator
 
-from fleetscope.collectors.evidence import Evidence, canonical_bus_id
+from fleetscope.collectors.evidence import Evidence
 from fleetscope.collectors.parsers.base import FileContext, Line, LineParser
+from fleetscope.formats import FALLEN_OFF_BUS, GPU_NAMED, canonical_bus_id, parse_xid
 
-_XID = re.compile(
-    r"NVRM: Xid \((?:PCI:)?(?P<bus>[0-9a-fA-F:.]+)\): (?P<xid>\d+)"
-    r"(?:, pid=(?P<pid>'?<?[\w]+>?'?))?(?:, name=(?P<name>[^,]+))?(?:, (?P<msg>.*))?"
-)
 _CAUSED_BY = re.compile(r"caused by previous Xid (\d+)", re.IGNORECASE)
 _DRIVER_GPU = re.compile(r"\bGPU(\d+)\b")
-_FALLEN = re.compile(
-    r"NVRM: (?:The NVIDIA )?GPU (?:at )?(?:PCI:)?"
-    r"(?P<bus>[0-9a-fA-F]{4,8}:[0-9a-fA-F]{2}:[0-9a-fA-F]{2}(?:\.\d)?)"
-    r".*fallen off the bus",
-    re.IGNORECASE,
-)
 _GPU_AT = re.compile(r"NVRM: GPU at PCI:(?P<bus>[0-9a-fA-F:.]+): (?P<uuid>GPU-[0-9a-fA-F-]+)")
-_LOADING = re.compile(r"NVRM: loading NVIDIA .*?Kernel Module(?: for \w+)?\s+(?P<version>\d+\.\d+(?:\.\d+)?)")
 _API_MISMATCH = re.compile(r"NVRM: API mismatch: .*?version (?P<client>[\d.]+).*?version (?P<kernel>[\d.]+)")
 _RM_INIT = re.compile(r"NVRM: (?:GPU (?P<bus>[0-9a-fA-F:.]+): )?RmInitAdapter failed!?(?P<msg>.*)")
 _PROBE_FAILED = re.compile(r"NVRM: The NVIDIA probe routine (?:failed|was not called) for (\d+) device")
@@ -134,14 +124,13 @@ class KernelLogParser(LineParser):
 
     def _nvrm(self, line: Line, message: str) -> Iterator[Evidence]:
         ev = self.ctx.evidence
-        m = _XID.search(message)
-        if m:
-            bus = canonical_bus_id(m["bus"])
-            detail = (m["msg"] or "").strip().rstrip('."').strip()
+        xid = parse_xid(message)
+        if xid is not None:
+            detail = xid.detail
             attrs: dict[str, object] = {
-                "xid": int(m["xid"]),
-                "pid": m["pid"],
-                "process": m["name"],
+                "xid": xid.xid,
+                "pid": xid.pid,
+                "process": xid.process,
                 "detail": detail,
             }
             caused = _CAUSED_BY.search(detail)
@@ -150,16 +139,16 @@ class KernelLogParser(LineParser):
             gpu_n = _DRIVER_GPU.search(detail)
             if gpu_n:
                 attrs["driver_gpu"] = int(gpu_n.group(1))
-            e = ev(line, "xid", gpu_pci_bus_id=bus, severity="error", attrs=attrs)
+            e = ev(line, "xid", gpu_pci_bus_id=xid.bus_id, severity="error", attrs=attrs)
             e.text = _text(line, message)
             yield e
             return
-        m = _FALLEN.search(message)
-        if m:
+        m = GPU_NAMED.search(message)
+        if m and FALLEN_OFF_BUS.search(message, m.end()):
             e = ev(
                 line,
                 "gpu_fallen_off_bus",
-                gpu_pci_bus_id=canonical_bus_id(m["bus"]),
+                gpu_pci_bus_id=canonical_bus_id(m["pci"]),
                 severity="critical",
                 layer="gpu_hardware",
             )
@@ -171,10 +160,6 @@ class KernelLogParser(LineParser):
             yield ev(
                 line, "gpu_identity", gpu_pci_bus_id=canonical_bus_id(m["bus"]), attrs={"uuid": m["uuid"]}
             )
-            return
-        m = _LOADING.search(message)
-        if m:
-            yield ev(line, "driver_loaded", attrs={"driver_version": m["version"]})
             return
         m = _API_MISMATCH.search(message)
         if m:
@@ -194,6 +179,7 @@ class KernelLogParser(LineParser):
                 severity="error",
                 layer="gpu_hardware",
                 gpu_pci_bus_id=canonical_bus_id(m["bus"]) if m["bus"] else None,
+                attrs={"detail": m["msg"].strip()},
             )
             return
         m = _PROBE_FAILED.search(message)

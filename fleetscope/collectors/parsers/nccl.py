@@ -14,8 +14,9 @@ import re
 from collections.abc import Iterable
 from typing import Any
 
-from fleetscope.collectors.evidence import Evidence, canonical_bus_id
+from fleetscope.collectors.evidence import Evidence
 from fleetscope.collectors.parsers.base import Line, LineParser
+from fleetscope.formats import canonical_bus_id
 
 _HEADER = re.compile(
     r"(?P<host>[\w.-]+):(?P<pid>\d+):(?P<tid>\d+) \[(?P<dev>\d+)\] (?:(?P<func>[\w:./-]+):(?P<lineno>\d+) )?"

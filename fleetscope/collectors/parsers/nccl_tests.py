@@ -13,7 +13,7 @@ from collections.abc import Iterable
 from fleetscope.collectors.evidence import Evidence
 from fleetscope.collectors.parsers.base import Line, LineParser
 
-_BUSBW = re.compile(r"^#\s*Avg bus bandwidth\s*:\s*(?P<value>[\d.]+)")
+_BUSBW = re.compile(r"^#\s*Avg bus bandwidth\s*:\s*(?P<value>\d+(?:\.\d+)?)\b(?!\.)")
 _OOB = re.compile(r"^#\s*Out of bounds values\s*:\s*(?P<count>\d+)\s+(?P<verdict>OK|FAILED)")
 # size count type redop root | time algbw busbw #wrong | time algbw busbw #wrong
 _ROW = re.compile(

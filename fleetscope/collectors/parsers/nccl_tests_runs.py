@@ -23,7 +23,7 @@ from fleetscope.collectors.evidence import Evidence
 from fleetscope.collectors.parsers.base import DocumentParser, FileContext, Line, LineParser
 
 _RANK = re.compile(r"#\s*Rank\s+\d+\s+Group\s+\d+\s+Pid\s+\d+\s+on\s+(?P<host>\S+)\s+device\b")
-_AVG = re.compile(r"#\s*Avg bus bandwidth\s*:\s*(?P<value>[\d.]+)")
+_AVG = re.compile(r"#\s*Avg bus bandwidth\s*:\s*(?P<value>\d+(?:\.\d+)?)\b(?!\.)")
 _BUSBW_HEADER = re.compile(r"bus[ _-]?(?:bw|bandwidth)", re.IGNORECASE)
 _NODE_HEADER = re.compile(r"node|host|pair|peer|src|dst|server|client|machine", re.IGNORECASE)
 _NODE_WORD = re.compile(r"[A-Za-z][A-Za-z0-9_.-]*\d[A-Za-z0-9_.-]*")

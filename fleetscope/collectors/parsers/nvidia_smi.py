@@ -21,8 +21,9 @@ import re
 from collections.abc import Iterable, Iterator
 
 from fleetscope.collectors import knowledge
-from fleetscope.collectors.evidence import Evidence, canonical_bus_id
+from fleetscope.collectors.evidence import Evidence
 from fleetscope.collectors.parsers.base import DocumentParser, FileContext, Line, LineParser
+from fleetscope.formats import canonical_bus_id
 
 _BUS_ID = re.compile(r"^[0-9A-Fa-f]{4,8}:[0-9A-Fa-f]{2}:[0-9A-Fa-f]{2}\.[0-7]$")
 _UUID = re.compile(r"^GPU-[0-9a-fA-F-]{8,}$")
@@ -96,17 +97,22 @@ class NvidiaSmiQueryParser(DocumentParser):
             return True
         return bool(_ATTACHED.search(head)) and any(_GPU_SECTION.match(ln) for ln in head.splitlines()[:200])
 
+    def __init__(self, ctx: FileContext) -> None:
+        super().__init__(ctx)
+        # Kept on the instance, so a reader that restarts parse() after an odd line keeps what came before.
+        self._attached: int | None = None
+        self._sections: list[tuple[Line, str]] = []
+        self._fields: list[tuple[int, Line, str, str]] = []  # (section index, line, path, value)
+        self._stack: list[tuple[int, str]] = []
+
     def parse(self, lines: Iterable[Line]) -> Iterator[Evidence]:
-        attached: int | None = None
-        sections: list[tuple[Line, str]] = []
-        fields: list[tuple[int, Line, str, str]] = []  # (section index, line, path, value)
-        stack: list[tuple[int, str]] = []
+        sections, fields, stack = self._sections, self._fields, self._stack
         for line in lines:
             text = line.text.rstrip()
             m = _GPU_SECTION.match(text)
             if m:
                 sections.append((line, canonical_bus_id(m["bus"]) or m["bus"]))
-                stack = []
+                stack.clear()
                 continue
             kv = _KEY_VALUE.match(text)
             if kv is None:
@@ -117,7 +123,7 @@ class NvidiaSmiQueryParser(DocumentParser):
             else:
                 indent, key, value = len(kv["indent"]), kv["key"].strip(), kv["value"]
             if key == "Attached GPUs" and value.isdigit():
-                attached = int(value)
+                self._attached = int(value)
                 continue
             while stack and stack[-1][0] >= indent:
                 stack.pop()
@@ -127,7 +133,7 @@ class NvidiaSmiQueryParser(DocumentParser):
             path = " / ".join([s for _, s in stack] + [key])
             if path.lower().startswith(_WATCHED) or key in ("GPU UUID", "Minor Number", "Product Name"):
                 fields.append((len(sections) - 1, line, path, value))
-        complete = attached is not None and attached == len(sections)
+        complete = self._attached is not None and self._attached == len(sections)
         uuids = {i: v for i, _, p, v in fields if p == "GPU UUID"}
         for i, (line, bus) in enumerate(sections):
             yield self.ctx.evidence(
@@ -187,16 +193,19 @@ class NvidiaSmiCsvParser(DocumentParser):
         cells = [[c.strip() for c in r.split(",")] for r in rows]
         return all(len(c) >= 2 and any(_BUS_ID.match(x) for x in c) for c in cells)
 
+    def __init__(self, ctx: FileContext) -> None:
+        super().__init__(ctx)
+        self._header: list[str] | None = None  # on the instance: it survives a restart after an odd row
+
     def parse(self, lines: Iterable[Line]) -> Iterator[Evidence]:
-        header: list[str] | None = None
         for line in lines:
             cells = [c.strip() for c in line.text.rstrip("\r\n").split(",")]
             if len(cells) < 2:
                 continue
-            if header is None and all(_QUERY_FIELD.match(c) for c in cells):
-                header = [c.split(" [", 1)[0] for c in cells]
+            if self._header is None and all(_QUERY_FIELD.match(c) for c in cells):
+                self._header = [c.split(" [", 1)[0] for c in cells]
                 continue
-            yield from self._row(line, cells, header)
+            yield from self._row(line, cells, self._header)
 
     def _row(self, line: Line, cells: list[str], header: list[str] | None) -> Iterator[Evidence]:
         if header is not None:

@@ -18,9 +18,10 @@ from typing import TextIO, cast
 from prometheus_client.parser import text_fd_to_metric_families
 from prometheus_client.samples import Sample
 
-from fleetscope.collectors.evidence import Evidence, canonical_bus_id
+from fleetscope.collectors.evidence import Evidence
 from fleetscope.collectors.parsers.base import DocumentParser, Line
 from fleetscope.collectors.prefixes import Prefixes
+from fleetscope.formats import canonical_bus_id
 
 _SAMPLE = re.compile(r"^[a-zA-Z_:][a-zA-Z0-9_:]*(?:\{.*\})?\s+[-+0-9.eEnaNIif]+(?:\s+-?\d+)?\s*$")
 #: Families kept as evidence; other exporters' series are not used by any detector.

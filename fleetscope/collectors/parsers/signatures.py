@@ -13,8 +13,9 @@ import re
 from collections.abc import Iterable
 
 from fleetscope.collectors import knowledge
-from fleetscope.collectors.evidence import Evidence, canonical_bus_id
+from fleetscope.collectors.evidence import Evidence
 from fleetscope.collectors.parsers.base import Line, LineParser
+from fleetscope.formats import canonical_bus_id
 
 _GPU = re.compile(r"\bGPU (\d+)\b")
 #: A CUDA error number as reports print it: ``Error 802:``, ``error (35)``, ``error=35``, ``code=802(``.

@@ -1,8 +1,10 @@
-"""Red-team bundles: incidents reconstructed from public reports that the engine was not built on.
+"""The tuned set: incidents reconstructed from public reports, each fixed against (the engine was changed in
+the commits that added them), so passing them measures the tuning, not how the engine generalises.
 
-Each folder under ``tests/collectors/redteam`` is a bundle like those of ``examples/incidents`` (its
+Each folder under ``tests/collectors/tuned`` is a bundle like those of ``examples/incidents`` (its
 ``case.json`` names the report and what was reconstructed); the diagnosis must match by the judging
-rule of the shared ``score_cases.py`` (:mod:`tests.collectors.judging`).
+rule of the shared ``score_cases.py`` (:mod:`tests.collectors.judging`). The frozen set, scored before any
+fix and never tuned on, is ``tests/collectors/frozen``.
 """
 
 from __future__ import annotations
@@ -13,15 +15,15 @@ import pytest
 
 from tests.collectors.judging import check_case, diagnose
 
-CASES = sorted((Path(__file__).parent / "redteam").glob("*/case.json"))
+CASES = sorted((Path(__file__).parent / "tuned").glob("*/case.json"))
 
 
-def test_the_red_team_set_is_present() -> None:
+def test_the_tuned_set_is_present() -> None:
     assert len(CASES) >= 20
 
 
 @pytest.mark.parametrize("case_json", CASES, ids=[c.parent.name for c in CASES])
-def test_red_team_diagnosis(case_json: Path) -> None:
+def test_tuned_diagnosis(case_json: Path) -> None:
     check_case(case_json)
 
 
@@ -95,7 +97,7 @@ def test_nccl_tests_need_three_nodes_to_name_a_slow_one(tmp_path: Path) -> None:
     files["node-03/t.txt"] = "# Avg bus bandwidth    : 475.9 \n"
     top = _top(tmp_path, files)
     assert (top["layer"], top["node"]) == (None, "node-02")
-    assert "unsure" in str(top["summary"])
+    assert top["certainty"] == "unsure"
 
 
 def test_a_scheduler_log_names_the_node_it_speaks_of(tmp_path: Path) -> None:
@@ -115,7 +117,7 @@ def test_torchrun_signal_table(tmp_path: Path) -> None:
     assert bus["layer"] == "data_pipeline"
     # SIGKILL alone is a symptom (killed from outside); with the kernel's OOM kill the OOM is the cause.
     kill = _top(tmp_path / "kill", {"node-01/run.log": block.format(n=9, name="SIGKILL")})
-    assert kill["confidence"] <= 0.4 and "unsure" in str(kill["summary"])
+    assert kill["confidence"] <= 0.4 and kill["certainty"] == "unsure"
     oom = _top(
         tmp_path / "oom",
         {
@@ -138,7 +140,7 @@ def test_a_normal_loss_scale_drop_is_no_incident(tmp_path: Path) -> None:
     line = "Gradient overflow.  Skipping step, loss scaler 0 reducing loss scale to {}\n"
     assert _top(tmp_path / "ok", {"node-01/t.log": line.format("32768.0")}) == {}
     top = _top(tmp_path / "bad", {"node-01/t.log": line.format("1.012e-320")})
-    assert top["confidence"] <= 0.4 and "unsure" in str(top["summary"])
+    assert top["confidence"] <= 0.4 and top["certainty"] == "unsure"
 
 
 def test_kmsg_records_give_the_kernel_uptime(tmp_path: Path) -> None:
@@ -173,18 +175,18 @@ def test_a_multi_line_nvrm_message_with_a_prefix_on_every_line_is_one_message(tm
 def test_a_kernel_stall_after_an_application_xid_leaves_the_cause_open(tmp_path: Path) -> None:
     xid = "[100.0] NVRM: Xid (PCI:0000:0a:00): 31, pid=5, name=python, Ch 00000018, intr 0. MMU Fault\n"
     alone = _top(tmp_path / "alone", {"node-01/dmesg": xid})
-    assert alone["layer"] == "job" and "unsure" not in str(alone["summary"])
+    assert alone["layer"] == "job" and alone["certainty"] != "unsure"
     stalled = _top(
         tmp_path / "stall",
         {"node-01/dmesg": xid + "[140.0] rcu: INFO: rcu_sched self-detected stall on CPU\n"},
     )
-    assert stalled["confidence"] <= 0.4 and "unsure" in str(stalled["summary"])
+    assert stalled["confidence"] <= 0.4 and stalled["certainty"] == "unsure"
     # A stall on another node says nothing about this one.
     other = _top(
         tmp_path / "other",
         {"node-01/dmesg": xid, "node-02/dmesg": "[140.0] rcu: INFO: rcu_sched self-detected stall on CPU\n"},
     )
-    assert "unsure" not in str(other["summary"])
+    assert other["certainty"] != "unsure"
 
 
 def test_fabric_manager_failure_is_the_cause_of_cuda_802(tmp_path: Path) -> None:
