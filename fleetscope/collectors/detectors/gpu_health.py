@@ -23,6 +23,7 @@ from typing import Any
 from fleetscope.collectors.detectors.base import Detector, where
 from fleetscope.collectors.detectors.recovery_action import RECOVERY_MESSAGE
 from fleetscope.collectors.evidence import DRIVER_NUMBERING, Evidence, Finding
+from fleetscope.collectors.knowledge import scoring, scoring_text
 from fleetscope.exporters.gpu import LOST, UP
 
 
@@ -53,46 +54,53 @@ _THERMAL_REASONS = tuple(r.smi for r in FAULT_CLOCK_REASONS)
 #: DCGM's bitmask of current clock-event reasons (old and new field names).
 _DCGM_CLOCK_REASONS = ("DCGM_FI_DEV_CLOCKS_EVENT_REASONS", "DCGM_FI_DEV_CLOCK_THROTTLE_REASONS")
 _FLEETSCOPE_CLOCK_REASON = "fleetscope_gpu_clock_event_reason_active"
-_PENDING_ACTION = (
-    "reset the GPU (or reboot) at a convenient time so the remap takes effect; watch its remap count"
-)
-
-#: Memory-health series (name prefix, what a non-zero value means, weight as a cause, action or "").
+#: Memory-health series (name prefix, what a non-zero value means, its weight's entry in scoring.yaml's
+#: ``gpu_health`` section, its action's entry in ``gpu_health_actions``).
 #: DCGM fields and fleetscope counters read the same NVML calls (nvmlDeviceGetTotalEccErrors,
 #: nvmlDeviceGetRemappedRows); only volatile ECC counts: aggregate ones hold the GPU's whole life.
-MEMORY_SERIES: tuple[tuple[str, str, float, str], ...] = (
-    ("DCGM_FI_DEV_ECC_DBE_VOL", "{value:.0f} volatile double-bit (uncorrectable) ECC errors", 0.85, ""),
+MEMORY_SERIES: tuple[tuple[str, str, str, str], ...] = (
+    (
+        "DCGM_FI_DEV_ECC_DBE_VOL",
+        "{value:.0f} volatile double-bit (uncorrectable) ECC errors",
+        "uncorrectable_ecc",
+        "memory",
+    ),
     (
         "fleetscope_gpu_ecc_volatile_uncorrected_errors_total",
         "{value:.0f} volatile uncorrectable ECC errors since the last driver load",
-        0.85,
-        "",
+        "uncorrectable_ecc",
+        "memory",
     ),
-    ("DCGM_FI_DEV_ROW_REMAP_FAILURE", "row remapping failed: no spare rows left", 0.9, ""),
-    ("fleetscope_gpu_remapped_rows_failure", "row remapping failed: no spare rows left", 0.9, ""),
+    ("DCGM_FI_DEV_ROW_REMAP_FAILURE", "row remapping failed: no spare rows left", "remap_failure", "memory"),
+    (
+        "fleetscope_gpu_remapped_rows_failure",
+        "row remapping failed: no spare rows left",
+        "remap_failure",
+        "memory",
+    ),
     (
         "DCGM_FI_DEV_UNCORRECTABLE_REMAPPED_ROWS",
         "{value:.0f} rows remapped after uncorrectable errors",
-        0.75,
-        "",
+        "uncorrectable_remapped_rows",
+        "memory",
     ),
     (
         "fleetscope_gpu_remapped_rows_uncorrectable_total",
         "{value:.0f} rows remapped after uncorrectable errors",
-        0.75,
-        "",
+        "uncorrectable_remapped_rows",
+        "memory",
     ),
     (
         "DCGM_FI_DEV_ROW_REMAP_PENDING",
         "a row remap is pending; it takes effect at the next GPU reset",
-        0.55,
-        _PENDING_ACTION,
+        "remap_pending",
+        "remap_pending",
     ),
     (
         "fleetscope_gpu_remapped_rows_pending",
         "a row remap is pending; it takes effect at the next GPU reset",
-        0.55,
-        _PENDING_ACTION,
+        "remap_pending",
+        "remap_pending",
     ),
 )
 _DCGM_SYSTEM_LAYER = {
@@ -152,14 +160,20 @@ class GpuHealthDetector(Detector):
                     and _number(value) > 0
                 ):
                     yield self._memory(
-                        e, f"{value} uncorrectable ECC errors since the last driver load ({path})", 0.85
+                        e,
+                        f"{value} uncorrectable ECC errors since the last driver load ({path})",
+                        "uncorrectable_ecc",
                     )
                 elif low.startswith("temperature") and key in ("GPU Current Temp", "GPU Slowdown Temp"):
                     temps.setdefault((e.node, e.gpu_pci_bus_id, e.gpu), {})[key] = e
                 elif low.startswith("remapped rows"):
                     remap.setdefault((e.node, e.gpu_pci_bus_id, e.gpu), {})[key] = e
                 elif low.startswith("retired pages") and "pending" in key.lower() and value == "Yes":
-                    yield self._memory(e, "a retired page is pending (takes effect at the next reset)", 0.6)
+                    yield self._memory(
+                        e,
+                        "a retired page is pending (takes effect at the next reset)",
+                        "retired_page_pending",
+                    )
             elif e.kind == "metric":
                 name, value = e.attrs["name"], e.attrs["value"]
                 if name == UP.name and value == 0:
@@ -189,12 +203,18 @@ class GpuHealthDetector(Detector):
                     layer=layer,
                     role="cause",
                     severity=e.severity,
-                    weight=0.75 if e.severity == "error" else 0.7,
+                    weight=scoring(
+                        "gpu_health.dcgm_health_error"
+                        if e.severity == "error"
+                        else "gpu_health.dcgm_health_warning"
+                    ),
                     summary=f"DCGM's health watch raised a {e.attrs['level']} for {system} on "
                     f"{where(e.node, e.gpu, e.gpu_pci_bus_id)}: {e.attrs['message'][:200]}",
-                    action="check cooling (fans, airflow, thermal interface) of that GPU"
-                    if layer == "thermal_power"
-                    else "run dcgmi diag -r 3 on that GPU and follow its result",
+                    action=scoring_text(
+                        "gpu_health_actions.dcgm_thermal"
+                        if layer == "thermal_power"
+                        else "gpu_health_actions.dcgm_other"
+                    ),
                     node=e.node,
                     gpu=e.gpu,
                     gpu_pci_bus_id=e.gpu_pci_bus_id,
@@ -210,11 +230,10 @@ class GpuHealthDetector(Detector):
                     layer="gpu_hardware",
                     role="cause",
                     severity="error",
-                    weight=0.5,
+                    weight=scoring("gpu_health.nvml_unresponsive"),
                     summary=f"NVML did not answer for {where(e.node, e.gpu, e.gpu_pci_bus_id)} "
                     "(fleetscope_gpu_up 0): its driver calls hang or fail",
-                    action="run nvidia-smi -q on that GPU and read the kernel log for Xids; "
-                    "drain the node and reset the GPU if it stays unresponsive",
+                    action=scoring_text("gpu_health_actions.nvml_unresponsive"),
                     node=e.node,
                     gpu=e.gpu,
                     gpu_pci_bus_id=e.gpu_pci_bus_id,
@@ -236,15 +255,14 @@ class GpuHealthDetector(Detector):
             pending = fields.get("Pending")
             failure = fields.get("Remapping Failure Occurred")
             if failure is not None and failure.attrs["value"] == "Yes":
-                yield self._memory(failure, "row remapping failed: no spare rows left", 0.9)
+                yield self._memory(failure, "row remapping failed: no spare rows left", "remap_failure")
             elif pending is not None and pending.attrs["value"] == "Yes":
                 counts = ", ".join(f"{k}: {v.attrs['value']}" for k, v in fields.items() if "Error" in k)
                 yield self._memory(
                     pending,
                     f"a row remap is pending ({counts}); it takes effect at the next GPU reset",
-                    0.55,
-                    action="reset the GPU (or reboot) at a convenient time so the "
-                    "remap takes effect; watch its remap count",
+                    "remap_pending",
+                    action="remap_pending",
                 )
 
     @staticmethod
@@ -255,9 +273,9 @@ class GpuHealthDetector(Detector):
             layer="thermal_power",
             role="cause",
             severity="warning",
-            weight=0.7,
+            weight=scoring("gpu_health.thermal_slowdown"),
             summary=f"{_place(e)[:1].upper()}{_place(e)[1:]} is slowed down for heat or power: {what}",
-            action="check that GPU's cooling (fans, airflow, heatsink contact) and power delivery",
+            action=scoring_text("gpu_health_actions.thermal"),
             node=e.node,
             gpu=e.gpu,
             gpu_pci_bus_id=e.gpu_pci_bus_id,
@@ -265,17 +283,18 @@ class GpuHealthDetector(Detector):
         )
 
     @staticmethod
-    def _memory(e: Evidence, what: str, weight: float, action: str = "") -> Finding:
+    def _memory(e: Evidence, what: str, weight: str, action: str = "memory") -> Finding:
+        """A GPU-memory cause; ``weight`` and ``action`` name entries of scoring.yaml's ``gpu_health`` and
+        ``gpu_health_actions`` sections."""
         return Finding(
             explains="cluster",
             kind="gpu_memory_errors",
             layer="gpu_memory",
             role="cause",
             severity="error",
-            weight=weight,
+            weight=scoring(f"gpu_health.{weight}"),
             summary=f"GPU memory of {_place(e)}: {what}",
-            action=action
-            or "drain the node; reset the GPU and check row remapping; replace the GPU if errors recur",
+            action=scoring_text(f"gpu_health_actions.{action}"),
             node=e.node,
             gpu=e.gpu,
             gpu_pci_bus_id=e.gpu_pci_bus_id,
