@@ -1111,7 +1111,9 @@ def up(
         ),
     ]
     if console_app and importlib.util.find_spec("streamlit") is None:
-        typer.echo("console not started: it needs Streamlit (pip install 'fleetscope[console]')", err=True)
+        typer.echo(
+            "console not started: it needs Streamlit (in a clone: pip install -e '.[console]')", err=True
+        )
     elif console_app:
         services.append(
             Service(

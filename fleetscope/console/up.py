@@ -106,6 +106,12 @@ class Stack:
         """
         self.log_dir.mkdir(parents=True, exist_ok=True)
         for service in self.services:
+            if _answers(service.ready_url):
+                # Something else (an earlier stack, a hand-started exporter) holds the port: waiting for
+                # the URL would take its answer for this service's.
+                raise StackError(
+                    f"{service.name}: {service.ready_url} already answers; is another one running?"
+                )
             service.log_path = self.log_dir / f"{service.name}.log"
             log = open(service.log_path, "wb")  # noqa: SIM115 - closed in stop()
             self._logs.append(log)

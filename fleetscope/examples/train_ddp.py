@@ -75,7 +75,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         import torch.multiprocessing as mp
     except ImportError:
-        print("train_ddp: needs torch (pip install 'fleetscope[training]')", file=sys.stderr)
+        print("train_ddp: needs torch (in a clone: pip install -e '.[training]')", file=sys.stderr)
         return 1
     start = time.monotonic()
     mp.spawn(

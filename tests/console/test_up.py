@@ -6,7 +6,9 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import urllib.request
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -95,3 +97,28 @@ def test_a_service_that_cannot_start_stops_the_stack_and_says_why(tmp_path: Path
     assert err.startswith("fleetscope up: exporter exited with status 1 while starting; the end of its log")
     assert "cannot listen on" in err
     assert not _listening(collector_port)
+
+
+@pytest.mark.integration
+def test_a_port_something_else_answers_on_is_refused_before_anything_starts(tmp_path: Path) -> None:
+    class Answer(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(200)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    other = ThreadingHTTPServer(("127.0.0.1", 0), Answer)
+    threading.Thread(target=other.serve_forever, daemon=True).start()
+    try:
+        port = other.server_address[1]
+        up = _up(tmp_path, port, free_port(), free_port())
+        out, err = up.communicate(timeout=60)
+    finally:
+        other.shutdown()
+        other.server_close()
+    assert (up.returncode, out) == (1, "")
+    url = f"http://127.0.0.1:{port}/metrics"
+    assert err == f"fleetscope up: exporter: {url} already answers; is another one running?\n"
