@@ -610,7 +610,7 @@ def lineage_verify(
             finally:
                 service.close()
         except StoreError as exc:
-            typer.echo(f"graph {cfg.store_uri}: cannot be checked: {exc}")
+            typer.echo(f"graph {cfg.store_uri}: cannot be checked: {' '.join(str(exc).split())}", err=True)
             raise typer.Exit(1) from exc
         for problem in check.problems:
             typer.echo(f"graph: {problem}")
@@ -1204,6 +1204,8 @@ def main() -> None:
         if root in _EXTRAS:
             extra = _EXTRAS[root]
             message = f"this command needs the {extra} extra: pip install -e '.[{extra}]' (in a clone)"
+        elif isinstance(exc, OSError) and exc.filename:
+            message = f"{exc.strerror or type(exc).__name__}: {exc.filename}"  # the path, not Python's words
         else:
             message = f"{type(exc).__name__}: {exc}"
         print(f"fleetscope: error: {message}", file=sys.stderr)

@@ -279,3 +279,27 @@ def test_serve_takes_its_token_from_the_environment_and_never_prints_it(env: dic
         out, err = process.communicate(timeout=20)
     assert process.returncode == 0, err
     assert token not in banner + out + err
+
+
+def test_a_store_folder_that_cannot_be_made_is_named_in_one_line(tmp_path: Path) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "fleetscope.console.cli",
+            "lineage",
+            "record",
+            "Run",
+            "--id",
+            "r1",
+            "--store",
+            f"embedded://{blocker}/graph",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert (proc.returncode, proc.stdout) == (1, "")
+    assert proc.stderr == f"fleetscope: error: Not a directory: {blocker}/graph\n"
