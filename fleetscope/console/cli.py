@@ -82,6 +82,7 @@ def _exporter_options(
             help="HOST:PORT to serve on; :PORT for every interface. (default 127.0.0.1:9847; "
             "env FLEETSCOPE_EXPORTER_LISTEN_ADDRESS)",
             show_default=False,
+            metavar="HOST:PORT",
         ),
     ] = None,
     web_config_file: Annotated[
@@ -102,6 +103,7 @@ def _exporter_options(
             help="procfs mount point (a container with the host's /proc at /host/proc: /host/proc). "
             "(default /proc; env FLEETSCOPE_EXPORTER_PATH_PROCFS)",
             show_default=False,
+            metavar="DIR",
         ),
     ] = None,
     path_sysfs: Annotated[
@@ -110,6 +112,7 @@ def _exporter_options(
             "--path.sysfs",
             help="sysfs mount point. (default /sys; env FLEETSCOPE_EXPORTER_PATH_SYSFS)",
             show_default=False,
+            metavar="DIR",
         ),
     ] = None,
     scrape_timeout_seconds: Annotated[
@@ -353,10 +356,14 @@ lineage_app = typer.Typer(
 )
 app.add_typer(lineage_app, name="lineage")
 
-_ConfigOpt = Annotated[Path | None, typer.Option("--config", help="YAML file with a lineage: section")]
+_ConfigOpt = Annotated[
+    Path | None, typer.Option("--config", help="YAML file with a lineage: section", metavar="FILE")
+]
 _StoreOpt = Annotated[
     str | None,
-    typer.Option("--store", help="store URI: embedded:///DIR, bolt://HOST:PORT, neo4j://HOST:PORT"),
+    typer.Option(
+        "--store", help="store URI: embedded:///DIR, bolt://HOST:PORT, neo4j://HOST:PORT", metavar="URI"
+    ),
 ]
 
 
@@ -418,11 +425,15 @@ def lineage_record(
     entity: Annotated[
         str, typer.Argument(help="Dataset, DatasetVersion, Config, Code, Run, Checkpoint, Model, ...")
     ],
-    node_id: Annotated[str, typer.Option("--id", help="stable id of the node")],
-    prop: Annotated[list[str] | None, typer.Option("--prop", help="NAME=VALUE, repeatable")] = None,
+    node_id: Annotated[str, typer.Option("--id", help="stable id of the node", metavar="ID")],
+    prop: Annotated[
+        list[str] | None, typer.Option("--prop", help="NAME=VALUE, repeatable", metavar="NAME=VALUE")
+    ] = None,
     link: Annotated[
         list[str] | None,
-        typer.Option("--link", help="REL:Label:id, repeatable (e.g. USED:DatasetVersion:dv-1)"),
+        typer.Option(
+            "--link", help="REL:Label:id, repeatable (e.g. USED:DatasetVersion:dv-1)", metavar="REL:LABEL:ID"
+        ),
     ] = None,
     create: Annotated[
         bool, typer.Option("--create", help="create the nodes --link names that do not exist yet")
@@ -490,8 +501,12 @@ def lineage_ingest(
     "'Authorization: Bearer TOKEN'.",
 )
 def lineage_serve(
-    host: Annotated[str | None, typer.Option("--host", help="listen address (default 127.0.0.1)")] = None,
-    port: Annotated[int | None, typer.Option("--port", help="listen port (default 5000)")] = None,
+    host: Annotated[
+        str | None, typer.Option("--host", help="listen address (default 127.0.0.1)", metavar="ADDRESS")
+    ] = None,
+    port: Annotated[
+        int | None, typer.Option("--port", help="listen port (default 5000)", metavar="PORT")
+    ] = None,
     config: _ConfigOpt = None,
     store: _StoreOpt = None,
 ) -> None:
@@ -528,9 +543,15 @@ def lineage_queries() -> None:
 @lineage_app.command("audit")
 def lineage_audit(
     name: Annotated[str, typer.Argument(help="query name (see `fleetscope lineage queries`)")],
-    param: Annotated[list[str] | None, typer.Option("--param", help="NAME=VALUE, repeatable")] = None,
-    csv_path: Annotated[Path | None, typer.Option("--csv", help="also write the rows as CSV")] = None,
-    json_path: Annotated[Path | None, typer.Option("--json", help="also write the rows as JSON")] = None,
+    param: Annotated[
+        list[str] | None, typer.Option("--param", help="NAME=VALUE, repeatable", metavar="NAME=VALUE")
+    ] = None,
+    csv_path: Annotated[
+        Path | None, typer.Option("--csv", help="also write the rows as CSV", metavar="FILE")
+    ] = None,
+    json_path: Annotated[
+        Path | None, typer.Option("--json", help="also write the rows as JSON", metavar="FILE")
+    ] = None,
     config: _ConfigOpt = None,
     store: _StoreOpt = None,
 ) -> None:
@@ -574,10 +595,14 @@ def lineage_audit(
 @lineage_app.command("verify")
 def lineage_verify(
     log_path: Annotated[
-        Path | None, typer.Option("--log", help="audit log (default: from the config)")
+        Path | None, typer.Option("--log", help="audit log (default: from the config)", metavar="FILE")
     ] = None,
-    head: Annotated[str | None, typer.Option("--head", help="head hash kept from an earlier export")] = None,
-    records: Annotated[int | None, typer.Option("--records", help="record count kept with --head")] = None,
+    head: Annotated[
+        str | None, typer.Option("--head", help="head hash kept from an earlier export", metavar="HASH")
+    ] = None,
+    records: Annotated[
+        int | None, typer.Option("--records", help="record count kept with --head", metavar="N")
+    ] = None,
     graph: Annotated[
         bool, typer.Option("--graph/--log-only", help="also check that the graph agrees with the log")
     ] = True,
@@ -649,7 +674,7 @@ def lineage_rebuild(config: _ConfigOpt = None, store: _StoreOpt = None) -> None:
 def lineage_export_log(
     out: Annotated[Path, typer.Argument(help="JSON file to write for auditors")],
     log_path: Annotated[
-        Path | None, typer.Option("--log", help="audit log (default: from the config)")
+        Path | None, typer.Option("--log", help="audit log (default: from the config)", metavar="FILE")
     ] = None,
     config: _ConfigOpt = None,
 ) -> None:
@@ -697,17 +722,21 @@ def collect(
         str | None,
         typer.Option(
             help="Read series from this Prometheus-compatible API instead of (or as well as) "
-            "scraping exporters, e.g. http://prometheus:9090."
+            "scraping exporters, e.g. http://prometheus:9090.",
+            metavar="URL",
         ),
     ] = None,
     store: Annotated[
         Path | None,
         typer.Option(
             help="SQLite incident store; the window of the latest cycle is kept beside it, in "
-            "STORE.window/. (default ~/.local/share/fleetscope/incidents.db; env FLEETSCOPE_INCIDENT_STORE)"
+            "STORE.window/. (default ~/.local/share/fleetscope/incidents.db; env FLEETSCOPE_INCIDENT_STORE)",
+            metavar="FILE",
         ),
     ] = None,
-    interval: Annotated[float, typer.Option(help="Seconds between cycles.", min=1.0)] = 30.0,
+    interval: Annotated[
+        float, typer.Option(help="Seconds between cycles.", min=1.0, metavar="SECONDS")
+    ] = 30.0,
     once: Annotated[
         bool,
         typer.Option(
@@ -716,7 +745,10 @@ def collect(
         ),
     ] = False,
     listen: Annotated[
-        str, typer.Option("--web.listen-address", help="Where the collector serves its own /metrics.")
+        str,
+        typer.Option(
+            "--web.listen-address", help="Where the collector serves its own /metrics.", metavar="HOST:PORT"
+        ),
     ] = "127.0.0.1:9836",
     lineage_store: Annotated[
         str | None,
@@ -725,6 +757,7 @@ def collect(
             help="Also record each incident in this lineage graph, linked to the runs on its GPU or host "
             "at the time (embedded:///DIR, bolt://HOST:PORT). (default: off, or FLEETSCOPE_LINEAGE_URI "
             "when set)",
+            metavar="URI",
         ),
     ] = None,
     resolve_after: Annotated[
@@ -864,6 +897,7 @@ _IncidentStoreOpt = Annotated[
         "--store",
         help="SQLite incident store. (default ~/.local/share/fleetscope/incidents.db; "
         "env FLEETSCOPE_INCIDENT_STORE)",
+        metavar="FILE",
     ),
 ]
 
@@ -910,7 +944,9 @@ def _incident_dict(incident: Any) -> dict[str, Any]:
 @incidents_app.command("list")
 def incidents_list(
     state: Annotated[IncidentState, typer.Option(help="Which incidents to list.")] = IncidentState.open,
-    limit: Annotated[int, typer.Option(help="At most this many, the most recently seen first.", min=1)] = 50,
+    limit: Annotated[
+        int, typer.Option(help="At most this many, the most recently seen first.", min=1, metavar="N")
+    ] = 50,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON lines instead of a table.")] = False,
     store: _IncidentStoreOpt = None,
 ) -> None:
@@ -981,7 +1017,7 @@ def incidents_show(
 @incidents_app.command("resolve")
 def incidents_resolve(
     incident_id: Annotated[str, typer.Argument(metavar="ID", help="Incident id (at least 4 characters).")],
-    by: Annotated[str, typer.Option(help="Who resolves it (kept with the incident).")] = "",
+    by: Annotated[str, typer.Option(help="Who resolves it (kept with the incident).", metavar="NAME")] = "",
     store: _IncidentStoreOpt = None,
 ) -> None:
     """Resolve an open incident by hand; a new report of the same fault reopens it.
@@ -998,13 +1034,18 @@ def incidents_resolve(
 
 @app.command()
 def console(
-    address: Annotated[str, typer.Option(help="Address the web app listens on.")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="Port the web app listens on.", min=1, max=65535)] = 8501,
+    address: Annotated[
+        str, typer.Option(help="Address the web app listens on.", metavar="ADDRESS")
+    ] = "127.0.0.1",
+    port: Annotated[
+        int, typer.Option(help="Port the web app listens on.", min=1, max=65535, metavar="PORT")
+    ] = 8501,
     store: Annotated[
         Path | None,
         typer.Option(
             help="SQLite incident store the collector writes. (default "
-            "~/.local/share/fleetscope/incidents.db; env FLEETSCOPE_INCIDENT_STORE)"
+            "~/.local/share/fleetscope/incidents.db; env FLEETSCOPE_INCIDENT_STORE)",
+            metavar="FILE",
         ),
     ] = None,
 ) -> None:
@@ -1049,13 +1090,21 @@ def console(
 
 @app.command()
 def up(
-    address: Annotated[str, typer.Option(help="Address every service listens on.")] = "127.0.0.1",
-    exporter_port: Annotated[int, typer.Option(help="The exporter's port.", min=1, max=65535)] = 9847,
+    address: Annotated[
+        str, typer.Option(help="Address every service listens on.", metavar="ADDRESS")
+    ] = "127.0.0.1",
+    exporter_port: Annotated[
+        int, typer.Option(help="The exporter's port.", min=1, max=65535, metavar="PORT")
+    ] = 9847,
     collector_port: Annotated[
-        int, typer.Option(help="Port of the collector's own /metrics.", min=1, max=65535)
+        int, typer.Option(help="Port of the collector's own /metrics.", min=1, max=65535, metavar="PORT")
     ] = 9836,
-    console_port: Annotated[int, typer.Option(help="The console's port.", min=1, max=65535)] = 8501,
-    interval: Annotated[float, typer.Option(help="Seconds between collector cycles.", min=1.0)] = 30.0,
+    console_port: Annotated[
+        int, typer.Option(help="The console's port.", min=1, max=65535, metavar="PORT")
+    ] = 8501,
+    interval: Annotated[
+        float, typer.Option(help="Seconds between collector cycles.", min=1.0, metavar="SECONDS")
+    ] = 30.0,
     data_dir: Annotated[
         Path | None,
         typer.Option(

@@ -40,7 +40,11 @@ _PrefixOpt = Annotated[str, typer.Option("--prefix", metavar="DIR", help="Instal
 _UserOpt = Annotated[
     str | None,
     typer.Option(
-        "--user", "-l", help="SSH login (default: ~/.ssh/config, else your user name).", show_default=False
+        "--user",
+        "-l",
+        help="SSH login (default: ~/.ssh/config, else your user name).",
+        show_default=False,
+        metavar="USER",
     ),
 ]
 _IdentityOpt = Annotated[
@@ -265,7 +269,11 @@ def uninstall_command(
     exporter_port: Annotated[
         int,
         typer.Option(
-            "--exporter-port", min=1, max=65535, help="Exporter port, to name the targets in --file-sd."
+            "--exporter-port",
+            min=1,
+            max=65535,
+            help="Exporter port, to name the targets in --file-sd.",
+            metavar="PORT",
         ),
     ] = 9847,
     user: _UserOpt = None,

@@ -251,10 +251,12 @@ class JobCollector:
             "mapping_dir",
             str,
             "/run/fleetscope/jobs",
-            "Directory of <job_id>.json job mapping files written by the Slurm prolog.",
+            "Directory of JOB_ID.json job mapping files written by the Slurm prolog.",
             metavar="DIR",
         ),
-        Setting("max_per_gpu", int, 4, "Most jobs exported per GPU; more are counted.", ge=1, le=64),
+        Setting(
+            "max_per_gpu", int, 4, "Most jobs exported per GPU; more are counted.", ge=1, le=64, metavar="N"
+        ),
     ),
     needs=("gpu",),
 )

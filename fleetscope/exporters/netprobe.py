@@ -263,13 +263,34 @@ class NetworkProbeCollector:
             "listen_address", str, ":9848", "HOST:PORT of this node's TCP probe responder.", metavar="ADDRESS"
         ),
         Setting(
-            "interval_seconds", float, 30.0, "Seconds between probe rounds.", flag="interval", ge=0.1, le=3600
+            "interval_seconds",
+            float,
+            30.0,
+            "Seconds between probe rounds.",
+            flag="interval",
+            ge=0.1,
+            le=3600,
+            metavar="SECONDS",
         ),
         Setting(
-            "provider", str, "efa", "libfabric provider for fi_pingpong (efa, verbs, tcp); empty: TCP only."
+            "provider",
+            str,
+            "efa",
+            "libfabric provider for fi_pingpong (efa, verbs, tcp); empty: TCP only.",
+            metavar="PROVIDER",
         ),
-        Setting("fabric_port", int, 47592, "Control port of the fi_pingpong servers.", ge=1, le=65535),
-        Setting("max_peers", int, 64, "Most peers probed (each is a label value).", ge=1, le=1024),
+        Setting(
+            "fabric_port",
+            int,
+            47592,
+            "Control port of the fi_pingpong servers.",
+            ge=1,
+            le=65535,
+            metavar="PORT",
+        ),
+        Setting(
+            "max_peers", int, 64, "Most peers probed (each is a label value).", ge=1, le=1024, metavar="N"
+        ),
     ),
 )
 def _build(ctx: BuildContext) -> NetworkProbeCollector:

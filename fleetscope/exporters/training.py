@@ -638,6 +638,7 @@ class TrainingCollector:
             256,
             "Most ranks kept per node; records of more are counted and dropped.",
             ge=1,
+            metavar="N",
             le=65536,
         ),
     ),
