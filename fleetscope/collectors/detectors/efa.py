@@ -71,19 +71,7 @@ class EfaDetector(Detector):
         summary = f"The EFA provider aborted the process on {node or 'an unknown node'} ({said}){meaning}"
         action = entry.get("action") or "read the libfabric warnings before the abort (FI_LOG_LEVEL=warn)"
         summary, action = _with_memlock(summary, action, node, memory, memlock, evs)
-        return Finding(
-            kind=f"efa_abort:{prov if prov is not None else fi}",
-            layer="network",
-            role="cause",
-            severity="error",
-            weight=scoring("efa.fault_weight"),
-            summary=summary,
-            action=action,
-            node=node,
-            evidence=evs,
-            explains="cluster",
-            count=occurrences(evs),
-        )
+        return _fault(f"efa_abort:{prov if prov is not None else fi}", node, evs, summary, action)
 
     @staticmethod
     def _ofi(node: str | None, evs: list[Evidence], memlock: dict[str | None, Evidence]) -> Finding:
@@ -101,19 +89,24 @@ class EfaDetector(Detector):
         )
         action = entry.get("action") or "run fi_info -p efa on the node and read the libfabric warnings"
         summary, action = _with_memlock(summary, action, node, memory, memlock, evs)
-        return Finding(
-            kind=f"ofi_warn:{entry.get('id') or entry.get('name') or rc}",
-            layer="network",
-            role="cause",
-            severity="error",
-            weight=scoring("efa.fault_weight"),
-            summary=summary,
-            action=action,
-            node=node,
-            evidence=evs,
-            explains="cluster",
-            count=occurrences(evs),
-        )
+        return _fault(f"ofi_warn:{entry.get('id') or entry.get('name') or rc}", node, evs, summary, action)
+
+
+def _fault(kind: str, node: str | None, evs: list[Evidence], summary: str, action: str) -> Finding:
+    """A fault the EFA stack states on its node: the network layer's cause, explaining the job's symptoms."""
+    return Finding(
+        kind=kind,
+        layer="network",
+        role="cause",
+        severity="error",
+        weight=scoring("efa.fault_weight"),
+        summary=summary,
+        action=action,
+        node=node,
+        evidence=evs,
+        explains="cluster",
+        count=occurrences(evs),
+    )
 
 
 def _with_memlock(
