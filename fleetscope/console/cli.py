@@ -17,10 +17,11 @@ import logging
 import os
 import signal
 import sys
+from collections.abc import Iterator
 from datetime import timedelta
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, TextIO
 
 import typer
 from prometheus_client import CollectorRegistry, start_http_server
@@ -540,6 +541,20 @@ def lineage_queries() -> None:
         typer.echo(f"    {query.description}")
 
 
+#: The ``FILE`` that means standard output.
+STDOUT_PATH = Path("-")
+
+
+@contextlib.contextmanager
+def _output(path: Path, newline: str | None = None) -> Iterator[TextIO]:
+    """Open ``path`` for writing text, or standard output (left open) when it is ``-``."""
+    if path == STDOUT_PATH:
+        yield sys.stdout
+        return
+    with open(path, "w", newline=newline, encoding="utf-8") as handle:
+        yield handle
+
+
 @lineage_app.command("audit")
 def lineage_audit(
     name: Annotated[str, typer.Argument(help="query name (see `fleetscope lineage queries`)")],
@@ -547,16 +562,23 @@ def lineage_audit(
         list[str] | None, typer.Option("--param", help="NAME=VALUE, repeatable", metavar="NAME=VALUE")
     ] = None,
     csv_path: Annotated[
-        Path | None, typer.Option("--csv", help="also write the rows as CSV", metavar="FILE")
+        Path | None,
+        typer.Option(
+            "--csv", help="also write the rows as CSV; - prints them instead of the table", metavar="FILE"
+        ),
     ] = None,
     json_path: Annotated[
-        Path | None, typer.Option("--json", help="also write the rows as JSON", metavar="FILE")
+        Path | None,
+        typer.Option(
+            "--json", help="also write the rows as JSON; - prints them instead of the table", metavar="FILE"
+        ),
     ] = None,
     config: _ConfigOpt = None,
     store: _StoreOpt = None,
 ) -> None:
     """Run a named audit query (read-only) and print a table; what the query did that rows cannot
-    show (a walk cut at max_depth) is said under it."""
+    show (a walk cut at max_depth) is said under it. `--csv -` or `--json -` prints that form on stdout
+    instead of the table, for a pipe."""
     import csv
 
     from rich.console import Console
@@ -575,21 +597,24 @@ def lineage_audit(
         raise typer.Exit(2) from exc
     notes = list(getattr(rows, "notes", []))
     columns = list(QUERIES[name].columns)
-    table = Table(title=f"{name}: {len(rows)} row(s)")
-    for column in columns:
-        table.add_column(column, overflow="fold")  # ids are copied into --param: never cut them
-    for row in rows:
-        table.add_row(*("" if row[c] is None else str(row[c]) for c in columns))
-    Console().print(table)
+    to_stdout = STDOUT_PATH in (csv_path, json_path)
+    if not to_stdout:
+        table = Table(title=f"{name}: {len(rows)} row(s)")
+        for column in columns:
+            table.add_column(column, overflow="fold")  # ids are copied into --param: never cut them
+        for row in rows:
+            table.add_row(*("" if row[c] is None else str(row[c]) for c in columns))
+        Console().print(table)
     for note in notes:
         typer.echo(f"note: {note}", err=True)
     if csv_path:
-        with open(csv_path, "w", newline="", encoding="utf-8") as handle:
+        with _output(csv_path, newline="") as handle:
             writer = csv.DictWriter(handle, fieldnames=columns)
             writer.writeheader()
             writer.writerows(rows)
     if json_path:
-        json_path.write_text(json.dumps({"query": name, "rows": rows, "notes": notes}, indent=1) + "\n")
+        with _output(json_path) as handle:
+            handle.write(json.dumps({"query": name, "rows": rows, "notes": notes}, indent=1) + "\n")
 
 
 @lineage_app.command("verify")

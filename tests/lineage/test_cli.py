@@ -161,6 +161,20 @@ def test_audit_prints_a_table_and_exports_csv_and_json(
         assert list(reader) == [expected]
 
 
+def test_audit_json_dash_prints_the_rows_instead_of_the_table(
+    env: dict[str, str], service: Lineage, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    seed(service)
+    monkeypatch.chdir(tmp_path)
+    result = fleetscope(
+        env, "audit", "served_at", "--param", "endpoint=chat", "--param", "at=2024-02-20T00:00:00Z",
+        "--json", "-",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["rows"][0]["deployment"] == "dep-chat-v1"
+    assert not (tmp_path / "-").exists()
+
+
 def test_audit_csv_keeps_empty_values_and_column_order(
     env: dict[str, str], service: Lineage, tmp_path: Path
 ) -> None:
