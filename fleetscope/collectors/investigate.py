@@ -223,6 +223,9 @@ def investigate(bundle: Path, progress: Progress | None = None) -> Investigation
     total = sum(f.size for f in files)
     done = 0
     unparsed = Unparsed()
+    nested = _nested_bundle_hint(files)
+    if nested:
+        unparsed.notes.append(nested)
     kept = _EvidenceStore()
     files_read = lines_read = lines_understood = 0
     for f in files:
@@ -300,6 +303,18 @@ def run_detector(detector: type[Detector], evidence: list[Evidence], unparsed: U
             unparsed.lost("detectors", f"detector {detector.name}", exc, items[bad].source)
             del items[bad]
     return []
+
+
+def _nested_bundle_hint(files: list[BundleFile]) -> str | None:
+    """A note when most node folders (two or more) hold folders of their own: maybe a folder of bundles."""
+    nodes = {f.node for f in files if f.node is not None}
+    deep = {f.node: f.rel for f in files if f.node is not None and f.rel.count("/") >= 2}
+    if len(deep) < 2 or 2 * len(deep) < len(nodes):
+        return None
+    return (
+        f"{len(deep)} of the {len(nodes)} node folders hold folders of their own (e.g. {deep[min(deep)]}): "
+        "if this is a folder of bundles, investigate one bundle at a time"
+    )
 
 
 def _first_failing(detector: type[Detector], items: list[Evidence]) -> int | None:

@@ -133,3 +133,13 @@ def test_an_empty_path_is_a_usage_error_not_the_current_folder() -> None:
     proc = run_cli("")
     assert proc.returncode == 2
     assert "bundle path is empty" in proc.stderr
+
+
+def test_a_folder_of_bundles_is_named_as_one_in_the_notes(tmp_path: Path) -> None:
+    for case in ("case-a", "case-b"):
+        (tmp_path / case / "node-01").mkdir(parents=True)
+        (tmp_path / case / "node-01" / "dmesg.log").write_text(XID79)
+    notes = investigate(tmp_path).to_dict()["notes"]
+    assert any("2 of the 2 node folders hold folders" in n and "one bundle at a time" in n for n in notes)
+    # A bundle laid out as the engine expects gets no such note.
+    assert not any("bundle at a time" in n for n in investigate(tmp_path / "case-a").to_dict()["notes"])
