@@ -9,7 +9,6 @@ from __future__ import annotations
 from typing import Any
 
 from rich.console import Console
-from rich.table import Table
 
 #: Timeline rows shown in text form; the JSON form carries the whole timeline.
 TEXT_TIMELINE_ROWS = 40
@@ -57,19 +56,16 @@ def render_text(report: dict[str, Any], console: Console) -> None:
                 console.print(f"  {s['summary'][:200]}{by}", highlight=False)
     timeline = report["timeline"]
     if timeline:
-        table = Table(title="Timeline", show_lines=False)
-        for column in ("time", "node", "layer", "source", "text"):
-            table.add_column(column, overflow="fold")
+        # A list, not a table: five columns folded into 80 columns of a pipe made one entry 15 lines.
+        console.print("\n[bold]Timeline[/]")
         for item in timeline[:TEXT_TIMELINE_ROWS]:
-            table.add_row(
-                item["time"] or item["time_raw"] or "",
-                item["node"] or "",
-                item["layer"] or "",
-                item["source"],
-                item["text"][:160],
+            head = "  ".join(
+                part
+                for part in (item["time"] or item["time_raw"] or "time unknown", item["node"], item["layer"])
+                if part
             )
-        console.print()
-        console.print(table)
+            console.print(f"  {head}  [cyan]{item['source']}[/]", highlight=False)
+            console.print(f"      {item['text'][:300]}", highlight=False, no_wrap=True, overflow="ellipsis")
         if len(timeline) > TEXT_TIMELINE_ROWS:
             console.print(f"  ... {len(timeline) - TEXT_TIMELINE_ROWS} more in --format json")
     unparsed = report["unparsed"]

@@ -121,3 +121,20 @@ def test_help_keeps_paths_and_flags_on_one_line() -> None:
     assert any(line.strip() == "fleetscope/examples/incidents/02-xid119-gsp-rpc-timeout" for line in lines)
     assert any(line.strip() == "fleetscope investigate --format json \\" for line in lines)
     assert any(line.strip().startswith("4  could not judge") for line in lines)
+
+
+def test_the_text_timeline_keeps_one_entry_to_two_lines_in_a_narrow_pipe() -> None:
+    proc = _cli(
+        "investigate",
+        str(EXAMPLES / "50-multinode-xid119-gsp-timeout-collective-hang"),
+        env={"COLUMNS": "80"},
+    )
+    lines = proc.stdout.splitlines()
+    timeline = lines[
+        lines.index("Timeline") + 1 : next(i for i, x in enumerate(lines) if x.startswith("Read without"))
+    ]
+    entries = [line for line in timeline if line.startswith("  ") and not line.startswith("      ")]
+    texts = [line for line in timeline if line.startswith("      ")]
+    assert entries and len(texts) == len(entries)
+    assert entries[0].split()[1:4] == ["node-02", "framework", "node-02/train.log:2"]
+    assert all(len(line) <= 80 for line in texts)
