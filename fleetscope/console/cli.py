@@ -1190,6 +1190,64 @@ def up(
     typer.echo("stopped.")
 
 
+# ---------------------------------------------------------------- dashboards: Grafana dashboards as code
+
+dashboards_app = typer.Typer(
+    help="fleetscope's Grafana dashboards: regenerate the committed JSON, upload it to a Grafana.",
+    no_args_is_help=True,
+)
+app.add_typer(dashboards_app, name="dashboards")
+
+
+@dashboards_app.command("push")
+def dashboards_push(
+    url: Annotated[str, typer.Option("--url", help="Grafana's base address.", metavar="URL")],
+    token: Annotated[
+        str,
+        typer.Option(
+            "--token",
+            help="Service-account token with the Editor role. (env GRAFANA_TOKEN)",
+            envvar="GRAFANA_TOKEN",
+            metavar="TOKEN",
+        ),
+    ],
+    folder: Annotated[
+        str, typer.Option("--folder", help="Folder title; created when missing.", metavar="TITLE")
+    ] = "fleetscope",
+) -> None:
+    """Create or update every fleetscope dashboard in a Grafana, by uid (overwriting).
+
+    Example: fleetscope dashboards push --url http://127.0.0.1:3000 --token "$GRAFANA_TOKEN"
+    """
+    from fleetscope.dashboards.push import PushError, push
+
+    try:
+        pushed = push(url, token, folder)
+    except PushError as exc:
+        typer.echo(f"fleetscope dashboards push: {exc}", err=True)
+        raise typer.Exit(1) from None
+    for board in pushed:
+        typer.echo(f"{board.uid}\tversion {board.version}\t{board.url}")
+
+
+@dashboards_app.command("generate")
+def dashboards_generate(
+    out: Annotated[
+        Path | None,
+        typer.Option("--out", help="Folder to write into. (default: the package's grafana/)", metavar="DIR"),
+    ] = None,
+) -> None:
+    """Regenerate the dashboards' JSON from fleetscope/dashboards/generate.py (grafana-foundation-sdk).
+
+    Example: fleetscope dashboards generate
+    """
+    from fleetscope.dashboards import GRAFANA_DIR
+    from fleetscope.dashboards.generate import write
+
+    for path in write(out or GRAFANA_DIR):
+        typer.echo(str(path))
+
+
 # ---------------------------------------------------------------- install: the exporter on many hosts
 
 app.command("install")(install_command)
@@ -1229,6 +1287,8 @@ _EXTRAS = {
     "redis": "lineage",
     "streamlit": "console",
     "asyncssh": "install",
+    "grafana_client": "dashboards",
+    "grafana_foundation_sdk": "dashboards",
 }
 #: Set to 1 to see the traceback behind a "fleetscope: error: ..." message.
 ENV_DEBUG = "FLEETSCOPE_DEBUG"

@@ -1,0 +1,139 @@
+"""Upload the committed dashboards to a Grafana through its HTTP API, with grafana-client.
+
+Each dashboard is created or updated by its uid in one request, as Grafana's dashboard API documents
+(``POST /api/dashboards/db`` with ``{"dashboard": {...}, "folderUid": ..., "overwrite": true}``; the
+``id`` is left out so that the uid decides). The folder is found by title (``GET /api/folders``) and
+created when missing (``POST /api/folders``). The token is a Grafana service-account token, sent as
+``Authorization: Bearer TOKEN``.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import requests
+from grafana_client import GrafanaApi
+from grafana_client.client import GrafanaClientError, GrafanaException, GrafanaUnauthorizedError
+
+from fleetscope.dashboards import GRAFANA_DIR
+
+#: Seconds to wait for Grafana to connect and to answer each request.
+TIMEOUT_SECONDS = 10.0
+
+
+class PushError(Exception):
+    """The dashboards could not be uploaded; the message is one line for the user."""
+
+
+@dataclass(frozen=True)
+class Pushed:
+    """One uploaded dashboard, as Grafana answered.
+
+    Attributes:
+        uid: The dashboard's uid.
+        title: Its title.
+        version: The version Grafana now holds.
+        url: Its path on the Grafana server (``/d/UID/SLUG``).
+    """
+
+    uid: str
+    title: str
+    version: int
+    url: str
+
+
+def load(folder: Path = GRAFANA_DIR) -> list[dict[str, Any]]:
+    """Read every dashboard JSON file of ``folder`` (``*.json``), sorted by file name.
+
+    Raises:
+        PushError: The folder has no dashboard, or a file is not a dashboard (not JSON, no uid or title).
+    """
+    boards = []
+    for path in sorted(folder.glob("*.json")):
+        try:
+            board = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise PushError(f"{path}: not a dashboard JSON file ({exc})") from exc
+        if not isinstance(board, dict) or not board.get("uid") or not board.get("title"):
+            raise PushError(f"{path}: not a dashboard (no uid or title)")
+        boards.append(board)
+    if not boards:
+        raise PushError(f"{folder}: no dashboard JSON files")
+    return boards
+
+
+def _api(url: str, token: str) -> GrafanaApi:
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise PushError(f"--url {url!r} is not an http:// or https:// Grafana address")
+    if not token.strip():
+        raise PushError("--token is empty; give a Grafana service-account token")
+    # grafana-client joins the path prefix and "api" without a slash: a Grafana served under a sub-path
+    # (https://host/grafana) needs the trailing one.
+    base = url if url.endswith("/") or not parts.path.strip("/") else url + "/"
+    return GrafanaApi.from_url(base, credential=token.strip(), timeout=TIMEOUT_SECONDS)
+
+
+def _folder_uid(api: GrafanaApi, title: str) -> str:
+    for folder in api.folder.get_all_folders():
+        if folder.get("title") == title:
+            return str(folder["uid"])
+    return str(api.folder.create_folder(title)["uid"])
+
+
+def push(url: str, token: str, folder: str = "fleetscope", source: Path = GRAFANA_DIR) -> list[Pushed]:
+    """Create or update every dashboard of ``source`` in the Grafana at ``url``.
+
+    Args:
+        url: Grafana's base address (``http://grafana:3000``, ``https://host/grafana``).
+        token: A service-account token with the Editor role (dashboards and folders).
+        folder: Title of the folder the dashboards go into; created when missing.
+        source: Folder of dashboard JSON files; default the committed ones.
+
+    Returns:
+        One entry per dashboard, in file order.
+
+    Raises:
+        PushError: A file is not a dashboard, Grafana is unreachable or refused the token (401) or the
+            permission (403), or answered an error; the message says which, on one line.
+    """
+    boards = load(source)
+    api = _api(url, token)
+    try:
+        folder_uid = _folder_uid(api, folder)
+        done = []
+        for board in boards:
+            body = {key: value for key, value in board.items() if key != "id"}
+            answer = api.dashboard.update_dashboard(
+                {"dashboard": body, "folderUid": folder_uid, "overwrite": True}
+            )
+            done.append(Pushed(board["uid"], board["title"], int(answer["version"]), str(answer["url"])))
+        return done
+    except GrafanaUnauthorizedError as exc:
+        raise PushError(f"Grafana at {url} refused the token (401 Unauthorized): {_said(exc)}") from exc
+    except GrafanaClientError as exc:
+        if exc.status_code == 403:
+            raise PushError(
+                f"Grafana at {url} refused the upload (403 Forbidden: the token's role cannot write "
+                f"dashboards or folders): {_said(exc)}"
+            ) from exc
+        raise PushError(f"Grafana at {url} answered {exc.status_code}: {_said(exc)}") from exc
+    except GrafanaException as exc:
+        raise PushError(f"Grafana at {url} failed: {_said(exc)}") from exc
+    except requests.exceptions.JSONDecodeError as exc:
+        raise PushError(f"{url} does not answer as Grafana's HTTP API does (not JSON)") from exc
+    except requests.RequestException as exc:
+        raise PushError(f"Grafana at {url} is unreachable: {type(exc).__name__}") from exc
+    except (KeyError, TypeError, ValueError) as exc:
+        raise PushError(f"{url} does not answer as Grafana's HTTP API does ({exc!r})") from exc
+
+
+def _said(exc: GrafanaException) -> str:
+    response = exc.response
+    if isinstance(response, dict) and "message" in response:
+        return str(response["message"])
+    return " ".join(str(response).split())[:200] or exc.message
