@@ -2,14 +2,15 @@
 
 Each dashboard is created or updated by its uid in one request, as Grafana's dashboard API documents
 (``POST /api/dashboards/db`` with ``{"dashboard": {...}, "folderUid": ..., "overwrite": true}``; the
-``id`` is left out so that the uid decides). The folder is found by title (``GET /api/folders``) and
-created when missing (``POST /api/folders``). The token is a Grafana service-account token, sent as
-``Authorization: Bearer TOKEN``.
+``id`` is left out so that the uid decides). The folder's uid comes from its title (:func:`folder_uid`);
+it is looked up (``GET /api/folders/UID``) and created when Grafana answers 404 (``POST /api/folders``).
+The token is a Grafana service-account token, sent as ``Authorization: Bearer TOKEN``.
 """
 
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -78,11 +79,24 @@ def _api(url: str, token: str) -> GrafanaApi:
     return GrafanaApi.from_url(base, credential=token.strip(), timeout=TIMEOUT_SECONDS)
 
 
-def _folder_uid(api: GrafanaApi, title: str) -> str:
-    for folder in api.folder.get_all_folders():
-        if folder.get("title") == title:
-            return str(folder["uid"])
-    return str(api.folder.create_folder(title)["uid"])
+def folder_uid(title: str) -> str:
+    """The uid of the folder titled ``title``: its lower-case words joined by ``-``, at most 40 characters
+    (Grafana's limit), so a second push finds the folder the first made without listing every folder."""
+    words = re.findall(r"[a-z0-9]+", title.lower())
+    if not words:
+        raise PushError(f"--folder {title!r} has no letter or digit to make a folder uid of")
+    return "-".join(words)[:40]
+
+
+def _ensure_folder(api: GrafanaApi, title: str) -> str:
+    uid = folder_uid(title)
+    try:
+        api.folder.get_folder(uid)
+    except GrafanaClientError as exc:
+        if exc.status_code != 404:
+            raise
+        api.folder.create_folder(title, uid=uid)
+    return uid
 
 
 def push(url: str, token: str, folder: str = "fleetscope", source: Path = GRAFANA_DIR) -> list[Pushed]:
@@ -91,7 +105,7 @@ def push(url: str, token: str, folder: str = "fleetscope", source: Path = GRAFAN
     Args:
         url: Grafana's base address (``http://grafana:3000``, ``https://host/grafana``).
         token: A service-account token with the Editor role (dashboards and folders).
-        folder: Title of the folder the dashboards go into; created when missing.
+        folder: Title of the folder the dashboards go into; created when missing (uid from the title).
         source: Folder of dashboard JSON files; default the committed ones.
 
     Returns:
@@ -104,12 +118,12 @@ def push(url: str, token: str, folder: str = "fleetscope", source: Path = GRAFAN
     boards = load(source)
     api = _api(url, token)
     try:
-        folder_uid = _folder_uid(api, folder)
+        folder = _ensure_folder(api, folder)
         done = []
         for board in boards:
             body = {key: value for key, value in board.items() if key != "id"}
             answer = api.dashboard.update_dashboard(
-                {"dashboard": body, "folderUid": folder_uid, "overwrite": True}
+                {"dashboard": body, "folderUid": folder, "overwrite": True}
             )
             done.append(Pushed(board["uid"], board["title"], int(answer["version"]), str(answer["url"])))
         return done

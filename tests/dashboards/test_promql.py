@@ -1,0 +1,325 @@
+"""Every PromQL expression of every dashboard and rule file, run against a real Prometheus.
+
+Prometheus (Debian's package) scrapes two real exporters on 127.0.0.1 (an H100 x8 node and an H200 node
+on the fake NVML, the fixture sysfs with InfiniBand and EFA ports, the fixture job mappings), a real
+``fleetscope collect`` process, and one exporter address where nothing listens; it loads the alerting
+and recording rules. Four training ranks of one job send steps through the real training hook (rank 3
+slow), and faults are injected the way hardware shows them: Xid lines appended to a kernel log a GPU
+off the bus, a hung GPU, rising ECC, PCIe-replay and NVLink error counters, thermal slowdown, row
+remapping pending and failed. Every expression, with the dashboard's variables set to what their own
+queries return (every value, as Grafana's "All"), must return data.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import threading
+import time
+import urllib.parse
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pynvml
+import pytest
+import yaml
+
+from fleetscope.dashboards import GRAFANA_DIR
+from fleetscope.exporters.training import TrainingHook
+from tests.exporters.fake_nvml import FakeNvml
+from tests.exporters.support import FIXTURES, H100_X8, H200, KERNEL_LOGS, running_exporter
+from tests.servers import free_port, prometheus_server
+
+pytestmark = pytest.mark.integration
+
+ROOT = Path(__file__).resolve().parents[2]
+RULES = sorted((ROOT / "fleetscope" / "dashboards" / "rules").glob("*.yml"))
+#: Grafana's $__rate_interval with a 1 s scrape interval is at least four scrapes; a minute is safe.
+RATE_INTERVAL = "1m"
+#: Metrics no fixture here can give a value, each with the reason; an expression that returns nothing
+#: must read one of these (and each is checked to be absent from what the exporters serve).
+NO_SOURCE_HERE = {
+    "fleetscope_nvlink_transmit_bytes_total": "no capture records NVLink throughput field values",
+    "fleetscope_nvlink_receive_bytes_total": "no capture records NVLink throughput field values",
+    "fleetscope_nvlink_probe_latency_seconds_bucket": "the peer-to-peer probe needs two CUDA GPUs",
+}
+JOB = "4242"  # as in tests/fixtures/jobs/4242.json
+
+
+@dataclass(frozen=True)
+class Expression:
+    """One PromQL expression, where it is written, and the dashboard whose variables it uses."""
+
+    where: str
+    expr: str
+    board: str | None = None
+
+
+def _dashboard_expressions() -> list[Expression]:
+    found = []
+    for path in sorted(GRAFANA_DIR.glob("*.json")):
+        board = json.loads(path.read_text())
+        uid = board["uid"]
+        for variable in board["templating"]["list"]:
+            if variable["type"] == "query":
+                found.append(
+                    Expression(f"{uid} variable {variable['name']}", variable["query"]["query"], uid)
+                )
+        for annotation in board["annotations"]["list"]:
+            if "expr" in annotation:
+                found.append(Expression(f"{uid} annotation {annotation['name']}", annotation["expr"], uid))
+        for panel in board["panels"]:
+            for target in panel.get("targets", []):
+                found.append(Expression(f"{uid} {panel['title']!r} {target['refId']}", target["expr"], uid))
+    return found
+
+
+def _rule_expressions() -> list[Expression]:
+    return [
+        Expression(f"{path.name} {rule.get('alert') or rule.get('record')}", rule["expr"])
+        for path in RULES
+        for group in yaml.safe_load(path.read_text())["groups"]
+        for rule in group["rules"]
+    ]
+
+
+EXPRESSIONS = _dashboard_expressions() + _rule_expressions()
+_LABEL_VALUES = re.compile(r"^label_values\((?P<selector>.+),\s*(?P<label>\w+)\)$")
+
+
+def query(base: str, expr: str) -> list[dict[str, Any]]:
+    """An instant query; a PromQL error fails the test (``promql`` would read it as no data)."""
+    url = f"{base}/api/v1/query?{urllib.parse.urlencode({'query': expr})}"
+    try:
+        with urllib.request.urlopen(url, timeout=10) as response:
+            answer = json.loads(response.read())
+    except urllib.error.HTTPError as exc:
+        pytest.fail(f"Prometheus refused {expr!r}: {exc.read().decode(errors='replace')}")
+    result: list[dict[str, Any]] = answer["data"]["result"]
+    return result
+
+
+class Variables:
+    """A dashboard's variables as Grafana sets them: each query variable's values from Prometheus."""
+
+    def __init__(self, base: str) -> None:
+        self.base = base
+
+    def values(self, expr: str, chosen: dict[str, str]) -> list[str]:
+        """What ``label_values(SELECTOR, LABEL)`` offers, with the variables chosen so far filled in."""
+        match = _LABEL_VALUES.match(expr)
+        assert match, f"not a label_values() query: {expr}"
+        selector = substitute(match["selector"], chosen)
+        url = f"{self.base}/api/v1/series?{urllib.parse.urlencode({'match[]': selector})}"
+        with urllib.request.urlopen(url, timeout=10) as response:
+            series = json.loads(response.read())["data"]
+        return sorted({s[match["label"]] for s in series if match["label"] in s})
+
+    def for_board(self, uid: str) -> dict[str, str] | None:
+        """Each variable of dashboard ``uid`` set to all its values (multi) or its first (single);
+        None while a variable has no value yet."""
+        board = json.loads((GRAFANA_DIR / f"{uid}.json").read_text())
+        chosen: dict[str, str] = {}
+        for variable in board["templating"]["list"]:
+            if variable["type"] != "query":
+                continue
+            values = self.values(variable["query"]["query"], chosen)
+            if not values:
+                return None
+            if variable.get("includeAll"):
+                # Grafana's "All": a regex of every value, escaped for a PromQL string literal.
+                chosen[variable["name"]] = (
+                    "(" + "|".join(re.escape(v).replace("\\", "\\\\") for v in values) + ")"
+                )
+            else:
+                chosen[variable["name"]] = values[0]
+        return chosen
+
+
+def substitute(expr: str, chosen: dict[str, str]) -> str:
+    """Replace ``$name`` and ``$__rate_interval`` the way Grafana interpolates a Prometheus query."""
+    expr = expr.replace("$__rate_interval", RATE_INTERVAL)
+    for name, value in sorted(chosen.items(), key=lambda item: -len(item[0])):
+        expr = expr.replace(f"${name}", value)
+    assert "$" not in expr.replace("$labels", "").replace("$value", ""), f"variable left in {expr}"
+    return expr
+
+
+# ---------------------------------------------------------------------------------------- the stack
+
+
+def _sysfs(tmp: Path) -> Path:
+    """The fixture sysfs (host network counters) with InfiniBand and EFA ports from real trees."""
+    tree = tmp / "sys"
+    shutil.copytree(FIXTURES / "sysfs", tree, symlinks=True)
+    for source in ("procfs", "efa_awsdocs"):
+        for device in (FIXTURES / "infiniband" / source / "class" / "infiniband").iterdir():
+            shutil.copytree(device, tree / "class" / "infiniband" / device.name, symlinks=True)
+    return tree
+
+
+def _xid_line(bus: str, xid: int, uptime: float) -> str:
+    """A kernel-log Xid line in the driver's shape (as in tests/fixtures/kernel-log)."""
+    return f"[{uptime:.6f}] NVRM: Xid (PCI:{bus}): {xid}, pid='<unknown>', name=<unknown>, Ch 00000008\n"
+
+
+class Faults(threading.Thread):
+    """Drives the running stack: training steps on four ranks, and rising hardware error counters."""
+
+    def __init__(self, node_a: FakeNvml, node_b: FakeNvml, sockets: tuple[Path, Path], log: Path) -> None:
+        super().__init__(daemon=True)
+        self.node_a, self.node_b, self.log = node_a, node_b, log
+        self.stop = threading.Event()
+        self.hooks = [
+            TrainingHook(str(sockets[rank // 2]), rank=rank, local_rank=rank % 2, world_size=4, job_id=JOB)
+            for rank in range(4)
+        ]
+
+    def run(self) -> None:
+        tick = 0
+        volatile = (pynvml.NVML_MEMORY_ERROR_TYPE_UNCORRECTED, pynvml.NVML_VOLATILE_ECC)
+        counters = [getattr(pynvml, f"NVML_NVLINK_ERROR_DL_{kind}") for kind in ERROR_KINDS]
+        while not self.stop.is_set():
+            tick += 1
+            for rank, hook in enumerate(self.hooks):
+                slow = 4 if rank == 3 else 1  # the straggler
+                with hook.step(samples=32, tokens=4096) as step:
+                    for phase in ("forward", "backward", "optimizer", "collective_wait"):
+                        with step.phase(phase):
+                            time.sleep(0.002 * slow)
+                    step.loss = 2.0 / tick
+            self.node_a.gpus[2].ecc[volatile] = tick  # uncorrectable ECC keeps rising
+            self.node_a.gpus[3].values["pcie_replays"] = str(100 * tick)  # a marginal PCIe link
+            for counter in counters:
+                self.node_b.set_nvlink_errors(0, 0, counter, tick)
+            if tick in (10, 30):  # Xid 79 on GPU 0 of node A, twice, and an application Xid 31 on GPU 1
+                with self.log.open("a") as log:
+                    log.write(_xid_line("0000:18:00", 79, 20000.0 + tick))
+                    log.write(_xid_line("0000:2a:00", 31, 20000.5 + tick))
+            time.sleep(0.2)
+        for hook in self.hooks:
+            hook.close()
+
+
+ERROR_KINDS = ("CRC_FLIT", "CRC_DATA", "REPLAY", "RECOVERY", "ECC_DATA")
+
+
+@dataclass
+class Stack:
+    prometheus: str
+    served: set[str]
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    tmp = tmp_path_factory.mktemp("stack")
+    sysfs = _sysfs(tmp)
+    logs = [tmp / "a-kern.log", tmp / "b-kern.log"]
+    logs[0].write_bytes((KERNEL_LOGS / "xid31-62-45.dmesg.log").read_bytes())
+    logs[1].write_bytes((KERNEL_LOGS / "xid45-nvlink.journal.log").read_bytes())
+    node_a, node_b = FakeNvml.from_capture(H100_X8), FakeNvml.from_capture(H200)
+    node_a.gpus[1].reasons = pynvml.nvmlClocksEventReasonHwThermalSlowdown
+    node_a.gpus[4].values["remapped_pending"] = "Yes"
+    node_a.gpus[5].values["remapped_failure"] = "Yes"
+    node_a.lose_gpu(7)
+    node_a.hang_gpu(6)
+    sockets = (tmp / "a-training.sock", tmp / "b-training.sock")
+    probe_b = free_port()
+    a_settings = {
+        "path_sysfs": str(sysfs),
+        "gpu_timeout_seconds": 1.0,
+        "training_socket": str(sockets[0]),
+        "jobs_mapping_dir": str(FIXTURES / "jobs"),
+        "collector_netprobe": True,
+        "netprobe_peers": f"127.0.0.1:{probe_b}",
+        "netprobe_listen_address": f"127.0.0.1:{free_port()}",
+        "netprobe_interval_seconds": 0.5,
+        "netprobe_provider": "",
+    }
+    b_settings = {
+        # no InfiniBand on this node: its infiniband collector reports success 0 (an alert's data)
+        "gpu_timeout_seconds": 1.0,
+        "training_socket": str(sockets[1]),
+        "collector_netprobe": True,
+        "netprobe_listen_address": f"127.0.0.1:{probe_b}",
+        "netprobe_provider": "",
+    }
+    faults = Faults(node_a, node_b, sockets, logs[0])
+    collector: subprocess.Popen[bytes] | None = None
+    try:
+        with (
+            running_exporter(logs[0], node_a, **a_settings) as a,
+            running_exporter(logs[1], node_b, **b_settings) as b,
+        ):
+            collector_port = free_port()
+            env = {**os.environ, "PYTHONPATH": str(ROOT)}
+            collector = subprocess.Popen(
+                [
+                    *(sys.executable, "-m", "fleetscope.console.cli", "collect"),
+                    *("-t", f"node-a=127.0.0.1:{a.port}", "-t", f"node-b=127.0.0.1:{b.port}"),
+                    *("--store", str(tmp / "incidents.db"), "--interval", "2", "--window", "120"),
+                    *("--web.listen-address", f"127.0.0.1:{collector_port}"),
+                ],
+                env=env,
+                stdout=subprocess.DEVNULL,
+                stderr=(tmp / "collector.log").open("wb"),
+            )
+            faults.start()
+            exporters = [f"127.0.0.1:{a.port}", f"127.0.0.1:{b.port}", f"127.0.0.1:{free_port()}"]
+            with prometheus_server(
+                tmp,
+                exporters,
+                more_jobs={"fleetscope-collector": [f"127.0.0.1:{collector_port}"]},
+                rule_files=RULES,
+            ) as base:
+                served = set()
+                for port in (a.port, b.port):
+                    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as r:
+                        served |= {
+                            line.split("{")[0].split(" ")[0] for line in r.read().decode().splitlines()
+                        }
+                yield Stack(base, served)
+    finally:
+        faults.stop.set()
+        node_a.release_gpu(6)
+        faults.join(10)
+        if collector is not None:
+            collector.terminate()
+            collector.wait(30)
+
+
+# Data arrives over the first minute (recording rules run every 30 s; the Xid lines come after a few
+# seconds); each expression waits for it up to this long after the stack started.
+_DEADLINE = {"at": 0.0}
+
+
+@pytest.mark.parametrize("expression", EXPRESSIONS, ids=[e.where for e in EXPRESSIONS])
+def test_expression_returns_data(stack: Stack, expression: Expression) -> None:
+    if not _DEADLINE["at"]:
+        _DEADLINE["at"] = time.monotonic() + 150
+    variables = Variables(stack.prometheus)
+    chosen: dict[str, str] | None = {}
+    while True:
+        chosen = variables.for_board(expression.board) if expression.board else {}
+        if chosen is None:
+            pass  # a variable this expression may use has no value yet
+        elif _LABEL_VALUES.match(expression.expr):
+            if variables.values(expression.expr, chosen):
+                return
+        elif query(stack.prometheus, substitute(expression.expr, chosen)):
+            return
+        if time.monotonic() > _DEADLINE["at"]:
+            break
+        time.sleep(1)
+    missing = [name for name in NO_SOURCE_HERE if name in expression.expr]
+    if missing:
+        assert not set(missing) & stack.served, f"{missing} are served now: take them off NO_SOURCE_HERE"
+        pytest.skip(f"{expression.expr}: {'; '.join(NO_SOURCE_HERE[name] for name in missing)}")
+    pytest.fail(f"{expression.where}: no data for {expression.expr} (variables {chosen})")
