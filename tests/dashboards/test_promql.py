@@ -1,12 +1,12 @@
 """Every PromQL expression of every dashboard and rule file, run against a real Prometheus.
 
-Prometheus (Debian's package) scrapes two real exporters on 127.0.0.1 (an H100 x8 node and an H200 node
-on the fake NVML, the fixture sysfs with InfiniBand and EFA ports, the fixture job mappings), a real
-``fleetscope collect`` process, and one exporter address where nothing listens; it loads the alerting
-and recording rules. Four training ranks of one job send steps through the real training hook (rank 3
-slow), and faults are injected the way hardware shows them: Xid lines appended to a kernel log a GPU
-off the bus, a hung GPU, rising ECC, PCIe-replay and NVLink error counters, thermal slowdown, row
-remapping pending and failed. Every expression, with the dashboard's variables set to what their own
+Prometheus (Debian's package) scrapes two exporter processes on 127.0.0.1 (tests/dashboards/node.py: an
+H100 x8 node with the fixture sysfs's InfiniBand and EFA ports and job mappings, and an H200 node without
+InfiniBand, both on the fake NVML), a ``fleetscope collect`` process reading them, and one exporter
+address where nothing listens; it loads the alerting and recording rules. Four training ranks of one job
+send steps to the two exporters through the real training hook (rank 3 slow); faults happen the way
+hardware shows them: Xid lines appended to a kernel log, a GPU off the bus, a hung GPU, rising ECC,
+PCIe-replay and NVLink error counters, thermal slowdown, row remapping pending and failed. Every expression, with the dashboard's variables set to what their own
 queries return (every value, as Grafana's "All"), must return data.
 """
 
@@ -24,18 +24,17 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import pynvml
 import pytest
 import yaml
 
 from fleetscope.dashboards import GRAFANA_DIR
 from fleetscope.exporters.training import TrainingHook
-from tests.exporters.fake_nvml import FakeNvml
-from tests.exporters.support import FIXTURES, H100_X8, H200, KERNEL_LOGS, running_exporter
+from tests.exporters.support import FIXTURES, H100_X8, H200, KERNEL_LOGS, wait_for
 from tests.servers import free_port, prometheus_server
 
 pytestmark = pytest.mark.integration
@@ -171,12 +170,13 @@ def _xid_line(bus: str, xid: int, uptime: float) -> str:
     return f"[{uptime:.6f}] NVRM: Xid (PCI:{bus}): {xid}, pid='<unknown>', name=<unknown>, Ch 00000008\n"
 
 
-class Faults(threading.Thread):
-    """Drives the running stack: training steps on four ranks, and rising hardware error counters."""
+class Ranks(threading.Thread):
+    """Four training ranks of one job, sending steps through the real training hook (rank 3 slow), and
+    the kernel log of node A gaining Xid lines: 79 on GPU 0 and an application Xid 31 on GPU 1, twice."""
 
-    def __init__(self, node_a: FakeNvml, node_b: FakeNvml, sockets: tuple[Path, Path], log: Path) -> None:
+    def __init__(self, sockets: tuple[Path, Path], log: Path) -> None:
         super().__init__(daemon=True)
-        self.node_a, self.node_b, self.log = node_a, node_b, log
+        self.log = log
         self.stop = threading.Event()
         self.hooks = [
             TrainingHook(str(sockets[rank // 2]), rank=rank, local_rank=rank % 2, world_size=4, job_id=JOB)
@@ -185,8 +185,6 @@ class Faults(threading.Thread):
 
     def run(self) -> None:
         tick = 0
-        volatile = (pynvml.NVML_MEMORY_ERROR_TYPE_UNCORRECTED, pynvml.NVML_VOLATILE_ECC)
-        counters = [getattr(pynvml, f"NVML_NVLINK_ERROR_DL_{kind}") for kind in ERROR_KINDS]
         while not self.stop.is_set():
             tick += 1
             for rank, hook in enumerate(self.hooks):
@@ -196,11 +194,7 @@ class Faults(threading.Thread):
                         with step.phase(phase):
                             time.sleep(0.002 * slow)
                     step.loss = 2.0 / tick
-            self.node_a.gpus[2].ecc[volatile] = tick  # uncorrectable ECC keeps rising
-            self.node_a.gpus[3].values["pcie_replays"] = str(100 * tick)  # a marginal PCIe link
-            for counter in counters:
-                self.node_b.set_nvlink_errors(0, 0, counter, tick)
-            if tick in (10, 30):  # Xid 79 on GPU 0 of node A, twice, and an application Xid 31 on GPU 1
+            if tick in (10, 30):
                 with self.log.open("a") as log:
                     log.write(_xid_line("0000:18:00", 79, 20000.0 + tick))
                     log.write(_xid_line("0000:2a:00", 31, 20000.5 + tick))
@@ -209,7 +203,20 @@ class Faults(threading.Thread):
             hook.close()
 
 
-ERROR_KINDS = ("CRC_FLIT", "CRC_DATA", "REPLAY", "RECOVERY", "ECC_DATA")
+@contextmanager
+def node(spec: dict[str, Any], log: Path) -> Iterator[int]:
+    """A simulated node (tests/dashboards/node.py) in its own process; yields its exporter's port."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    command = [sys.executable, "-m", "tests.dashboards.node", json.dumps(spec)]
+    process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=log.open("wb"))
+    try:
+        assert process.stdout is not None
+        line = process.stdout.readline()
+        assert line.strip().isdigit(), f"the node did not start: {log.read_text()[-2000:]}"
+        yield int(line)
+    finally:
+        process.terminate()
+        process.wait(30)
 
 
 #: Data arrives over the first minute or two (the recording rules run every 30 s, the Xid lines come after
@@ -235,46 +242,55 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     logs = [tmp / "a-kern.log", tmp / "b-kern.log"]
     logs[0].write_bytes((KERNEL_LOGS / "xid31-62-45.dmesg.log").read_bytes())
     logs[1].write_bytes((KERNEL_LOGS / "xid45-nvlink.journal.log").read_bytes())
-    node_a, node_b = FakeNvml.from_capture(H100_X8), FakeNvml.from_capture(H200)
-    node_a.gpus[1].reasons = pynvml.nvmlClocksEventReasonHwThermalSlowdown
-    node_a.gpus[4].values["remapped_pending"] = "Yes"
-    node_a.gpus[5].values["remapped_failure"] = "Yes"
-    node_a.lose_gpu(7)
-    node_a.hang_gpu(6)
     sockets = (tmp / "a-training.sock", tmp / "b-training.sock")
     probe_b = free_port()
-    a_settings = {
-        "path_sysfs": str(sysfs),
-        "gpu_timeout_seconds": 1.0,
-        "training_socket": str(sockets[0]),
-        "jobs_mapping_dir": str(FIXTURES / "jobs"),
-        "collector_netprobe": True,
-        "netprobe_peers": f"127.0.0.1:{probe_b}",
-        "netprobe_listen_address": f"127.0.0.1:{free_port()}",
-        "netprobe_interval_seconds": 0.5,
-        "netprobe_provider": "",
+    node_a = {
+        "capture": H100_X8.name,
+        "kernel_log": str(logs[0]),
+        "settings": {
+            "path_sysfs": str(sysfs),
+            "gpu_timeout_seconds": 1.0,
+            "training_socket": str(sockets[0]),
+            "jobs_mapping_dir": str(FIXTURES / "jobs"),
+            "collector_netprobe": True,
+            "netprobe_peers": f"127.0.0.1:{probe_b}",
+            "netprobe_listen_address": f"127.0.0.1:{free_port()}",
+            "netprobe_interval_seconds": 0.5,
+            "netprobe_provider": "",
+        },
+        "faults": {
+            "thermal": [1],
+            "ecc_rising": [2],
+            "replays_rising": [3],
+            "remap_pending": [4],
+            "remap_failed": [5],
+            "hung": [6],
+            "lost": [7],
+        },
     }
-    b_settings = {
+    node_b = {
+        "capture": H200.name,
+        "kernel_log": str(logs[1]),
         # no InfiniBand on this node: its infiniband collector reports success 0 (an alert's data)
-        "gpu_timeout_seconds": 1.0,
-        "training_socket": str(sockets[1]),
-        "collector_netprobe": True,
-        "netprobe_listen_address": f"127.0.0.1:{probe_b}",
-        "netprobe_provider": "",
+        "settings": {
+            "gpu_timeout_seconds": 1.0,
+            "training_socket": str(sockets[1]),
+            "collector_netprobe": True,
+            "netprobe_listen_address": f"127.0.0.1:{probe_b}",
+            "netprobe_provider": "",
+        },
+        "faults": {"nvlink_rising": [0]},
     }
-    faults = Faults(node_a, node_b, sockets, logs[0])
+    ranks = Ranks(sockets, logs[0])
     collector: subprocess.Popen[bytes] | None = None
     try:
-        with (
-            running_exporter(logs[0], node_a, **a_settings) as a,
-            running_exporter(logs[1], node_b, **b_settings) as b,
-        ):
+        with node(node_a, tmp / "a.log") as a_port, node(node_b, tmp / "b.log") as b_port:
             collector_port = free_port()
             env = {**os.environ, "PYTHONPATH": str(ROOT)}
             collector = subprocess.Popen(
                 [
                     *(sys.executable, "-m", "fleetscope.console.cli", "collect"),
-                    *("-t", f"node-a=127.0.0.1:{a.port}", "-t", f"node-b=127.0.0.1:{b.port}"),
+                    *("-t", f"node-a=127.0.0.1:{a_port}", "-t", f"node-b=127.0.0.1:{b_port}"),
                     *("--store", str(tmp / "incidents.db"), "--interval", "2", "--window", "120"),
                     *("--web.listen-address", f"127.0.0.1:{collector_port}"),
                 ],
@@ -282,8 +298,9 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
                 stdout=subprocess.DEVNULL,
                 stderr=(tmp / "collector.log").open("wb"),
             )
-            faults.start()
-            exporters = [f"127.0.0.1:{a.port}", f"127.0.0.1:{b.port}", f"127.0.0.1:{free_port()}"]
+            wait_for(lambda: all(s.is_socket() for s in sockets), timeout=30)
+            ranks.start()
+            exporters = [f"127.0.0.1:{a_port}", f"127.0.0.1:{b_port}", f"127.0.0.1:{free_port()}"]
             with prometheus_server(
                 tmp,
                 exporters,
@@ -291,16 +308,15 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
                 rule_files=RULES,
             ) as base:
                 served = set()
-                for port in (a.port, b.port):
+                for port in (a_port, b_port):
                     with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as r:
                         served |= {
                             line.split("{")[0].split(" ")[0] for line in r.read().decode().splitlines()
                         }
                 yield Stack(base, served, time.monotonic() + SETTLE_SECONDS)
     finally:
-        faults.stop.set()
-        node_a.release_gpu(6)
-        faults.join(10)
+        ranks.stop.set()
+        ranks.join(10)
         if collector is not None:
             collector.terminate()
             collector.wait(30)
