@@ -150,15 +150,16 @@ def _dashboard(uid: str, title: str, description: str, variables: Iterable[Build
     return board
 
 
-def _node_variable(metric: str = "fleetscope_scrape_collector_success") -> Builder[Any]:
-    return _query_variable("node", "Node", f"label_values({metric}, instance)")
+def _node_variable(selector: str = f'up{{job="{EXPORTER_JOB}"}}') -> Builder[Any]:
+    # From Prometheus's own `up` by default, so that an exporter that stopped answering is still offered.
+    return _query_variable("node", "Node", f"label_values({selector}, instance)")
 
 
 def _gpu_variable() -> Builder[Any]:
     return _query_variable(
         "gpu",
         "GPU",
-        'label_values(fleetscope_gpu_info{instance=~"$node"}, gpu)',
+        'label_values(fleetscope_gpu_up{instance=~"$node"}, gpu)',
         sort=model.VariableSort.NUMERICAL_ASC,
     )
 
@@ -251,10 +252,19 @@ def gpu_health() -> Any:
         "fleetscope-gpu",
         "fleetscope / GPU health",
         "Per GPU: heat, power, throttling by reason, ECC, row remapping, Xids and the recovery action.",
-        [_node_variable("fleetscope_gpu_info"), _gpu_variable()],
+        [_node_variable("fleetscope_gpu_up"), _gpu_variable()],
     )
     legend = "{{instance}} GPU {{gpu}}"
     for panel in (
+        _graph(
+            "NVML answering, GPUs lost",
+            "short",
+            "1 while the GPU's NVML reads finish within the exporter's deadline; 1 once NVML reports the GPU "
+            "lost (fallen off the bus, Xid 79).",
+            Query(f"fleetscope_gpu_up{{{_GPU}}}", f"{legend} answering"),
+            Query(f"fleetscope_gpu_lost{{{_GPU}}}", f"{legend} lost"),
+            width=24,
+        ),
         _graph(
             "Temperature",
             "celsius",
@@ -517,6 +527,10 @@ def training_job() -> Any:
         f"rate(fleetscope_training_step_duration_seconds_sum{{{_NODE}}}[{_RATE}]) / "
         f"rate(fleetscope_training_step_duration_seconds_count{{{_NODE}}}[{_RATE}])"
     )
+    compute = (
+        "(sum by (instance, rank) (rate(fleetscope_training_phase_seconds_total"
+        f'{{{_NODE}, phase=~"forward|backward|optimizer"}}[{_RATE}])) * on (instance, rank) {of_job})'
+    )
     for panel in (
         _graph(
             "Step time per rank",
@@ -526,13 +540,24 @@ def training_job() -> Any:
             width=24,
         ),
         _graph(
-            "Stragglers: step time over the job's median",
+            "Stragglers: compute time over the job's median",
             "percentunit",
-            "Each rank's mean step time divided by the median rank's, minus one; the rank at the top "
-            "holds the others back at every collective.",
+            "Each rank's share of time in forward, backward and optimizer, divided by the median rank's, "
+            "minus one. Ranks of a synchronous job finish their steps together, so step times hide a "
+            "straggler: it computes longest while the others wait for it at the collective.",
             Query(
-                f"(({mean_step}) * on (instance, rank) {of_job}) / on (job_id) group_left "
-                f"quantile by (job_id) (0.5, ({mean_step}) * on (instance, rank) {of_job}) - 1",
+                f"{compute} / on (job_id) group_left quantile by (job_id) (0.5, {compute}) - 1",
+                "rank {{rank}}",
+            ),
+        ),
+        _graph(
+            "Collective wait per rank",
+            "percentunit",
+            "Share of time each rank waits in collectives (the training hook's comm hook): the ranks that "
+            "wait least are the ones the others wait for.",
+            Query(
+                "sum by (instance, rank) (rate(fleetscope_training_phase_seconds_total"
+                f'{{{_NODE}, phase="collective_wait"}}[{_RATE}])) * on (instance, rank) {of_job}',
                 "rank {{rank}}",
             ),
         ),

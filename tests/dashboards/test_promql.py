@@ -6,8 +6,9 @@ InfiniBand, both on the fake NVML), a ``fleetscope collect`` process reading the
 address where nothing listens; it loads the alerting and recording rules. Four training ranks of one job
 send steps to the two exporters through the real training hook (rank 3 slow); faults happen the way
 hardware shows them: Xid lines appended to a kernel log, a GPU off the bus, a hung GPU, rising ECC,
-PCIe-replay and NVLink error counters, thermal slowdown, row remapping pending and failed. Every expression, with the dashboard's variables set to what their own
-queries return (every value, as Grafana's "All"), must return data.
+PCIe-replay and NVLink error counters, thermal slowdown, row remapping pending and failed. Every
+expression, with the dashboard's variables set to what their own queries return (every value, as
+Grafana's "All"), must return data, and the panels must show those faults.
 """
 
 from __future__ import annotations
@@ -171,8 +172,9 @@ def _xid_line(bus: str, xid: int, uptime: float) -> str:
 
 
 class Ranks(threading.Thread):
-    """Four training ranks of one job, sending steps through the real training hook (rank 3 slow), and
-    the kernel log of node A gaining Xid lines: 79 on GPU 0 and an application Xid 31 on GPU 1, twice."""
+    """Four training ranks of one synchronous job sending steps through the real training hook (rank 3
+    computes four times as long; the others wait for it at the collective), and the kernel log of node A
+    gaining Xid lines: 79 on GPU 0 and an application Xid 31 on GPU 1, twice."""
 
     def __init__(self, sockets: tuple[Path, Path], log: Path) -> None:
         super().__init__(daemon=True)
@@ -187,12 +189,15 @@ class Ranks(threading.Thread):
         tick = 0
         while not self.stop.is_set():
             tick += 1
+            # A synchronous job: every rank computes, then waits at the all-reduce for the slowest one.
+            compute = [0.024 if rank == 3 else 0.006 for rank in range(4)]  # rank 3 is the straggler
             for rank, hook in enumerate(self.hooks):
-                slow = 4 if rank == 3 else 1  # the straggler
                 with hook.step(samples=32, tokens=4096) as step:
-                    for phase in ("forward", "backward", "optimizer", "collective_wait"):
+                    for phase in ("forward", "backward", "optimizer"):
                         with step.phase(phase):
-                            time.sleep(0.002 * slow)
+                            time.sleep(compute[rank] / 3)
+                    with step.phase("collective_wait"):
+                        time.sleep(max(compute) - compute[rank])
                     step.loss = 2.0 / tick
             if tick in (10, 30):
                 with self.log.open("a") as log:
@@ -343,3 +348,45 @@ def test_expression_returns_data(stack: Stack, expression: Expression) -> None:
             break
         time.sleep(1)
     pytest.fail(f"{expression.where}: no data for {expression.expr} (variables {chosen})")
+
+
+def _panel(stack: Stack, uid: str, title: str, ref: str = "A") -> list[dict[str, Any]]:
+    """What a panel's query returns now, with the dashboard's variables on "All"."""
+    board = json.loads((GRAFANA_DIR / f"{uid}.json").read_text())
+    [target] = [t for p in board["panels"] if p["title"] == title for t in p["targets"] if t["refId"] == ref]
+    chosen = Variables(stack.prometheus).for_board(uid)
+    assert chosen is not None, f"{uid}: a variable has no value"
+    return query(stack.prometheus, substitute(target["expr"], chosen))
+
+
+def test_the_panels_show_the_faults(stack: Stack) -> None:
+    """What an on-call engineer reads on the panels, for the faults the stack was given."""
+
+    def settled() -> bool:
+        straggler = _panel(stack, "fleetscope-training", "Stragglers: compute time over the job's median")
+        xids = _panel(stack, "fleetscope-gpu", "Xid errors")
+        return len(straggler) == 4 and any(r["metric"]["xid"] == "79" for r in xids)
+
+    wait_for(settled, timeout=max(1.0, stack.deadline - time.monotonic()), interval=1)
+    straggler = _panel(stack, "fleetscope-training", "Stragglers: compute time over the job's median")
+    worst = max(straggler, key=lambda r: float(r["value"][1]))
+    assert worst["metric"]["rank"] == "3" and float(worst["value"][1]) > 1.0  # over twice the median
+    waits = {
+        r["metric"]["rank"]: float(r["value"][1])
+        for r in _panel(stack, "fleetscope-training", "Collective wait per rank")
+    }
+    assert min(waits, key=waits.__getitem__) == "3" and sorted(waits) == ["0", "1", "2", "3"]
+    steps = _panel(stack, "fleetscope-training", "Step time per rank")
+    assert sorted(r["metric"]["rank"] for r in steps) == ["0", "1", "2", "3"]
+    assert {r["metric"]["job_id"] for r in steps} == {JOB}
+    xid79 = [r for r in _panel(stack, "fleetscope-gpu", "Xid errors") if r["metric"]["xid"] == "79"]
+    assert [r["metric"]["gpu"] for r in xid79] == ["0"]
+    gpu_state = _panel(stack, "fleetscope-gpu", "NVML answering, GPUs lost", "B")
+    assert sorted(r["metric"]["gpu"] for r in gpu_state if r["value"][1] == "1") == ["7"]
+    assert _panel(stack, "fleetscope-cluster", "GPUs lost")[0]["value"][1] == "1"
+    assert _panel(stack, "fleetscope-cluster", "Exporters down")[0]["value"][1] == "1"
+    incidents = _panel(stack, "fleetscope-incidents", "Open incidents")
+    assert incidents and {r["metric"]["node"] for r in incidents} <= {"node-a", "node-b"}
+    assert "node-a" in {r["metric"]["node"] for r in incidents}
+    down_links = _panel(stack, "fleetscope-interconnect", "NVLink errors", "C")  # replays, H200 GPU 0
+    assert [r["metric"]["gpu"] for r in down_links if float(r["value"][1]) > 0] == ["0"]
