@@ -16,6 +16,7 @@ fails while the committed files differ from what this module makes.
 from __future__ import annotations
 
 import json
+import string
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -61,7 +62,9 @@ class Query:
 
 
 def _targets(panel: Any, queries: Sequence[Query]) -> Any:
-    for ref, query in zip("ABCDEFGHIJ", queries, strict=False):
+    if len(queries) > len(string.ascii_uppercase):
+        raise ValueError(f"a panel takes at most 26 queries (refId A-Z), not {len(queries)}")
+    for ref, query in zip(string.ascii_uppercase, queries, strict=False):
         target = prometheus.Dataquery().expr(query.expr).ref_id(ref).datasource(_DS)
         target = target.legend_format(query.legend) if query.legend else target
         target = target.instant() if query.instant else target.range()
@@ -637,7 +640,7 @@ def self_health() -> Any:
             Query(f"fleetscope_scrape_collector_duration_seconds{{{_NODE}}}", "{{instance}} {{collector}}"),
         ),
         _graph(
-            "Scrape time and size",
+            "Scrape time",
             "s",
             "Prometheus's own scrape duration of each exporter.",
             Query(f'scrape_duration_seconds{{job="{EXPORTER_JOB}", {_NODE}}}', "{{instance}}"),
