@@ -117,9 +117,9 @@ def push(url: str, token: str, folder: str = "fleetscope", source: Path = GRAFAN
     """
     boards = load(source)
     api = _api(url, token)
+    done: list[Pushed] = []
     try:
         folder = _ensure_folder(api, folder)
-        done = []
         for board in boards:
             body = {key: value for key, value in board.items() if key != "id"}
             answer = api.dashboard.update_dashboard(
@@ -127,27 +127,29 @@ def push(url: str, token: str, folder: str = "fleetscope", source: Path = GRAFAN
             )
             done.append(Pushed(board["uid"], board["title"], int(answer["version"]), str(answer["url"])))
         return done
-    except GrafanaUnauthorizedError as exc:
-        raise PushError(f"Grafana at {url} refused the token (401 Unauthorized): {_said(exc)}") from exc
-    except GrafanaClientError as exc:
-        if exc.status_code == 403:
-            raise PushError(
-                f"Grafana at {url} refused the upload (403 Forbidden: the token's role cannot write "
-                f"dashboards or folders): {_said(exc)}"
-            ) from exc
-        raise PushError(f"Grafana at {url} answered {exc.status_code}: {_said(exc)}") from exc
-    except GrafanaException as exc:
-        raise PushError(f"Grafana at {url} failed: {_said(exc)}") from exc
-    except requests.exceptions.JSONDecodeError as exc:
-        raise PushError(f"{url} does not answer as Grafana's HTTP API does (not JSON)") from exc
-    except requests.RequestException as exc:
-        raise PushError(f"Grafana at {url} is unreachable: {type(exc).__name__}") from exc
-    except (KeyError, TypeError, ValueError) as exc:
-        raise PushError(f"{url} does not answer as Grafana's HTTP API does ({exc!r})") from exc
+    except (GrafanaException, requests.RequestException, KeyError, TypeError, ValueError) as exc:
+        # Each dashboard is written whole by Grafana; say how far the upload got before it stopped.
+        progress = f" ({len(done)} of {len(boards)} dashboards uploaded before that)" if done else ""
+        raise PushError(f"Grafana at {url} {_problem(exc)}{progress}") from exc
+
+
+def _problem(exc: Exception) -> str:
+    """What went wrong, in a few words, from grafana-client's or requests' exception."""
+    if isinstance(exc, GrafanaUnauthorizedError):
+        return f"refused the token (401 Unauthorized): {_said(exc)}"
+    if isinstance(exc, GrafanaClientError) and exc.status_code == 403:
+        why = "the token's role cannot write dashboards or folders"
+        return f"refused the upload (403 Forbidden: {why}): {_said(exc)}"
+    if isinstance(exc, GrafanaException):
+        return f"answered {exc.status_code}: {_said(exc)}"
+    if isinstance(exc, requests.exceptions.JSONDecodeError):
+        return "does not answer as Grafana's HTTP API does (not JSON)"
+    if isinstance(exc, requests.RequestException):
+        return f"is unreachable: {type(exc).__name__}"
+    return f"does not answer as Grafana's HTTP API does ({exc!r})"
 
 
 def _said(exc: GrafanaException) -> str:
     response = exc.response
-    if isinstance(response, dict) and "message" in response:
-        return str(response["message"])
-    return " ".join(str(response).split())[:200] or exc.message
+    text = response["message"] if isinstance(response, dict) and "message" in response else response
+    return " ".join(str(text).split())[:200] or exc.message

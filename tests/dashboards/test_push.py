@@ -46,6 +46,7 @@ class Grafana:
     folders: dict[str, str] = field(default_factory=dict)
     versions: dict[str, int] = field(default_factory=dict)
     status: int | None = None  # answer every request with this status (401, 403)
+    fail_after: int | None = None  # answer 500 to dashboard writes once this many are stored
 
 
 def _handler(grafana: Grafana) -> type[BaseHTTPRequestHandler]:
@@ -88,6 +89,8 @@ def _handler(grafana: Grafana) -> type[BaseHTTPRequestHandler]:
                 url = f"/dashboards/f/{body['uid']}/{body['uid']}"
                 return self._answer(200, {"id": 1, "uid": body["uid"], "title": body["title"], "url": url})
             if self.command == "POST" and self.path == "/api/dashboards/db":
+                if grafana.fail_after is not None and len(grafana.versions) >= grafana.fail_after:
+                    return self._answer(500, {"message": "Failed to save dashboard", "status": "error"})
                 uid = body["dashboard"]["uid"]
                 exists = uid in grafana.versions
                 if exists and not body.get("overwrite"):
@@ -160,6 +163,15 @@ def test_a_refused_token_is_one_clear_error(grafana: Grafana) -> None:
     with pytest.raises(PushError, match=r"403 Forbidden.*Permissions needed: dashboards:create"):
         push(grafana.url, TOKEN)
     assert grafana.versions == {}
+
+
+def test_a_failure_midway_says_how_far_the_upload_got(grafana: Grafana) -> None:
+    grafana.fail_after = 2
+    with pytest.raises(
+        PushError, match=r"answered 500: Failed to save dashboard \(2 of 6 dashboards uploaded"
+    ):
+        push(grafana.url, TOKEN)
+    assert sorted(grafana.versions) == sorted(BOARDS)[:2]
 
 
 def test_bad_arguments_and_no_server() -> None:
