@@ -177,3 +177,11 @@ def test_provisioning_points_grafana_at_the_committed_files() -> None:
         (ROOT / "fleetscope/dashboards/provisioning/datasources/prometheus.yml").read_text()
     )
     assert datasource["datasources"][0]["type"] == "prometheus"
+
+
+def test_the_scrape_jobs_the_dashboards_name_are_those_docker_compose_scrapes() -> None:
+    config = yaml.safe_load((ROOT / "deploy/prometheus/prometheus.yml").read_text())
+    jobs = {job["job_name"] for job in config["scrape_configs"]}
+    named = set().union(*(re.findall(r'\bjob="([^"]+)"', expr) for expr in _expressions()))
+    assert named == {"fleetscope-exporter", "fleetscope-collector"}
+    assert named <= jobs
