@@ -26,6 +26,7 @@ import typer
 from prometheus_client import CollectorRegistry, start_http_server
 
 from fleetscope.console.install import install_command, uninstall_command
+from fleetscope.dashboards import ENV_GRAFANA_TOKEN
 
 app = typer.Typer(
     name="fleetscope",
@@ -1206,8 +1207,8 @@ def dashboards_push(
         str,
         typer.Option(
             "--token",
-            help="Service-account token with the Editor role. (env GRAFANA_TOKEN)",
-            envvar="GRAFANA_TOKEN",
+            help=f"Service-account token with the Editor role. (env {ENV_GRAFANA_TOKEN})",
+            envvar=ENV_GRAFANA_TOKEN,
             metavar="TOKEN",
         ),
     ],
@@ -1217,7 +1218,7 @@ def dashboards_push(
 ) -> None:
     """Create or update every fleetscope dashboard in a Grafana, by uid (overwriting).
 
-    Example: fleetscope dashboards push --url http://127.0.0.1:3000 --token "$GRAFANA_TOKEN"
+    Example: FLEETSCOPE_GRAFANA_TOKEN=glsa_... fleetscope dashboards push --url http://127.0.0.1:3000
     """
     from fleetscope.dashboards.push import PushError, push
 

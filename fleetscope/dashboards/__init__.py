@@ -13,5 +13,7 @@ from pathlib import Path
 
 #: Where the generated dashboards are committed; Grafana's dashboard provider reads this folder.
 GRAFANA_DIR = Path(__file__).resolve().parent / "grafana"
+#: The Grafana service-account token `fleetscope dashboards push` uses when --token is not given.
+ENV_GRAFANA_TOKEN = "FLEETSCOPE_GRAFANA_TOKEN"
 
-__all__ = ["GRAFANA_DIR"]
+__all__ = ["ENV_GRAFANA_TOKEN", "GRAFANA_DIR"]

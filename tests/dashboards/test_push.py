@@ -196,7 +196,7 @@ def test_a_folder_without_dashboards_is_refused(tmp_path: Path) -> None:
 
 def _cli(*args: str) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    env.pop("GRAFANA_TOKEN", None)
+    env.pop("FLEETSCOPE_GRAFANA_TOKEN", None)
     command = [sys.executable, "-m", "fleetscope.console.cli", "dashboards", *args]
     return subprocess.run(command, capture_output=True, text=True, env=env, timeout=60)
 
@@ -212,3 +212,11 @@ def test_the_command_prints_each_dashboard_and_errors_in_one_line(grafana: Grafa
     assert down.returncode == 1 and down.stderr.count("\n") == 1 and "unreachable" in down.stderr
     usage = _cli("push", "--url", grafana.url)
     assert usage.returncode == 2 and "--token" in usage.stderr
+    from_env = subprocess.run(
+        [sys.executable, "-m", "fleetscope.console.cli", "dashboards", "push", "--url", grafana.url],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT), "FLEETSCOPE_GRAFANA_TOKEN": TOKEN},
+        timeout=60,
+    )
+    assert from_env.returncode == 0, from_env.stderr
