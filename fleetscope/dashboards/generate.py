@@ -86,6 +86,8 @@ def _stat(title: str, unit: str, description: str, query: Query, width: int = 4)
 
 def _table(title: str, description: str, *queries: Query, width: int = 24) -> Builder[Any]:
     panel = table.Panel().title(title).description(description).datasource(_DS)
+    if len(queries) > 1:  # one row per series, a value column per query (Grafana's "merge" transformation)
+        panel = panel.with_transformation(model.DataTransformerConfig(id_val="merge", options={}))
     return _targets(panel.height(8).span(width), queries)
 
 
