@@ -8,7 +8,7 @@ import socket
 import subprocess
 import urllib.parse
 import urllib.request
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -25,9 +25,15 @@ def free_port() -> int:
 
 @contextmanager
 def prometheus_server(
-    workdir: Path, targets: Sequence[str], job: str = "fleetscope-exporter"
+    workdir: Path,
+    targets: Sequence[str],
+    job: str = "fleetscope-exporter",
+    *,
+    more_jobs: Mapping[str, Sequence[str]] | None = None,
+    rule_files: Sequence[Path] = (),
 ) -> Iterator[str]:
-    """Run ``prometheus`` scraping ``targets`` every second; yields its base URL.
+    """Run ``prometheus`` scraping ``targets`` (as ``job``) and each of ``more_jobs``' targets every
+    second, evaluating ``rule_files`` every second; yields its base URL.
 
     Skips the test where the Debian ``prometheus`` package is not installed.
     """
@@ -36,10 +42,15 @@ def prometheus_server(
         pytest.skip("prometheus not installed (Debian package prometheus)")
     port = free_port()
     config = workdir / "prometheus.yml"
+    jobs = {job: list(targets), **{name: list(more) for name, more in (more_jobs or {}).items()}}
     config.write_text(
-        "global:\n  scrape_interval: 1s\n"
-        f"scrape_configs:\n  - job_name: {job}\n"
-        f"    static_configs:\n      - targets: {json.dumps(list(targets))}\n"
+        "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n"
+        f"rule_files: {json.dumps([str(path) for path in rule_files])}\n"
+        "scrape_configs:\n"
+        + "".join(
+            f"  - job_name: {name}\n    static_configs:\n      - targets: {json.dumps(addresses)}\n"
+            for name, addresses in jobs.items()
+        )
     )
     process = subprocess.Popen(
         [

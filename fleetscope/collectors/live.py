@@ -584,6 +584,14 @@ class LiveCollector:
             "Incidents open after the latest cycle (reported, and not yet quiet for the resolve time).",
             registry=self.registry,
         )
+        self._open_info = Gauge(
+            "fleetscope_collector_open_incident_info",
+            "One series, value 1, per incident open after the latest cycle (the newest 100); "
+            "gpu is empty where the incident names no GPU. Grafana draws these as annotations.",
+            ["fingerprint", "layer", "node", "gpu"],
+            registry=self.registry,
+        )
+        self._open_labels: set[tuple[str, str, str, str]] = set()
         self._changes = Counter(
             "fleetscope_collector_incident_changes_total",
             "Incident lifecycle changes: opened, updated, reopened, resolved.",
@@ -676,9 +684,23 @@ class LiveCollector:
         self._incident.set(1 if report.get("incident") else 0)
         still_open = self.store.count("open")
         self._open.set(still_open)
+        self._export_open(self.store.recent(limit=100, state="open"))
         self._duration.observe(time.perf_counter() - started)
         log.info("cycle: %d nodes read, %d incidents open", len(nodes), still_open)
         return report
+
+    def _export_open(self, incidents: list[Incident]) -> None:
+        """Set one ``fleetscope_collector_open_incident_info`` series per open incident; drop the others
+        (stale ones only, so a scrape never sees an incident that stayed open missing)."""
+        now = {
+            (i.fingerprint, i.layer or "", i.node or "", "" if i.gpu is None else str(i.gpu))
+            for i in incidents
+        }
+        for labels in self._open_labels - now:
+            self._open_info.remove(*labels)
+        for labels in now:
+            self._open_info.labels(*labels).set(1)
+        self._open_labels = now
 
     def run_forever(self, interval: float) -> None:
         """Run a cycle every ``interval`` seconds until interrupted; a failed cycle is logged and skipped."""

@@ -27,6 +27,7 @@ import typer
 from prometheus_client import CollectorRegistry, start_http_server
 
 from fleetscope.console.install import install_command, uninstall_command
+from fleetscope.dashboards import ENV_GRAFANA_TOKEN
 
 app = typer.Typer(
     name="fleetscope",
@@ -1215,6 +1216,64 @@ def up(
     typer.echo("stopped.")
 
 
+# ---------------------------------------------------------------- dashboards: Grafana dashboards as code
+
+dashboards_app = typer.Typer(
+    help="fleetscope's Grafana dashboards: regenerate the committed JSON, upload it to a Grafana.",
+    no_args_is_help=True,
+)
+app.add_typer(dashboards_app, name="dashboards")
+
+
+@dashboards_app.command("push")
+def dashboards_push(
+    url: Annotated[str, typer.Option("--url", help="Grafana's base address.", metavar="URL")],
+    token: Annotated[
+        str,
+        typer.Option(
+            "--token",
+            help=f"Service-account token with the Editor role. (env {ENV_GRAFANA_TOKEN})",
+            envvar=ENV_GRAFANA_TOKEN,
+            metavar="TOKEN",
+        ),
+    ],
+    folder: Annotated[
+        str, typer.Option("--folder", help="Folder title; created when missing.", metavar="TITLE")
+    ] = "fleetscope",
+) -> None:
+    """Create or update every fleetscope dashboard in a Grafana, by uid (overwriting).
+
+    Example: FLEETSCOPE_GRAFANA_TOKEN=glsa_... fleetscope dashboards push --url http://127.0.0.1:3000
+    """
+    from fleetscope.dashboards.push import PushError, push
+
+    try:
+        pushed = push(url, token, folder)
+    except PushError as exc:
+        typer.echo(f"fleetscope dashboards push: {exc}", err=True)
+        raise typer.Exit(1) from None
+    for board in pushed:
+        typer.echo(f"{board.uid}\tversion {board.version}\t{board.url}")
+
+
+@dashboards_app.command("generate")
+def dashboards_generate(
+    out: Annotated[
+        Path | None,
+        typer.Option("--out", help="Folder to write into. (default: the package's grafana/)", metavar="DIR"),
+    ] = None,
+) -> None:
+    """Regenerate the dashboards' JSON from fleetscope/dashboards/generate.py (grafana-foundation-sdk).
+
+    Example: fleetscope dashboards generate
+    """
+    from fleetscope.dashboards import GRAFANA_DIR
+    from fleetscope.dashboards.generate import write
+
+    for path in write(out or GRAFANA_DIR):
+        typer.echo(str(path))
+
+
 # ---------------------------------------------------------------- install: the exporter on many hosts
 
 app.command("install")(install_command)
@@ -1254,6 +1313,8 @@ _EXTRAS = {
     "redis": "lineage",
     "streamlit": "console",
     "asyncssh": "install",
+    "grafana_client": "dashboards",
+    "grafana_foundation_sdk": "dashboards",
 }
 #: Set to 1 to see the traceback behind a "fleetscope: error: ..." message.
 ENV_DEBUG = "FLEETSCOPE_DEBUG"
