@@ -93,7 +93,9 @@ class LogWriter:
         )
 
     def append(self, items: list[tuple[str, dict[str, Any]]]) -> list[dict[str, Any]]:
-        """Append records, one ``write`` and one ``fsync`` for them all.
+        """Append records, one ``write`` and one ``fsync`` for them all, and one time: they are
+        committed together, and records of one time may be applied to the graph together (nodes
+        they create get the same ``created_at`` whichever creates them).
 
         Args:
             items: ``(op, data)`` pairs.
@@ -103,11 +105,12 @@ class LogWriter:
         """
         records: list[dict[str, Any]] = []
         lines: list[bytes] = []
+        at = now_text()
         for op, data in items:
             last = self.last
             record: dict[str, Any] = {
                 "seq": (last["seq"] + 1) if last else 1,
-                "at": now_text(),
+                "at": at,
                 "op": op,
                 "data": data,
                 "prev": last["hash"] if last else GENESIS,

@@ -26,11 +26,15 @@ from typing import Any
 
 from fleetscope.lineage.auditlog import AuditLog, LogWriter
 from fleetscope.lineage.openlineage import (
+    ALONE,
     InvalidEvent,
     event_digest,
     event_statement,
     event_target,
     parse_event,
+    row_touches,
+    run_event_row,
+    run_events_statement,
 )
 from fleetscope.lineage.queries import run_audit
 from fleetscope.lineage.schema import ENTITIES, node_key, now_text
@@ -41,6 +45,8 @@ from fleetscope.lineage.writes import Link, Statement, entity_of, incident_state
 LOOKUPS = [("Run", "job_id"), ("Deployment", "endpoint"), ("Incident", "layer")]
 #: Events validated, logged with one fsync and applied per batch by :meth:`Lineage.ingest_file`.
 BATCH_EVENTS = 512
+#: Log records replayed between two marks of the graph's head (and progress reports).
+REPLAY_CHUNK = 1000
 _HEAD = "AuditHead"
 
 
@@ -96,6 +102,89 @@ def statement_for(record: dict[str, Any]) -> Statement | None:
     if op == "openlineage":
         return event_statement(data["event"], now)
     return None
+
+
+def conflict_free_waves(rows: list[dict[str, Any]]) -> list[list[int]]:
+    """Put RunEvent rows (:func:`fleetscope.lineage.openlineage.run_event_row`, in log order) into
+    waves: the rows of one wave conflict with none of each other (:func:`row_touches`), and a row
+    that conflicts with an earlier one goes into a later wave than it. Applying the waves in order,
+    each as one statement, therefore gives the graph that applying the rows one by one gives: only
+    rows that commute change places.
+
+    Returns:
+        The waves as lists of row indexes, in log order within each.
+    """
+    seen: dict[tuple[str, str], dict[Any, int]] = {}
+    waves: list[list[int]] = []
+    for index, row in enumerate(rows):
+        touches = row_touches(row)
+        wave = 0
+        for node, what in touches:
+            for other, level in seen.get(node, {}).items():
+                if level >= wave and (what is ALONE or other is ALONE or other != what):
+                    wave = level + 1
+        for node, what in touches:
+            levels = seen.setdefault(node, {})
+            levels[what] = max(levels.get(what, -1), wave)
+        if wave == len(waves):
+            waves.append([])
+        waves[wave].append(index)
+    return waves
+
+
+def apply_records(store: GraphStore, records: list[dict[str, Any]]) -> list[list[Row] | StoreError]:
+    """Apply log records to a store in log order, giving the graph that one statement per record
+    gives: runs of RunEvents go in conflict-free waves (:func:`conflict_free_waves`), one statement
+    per wave; a wave the store refuses is applied again one event at a time, so only the event
+    the store refuses is refused; every other record is one statement.
+
+    Returns:
+        Per record, the rows its statement returned (``[]`` for an event written in a wave) or the
+        :class:`StoreError` the store refused it with.
+
+    Raises:
+        StoreUnavailable: the store could not be reached (what was written stays written: the
+            records are in the log and replay finishes them).
+    """
+    results: list[list[Row] | StoreError] = [[] for _ in records]
+    pending: list[tuple[int, dict[str, Any]]] = []
+
+    def write(index: int, statement: Statement) -> None:
+        try:
+            results[index] = store.write(statement.cypher, statement.params)
+        except StoreUnavailable:
+            raise
+        except StoreError as exc:
+            results[index] = exc
+
+    def flush() -> None:
+        for wave in conflict_free_waves([row for _, row in pending]):
+            if len(wave) == 1:
+                index, row = pending[wave[0]]
+                write(index, run_events_statement([row]))
+                continue
+            statement = run_events_statement([pending[i][1] for i in wave])
+            try:
+                store.write(statement.cypher, statement.params)
+            except StoreUnavailable:
+                raise
+            except StoreError:
+                for i in wave:  # find the event the store refuses; the others go in
+                    write(pending[i][0], run_events_statement([pending[i][1]]))
+        pending.clear()
+
+    for index, record in enumerate(records):
+        if record["op"] == "openlineage":
+            row = run_event_row(record["data"]["event"], record["at"])
+            if row is not None:
+                pending.append((index, row))
+                continue
+        flush()
+        statement = statement_for(record)
+        if statement is not None:
+            write(index, statement)
+    flush()
+    return results
 
 
 class Lineage:
@@ -168,27 +257,49 @@ class Lineage:
         refused: set[int] | None = None,
         progress: Callable[[int], None] | None = None,
     ) -> None:
+        """Apply ``records`` to ``store`` in chunks, marking the head after each. With a writer, a
+        record the store refuses gets a ``refused`` record; without one (the reference replay of
+        :meth:`check_graph`) every record is its own statement and a refusal raises."""
         records = list(records) if refused is None else records
         if refused is None:
             refused = {int(r["data"]["seq"]) for r in records if r["op"] == "refused"}
-        last: dict[str, Any] | None = None
-        for count, record in enumerate(records, start=1):
-            last = record
-            statement = None if record["seq"] in refused else statement_for(record)
-            if statement is not None:
-                try:
-                    store.write(statement.cypher, statement.params)
-                except StoreUnavailable:
-                    raise
-                except StoreError as exc:
-                    if writer is None:
-                        raise
-                    writer.append([("refused", {"seq": record["seq"], "reason": str(exc)})])
-                    last = writer.last
-            if count % 1000 == 0:
-                self._mark(store, last)
+        count = 0
+        chunk: list[dict[str, Any]] = []
+        for record in records:
+            count += 1
+            if record["seq"] not in refused:
+                chunk.append(record)
+            if count % REPLAY_CHUNK == 0:
+                self._replay_chunk(store, writer, chunk, record)
+                chunk = []
                 if progress is not None:
                     progress(count)
+        if count:
+            self._replay_chunk(store, writer, chunk, record)
+
+    def _replay_chunk(
+        self,
+        store: GraphStore,
+        writer: LogWriter | None,
+        chunk: list[dict[str, Any]],
+        last: dict[str, Any],
+    ) -> None:
+        if writer is None:
+            for record in chunk:
+                statement = statement_for(record)
+                if statement is not None:
+                    store.write(statement.cypher, statement.params)
+            self._mark(store, last)
+            return
+        results = apply_records(store, chunk)
+        refusals = [
+            ("refused", {"seq": record["seq"], "reason": str(result)})
+            for record, result in zip(chunk, results, strict=True)
+            if isinstance(result, StoreError)
+        ]
+        if refusals:
+            writer.append(refusals)
+            last = writer.last or last
         self._mark(store, last)
 
     def _commit(self, items: list[tuple[str, dict[str, Any]]]) -> list[list[Row] | StoreError]:
@@ -201,17 +312,12 @@ class Lineage:
         self, writer: LogWriter, items: list[tuple[str, dict[str, Any]]]
     ) -> list[list[Row] | StoreError]:
         records = writer.append(items)
-        results: list[list[Row] | StoreError] = []
-        refusals: list[tuple[str, dict[str, Any]]] = []
-        for record in records:
-            statement = statement_for(record)
-            try:
-                results.append(self.store.write(statement.cypher, statement.params) if statement else [])
-            except StoreUnavailable:
-                raise  # logged: the next open replays it
-            except StoreError as exc:
-                results.append(exc)
-                refusals.append(("refused", {"seq": record["seq"], "reason": str(exc)}))
+        results = apply_records(self.store, records)
+        refusals = [
+            ("refused", {"seq": record["seq"], "reason": str(result)})
+            for record, result in zip(records, results, strict=True)
+            if isinstance(result, StoreError)
+        ]
         if refusals:
             writer.append(refusals)
         self._mark(self.store, writer.last)
