@@ -84,7 +84,7 @@ def _schemas() -> _Schemas:
     )
     validator_class = jsonschema.validators.validator_for(documents[0])
     # jsonschema checks no "format" by default. The run id's "uuid" is checked because consumers
-    # key runs on it (Marquez stores it as a UUID); "date-time" is left to event_statement, which
+    # key runs on it (Marquez stores it as a UUID); "date-time" is left to validate_event, which
     # parses eventTime itself, and "uri" would need an optional package and would refuse producers
     # that send bare names.
     formats = jsonschema.FormatChecker(formats=("uuid",))
@@ -164,7 +164,8 @@ def validate_event(event: Any) -> list[SetAside]:
         The facets set aside, in document order.
 
     Raises:
-        InvalidEvent: the event does not match the spec, with the JSON path.
+        InvalidEvent: the event does not match the spec, with the JSON path, or a RunEvent's
+            ``eventTime`` is not ISO-8601.
     """
     # The spec's top level is oneOf(RunEvent, DatasetEvent, JobEvent); checking the one the event's
     # shape names gives a precise reason instead of "not valid under any of the given schemas".
@@ -187,6 +188,8 @@ def validate_event(event: Any) -> list[SetAside]:
             containers.append((kind, f"{side}[{index}].{extra}", dataset.get(extra)))
     if "dataset" in event:
         containers.append(("dataset", "dataset.facets", event["dataset"].get("facets")))
+    if "run" in event:
+        _event_time(event)  # the schema leaves "date-time" unchecked; the graph stores this time
     set_aside: list[SetAside] = []
     for kind, where, facets in containers:
         for key, reason in list(_check_facets(kind, where, facets)):
@@ -271,18 +274,20 @@ def _dataset(entry: dict[str, Any], edge_facets: str) -> dict[str, Any]:
     version = (facets.get("version") or {}).get("datasetVersion")
     ds = dataset_id(entry["namespace"], entry["name"])
     dv = version_id(ds, version)
-    aliases = []
+    aliases: dict[str, dict[str, str]] = {}
     for alias in (facets.get("symlinks") or {}).get("identifiers") or []:
         if isinstance(alias, dict) and alias.get("namespace") and alias.get("name"):
             alias_id = dataset_id(str(alias["namespace"]), str(alias["name"]))
-            aliases.append(
-                {**_refs(alias_id), "name": str(alias["name"]), "namespace": str(alias["namespace"])}
-            )
-    owners = [
-        _refs(str(owner["name"]))
+            aliases[alias_id] = {
+                **_refs(alias_id),
+                "name": str(alias["name"]),
+                "namespace": str(alias["namespace"]),
+            }
+    owners = {
+        str(owner["name"]): _refs(str(owner["name"]))
         for owner in (facets.get("ownership") or {}).get("owners") or []
         if isinstance(owner, dict) and owner.get("name")
-    ]
+    }
     return {
         "dk": node_key(ds),
         "did": ds,
@@ -294,9 +299,28 @@ def _dataset(entry: dict[str, Any], edge_facets: str) -> dict[str, Any]:
         "version": version,
         "facets": _facet_props("facet_", facets),
         "edge": _facet_props("facet_", entry.get(edge_facets)),
-        "aliases": aliases,
-        "owners": owners,
+        "aliases": list(aliases.values()),
+        "owners": list(owners.values()),
     }
+
+
+def _datasets(entries: list[dict[str, Any]], edge_facets: str) -> list[dict[str, Any]]:
+    """The rows of an event's inputs or outputs, one per dataset version: an event that names one
+    version twice gets one row with both entries' facets merged in order, and its aliases and
+    owners together. In a list that names one node twice, FalkorDB's ``MERGE`` may set the later
+    entry's facets on a relationship it then drops as a duplicate; one row each leaves nothing to
+    the engine's order."""
+    out: dict[str, dict[str, Any]] = {}
+    for entry in entries:
+        row = _dataset(entry, edge_facets)
+        seen = out.setdefault(row["vk"], row)
+        if seen is not row:
+            seen["facets"].update(row["facets"])
+            seen["edge"].update(row["edge"])
+            for part in ("aliases", "owners"):
+                keys = {ref["k"] for ref in seen[part]}
+                seen[part] += [ref for ref in row[part] if ref["k"] not in keys]
+    return list(out.values())
 
 
 _MERGE_DATASET = (
@@ -331,15 +355,14 @@ FOREACH (p IN e.parents | MERGE (r:Run {{key: p.k}}) ON CREATE SET r.id = p.i, r
 FOREACH (d IN e.inputs | {_MERGE_DATASET.format(now="e.now", tail=_USED)})
 FOREACH (d IN e.outputs | {_MERGE_DATASET.format(now="e.now", tail=_PRODUCED)})
 WITH n, e
-OPTIONAL MATCH (n)-[p:PRODUCED]->(u:DatasetVersion)
-WHERE u.key IN e.twins
+UNWIND e.twins AS twin
+MATCH (n)-[p:PRODUCED]->(u:DatasetVersion {{key: twin}})
 DELETE p
-WITH DISTINCT n, u
+WITH DISTINCT u
 OPTIONAL MATCH (u)-[r]-()
 WHERE type(r) <> 'VERSION_OF'
-WITH n, u, count(r) AS uses
-FOREACH (x IN CASE WHEN u IS NOT NULL AND uses = 0 THEN [u] ELSE [] END | DETACH DELETE x)
-RETURN DISTINCT n.id AS id
+WITH u, count(r) AS uses
+FOREACH (x IN CASE WHEN uses = 0 THEN [u] ELSE [] END | DETACH DELETE x)
 """
 
 _DATASET_EVENT = f"""
@@ -382,10 +405,7 @@ def run_event_row(event: dict[str, Any], now: str) -> dict[str, Any] | None:
     """
     if "run" not in event:
         return None
-    try:
-        at = utc_text(event["eventTime"])
-    except LineageError as exc:
-        raise InvalidEvent(f"eventTime: {exc}") from exc
+    at = _event_time(event)
     state = str(event.get("eventType") or "OTHER")
     run_id = str(event["run"]["runId"]).lower()
     run_facets = event["run"].get("facets") or {}
@@ -400,7 +420,7 @@ def run_event_row(event: dict[str, Any], now: str) -> dict[str, Any] | None:
                 "job_name": job.get("name"),
             }
         )
-    outputs = [_dataset(entry, "outputFacets") for entry in event.get("outputs") or []]
+    outputs = _datasets(event.get("outputs") or [], "outputFacets")
     return {
         "key": node_key(run_id),
         "id": run_id,
@@ -416,10 +436,17 @@ def run_event_row(event: dict[str, Any], now: str) -> dict[str, Any] | None:
             **_facet_props("job_facet_", event["job"].get("facets")),
         },
         "parents": parents,
-        "inputs": [_dataset(entry, "inputFacets") for entry in event.get("inputs") or []],
+        "inputs": _datasets(event.get("inputs") or [], "inputFacets"),
         "outputs": outputs,
-        "twins": [d["twin"] for d in outputs if d["twin"]],
+        "twins": list(dict.fromkeys(d["twin"] for d in outputs if d["twin"])),
     }
+
+
+def _event_time(event: dict[str, Any]) -> str:
+    try:
+        return utc_text(event["eventTime"])
+    except LineageError as exc:
+        raise InvalidEvent(f"eventTime: {exc}") from exc
 
 
 def run_events_statement(rows: list[dict[str, Any]]) -> Statement:
