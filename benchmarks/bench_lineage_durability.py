@@ -3,12 +3,17 @@
 Run: ``python -m benchmarks.bench_lineage_durability --events 100000``
 (``--single`` events for the one-fsync-per-event path, ``--data-dir`` keeps the store).
 
-Three measures:
+Four measures:
 
 - ``ingest, one event per call``: :meth:`fleetscope.lineage.Lineage.ingest` per event (the HTTP
   endpoint's path): validate, one audit-log append and fsync, one MERGE statement.
 - ``ingest, group commit``: :meth:`fleetscope.lineage.Lineage.ingest_file` (``fleetscope lineage
-  ingest``): the same work, with each batch of events sharing one append and one fsync.
+  ingest``): the same work, with each batch of events sharing one append and one fsync, and its
+  RunEvents applied in conflict-free waves, one statement per wave.
+- ``where the time goes``: the steps of group commit timed one by one on the same kind of events
+  (into a fresh graph of the same server), in microseconds per event: validation, the log append
+  (canonical JSON, SHA-256 chain, one fsync per batch), the rows and waves, and the store's writes
+  (the client encoding the parameters, the server running the statements).
 - ``cold start``: after the last command closes the store (which rewrites a grown append-only file
   into an RDB snapshot), the time a new command takes to start the server, load the graph and check
   the write-ahead log before its first write, and the size of the files it loads.
@@ -28,6 +33,9 @@ import uuid
 from pathlib import Path
 
 from fleetscope.lineage import AuditLog, Lineage, open_store
+from fleetscope.lineage.openlineage import parse_event, run_event_row, run_events_statement
+from fleetscope.lineage.schema import ENTITIES
+from fleetscope.lineage.service import BATCH_EVENTS, LOOKUPS, conflict_free_waves
 
 PRODUCER = "https://example.com/bench"
 SCHEMA = {
@@ -63,6 +71,43 @@ def events(count: int, offset: int = 0) -> list[str]:
     return out
 
 
+def phases(service: Lineage, lines: list[str]) -> list[list[str]]:
+    """Time group commit's steps one by one on ``lines`` (see the module docstring)."""
+    spent: dict[str, float] = {}
+
+    def timed(name: str, started: float) -> None:
+        spent[name] = spent.get(name, 0.0) + time.perf_counter() - started
+
+    scratch = service.store.other_graph("phases")
+    assert scratch is not None, "the embedded store holds scratch graphs"
+    scratch.ensure_schema(list(ENTITIES), LOOKUPS)
+    log = AuditLog(service.log.path.with_name("phases.jsonl"))
+    try:
+        for start in range(0, len(lines), BATCH_EVENTS):
+            t0 = time.perf_counter()
+            events = [parse_event(line)[0] for line in lines[start : start + BATCH_EVENTS]]
+            timed("validate (JSON, schema)", t0)
+            t0 = time.perf_counter()
+            with log.locked() as writer:
+                records = writer.append([("openlineage", {"event": event}) for event in events])
+            timed("log append + fsync", t0)
+            t0 = time.perf_counter()
+            rows = [run_event_row(record["data"]["event"], record["at"]) for record in records]
+            statements = [run_events_statement([rows[i] for i in wave]) for wave in conflict_free_waves(rows)]
+            timed("rows, waves, statements", t0)
+            t0 = time.perf_counter()
+            for statement in statements:
+                scratch.write(statement.cypher, statement.params)
+            timed("store writes (encode, send, run)", t0)
+    finally:
+        scratch.clear()
+        log.path.unlink()
+    total = sum(spent.values())
+    per_event = 1e6 / len(lines)
+    out = [[f"  {name}", "", f"{seconds * per_event:,.0f} us/event"] for name, seconds in spent.items()]
+    return [*out, ["  all steps", f"{len(lines):,}", f"{len(lines) / total:,.0f} events/s"]]
+
+
 def open_service(data: Path) -> Lineage:
     return Lineage(open_store(f"embedded://{data}"), AuditLog(data / "audit.jsonl"), data / "q.jsonl")
 
@@ -90,6 +135,8 @@ def main(argv: list[str] | None = None) -> None:
             stats = service.ingest_file(path)
             rate = stats.accepted / (time.perf_counter() - t0)
             rows.append(["ingest, group commit", f"{stats.accepted:,}", f"{rate:,.0f} events/s"])
+            rows.append(["where the time goes", "", ""])
+            rows += phases(service, events(min(args.events, 20_000), offset=20_000_000))
         finally:
             t0 = time.perf_counter()
             service.close()
