@@ -24,7 +24,6 @@ from fleetscope.lineage.service import conflict_free_waves
 from fleetscope.lineage.store.embedded import EmbeddedStore
 from tests.lineage.crashkit import PRODUCER, run_event
 
-pytestmark = pytest.mark.integration
 SCHEMA_URL = "https://openlineage.io/spec/facets/1-1-1/SchemaDatasetFacet.json"
 
 
@@ -97,6 +96,7 @@ def random_events(rng: random.Random, count: int) -> list[str]:
     return lines
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize("round_", range(3))
 def test_batched_events_give_the_graph_of_one_statement_per_event(
     tmp_path: Path, embedded_dir: Path, round_: int
@@ -119,3 +119,47 @@ def test_batched_events_give_the_graph_of_one_statement_per_event(
     finally:
         store.clear()
         store.close()
+
+
+def _rows(*events: dict[str, Any], now: str = "2024-05-01T10:00:00.000000Z") -> list[dict[str, Any]]:
+    rows = [run_event_row(event, now) for event in events]
+    return [row for row in rows if row is not None]
+
+
+def test_a_pipelines_starts_share_a_wave_and_its_completes_the_next() -> None:
+    runs = [str(uuid.UUID(int=i + 1)) for i in range(3)]
+    events = [
+        run_event(run, state, [f"d{i}"], [f"d{i + 1}"])
+        for i, run in enumerate(runs)
+        for state in ("START", "COMPLETE")
+    ]
+    assert conflict_free_waves(_rows(*events)) == [[0, 2, 4], [1, 3, 5]]
+
+
+def test_a_shared_dataset_splits_a_wave_only_where_its_facets_differ() -> None:
+    def reading(run: int, *fields: str) -> dict[str, Any]:
+        event = run_event(str(uuid.UUID(int=run)), "START", ["shared"], [])
+        event["inputs"][0]["facets"] = {"schema": _schema(*fields)}
+        return event
+
+    rows = _rows(reading(1, "a"), reading(2, "a"), reading(3, "a", "b"), reading(4, "a"))
+    assert conflict_free_waves(rows) == [[0, 1], [2], [3]]
+    # Nodes created at different times would get different created_at: never in one wave.
+    later = _rows(reading(5, "a"), now="2024-05-01T10:00:01.000000Z")
+    assert conflict_free_waves(_rows(reading(1, "a")) + later) == [[0], [1]]
+
+
+def test_a_late_version_waits_for_every_use_of_its_unversioned_twin() -> None:
+    producer = str(uuid.UUID(int=1))
+    start = run_event(producer, "START", [], ["out"])
+    complete = run_event(producer, "COMPLETE", [], ["out"])
+    complete["outputs"][0]["facets"] = {
+        "version": {
+            "_producer": PRODUCER,
+            "_schemaURL": "https://openlineage.io/spec/facets/1-0-1/DatasetVersionDatasetFacet.json",
+            "datasetVersion": "7",
+        }
+    }
+    reader = run_event(str(uuid.UUID(int=2)), "START", ["out"], [])
+    assert conflict_free_waves(_rows(start, reader, complete)) == [[0, 1], [2]]
+    assert conflict_free_waves(_rows(start, complete, reader)) == [[0], [1], [2]]
