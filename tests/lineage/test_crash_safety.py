@@ -68,6 +68,8 @@ def server_pid(data_dir: Path) -> int:
 
 def server_alive(data_dir: Path) -> bool:
     """Whether a process holds the data folder's server lock (the server's own liveness)."""
+    if not data_dir.exists():
+        return False  # the command has not got as far as its data folder yet (a loaded machine)
     fd = os.open(data_dir / "server.lock", os.O_RDWR | os.O_CREAT)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
