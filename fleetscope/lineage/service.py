@@ -45,6 +45,9 @@ from fleetscope.lineage.writes import Link, Statement, entity_of, incident_state
 LOOKUPS = [("Run", "job_id"), ("Deployment", "endpoint"), ("Incident", "layer")]
 #: Events validated, logged with one fsync and applied per batch by :meth:`Lineage.ingest_file`.
 BATCH_EVENTS = 512
+#: ... or fewer, once their lines add up to this many bytes: a wave is one statement, and its
+#: parameters are the events' data, so this bounds what one statement carries.
+BATCH_BYTES = 8 << 20
 #: Log records replayed between two marks of the graph's head (and progress reports).
 REPLAY_CHUNK = 1000
 _HEAD = "AuditHead"
@@ -483,15 +486,17 @@ class Lineage:
 
     def ingest_file(self, path: Path) -> IngestStats:
         """Ingest a JSON-lines file of events, one per line, in batches of :data:`BATCH_EVENTS`
-        that share one fsync. Each event is its own statement; a line that is not UTF-8, not JSON,
-        nested too deep, invalid or refused by the store is quarantined with its line number and
-        the rest of the file goes on.
+        (at most :data:`BATCH_BYTES` of lines) that share one fsync, and whose RunEvents are
+        written many to a statement (:func:`apply_records`). Each event is still one unit: a line
+        that is not UTF-8, not JSON, nested too deep, invalid or refused by the store is
+        quarantined with its line number and the rest of the file goes on.
 
         Returns:
             The counts for this file.
         """
         stats = IngestStats()
         batch: list[tuple[dict[str, Any], str]] = []
+        size = 0
         with open(path, "rb") as handle:
             for line_no, line in enumerate(handle, start=1):
                 if not line.strip():
@@ -499,12 +504,13 @@ class Lineage:
                 source = f"{path}:{line_no}"
                 try:
                     batch.append((self._prepare(line, source), source))
+                    size += len(line)
                 except InvalidEvent as exc:
                     stats.rejected += 1
                     stats.reasons.append(f"line {line_no}: {exc}")
-                if len(batch) >= BATCH_EVENTS:
+                if len(batch) >= BATCH_EVENTS or size >= BATCH_BYTES:
                     self._ingest_batch(batch, stats)
-                    batch = []
+                    batch, size = [], 0
         if batch:
             self._ingest_batch(batch, stats)
         return stats
