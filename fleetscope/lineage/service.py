@@ -12,6 +12,11 @@ nothing, and :meth:`Lineage.rebuild` recreates the whole graph from the log.
 A logged write that the graph refuses (not one it could not be reached for) is followed by a
 ``refused`` record naming it, which replay skips; the graph and the log keep agreeing, and
 :meth:`Lineage.check_graph` proves it by replaying the log into a scratch graph and comparing.
+
+Group commit: the records of one batch share one fsync, and their RunEvents are written many to a
+statement, in waves of events that commute (:func:`apply_records`); replay on open and
+:meth:`Lineage.rebuild` write the same way. :meth:`Lineage.check_graph` replays one statement per
+record, the reference the waves must match.
 """
 
 from __future__ import annotations
