@@ -24,10 +24,11 @@ from __future__ import annotations
 import hashlib
 import json
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from fleetscope.lineage.auditlog import AuditLog, LogWriter
 from fleetscope.lineage.openlineage import (
@@ -56,6 +57,17 @@ BATCH_BYTES = 8 << 20
 #: Log records replayed between two marks of the graph's head (and progress reports).
 REPLAY_CHUNK = 1000
 _HEAD = "AuditHead"
+
+
+@dataclass
+class Prepared:
+    """A validated OpenLineage event ready to log: its log ``data``, where it came from, and its
+    RunEvent row (:func:`fleetscope.lineage.openlineage.run_event_row`, built before its log
+    record exists: its ``now`` is set from the record when it is applied), or None."""
+
+    data: dict[str, Any]
+    source: str
+    row: dict[str, Any] | None
 
 
 class LogMismatch(StoreError):
@@ -140,11 +152,19 @@ def conflict_free_waves(rows: list[dict[str, Any]]) -> list[list[int]]:
     return waves
 
 
-def apply_records(store: GraphStore, records: list[dict[str, Any]]) -> list[list[Row] | StoreError]:
+def apply_records(
+    store: GraphStore, records: list[dict[str, Any]], rows: list[dict[str, Any] | None] | None = None
+) -> list[list[Row] | StoreError]:
     """Apply log records to a store in log order, giving the graph that one statement per record
     gives: runs of RunEvents go in conflict-free waves (:func:`conflict_free_waves`), one statement
     per wave; a wave the store refuses is applied again one event at a time, so only the event
     the store refuses is refused; every other record is one statement.
+
+    Args:
+        store: the graph.
+        records: log records, in log order.
+        rows: for each record, its RunEvent row if already built (its ``now`` is set here from
+            the record's time), else None; built here when not given.
 
     Returns:
         Per record, the rows its statement returned (``[]`` for an event written in a wave) or the
@@ -183,8 +203,9 @@ def apply_records(store: GraphStore, records: list[dict[str, Any]]) -> list[list
 
     for index, record in enumerate(records):
         if record["op"] == "openlineage":
-            row = run_event_row(record["data"]["event"], record["at"])
+            row = rows[index] if rows else run_event_row(record["data"]["event"], record["at"])
             if row is not None:
+                row["now"] = record["at"]
                 pending.append((index, row))
                 continue
         flush()
@@ -193,6 +214,23 @@ def apply_records(store: GraphStore, records: list[dict[str, Any]]) -> list[list
             write(index, statement)
     flush()
     return results
+
+
+def _line_chunks(handle: BinaryIO) -> Iterator[list[tuple[int, bytes]]]:
+    """The non-blank lines of a file with their numbers, :data:`BATCH_EVENTS` lines or
+    :data:`BATCH_BYTES` at a time."""
+    chunk: list[tuple[int, bytes]] = []
+    size = 0
+    for line_no, line in enumerate(handle, start=1):
+        if not line.strip():
+            continue
+        chunk.append((line_no, line))
+        size += len(line)
+        if len(chunk) >= BATCH_EVENTS or size >= BATCH_BYTES:
+            yield chunk
+            chunk, size = [], 0
+    if chunk:
+        yield chunk
 
 
 class Lineage:
@@ -317,10 +355,13 @@ class Lineage:
             return self._apply_new(writer, items)
 
     def _apply_new(
-        self, writer: LogWriter, items: list[tuple[str, dict[str, Any]]]
+        self,
+        writer: LogWriter,
+        items: list[tuple[str, dict[str, Any]]],
+        rows: list[dict[str, Any] | None] | None = None,
     ) -> list[list[Row] | StoreError]:
         records = writer.append(items)
-        results = apply_records(self.store, records)
+        results = apply_records(self.store, records, rows)
         refusals = [
             ("refused", {"seq": record["seq"], "reason": str(result)})
             for record, result in zip(records, results, strict=True)
@@ -409,24 +450,33 @@ class Lineage:
 
     # ------------------------------------------------------------------ OpenLineage
 
-    def _prepare(self, raw: str | bytes, source: str) -> dict[str, Any]:
-        """Validate one event into its log data, or quarantine it and raise InvalidEvent."""
-        try:
-            event, set_aside = parse_event(raw)
-        except InvalidEvent as exc:
-            self._reject(raw, source, str(exc))
-            raise
+    @staticmethod
+    def _parse(raw: str | bytes, source: str) -> Prepared:
+        """Validate one event (touching nothing of the service: ingest_file runs it in a thread).
+
+        Raises:
+            InvalidEvent: the event is invalid.
+        """
+        event, set_aside = parse_event(raw)
         data: dict[str, Any] = {"event": event}
         if set_aside:
             data["set_aside"] = [{"path": s.path, "reason": s.reason} for s in set_aside]
-        return data
+        return Prepared(data, source, run_event_row(event, ""))
 
-    def _new_events(self, batch: list[tuple[dict[str, Any], str]]) -> list[bool]:
+    def _prepare(self, raw: str | bytes, source: str) -> Prepared:
+        """Validate one event, or quarantine it and raise InvalidEvent."""
+        try:
+            return self._parse(raw, source)
+        except InvalidEvent as exc:
+            self._reject(raw, source, str(exc))
+            raise
+
+    def _new_events(self, batch: list[Prepared]) -> list[bool]:
         """For each prepared event, whether it has not been applied before (by its digest)."""
-        digests = [event_digest(data["event"]) for data, _ in batch]
+        digests = [item.row["digest"] if item.row else event_digest(item.data["event"]) for item in batch]
         by_label: dict[str, list[dict[str, str]]] = {}
-        for (data, _), digest in zip(batch, digests, strict=True):
-            target = event_target(data["event"])
+        for item, digest in zip(batch, digests, strict=True):
+            target = event_target(item.data["event"])
             if target is not None:
                 by_label.setdefault(target[0], []).append({"k": target[1], "d": digest})
         seen: set[str] = set()
@@ -443,20 +493,21 @@ class Lineage:
             seen.add(digest)  # the same event twice in one batch: the second is a duplicate
         return fresh
 
-    def _ingest_batch(self, batch: list[tuple[dict[str, Any], str]], stats: IngestStats) -> None:
+    def _ingest_batch(self, batch: list[Prepared], stats: IngestStats) -> None:
         with self._lock, self.log.locked() as writer:
             self._catch_up(writer)
             fresh = self._new_events(batch)
-            todo = [(item, source) for (item, source), new in zip(batch, fresh, strict=True) if new]
+            todo = [item for item, new in zip(batch, fresh, strict=True) if new]
             stats.duplicates += len(batch) - len(todo)
             self.stats.duplicates += len(batch) - len(todo)
-            results = self._apply_new(writer, [("openlineage", item) for item, _ in todo])
-        for (item, source), result in zip(todo, results, strict=True):
+            items = [("openlineage", item.data) for item in todo]
+            results = self._apply_new(writer, items, [item.row for item in todo])
+        for item, result in zip(todo, results, strict=True):
             if isinstance(result, StoreError):
                 reason = f"the graph store refused it (logged as refused): {result}"
-                self._reject(json.dumps(item["event"]), source, reason)
+                self._reject(json.dumps(item.data["event"]), item.source, reason)
                 stats.rejected += 1
-                stats.reasons.append(f"{source}: {reason}")
+                stats.reasons.append(f"{item.source}: {reason}")
             else:
                 stats.accepted += 1
                 self.stats.accepted += 1
@@ -477,7 +528,7 @@ class Lineage:
                 was logged or written.
         """
         stats = IngestStats()
-        self._ingest_batch([(self._prepare(raw, source), source)], stats)
+        self._ingest_batch([self._prepare(raw, source)], stats)
         return stats
 
     def _reject(self, raw: str | bytes, source: str, reason: str) -> None:
@@ -491,34 +542,49 @@ class Lineage:
 
     def ingest_file(self, path: Path) -> IngestStats:
         """Ingest a JSON-lines file of events, one per line, in batches of :data:`BATCH_EVENTS`
-        (at most :data:`BATCH_BYTES` of lines) that share one fsync, and whose RunEvents are
-        written many to a statement (:func:`apply_records`). Each event is still one unit: a line
-        that is not UTF-8, not JSON, nested too deep, invalid or refused by the store is
-        quarantined with its line number and the rest of the file goes on.
+        lines (at most :data:`BATCH_BYTES`) that share one fsync, and whose RunEvents are written
+        many to a statement (:func:`apply_records`). Each event is still one unit: a line that is
+        not UTF-8, not JSON, nested too deep, invalid or refused by the store is quarantined with
+        its line number and the rest of the file goes on.
+
+        The next batch is validated in a second thread while this one is written: the writes
+        mostly wait for the graph server, and the validation is the CPU work of the next batch.
 
         Returns:
             The counts for this file.
         """
         stats = IngestStats()
-        batch: list[tuple[dict[str, Any], str]] = []
-        size = 0
-        with open(path, "rb") as handle:
-            for line_no, line in enumerate(handle, start=1):
-                if not line.strip():
-                    continue
-                source = f"{path}:{line_no}"
-                try:
-                    batch.append((self._prepare(line, source), source))
-                    size += len(line)
-                except InvalidEvent as exc:
+        with open(path, "rb") as handle, ThreadPoolExecutor(1, "fleetscope-validate") as validator:
+            chunks = _line_chunks(handle)
+            pending = validator.submit(self._parse_chunk, path, next(chunks, []))
+            while True:
+                batch, rejected = pending.result()
+                following = next(chunks, None)
+                if following is not None:
+                    pending = validator.submit(self._parse_chunk, path, following)
+                for line_no, source, raw, reason in rejected:
+                    self._reject(raw, source, reason)
                     stats.rejected += 1
-                    stats.reasons.append(f"line {line_no}: {exc}")
-                if len(batch) >= BATCH_EVENTS or size >= BATCH_BYTES:
+                    stats.reasons.append(f"line {line_no}: {reason}")
+                if batch:
                     self._ingest_batch(batch, stats)
-                    batch, size = [], 0
-        if batch:
-            self._ingest_batch(batch, stats)
-        return stats
+                if following is None:
+                    return stats
+
+    @classmethod
+    def _parse_chunk(
+        cls, path: Path, lines: list[tuple[int, bytes]]
+    ) -> tuple[list[Prepared], list[tuple[int, str, bytes, str]]]:
+        """Validate lines: the events, and ``(line number, source, line, reason)`` of the others."""
+        batch: list[Prepared] = []
+        rejected: list[tuple[int, str, bytes, str]] = []
+        for line_no, line in lines:
+            source = f"{path}:{line_no}"
+            try:
+                batch.append(cls._parse(line, source))
+            except InvalidEvent as exc:
+                rejected.append((line_no, source, line, str(exc)))
+        return batch, rejected
 
     # ------------------------------------------------------------------ the log and the graph
 
