@@ -72,10 +72,26 @@ def _dataset(rng: random.Random, output: bool) -> dict[str, Any]:
 
 
 def random_events(rng: random.Random, count: int) -> list[str]:
-    """``count`` RunEvents over 30 runs and 6 datasets (see the module docstring)."""
+    """``count`` events over 30 runs and 6 datasets, a few of them DatasetEvents (see the module
+    docstring)."""
     runs = [str(uuid.UUID(int=rng.getrandbits(128), version=4)) for _ in range(30)]
     lines = []
     for minute in range(count):
+        if rng.random() < 0.05:  # a DatasetEvent: written alone, between the waves around it
+            dataset = {"namespace": "s3://b", "name": f"d{rng.randrange(6)}"}
+            dataset["facets"] = {"schema": _schema(*rng.choice([("a",), ("a", "c")]))}
+            schema_url = "https://openlineage.io/spec/2-0-2/OpenLineage.json#/$defs/DatasetEvent"
+            lines.append(
+                json.dumps(
+                    {
+                        "eventTime": f"2024-05-01T10:{minute % 60:02d}:00Z",
+                        "producer": PRODUCER,
+                        "schemaURL": schema_url,
+                        "dataset": dataset,
+                    }
+                )
+            )
+            continue
         run_id = rng.choice(runs)
         state = rng.choice(["START", "RUNNING", "COMPLETE", "FAIL", "OTHER"])
         extra: dict[str, Any] = {"eventTime": f"2024-05-01T10:{minute % 60:02d}:00Z"}
