@@ -3,15 +3,21 @@
 Run: ``python -m benchmarks.bench_lineage_durability --events 100000``
 (``--single`` events for the one-fsync-per-event path, ``--data-dir`` keeps the store).
 
-Three measures:
+Four measures:
 
 - ``ingest, one event per call``: :meth:`fleetscope.lineage.Lineage.ingest` per event (the HTTP
   endpoint's path): validate, one audit-log append and fsync, one MERGE statement.
 - ``ingest, group commit``: :meth:`fleetscope.lineage.Lineage.ingest_file` (``fleetscope lineage
-  ingest``): the same work, with each batch of events sharing one append and one fsync.
+  ingest``): the same work, with each batch of events sharing one append and one fsync, and its
+  RunEvents applied in conflict-free waves, one statement per wave.
+- ``where the time goes``: the steps of group commit timed one by one on the same kind of events
+  (into a fresh graph of the same server), in microseconds per event: validation, the log append
+  (canonical JSON, SHA-256 chain, one fsync per batch), the rows and waves, and the store's writes
+  (the client encoding the parameters, the server running the statements).
 - ``cold start``: after the last command closes the store (which rewrites a grown append-only file
   into an RDB snapshot), the time a new command takes to start the server, load the graph and check
-  the write-ahead log before its first write, and the size of the files it loads.
+  the write-ahead log before its first write, the server's CPU time for it (a figure that holds on
+  a loaded machine) and the size of the files it loads.
 
 Events are START/COMPLETE pairs of a chain of runs, each reading the previous run's output and a
 shared reference dataset (with a schema facet) and writing the next: every event touches the
@@ -21,13 +27,19 @@ graph, none is a duplicate.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import os
 import tempfile
 import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 from fleetscope.lineage import AuditLog, Lineage, open_store
+from fleetscope.lineage.openlineage import parse_event, run_event_row, run_events_statement
+from fleetscope.lineage.schema import ENTITIES
+from fleetscope.lineage.service import BATCH_EVENTS, LOOKUPS, conflict_free_waves
 
 PRODUCER = "https://example.com/bench"
 SCHEMA = {
@@ -63,6 +75,68 @@ def events(count: int, offset: int = 0) -> list[str]:
     return out
 
 
+def phases(service: Lineage, lines: list[str]) -> list[list[str]]:
+    """Time group commit's steps one by one on ``lines`` (see the module docstring): wall time,
+    and CPU time, this process's and, for the writes, the server's too. CPU time is what a step
+    costs whatever else the machine is doing."""
+    spent: dict[str, list[float]] = {}
+
+    @contextlib.contextmanager
+    def timed(name: str) -> Iterator[None]:
+        wall, cpu, server = time.perf_counter(), time.process_time(), server_cpu_s(service) or 0.0
+        yield
+        total = spent.setdefault(name, [0.0, 0.0, 0.0])
+        total[0] += time.perf_counter() - wall
+        total[1] += time.process_time() - cpu
+        total[2] += (server_cpu_s(service) or 0.0) - server
+
+    scratch = service.store.other_graph("phases")
+    assert scratch is not None, "the embedded store holds scratch graphs"
+    scratch.ensure_schema(list(ENTITIES), LOOKUPS)
+    log = AuditLog(service.log.path.with_name("phases.jsonl"))
+    try:
+        for start in range(0, len(lines), BATCH_EVENTS):
+            with timed("validate (JSON, schema)"):
+                events = [parse_event(line)[0] for line in lines[start : start + BATCH_EVENTS]]
+            with timed("log append + fsync"), log.locked() as writer:
+                records = writer.append([("openlineage", {"event": event}) for event in events])
+            with timed("rows, waves, statements"):
+                rows = [run_event_row(record["data"]["event"], record["at"]) for record in records]
+                waves = conflict_free_waves(rows)
+                statements = [run_events_statement([rows[i] for i in wave]) for wave in waves]
+            with timed("store writes (encode, send, run)"):
+                for statement in statements:
+                    scratch.write(statement.cypher, statement.params)
+    finally:
+        scratch.clear()
+        log.path.unlink()
+    per_event = 1e6 / len(lines)
+    out = []
+    for name, (wall, cpu, server) in spent.items():
+        cost = f"{wall * per_event:,.0f} us/event ({cpu * per_event:,.0f} us CPU"
+        out.append(
+            [f"  {name}", "", cost + (f" + {server * per_event:,.0f} us server CPU)" if server else ")")]
+        )
+    wall = sum(total[0] for total in spent.values())
+    cpu = sum(total[1] + total[2] for total in spent.values())
+    return [
+        *out,
+        ["  all steps", f"{len(lines):,}", f"{len(lines) / wall:,.0f} events/s"],
+        ["  all steps on CPU time alone", "", f"{len(lines) / cpu:,.0f} events/s"],
+    ]
+
+
+def server_cpu_s(service: Lineage) -> float | None:
+    """CPU seconds the embedded server has used so far (Linux ``/proc/PID/stat``: user + system),
+    or None where that cannot be read (a server another process started, another system)."""
+    process = getattr(getattr(service.store, "server", None), "process", None)
+    try:
+        fields = Path(f"/proc/{process.pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (AttributeError, OSError):
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def open_service(data: Path) -> Lineage:
     return Lineage(open_store(f"embedded://{data}"), AuditLog(data / "audit.jsonl"), data / "q.jsonl")
 
@@ -90,6 +164,8 @@ def main(argv: list[str] | None = None) -> None:
             stats = service.ingest_file(path)
             rate = stats.accepted / (time.perf_counter() - t0)
             rows.append(["ingest, group commit", f"{stats.accepted:,}", f"{rate:,.0f} events/s"])
+            rows.append(["where the time goes", "", ""])
+            rows += phases(service, events(min(args.events, 20_000), offset=20_000_000))
         finally:
             t0 = time.perf_counter()
             service.close()
@@ -100,11 +176,14 @@ def main(argv: list[str] | None = None) -> None:
         service = open_service(data)
         cold = time.perf_counter() - t0
         try:
+            loading = server_cpu_s(service)
             nodes = service.query("MATCH (n) RETURN count(n) AS c")[0]["c"]
         finally:
             service.close()
         total = args.events + args.single
         rows.append(["cold start (start, load, log check)", f"{total:,} events", f"{cold:.2f} s"])
+        cpu = "n/a" if loading is None else f"{loading:.2f} s"
+        rows.append(["  the server's CPU time to start and load", "", cpu])
         rows.append(["  graph nodes / persistence files", f"{nodes:,}", f"{aof / 1e6:.1f} MB"])
         rows.append(["  audit log", "", f"{log / 1e6:.1f} MB"])
     header = ["measure", "events", "result"]

@@ -389,10 +389,13 @@ def _loading_reporter() -> Any:
 
 
 def _open_lineage(config: Path | None, store: str | None) -> Any:
-    """Open the service, or say in one line which store could not be opened (exit 1)."""
+    """Open the service, or say in one line which store could not be opened (exit 1). SIGTERM
+    becomes SystemExit first, so a command stopped while the store opens, or later, stops the
+    embedded server it started instead of leaving it running."""
     from fleetscope.lineage import StoreError
 
     cfg = _lineage_config(config, store)
+    _stop_on_sigterm()
     try:
         return cfg.open(progress=_loading_reporter())
     except StoreError as exc:
@@ -516,7 +519,6 @@ def lineage_serve(
 
     cfg = _lineage_config(config, store, listen_host=host, listen_port=port)
     service = _open_lineage(config, store)
-    _stop_on_sigterm()
     try:
         serve(service, cfg.listen_host, cfg.listen_port, cfg.api_key, announce=typer.echo)
     except ValueError as exc:
@@ -654,6 +656,7 @@ def lineage_verify(
     ok = result.ok
     if graph and ok:
         cfg = _lineage_config(config, store)
+        _stop_on_sigterm()
         try:
             service = cfg.open(progress=_loading_reporter())
             try:

@@ -84,7 +84,7 @@ def _schemas() -> _Schemas:
     )
     validator_class = jsonschema.validators.validator_for(documents[0])
     # jsonschema checks no "format" by default. The run id's "uuid" is checked because consumers
-    # key runs on it (Marquez stores it as a UUID); "date-time" is left to event_statement, which
+    # key runs on it (Marquez stores it as a UUID); "date-time" is left to validate_event, which
     # parses eventTime itself, and "uri" would need an optional package and would refuse producers
     # that send bare names.
     formats = jsonschema.FormatChecker(formats=("uuid",))
@@ -164,7 +164,8 @@ def validate_event(event: Any) -> list[SetAside]:
         The facets set aside, in document order.
 
     Raises:
-        InvalidEvent: the event does not match the spec, with the JSON path.
+        InvalidEvent: the event does not match the spec, with the JSON path, or a RunEvent's
+            ``eventTime`` is not ISO-8601.
     """
     # The spec's top level is oneOf(RunEvent, DatasetEvent, JobEvent); checking the one the event's
     # shape names gives a precise reason instead of "not valid under any of the given schemas".
@@ -187,6 +188,8 @@ def validate_event(event: Any) -> list[SetAside]:
             containers.append((kind, f"{side}[{index}].{extra}", dataset.get(extra)))
     if "dataset" in event:
         containers.append(("dataset", "dataset.facets", event["dataset"].get("facets")))
+    if "run" in event:
+        _event_time(event)  # the schema leaves "date-time" unchecked; the graph stores this time
     set_aside: list[SetAside] = []
     for kind, where, facets in containers:
         for key, reason in list(_check_facets(kind, where, facets)):
@@ -271,18 +274,20 @@ def _dataset(entry: dict[str, Any], edge_facets: str) -> dict[str, Any]:
     version = (facets.get("version") or {}).get("datasetVersion")
     ds = dataset_id(entry["namespace"], entry["name"])
     dv = version_id(ds, version)
-    aliases = []
+    aliases: dict[str, dict[str, str]] = {}
     for alias in (facets.get("symlinks") or {}).get("identifiers") or []:
         if isinstance(alias, dict) and alias.get("namespace") and alias.get("name"):
             alias_id = dataset_id(str(alias["namespace"]), str(alias["name"]))
-            aliases.append(
-                {**_refs(alias_id), "name": str(alias["name"]), "namespace": str(alias["namespace"])}
-            )
-    owners = [
-        _refs(str(owner["name"]))
+            aliases[alias_id] = {
+                **_refs(alias_id),
+                "name": str(alias["name"]),
+                "namespace": str(alias["namespace"]),
+            }
+    owners = {
+        str(owner["name"]): _refs(str(owner["name"]))
         for owner in (facets.get("ownership") or {}).get("owners") or []
         if isinstance(owner, dict) and owner.get("name")
-    ]
+    }
     return {
         "dk": node_key(ds),
         "did": ds,
@@ -294,52 +299,75 @@ def _dataset(entry: dict[str, Any], edge_facets: str) -> dict[str, Any]:
         "version": version,
         "facets": _facet_props("facet_", facets),
         "edge": _facet_props("facet_", entry.get(edge_facets)),
-        "aliases": aliases,
-        "owners": owners,
+        "aliases": list(aliases.values()),
+        "owners": list(owners.values()),
     }
 
 
+def _datasets(entries: list[dict[str, Any]], edge_facets: str) -> list[dict[str, Any]]:
+    """The rows of an event's inputs or outputs, one per dataset version: an event that names one
+    version twice gets one row with both entries' facets merged in order, and its aliases and
+    owners together. In a list that names one node twice, FalkorDB's ``MERGE`` may set the later
+    entry's facets on a relationship it then drops as a duplicate; one row each leaves nothing to
+    the engine's order."""
+    out: dict[str, dict[str, Any]] = {}
+    for entry in entries:
+        row = _dataset(entry, edge_facets)
+        seen = out.setdefault(row["vk"], row)
+        if seen is not row:
+            seen["facets"].update(row["facets"])
+            seen["edge"].update(row["edge"])
+            for part in ("aliases", "owners"):
+                keys = {ref["k"] for ref in seen[part]}
+                seen[part] += [ref for ref in row[part] if ref["k"] not in keys]
+    return list(out.values())
+
+
 _MERGE_DATASET = (
-    "MERGE (ds:Dataset {{key: d.dk}}) ON CREATE SET ds.id = d.did, ds.created_at = $now, ds.name = d.name, "
+    "MERGE (ds:Dataset {{key: d.dk}}) ON CREATE SET ds.id = d.did, ds.created_at = {now}, ds.name = d.name, "
     "ds.namespace = d.namespace "
-    "MERGE (v:DatasetVersion {{key: d.vk}}) ON CREATE SET v.id = d.vid, v.created_at = $now "
+    "MERGE (v:DatasetVersion {{key: d.vk}}) ON CREATE SET v.id = d.vid, v.created_at = {now} "
     "SET v.name = d.name, v.namespace = d.namespace, v.version = d.version, v += d.facets "
     "MERGE (v)-[:VERSION_OF]->(ds) "
     "FOREACH (a IN d.aliases | MERGE (x:Dataset {{key: a.k}}) ON CREATE SET x.id = a.i, "
-    "x.created_at = $now, x.name = a.name, x.namespace = a.namespace MERGE (ds)-[:ALIAS_OF]->(x)) "
+    "x.created_at = {now}, x.name = a.name, x.namespace = a.namespace MERGE (ds)-[:ALIAS_OF]->(x)) "
     "FOREACH (o IN d.owners | MERGE (p:Person {{key: o.k}}) ON CREATE SET p.id = o.i, "
-    "p.created_at = $now MERGE (ds)-[:OWNED_BY]->(p)){tail}"
+    "p.created_at = {now} MERGE (ds)-[:OWNED_BY]->(p)){tail}"
 )
 
-_RUN_EVENT = f"""
-MERGE (n:Run {{key: $key}})
-ON CREATE SET n.id = $id, n.created_at = $now
-SET n.job_namespace = $job_namespace, n.job_name = $job_name,
-    n.state = CASE WHEN n.state IN $terminal AND NOT $state IN $terminal THEN n.state ELSE $state END,
-    n.started_at = coalesce(n.started_at, $started_at),
-    n.ended_at = coalesce($ended_at, n.ended_at),
-    n.event_digests = CASE WHEN $digest IN coalesce(n.event_digests, []) THEN n.event_digests
-                      ELSE coalesce(n.event_digests, []) + [$digest] END,
-    n += $facets
-FOREACH (p IN $parents | MERGE (r:Run {{key: p.k}}) ON CREATE SET r.id = p.i, r.created_at = $now,
+_USED = " MERGE (n)-[used:USED]->(v) SET used += d.edge"
+_PRODUCED = " MERGE (n)-[made:PRODUCED]->(v) SET made += d.edge"
+
+# Every RunEvent is one row of ``$events``: a single event and a batch are the same statement.
+_RUN_EVENTS = f"""
+UNWIND $events AS e
+MERGE (n:Run {{key: e.key}})
+ON CREATE SET n.id = e.id, n.created_at = e.now
+SET n.job_namespace = e.job_namespace, n.job_name = e.job_name,
+    n.state = CASE WHEN n.state IN $terminal AND NOT e.state IN $terminal THEN n.state ELSE e.state END,
+    n.started_at = coalesce(n.started_at, e.started_at),
+    n.ended_at = coalesce(e.ended_at, n.ended_at),
+    n.event_digests = CASE WHEN e.digest IN coalesce(n.event_digests, []) THEN n.event_digests
+                      ELSE coalesce(n.event_digests, []) + [e.digest] END,
+    n += e.facets
+FOREACH (p IN e.parents | MERGE (r:Run {{key: p.k}}) ON CREATE SET r.id = p.i, r.created_at = e.now,
     r.job_namespace = p.job_namespace, r.job_name = p.job_name MERGE (n)-[:CHILD_OF]->(r))
-FOREACH (d IN $inputs | {_MERGE_DATASET.format(tail=" MERGE (n)-[e:USED]->(v) SET e += d.edge")})
-FOREACH (d IN $outputs | {_MERGE_DATASET.format(tail=" MERGE (n)-[e:PRODUCED]->(v) SET e += d.edge")})
-WITH n
-OPTIONAL MATCH (n)-[p:PRODUCED]->(u:DatasetVersion)
-WHERE u.key IN $twins
+FOREACH (d IN e.inputs | {_MERGE_DATASET.format(now="e.now", tail=_USED)})
+FOREACH (d IN e.outputs | {_MERGE_DATASET.format(now="e.now", tail=_PRODUCED)})
+WITH n, e
+UNWIND e.twins AS twin
+MATCH (n)-[p:PRODUCED]->(u:DatasetVersion {{key: twin}})
 DELETE p
-WITH DISTINCT n, u
+WITH DISTINCT u
 OPTIONAL MATCH (u)-[r]-()
 WHERE type(r) <> 'VERSION_OF'
-WITH n, u, count(r) AS uses
-FOREACH (x IN CASE WHEN u IS NOT NULL AND uses = 0 THEN [u] ELSE [] END | DETACH DELETE x)
-RETURN DISTINCT n.id AS id
+WITH u, count(r) AS uses
+FOREACH (x IN CASE WHEN uses = 0 THEN [u] ELSE [] END | DETACH DELETE x)
 """
 
 _DATASET_EVENT = f"""
 UNWIND [$dataset] AS d
-{_MERGE_DATASET.format(tail="")}
+{_MERGE_DATASET.format(now="$now", tail="")}
 SET v.event_digests = CASE WHEN $digest IN coalesce(v.event_digests, []) THEN v.event_digests
                       ELSE coalesce(v.event_digests, []) + [$digest] END
 RETURN v.id AS id
@@ -364,12 +392,106 @@ def event_target(event: dict[str, Any]) -> tuple[str, str] | None:
     return None
 
 
+def run_event_row(event: dict[str, Any], now: str) -> dict[str, Any] | None:
+    """The row of :func:`run_events_statement` that writes a validated RunEvent, or None for any
+    other kind of event.
+
+    Args:
+        event: an event that passed :func:`validate_event`.
+        now: ``created_at`` for nodes the event creates (its audit record's time).
+
+    Raises:
+        InvalidEvent: an ``eventTime`` that is not ISO-8601.
+    """
+    if "run" not in event:
+        return None
+    at = _event_time(event)
+    state = str(event.get("eventType") or "OTHER")
+    run_id = str(event["run"]["runId"]).lower()
+    run_facets = event["run"].get("facets") or {}
+    parents = []
+    parent = run_facets.get("parent") if isinstance(run_facets, dict) else None
+    if isinstance(parent, dict) and isinstance(parent.get("run"), dict) and parent["run"].get("runId"):
+        job: dict[str, Any] = parent["job"] if isinstance(parent.get("job"), dict) else {}
+        parents.append(
+            {
+                **_refs(str(parent["run"]["runId"]).lower()),
+                "job_namespace": job.get("namespace"),
+                "job_name": job.get("name"),
+            }
+        )
+    outputs = _datasets(event.get("outputs") or [], "outputFacets")
+    return {
+        "key": node_key(run_id),
+        "id": run_id,
+        "now": now,
+        "digest": event_digest(event),
+        "job_namespace": event["job"]["namespace"],
+        "job_name": event["job"]["name"],
+        "state": state,
+        "started_at": at if state == "START" else None,
+        "ended_at": at if state in TERMINAL_STATES else None,
+        "facets": {
+            **_facet_props("facet_", run_facets),
+            **_facet_props("job_facet_", event["job"].get("facets")),
+        },
+        "parents": parents,
+        "inputs": _datasets(event.get("inputs") or [], "inputFacets"),
+        "outputs": outputs,
+        "twins": list(dict.fromkeys(d["twin"] for d in outputs if d["twin"])),
+    }
+
+
+def _event_time(event: dict[str, Any]) -> str:
+    try:
+        return utc_text(event["eventTime"])
+    except LineageError as exc:
+        raise InvalidEvent(f"eventTime: {exc}") from exc
+
+
+def run_events_statement(rows: list[dict[str, Any]]) -> Statement:
+    """One statement that writes RunEvents (rows of :func:`run_event_row`), one ``UNWIND`` row each.
+
+    A statement of several rows gives the graph that applying them one by one gives only when no
+    two of them conflict (:func:`row_touches`): FalkorDB evaluates a ``SET`` for every row before
+    it applies any, so two rows that read and write the same node see its state from before both.
+    """
+    return Statement(_RUN_EVENTS.strip(), {"events": rows, "terminal": TERMINAL_STATES})
+
+
+#: A node a row reads as well as writes: no other row of the same statement may touch it.
+ALONE = None
+
+
+def row_touches(row: dict[str, Any]) -> list[tuple[tuple[str, str], Any]]:
+    """The nodes a RunEvent row writes, each as ``((label, key), what)``, for batching.
+
+    ``what`` is :data:`ALONE` for a node the row reads as well as writes (its run: state,
+    digests, times; an ``@unversioned`` twin it may delete), and otherwise a hashable summary of
+    every value the row writes on it that may differ between rows (``created_at`` and the
+    facets): rows whose summaries are equal write the same thing, in any order. Two rows conflict
+    when they touch one node and either is :data:`ALONE` or their summaries differ; rows that do
+    not conflict give the same graph in one statement or in any order of statements.
+    """
+    now = row["now"]
+    out: list[tuple[tuple[str, str], Any]] = [(("Run", row["key"]), ALONE)]
+    out += [(("DatasetVersion", twin), ALONE) for twin in row["twins"]]
+    for parent in row["parents"]:
+        out.append((("Run", parent["k"]), (now, parent["job_namespace"], parent["job_name"])))
+    for entry in (*row["inputs"], *row["outputs"]):
+        out.append((("Dataset", entry["dk"]), now))
+        out.append((("DatasetVersion", entry["vk"]), (now, tuple(sorted(entry["facets"].items())))))
+        out += [(("Dataset", alias["k"]), now) for alias in entry["aliases"]]
+        out += [(("Person", owner["k"]), now) for owner in entry["owners"]]
+    return out
+
+
 def event_statement(event: dict[str, Any], now: str) -> Statement | None:
     """Map a validated event onto one write statement.
 
     Run ids are UUIDs compared without regard to case (stored in lower case). Run and job facets
-    are Run properties ``facet.NAME`` and ``job_facet.NAME`` (JSON text), dataset facets are
-    DatasetVersion properties ``facet.NAME``, and input or output facets are properties of the
+    are Run properties ``facet_NAME`` and ``job_facet_NAME`` (JSON text), dataset facets are
+    DatasetVersion properties ``facet_NAME``, and input or output facets are properties of the
     ``USED`` or ``PRODUCED`` relationship of that run: each merged by name. The ``parent`` facet
     adds ``(Run)-[:CHILD_OF]->(Run)``, ``symlinks`` adds ``(Dataset)-[:ALIAS_OF]->(Dataset)`` and
     ``ownership`` adds ``(Dataset)-[:OWNED_BY]->(Person)``. An output whose version facet arrives
@@ -386,51 +508,12 @@ def event_statement(event: dict[str, Any], now: str) -> Statement | None:
     Raises:
         InvalidEvent: an ``eventTime`` that is not ISO-8601.
     """
-    digest = event_digest(event)
-    if "run" in event:
-        try:
-            at = utc_text(event["eventTime"])
-        except LineageError as exc:
-            raise InvalidEvent(f"eventTime: {exc}") from exc
-        state = str(event.get("eventType") or "OTHER")
-        run_id = str(event["run"]["runId"]).lower()
-        run_facets = event["run"].get("facets") or {}
-        parents = []
-        parent = run_facets.get("parent") if isinstance(run_facets, dict) else None
-        if isinstance(parent, dict) and isinstance(parent.get("run"), dict) and parent["run"].get("runId"):
-            job: dict[str, Any] = parent["job"] if isinstance(parent.get("job"), dict) else {}
-            parents.append(
-                {
-                    **_refs(str(parent["run"]["runId"]).lower()),
-                    "job_namespace": job.get("namespace"),
-                    "job_name": job.get("name"),
-                }
-            )
-        outputs = [_dataset(entry, "outputFacets") for entry in event.get("outputs") or []]
-        params = {
-            "key": node_key(run_id),
-            "id": run_id,
-            "now": now,
-            "digest": digest,
-            "job_namespace": event["job"]["namespace"],
-            "job_name": event["job"]["name"],
-            "state": state,
-            "terminal": TERMINAL_STATES,
-            "started_at": at if state == "START" else None,
-            "ended_at": at if state in TERMINAL_STATES else None,
-            "facets": {
-                **_facet_props("facet_", run_facets),
-                **_facet_props("job_facet_", event["job"].get("facets")),
-            },
-            "parents": parents,
-            "inputs": [_dataset(entry, "inputFacets") for entry in event.get("inputs") or []],
-            "outputs": outputs,
-            "twins": [d["twin"] for d in outputs if d["twin"]],
-        }
-        return Statement(_RUN_EVENT.strip(), params)
+    row = run_event_row(event, now)
+    if row is not None:
+        return run_events_statement([row])
     if "dataset" in event:
         return Statement(
             _DATASET_EVENT.strip(),
-            {"dataset": _dataset(event["dataset"], "facets"), "now": now, "digest": digest},
+            {"dataset": _dataset(event["dataset"], "facets"), "now": now, "digest": event_digest(event)},
         )
     return None

@@ -312,63 +312,85 @@ def _walk(
     read: Callable[[str, dict[str, Any]], list[Row]], query: AuditQuery, params: dict[str, Any]
 ) -> Rows:
     start_label = _find_start(read, query, params)
-    start_key = node_key(params["id"])
-    ids = {start_key: params["id"]}
-    seen = {(start_label, start_key)}
-    frontier: dict[str, list[str]] = {start_label: [start_key]}
-    rows: list[Row] = []
-    max_depth = params.get("max_depth")
+    return _walks(read, query, [(start_label, params["id"])], params.get("max_depth"))[0]
+
+
+def _walks(read: Read, query: AuditQuery, starts: list[tuple[str, str]], max_depth: int | None) -> list[Rows]:
+    """Breadth-first walks along ``query.hops`` from each ``(label, id)`` start, all at once: each
+    level reads every hop once for the frontiers of every walk together, then each walk takes the
+    rows of its own frontier. A node's row names the smallest ``(relation, label, id)`` it was
+    reached from at its depth, so the rows of a walk do not depend on the other walks."""
+    ids: dict[str, str] = {}
+    seen: list[set[tuple[str, str]]] = []
+    frontiers: list[dict[str, list[str]]] = []
+    for label, start_id in starts:
+        key = node_key(start_id)
+        ids[key] = start_id
+        seen.append({(label, key)})
+        frontiers.append({label: [key]})
+    walks = [Rows([]) for _ in starts]
     depth = 0
-    while frontier:
+
+    def level() -> list[dict[tuple[str, str], list[Row]]]:
+        """Per hop, the rows leading out of any walk's frontier, by the node they leave."""
+        out = []
+        for hop in query.hops:
+            keys = sorted({key for frontier in frontiers for key in frontier.get(hop.source, [])})
+            rows: dict[tuple[str, str], list[Row]] = {}
+            if keys and not (hop.start_only and depth > 0):
+                for row in read(hop.cypher(), {"keys": keys}):
+                    rows.setdefault((hop.source, row["src"]), []).append(row)
+            out.append(rows)
+        return out
+
+    while any(frontiers):
+        hops = level()
         if max_depth is not None and depth >= max_depth:
-            # One more level is read to say whether the walk was cut short.
-            more = sum(
-                1
-                for hop in query.hops
-                if frontier.get(hop.source) and not (hop.start_only and depth > 0)
-                for row in read(hop.cypher(), {"keys": frontier[hop.source]})
-                if (hop.target, row["dst"]) not in seen
-            )
-            if more:
-                return Rows(
-                    rows,
-                    [
-                        f"stopped at max_depth={max_depth}: {more} relationship(s) lead further from "
-                        f"the {sum(1 for r in rows if r['depth'] == depth)} node(s) at depth "
-                        f"{depth}; raise max_depth or leave it out to follow every hop"
-                    ],
+            # That level was read only to say whether a walk was cut short.
+            for walk, frontier, done in zip(walks, frontiers, seen, strict=True):
+                more = sum(
+                    1
+                    for hop, rows in zip(query.hops, hops, strict=True)
+                    for key in frontier.get(hop.source, [])
+                    for row in rows.get((hop.source, key), [])
+                    if (hop.target, row["dst"]) not in done
                 )
+                if more:
+                    walk.notes.append(
+                        f"stopped at max_depth={max_depth}: {more} relationship(s) lead further from "
+                        f"the {sum(1 for r in walk if r['depth'] == depth)} node(s) at depth "
+                        f"{depth}; raise max_depth or leave it out to follow every hop"
+                    )
             break
         depth += 1
-        reached: dict[tuple[str, str], tuple[str, str, str]] = {}
-        for hop in query.hops:
-            keys = frontier.get(hop.source)
-            if not keys or (hop.start_only and depth > 1):
-                continue
-            for row in read(hop.cypher(), {"keys": keys}):
-                node = (hop.target, row["dst"])
-                if node in seen:
-                    continue
-                ids[row["dst"]] = row["dst_id"]
-                parent = (hop.rel, hop.source, ids[row["src"]])
-                if node not in reached or parent < reached[node]:
-                    reached[node] = parent
-        frontier = {}
-        order = sorted(reached.items(), key=lambda item: (item[0][0], ids[item[0][1]]))
-        for (label, key), (rel, source, src) in order:
-            seen.add((label, key))
-            frontier.setdefault(label, []).append(key)
-            rows.append(
-                {
-                    "depth": depth,
-                    "label": label,
-                    "id": ids[key],
-                    "relation": rel,
-                    "from_label": source,
-                    "from_id": src,
-                }
-            )
-    return Rows(rows)
+        for index, (walk, frontier, done) in enumerate(zip(walks, frontiers, seen, strict=True)):
+            reached: dict[tuple[str, str], tuple[str, str, str]] = {}
+            for hop, rows in zip(query.hops, hops, strict=True):
+                for key in frontier.get(hop.source, []):
+                    for row in rows.get((hop.source, key), []):
+                        node = (hop.target, row["dst"])
+                        if node in done:
+                            continue
+                        ids[row["dst"]] = row["dst_id"]
+                        parent = (hop.rel, hop.source, ids[row["src"]])
+                        if node not in reached or parent < reached[node]:
+                            reached[node] = parent
+            frontiers[index] = {}
+            order = sorted(reached.items(), key=lambda item: (item[0][0], ids[item[0][1]]))
+            for (label, key), (rel, source, src) in order:
+                done.add((label, key))
+                frontiers[index].setdefault(label, []).append(key)
+                walk.append(
+                    {
+                        "depth": depth,
+                        "label": label,
+                        "id": ids[key],
+                        "relation": rel,
+                        "from_label": source,
+                        "from_id": src,
+                    }
+                )
+    return walks
 
 
 _FLAGGED = """
@@ -386,9 +408,9 @@ def _restricted_data_models(read: Read, params: dict[str, Any]) -> Rows:
     """Walk downstream (every depth) from each flagged dataset version; each model reached is a row,
     with the model a run trained (``trained_model``, the end of the fine-tune chain) and that run."""
     out: dict[tuple[str, str, str, str], Row] = {}
-    impact = QUERIES["impact"]
-    for flagged in read(_FLAGGED.strip(), {}):
-        walk = _walk(read, impact, {"id": flagged["dataset_version"], "label": "DatasetVersion"})
+    flagged_versions = read(_FLAGGED.strip(), {})
+    starts = [("DatasetVersion", flagged["dataset_version"]) for flagged in flagged_versions]
+    for flagged, walk in zip(flagged_versions, _walks(read, QUERIES["impact"], starts, None), strict=True):
         found = {(row["label"], row["id"]): row for row in walk}
         for row in walk:
             if row["label"] != "Model":

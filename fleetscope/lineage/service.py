@@ -12,6 +12,11 @@ nothing, and :meth:`Lineage.rebuild` recreates the whole graph from the log.
 A logged write that the graph refuses (not one it could not be reached for) is followed by a
 ``refused`` record naming it, which replay skips; the graph and the log keep agreeing, and
 :meth:`Lineage.check_graph` proves it by replaying the log into a scratch graph and comparing.
+
+Group commit: the records of one batch share one fsync, and their RunEvents are written many to a
+statement, in waves of events that commute (:func:`apply_records`); replay on open and
+:meth:`Lineage.rebuild` write the same way. :meth:`Lineage.check_graph` replays one statement per
+record, the reference the waves must match.
 """
 
 from __future__ import annotations
@@ -19,18 +24,23 @@ from __future__ import annotations
 import hashlib
 import json
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from fleetscope.lineage.auditlog import AuditLog, LogWriter
 from fleetscope.lineage.openlineage import (
+    ALONE,
     InvalidEvent,
     event_digest,
     event_statement,
     event_target,
     parse_event,
+    row_touches,
+    run_event_row,
+    run_events_statement,
 )
 from fleetscope.lineage.queries import run_audit
 from fleetscope.lineage.schema import ENTITIES, node_key, now_text
@@ -41,7 +51,23 @@ from fleetscope.lineage.writes import Link, Statement, entity_of, incident_state
 LOOKUPS = [("Run", "job_id"), ("Deployment", "endpoint"), ("Incident", "layer")]
 #: Events validated, logged with one fsync and applied per batch by :meth:`Lineage.ingest_file`.
 BATCH_EVENTS = 512
+#: ... or fewer, once their lines add up to this many bytes: a wave is one statement, and its
+#: parameters are the events' data, so this bounds what one statement carries.
+BATCH_BYTES = 8 << 20
+#: Log records replayed between two marks of the graph's head (and progress reports).
+REPLAY_CHUNK = 1000
 _HEAD = "AuditHead"
+
+
+@dataclass
+class Prepared:
+    """A validated OpenLineage event ready to log: its log ``data``, where it came from, and its
+    RunEvent row (:func:`fleetscope.lineage.openlineage.run_event_row`, built before its log
+    record exists: its ``now`` is set from the record when it is applied), or None."""
+
+    data: dict[str, Any]
+    source: str
+    row: dict[str, Any] | None
 
 
 class LogMismatch(StoreError):
@@ -96,6 +122,115 @@ def statement_for(record: dict[str, Any]) -> Statement | None:
     if op == "openlineage":
         return event_statement(data["event"], now)
     return None
+
+
+def conflict_free_waves(rows: list[dict[str, Any]]) -> list[list[int]]:
+    """Put RunEvent rows (:func:`fleetscope.lineage.openlineage.run_event_row`, in log order) into
+    waves: the rows of one wave conflict with none of each other (:func:`row_touches`), and a row
+    that conflicts with an earlier one goes into a later wave than it. Applying the waves in order,
+    each as one statement, therefore gives the graph that applying the rows one by one gives: only
+    rows that commute change places.
+
+    Returns:
+        The waves as lists of row indexes, in log order within each.
+    """
+    seen: dict[tuple[str, str], dict[Any, int]] = {}
+    waves: list[list[int]] = []
+    for index, row in enumerate(rows):
+        touches = row_touches(row)
+        wave = 0
+        for node, what in touches:
+            for other, level in seen.get(node, {}).items():
+                if level >= wave and (what is ALONE or other is ALONE or other != what):
+                    wave = level + 1
+        for node, what in touches:
+            levels = seen.setdefault(node, {})
+            levels[what] = max(levels.get(what, -1), wave)
+        if wave == len(waves):
+            waves.append([])
+        waves[wave].append(index)
+    return waves
+
+
+def apply_records(
+    store: GraphStore, records: list[dict[str, Any]], rows: list[dict[str, Any] | None] | None = None
+) -> list[list[Row] | StoreError]:
+    """Apply log records to a store in log order, giving the graph that one statement per record
+    gives: runs of RunEvents go in conflict-free waves (:func:`conflict_free_waves`), one statement
+    per wave; a wave the store refuses is applied again one event at a time, so only the event
+    the store refuses is refused; every other record is one statement.
+
+    Args:
+        store: the graph.
+        records: log records, in log order.
+        rows: for each record, its RunEvent row if already built (its ``now`` is set here from
+            the record's time), else None; built here when not given.
+
+    Returns:
+        Per record, the rows its statement returned (``[]`` for an event written in a wave) or the
+        :class:`StoreError` the store refused it with.
+
+    Raises:
+        StoreUnavailable: the store could not be reached (what was written stays written: the
+            records are in the log and replay finishes them).
+    """
+    results: list[list[Row] | StoreError] = [[] for _ in records]
+    pending: list[tuple[int, dict[str, Any]]] = []
+
+    def write(index: int, statement: Statement) -> None:
+        try:
+            results[index] = store.write(statement.cypher, statement.params)
+        except StoreUnavailable:
+            raise
+        except StoreError as exc:
+            results[index] = exc
+
+    def flush() -> None:
+        for wave in conflict_free_waves([row for _, row in pending]):
+            if len(wave) == 1:
+                index, row = pending[wave[0]]
+                write(index, run_events_statement([row]))
+                continue
+            statement = run_events_statement([pending[i][1] for i in wave])
+            try:
+                store.write(statement.cypher, statement.params)
+            except StoreUnavailable:
+                raise
+            except StoreError:
+                for i in wave:  # find the event the store refuses; the others go in
+                    write(pending[i][0], run_events_statement([pending[i][1]]))
+        pending.clear()
+
+    for index, record in enumerate(records):
+        if record["op"] == "openlineage":
+            row = rows[index] if rows else run_event_row(record["data"]["event"], record["at"])
+            if row is not None:
+                row["now"] = record["at"]
+                pending.append((index, row))
+                continue
+        flush()
+        statement = statement_for(record)
+        if statement is not None:
+            write(index, statement)
+    flush()
+    return results
+
+
+def _line_chunks(handle: BinaryIO) -> Iterator[list[tuple[int, bytes]]]:
+    """The non-blank lines of a file with their numbers, :data:`BATCH_EVENTS` lines or
+    :data:`BATCH_BYTES` at a time."""
+    chunk: list[tuple[int, bytes]] = []
+    size = 0
+    for line_no, line in enumerate(handle, start=1):
+        if not line.strip():
+            continue
+        chunk.append((line_no, line))
+        size += len(line)
+        if len(chunk) >= BATCH_EVENTS or size >= BATCH_BYTES:
+            yield chunk
+            chunk, size = [], 0
+    if chunk:
+        yield chunk
 
 
 class Lineage:
@@ -168,27 +303,49 @@ class Lineage:
         refused: set[int] | None = None,
         progress: Callable[[int], None] | None = None,
     ) -> None:
+        """Apply ``records`` to ``store`` in chunks, marking the head after each. With a writer, a
+        record the store refuses gets a ``refused`` record; without one (the reference replay of
+        :meth:`check_graph`) every record is its own statement and a refusal raises."""
         records = list(records) if refused is None else records
         if refused is None:
             refused = {int(r["data"]["seq"]) for r in records if r["op"] == "refused"}
-        last: dict[str, Any] | None = None
-        for count, record in enumerate(records, start=1):
-            last = record
-            statement = None if record["seq"] in refused else statement_for(record)
-            if statement is not None:
-                try:
-                    store.write(statement.cypher, statement.params)
-                except StoreUnavailable:
-                    raise
-                except StoreError as exc:
-                    if writer is None:
-                        raise
-                    writer.append([("refused", {"seq": record["seq"], "reason": str(exc)})])
-                    last = writer.last
-            if count % 1000 == 0:
-                self._mark(store, last)
+        count = 0
+        chunk: list[dict[str, Any]] = []
+        for record in records:
+            count += 1
+            if record["seq"] not in refused:
+                chunk.append(record)
+            if count % REPLAY_CHUNK == 0:
+                self._replay_chunk(store, writer, chunk, record)
+                chunk = []
                 if progress is not None:
                     progress(count)
+        if count:
+            self._replay_chunk(store, writer, chunk, record)
+
+    def _replay_chunk(
+        self,
+        store: GraphStore,
+        writer: LogWriter | None,
+        chunk: list[dict[str, Any]],
+        last: dict[str, Any],
+    ) -> None:
+        if writer is None:
+            for record in chunk:
+                statement = statement_for(record)
+                if statement is not None:
+                    store.write(statement.cypher, statement.params)
+            self._mark(store, last)
+            return
+        results = apply_records(store, chunk)
+        refusals = [
+            ("refused", {"seq": record["seq"], "reason": str(result)})
+            for record, result in zip(chunk, results, strict=True)
+            if isinstance(result, StoreError)
+        ]
+        if refusals:
+            writer.append(refusals)
+            last = writer.last or last
         self._mark(store, last)
 
     def _commit(self, items: list[tuple[str, dict[str, Any]]]) -> list[list[Row] | StoreError]:
@@ -198,20 +355,18 @@ class Lineage:
             return self._apply_new(writer, items)
 
     def _apply_new(
-        self, writer: LogWriter, items: list[tuple[str, dict[str, Any]]]
+        self,
+        writer: LogWriter,
+        items: list[tuple[str, dict[str, Any]]],
+        rows: list[dict[str, Any] | None] | None = None,
     ) -> list[list[Row] | StoreError]:
         records = writer.append(items)
-        results: list[list[Row] | StoreError] = []
-        refusals: list[tuple[str, dict[str, Any]]] = []
-        for record in records:
-            statement = statement_for(record)
-            try:
-                results.append(self.store.write(statement.cypher, statement.params) if statement else [])
-            except StoreUnavailable:
-                raise  # logged: the next open replays it
-            except StoreError as exc:
-                results.append(exc)
-                refusals.append(("refused", {"seq": record["seq"], "reason": str(exc)}))
+        results = apply_records(self.store, records, rows)
+        refusals = [
+            ("refused", {"seq": record["seq"], "reason": str(result)})
+            for record, result in zip(records, results, strict=True)
+            if isinstance(result, StoreError)
+        ]
         if refusals:
             writer.append(refusals)
         self._mark(self.store, writer.last)
@@ -295,25 +450,33 @@ class Lineage:
 
     # ------------------------------------------------------------------ OpenLineage
 
-    def _prepare(self, raw: str | bytes, source: str) -> dict[str, Any]:
-        """Validate one event into its log data, or quarantine it and raise InvalidEvent."""
-        try:
-            event, set_aside = parse_event(raw)
-            event_statement(event, now_text())  # refuses a bad eventTime before anything is logged
-        except InvalidEvent as exc:
-            self._reject(raw, source, str(exc))
-            raise
+    @staticmethod
+    def _parse(raw: str | bytes, source: str) -> Prepared:
+        """Validate one event (touching nothing of the service: ingest_file runs it in a thread).
+
+        Raises:
+            InvalidEvent: the event is invalid.
+        """
+        event, set_aside = parse_event(raw)
         data: dict[str, Any] = {"event": event}
         if set_aside:
             data["set_aside"] = [{"path": s.path, "reason": s.reason} for s in set_aside]
-        return data
+        return Prepared(data, source, run_event_row(event, ""))
 
-    def _new_events(self, batch: list[tuple[dict[str, Any], str]]) -> list[bool]:
+    def _prepare(self, raw: str | bytes, source: str) -> Prepared:
+        """Validate one event, or quarantine it and raise InvalidEvent."""
+        try:
+            return self._parse(raw, source)
+        except InvalidEvent as exc:
+            self._reject(raw, source, str(exc))
+            raise
+
+    def _new_events(self, batch: list[Prepared]) -> list[bool]:
         """For each prepared event, whether it has not been applied before (by its digest)."""
-        digests = [event_digest(data["event"]) for data, _ in batch]
+        digests = [item.row["digest"] if item.row else event_digest(item.data["event"]) for item in batch]
         by_label: dict[str, list[dict[str, str]]] = {}
-        for (data, _), digest in zip(batch, digests, strict=True):
-            target = event_target(data["event"])
+        for item, digest in zip(batch, digests, strict=True):
+            target = event_target(item.data["event"])
             if target is not None:
                 by_label.setdefault(target[0], []).append({"k": target[1], "d": digest})
         seen: set[str] = set()
@@ -330,20 +493,21 @@ class Lineage:
             seen.add(digest)  # the same event twice in one batch: the second is a duplicate
         return fresh
 
-    def _ingest_batch(self, batch: list[tuple[dict[str, Any], str]], stats: IngestStats) -> None:
+    def _ingest_batch(self, batch: list[Prepared], stats: IngestStats) -> None:
         with self._lock, self.log.locked() as writer:
             self._catch_up(writer)
             fresh = self._new_events(batch)
-            todo = [(item, source) for (item, source), new in zip(batch, fresh, strict=True) if new]
+            todo = [item for item, new in zip(batch, fresh, strict=True) if new]
             stats.duplicates += len(batch) - len(todo)
             self.stats.duplicates += len(batch) - len(todo)
-            results = self._apply_new(writer, [("openlineage", item) for item, _ in todo])
-        for (item, source), result in zip(todo, results, strict=True):
+            items = [("openlineage", item.data) for item in todo]
+            results = self._apply_new(writer, items, [item.row for item in todo])
+        for item, result in zip(todo, results, strict=True):
             if isinstance(result, StoreError):
                 reason = f"the graph store refused it (logged as refused): {result}"
-                self._reject(json.dumps(item["event"]), source, reason)
+                self._reject(json.dumps(item.data["event"]), item.source, reason)
                 stats.rejected += 1
-                stats.reasons.append(f"{source}: {reason}")
+                stats.reasons.append(f"{item.source}: {reason}")
             else:
                 stats.accepted += 1
                 self.stats.accepted += 1
@@ -364,7 +528,7 @@ class Lineage:
                 was logged or written.
         """
         stats = IngestStats()
-        self._ingest_batch([(self._prepare(raw, source), source)], stats)
+        self._ingest_batch([self._prepare(raw, source)], stats)
         return stats
 
     def _reject(self, raw: str | bytes, source: str, reason: str) -> None:
@@ -378,31 +542,49 @@ class Lineage:
 
     def ingest_file(self, path: Path) -> IngestStats:
         """Ingest a JSON-lines file of events, one per line, in batches of :data:`BATCH_EVENTS`
-        that share one fsync. Each event is its own statement; a line that is not UTF-8, not JSON,
-        nested too deep, invalid or refused by the store is quarantined with its line number and
-        the rest of the file goes on.
+        lines (at most :data:`BATCH_BYTES`) that share one fsync, and whose RunEvents are written
+        many to a statement (:func:`apply_records`). Each event is still one unit: a line that is
+        not UTF-8, not JSON, nested too deep, invalid or refused by the store is quarantined with
+        its line number and the rest of the file goes on.
+
+        The next batch is validated in a second thread while this one is written: the writes
+        mostly wait for the graph server, and the validation is the CPU work of the next batch.
 
         Returns:
             The counts for this file.
         """
         stats = IngestStats()
-        batch: list[tuple[dict[str, Any], str]] = []
-        with open(path, "rb") as handle:
-            for line_no, line in enumerate(handle, start=1):
-                if not line.strip():
-                    continue
-                source = f"{path}:{line_no}"
-                try:
-                    batch.append((self._prepare(line, source), source))
-                except InvalidEvent as exc:
+        with open(path, "rb") as handle, ThreadPoolExecutor(1, "fleetscope-validate") as validator:
+            chunks = _line_chunks(handle)
+            pending = validator.submit(self._parse_chunk, path, next(chunks, []))
+            while True:
+                batch, rejected = pending.result()
+                following = next(chunks, None)
+                if following is not None:
+                    pending = validator.submit(self._parse_chunk, path, following)
+                for line_no, source, raw, reason in rejected:
+                    self._reject(raw, source, reason)
                     stats.rejected += 1
-                    stats.reasons.append(f"line {line_no}: {exc}")
-                if len(batch) >= BATCH_EVENTS:
+                    stats.reasons.append(f"line {line_no}: {reason}")
+                if batch:
                     self._ingest_batch(batch, stats)
-                    batch = []
-        if batch:
-            self._ingest_batch(batch, stats)
-        return stats
+                if following is None:
+                    return stats
+
+    @classmethod
+    def _parse_chunk(
+        cls, path: Path, lines: list[tuple[int, bytes]]
+    ) -> tuple[list[Prepared], list[tuple[int, str, bytes, str]]]:
+        """Validate lines: the events, and ``(line number, source, line, reason)`` of the others."""
+        batch: list[Prepared] = []
+        rejected: list[tuple[int, str, bytes, str]] = []
+        for line_no, line in lines:
+            source = f"{path}:{line_no}"
+            try:
+                batch.append(cls._parse(line, source))
+            except InvalidEvent as exc:
+                rejected.append((line_no, source, line, str(exc)))
+        return batch, rejected
 
     # ------------------------------------------------------------------ the log and the graph
 

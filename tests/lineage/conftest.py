@@ -82,9 +82,10 @@ def lineage(store: GraphStore, tmp_path: Path) -> Lineage:
 
 @pytest.fixture
 def embedded_lineage(embedded_dir: Path, tmp_path: Path) -> Iterator[Lineage]:
-    """A service on the embedded store alone, for OpenLineage events: FalkorDB 4.16.3's Bolt
-    listener pastes the parameters into a fixed-size buffer and aborts ("stack smashing
-    detected") on the parameters of one event with a few datasets and facets."""
+    """A service on the embedded store alone, for OpenLineage events with facets: FalkorDB
+    4.16.3's Bolt listener takes a statement and its parameters of about 4 KiB at most (the Bolt
+    store refuses longer ones, see :mod:`fleetscope.lineage.store.bolt`), and one event with a
+    few facets is longer. Small events are tested on every backend."""
     store = EmbeddedStore(embedded_dir, graph=f"t{next(_graph_names)}")
     yield Lineage(store, AuditLog(tmp_path / "audit.jsonl"), tmp_path / "quarantine.jsonl")
     store.close()

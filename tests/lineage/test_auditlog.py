@@ -70,3 +70,18 @@ def test_cut_tail_is_found_with_the_exported_head(tmp_path: Path) -> None:
     assert [p.kind for p in result.problems] == ["truncated"]
     document = json.loads((tmp_path / "export.json").read_text())
     assert document["records"] == 5 and document["verified"] is True and len(document["entries"]) == 5
+
+
+def test_records_with_any_line_separator_in_their_text_verify_and_export(tmp_path: Path) -> None:
+    # JSON writes U+2028, U+2029, U+0085 and the like as they are; only "\n" ends a record.
+    log = AuditLog(tmp_path / "audit.jsonl")
+    names = ["line\u2028sep", "para\u2029sep", "next\x85line", "plain"]
+    written = [log.append("record", {"label": "Model", "id": name}) for name in names]
+    result = verify_log(log.path)
+    assert result.ok and result.records == 4 and result.head == written[-1]["hash"]
+    assert [record["data"]["id"] for record in log.records()] == names
+    exported = log.export(tmp_path / "export.json")
+    assert exported.ok
+    document = json.loads((tmp_path / "export.json").read_text())
+    assert [entry["data"]["id"] for entry in document["entries"]] == names
+    assert all(record_hash(entry) == entry["hash"] for entry in document["entries"])

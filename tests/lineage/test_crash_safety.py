@@ -68,6 +68,8 @@ def server_pid(data_dir: Path) -> int:
 
 def server_alive(data_dir: Path) -> bool:
     """Whether a process holds the data folder's server lock (the server's own liveness)."""
+    if not data_dir.exists():
+        return False  # the command has not got as far as its data folder yet (a loaded machine)
     fd = os.open(data_dir / "server.lock", os.O_RDWR | os.O_CREAT)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -173,6 +175,34 @@ def test_serve_on_a_busy_port_fails_naming_it_and_leaves_no_server(tmp_path: Pat
     assert process.returncode == 1
     assert err.startswith(f"error: cannot listen on 127.0.0.1:{port}: ")
     assert not server_alive(data)
+
+
+def test_sigterm_while_serve_opens_its_store_leaves_no_server(tmp_path: Path) -> None:
+    # A store large enough that opening it (load, replay) takes a while: SIGTERM lands in it.
+    data = tmp_path / "store"
+    events = tmp_path / "events.jsonl"
+    pipeline_file(events, 400)
+    assert fleetscope(store_env(data), "ingest", str(events)).wait(300) == 0
+    (data / "audit.jsonl").rename(tmp_path / "audit.jsonl")
+    (data / "appendonlydir").rename(tmp_path / "appendonlydir")  # the graph is lost: all replayed
+    (tmp_path / "audit.jsonl").rename(data / "audit.jsonl")
+    seed = int(os.environ.get("FLEETSCOPE_CRASH_SEED", random.randrange(1 << 30)))
+    rng = random.Random(seed)
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    process = fleetscope(store_env(data), "serve", "--port", str(port))
+    deadline = time.monotonic() + 120
+    while not server_alive(data) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    time.sleep(rng.uniform(0.0, 0.5))
+    process.send_signal(signal.SIGTERM)
+    process.wait(120)
+    orphan = server_alive(data)
+    if orphan:
+        os.kill(server_pid(data), signal.SIGKILL)  # the suite leaves no server behind
+    assert not orphan, f"seed {seed}: the server outlived the command"
+    assert_graph_agrees_with_verified_log(data).close()
 
 
 def test_kill_9_at_random_points_of_a_long_ingest_loses_nothing(tmp_path: Path) -> None:

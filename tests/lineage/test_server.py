@@ -39,6 +39,7 @@ from fleetscope.lineage.store.embedded import EmbeddedStore
 from tests.lineage.conftest import count_graph
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "fixtures/openlineage/example_full_event.json"
+PROBE_TRAILING_BLANK = EXAMPLE.with_name("probe_ol_trailing_space_dataset.jsonl")
 TOKEN = "s3cret-token-for-tests"
 PRODUCER = "https://github.com/fleetscope/fleetscope/tests"
 
@@ -99,6 +100,19 @@ def test_accepted_event_lands_in_the_graph(service: Lineage) -> None:
     table = "my-datasource-namespace|instance.schema.table@unversioned"
     assert edges == [{"rel": "PRODUCED", "id": table}, {"rel": "USED", "id": table}]
     assert verify_log(service.log.path).records == 1
+
+
+def test_a_dataset_name_ending_in_a_blank_is_applied_and_the_endpoint_keeps_answering(
+    service: Lineage,
+) -> None:
+    # The lineage probe 13: good event, one whose dataset is "public.orders ", good event again.
+    bad, good = PROBE_TRAILING_BLANK.read_bytes().splitlines()[:2]
+    with serving(service) as url:
+        answers = [post(url, body) for body in (good, bad, good)]
+    assert answers == [(201, {"status": "applied"})] * 3
+    assert verify_log(service.log.path).records == 2  # the good event sent twice is logged once
+    names = service.query("MATCH (d:Dataset) RETURN d.name AS name")
+    assert "public.orders " in {row["name"] for row in names}
 
 
 def test_broken_event_is_refused_with_its_reason_and_quarantined(service: Lineage) -> None:

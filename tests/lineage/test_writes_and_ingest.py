@@ -18,6 +18,7 @@ from fleetscope.lineage import (
     verify_log,
 )
 from tests.lineage.conftest import count_graph
+from tests.lineage.crashkit import PRODUCER, pipeline_file, run_event
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures/openlineage"
 SPEC_EVENT = Path(__file__).resolve().parents[2] / "fleetscope" / "lineage" / "spec"
@@ -107,3 +108,37 @@ def test_ingest_file_counts_good_and_bad_lines(embedded_lineage: Lineage, tmp_pa
     stats = embedded_lineage.ingest_file(events)
     assert (stats.accepted, stats.rejected) == (1, 1)
     assert "line 2: JobEvent (event): 'eventTime' is a required property" in stats.reasons
+
+
+def test_openlineage_events_go_in_over_every_backend(lineage: Lineage, tmp_path: Path) -> None:
+    events = tmp_path / "events.jsonl"
+    lines = pipeline_file(events, 8)
+    stats = lineage.ingest_file(events)
+    assert (stats.accepted, stats.rejected) == (len(lines), 0), stats.reasons
+    finished = lineage.query("MATCH (r:Run) WHERE r.state = 'COMPLETE' RETURN count(r) AS c")
+    assert finished == [{"c": len(lines) // 2}]
+    walk = lineage.audit("impact", {"id": "s3://b|d0@unversioned"})
+    assert max(row["depth"] for row in walk) == len(lines)
+
+
+def test_an_event_too_long_for_falkordbs_bolt_listener_is_refused_and_the_server_lives(
+    lineage: Lineage,
+) -> None:
+    schema = {
+        "_producer": PRODUCER,
+        "_schemaURL": "https://openlineage.io/spec/facets/1-1-1/SchemaDatasetFacet.json",
+        "fields": [{"name": f"column_{i}", "type": "string"} for i in range(60)],
+    }
+    wide = run_event("00000000-0000-4000-8000-000000000001", "COMPLETE", [], ["wide"])
+    wide["outputs"][0]["facets"] = {"schema": schema}
+    small = run_event("00000000-0000-4000-8000-000000000002", "COMPLETE", ["wide"], [])
+    first = lineage.ingest(json.dumps(wide))
+    second = lineage.ingest(json.dumps(small))
+    assert second.accepted == 1 and lineage.query("RETURN 1 AS alive") == [{"alive": 1}]
+    if lineage.store.backend == "embedded-falkordb":
+        assert first.accepted == 1
+    else:  # FalkorDB's Bolt listener: refused before it is sent, logged as refused, quarantined
+        assert first.rejected == 1 and "crashes its Bolt listener" in lineage.stats.reasons[-1]
+        ops = [json.loads(line)["op"] for line in lineage.log.path.read_text().splitlines()]
+        assert ops == ["openlineage", "refused", "openlineage"]
+    assert lineage.query("MATCH (r:Run) RETURN count(r) AS c") == [{"c": 1 + first.accepted}]

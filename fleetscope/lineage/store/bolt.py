@@ -6,6 +6,12 @@ Server differences handled here, never in the queries:
   has no Cypher constraint syntax (FalkorDB uses the ``GRAPH.CONSTRAINT`` command, which Bolt cannot
   send), so it gets ``CREATE INDEX FOR (n:L) ON (n.id)`` and uniqueness rests on every write being a
   ``MERGE`` on ``id``.
+- Statement size: FalkorDB 4.16's Bolt listener writes the statement and its parameters as one
+  text into a buffer of about 4 KiB and crashes the server (SIGSEGV, or "stack smashing detected")
+  on anything longer, so for a server that is not Neo4j a statement whose text and parameters
+  (measured as JSON, which is longer than FalkorDB's own rendering) exceed
+  :data:`FALKORDB_BOLT_MAX_BYTES` is refused before it is sent. Later FalkorDB sources raise that
+  buffer to 64 KiB (``MAX_PARAM_QUERY_SIZE``); Neo4j has no such limit.
 - Read-only sessions: Neo4j refuses writes in a READ transaction itself. FalkorDB 4.16 accepts the
   access mode and still writes, so for a server that is not Neo4j a statement is refused before it
   is sent when it holds a write clause (:func:`write_clause`).
@@ -14,6 +20,7 @@ Server differences handled here, never in the queries:
 from __future__ import annotations
 
 import copy
+import json
 import re
 from typing import Any
 
@@ -60,6 +67,11 @@ def write_clause(cypher: str) -> str | None:
     if re.search(r"\bCALL\s*\{", code, re.I):
         return "CALL { ... }"
     return None
+
+
+#: The longest statement text plus parameters (UTF-8 bytes, parameters as JSON) sent to a Bolt
+#: server that is not Neo4j: measured on FalkorDB 4.16.3, 4,085 bytes of text pass and 4,115 crash it.
+FALKORDB_BOLT_MAX_BYTES = 4000
 
 
 def _has_quote(value: Any) -> bool:
@@ -123,6 +135,14 @@ class BoltStore(GraphStore):
             # FalkorDB 4.16's Bolt layer pastes parameter text into the query unescaped: a value
             # with a single quote fails, and could change the statement. Refuse it here.
             raise StoreError("FalkorDB over Bolt cannot bind text containing a single quote safely")
+        if not self.is_neo4j:
+            text = json.dumps(params or {}, ensure_ascii=False, default=str)
+            size = len(cypher.encode()) + len(text.encode())
+            if size > FALKORDB_BOLT_MAX_BYTES:
+                raise StoreError(
+                    f"FalkorDB over Bolt cannot take a statement and parameters of {size:,} bytes "
+                    f"(at most {FALKORDB_BOLT_MAX_BYTES:,}: a longer one crashes its Bolt listener)"
+                )
 
         # Reads carry a transaction timeout, which Neo4j enforces on the server.
         timeout = self.read_timeout_s if mode == neo4j.READ_ACCESS else None

@@ -144,7 +144,7 @@ class FalkorDBServer:
             fcntl.flock(self._client_fd, fcntl.LOCK_SH)
         try:
             self._wait_ready(start_timeout_s, progress)
-        except StoreError:
+        except BaseException:  # a failed start, or SIGTERM / Ctrl-C while it loads
             self.stop()
             raise
 
@@ -345,8 +345,12 @@ class EmbeddedStore(GraphStore):
         self.server = FalkorDBServer(data_dir, progress=progress)
         self.graph_name = graph
         self.read_timeout_s = read_timeout_s
-        self._client = falkordb.FalkorDB(unix_socket_path=str(self.server.socket_path))
-        self._graph = self._client.select_graph(graph)
+        try:
+            self._client = falkordb.FalkorDB(unix_socket_path=str(self.server.socket_path))
+            self._graph = self._client.select_graph(graph)
+        except BaseException:
+            self.server.stop()
+            raise
         self._owner = True
 
     def other_graph(self, name: str) -> EmbeddedStore:
