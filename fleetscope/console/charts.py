@@ -227,7 +227,7 @@ def gpu_strip(gpus: pd.DataFrame, node: str, gpu: int | None) -> AnyChart | None
     outline = base.transform_filter("datum.culprit").mark_rect(
         height=30, filled=False, stroke="#d62728", strokeWidth=3
     )
-    return alt.layer(cells, outline).properties(height=60)
+    return alt.layer(cells, outline).properties(height=90)
 
 
 def worst_nodes(gpus: pd.DataFrame, measure: str, limit: int = HEATMAP_NODES) -> list[str]:

@@ -78,8 +78,8 @@ _FABRIC_OF = {name: fabric for fabric, names in LINK_ERROR_COUNTERS.items() for 
 
 #: GPU columns the cluster heatmap can colour by, with what the user reads.
 GPU_MEASURES = {
-    "temperature_celsius": "temperature (°C)",
     "health": "health (0 ok, 1 needs action, 2 down or lost)",
+    "temperature_celsius": "temperature (°C)",
     "xid_errors": "Xid errors in the window",
     "ecc_errors": "uncorrectable ECC in the window (remapped rows + retired pages)",
     "throttled": "throttled (1: a power or thermal limit holds the clocks)",
