@@ -354,15 +354,19 @@ def _down(source: Source, error: str | None) -> dict[str, str]:
 
 
 class Sampler:
-    """Reads a source at most once per ``refresh_seconds`` and keeps the last ``keep`` looks.
+    """Keeps the last ``keep`` looks at a source, reading it again once the latest is older than
+    ``refresh_seconds``.
 
+    Only the first look is read while a page waits. After that a stale look starts a read in a
+    background thread and pages go on with the latest look until the new one is in, so a large
+    cluster's read (seconds at 2,048 nodes, see ``benchmarks/bench_console.py``) never holds a page up.
     Thread-safe: Streamlit runs each browser session's script in its own thread and the console shares
     one sampler between them.
 
     Args:
         source: the live source.
         window_seconds: the source's window (for rates).
-        refresh_seconds: how old the latest look may be before a page asks for a new one.
+        refresh_seconds: how old the latest look may be before a new read starts.
         keep: how many looks to keep (the length of the console's series).
         clock: monotonic seconds (injected by tests).
     """
@@ -380,30 +384,61 @@ class Sampler:
         self.refresh_seconds = refresh_seconds
         self.history: deque[ClusterState] = deque(maxlen=keep)
         self.clock = clock
+        self.error: str | None = None
         self._read_at: float | None = None
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # guards the fields above
+        self._reading = threading.Lock()  # held while a read runs: one at a time
 
-    def latest(self) -> ClusterState:
-        """The latest look, reading the source first if the last read is older than the refresh period.
+    def _read(self) -> None:
+        """Read the source once and keep the look (or the error that stopped the read)."""
+        try:
+            try:
+                snapshots, error = self.source.fetch(), None
+            except SourceError as exc:
+                snapshots, error = {}, str(exc)
+            with self._lock:
+                previous = self.history[-1] if self.history else None
+            state = read_state(snapshots, self.window_seconds, _down(self.source, error), previous)
+        except ValueError as exc:
+            with self._lock:
+                self.error = f"the live source answered with something that is not Prometheus text: {exc}"
+            return
+        finally:
+            with self._lock:
+                self._read_at = self.clock()
+        with self._lock:
+            self.history.append(state)
+            self.error = None
 
-        A source that cannot be read at all gives a look with no rows and every node it knows down.
+    def _read_in_background(self) -> None:
+        try:
+            self._read()
+        finally:
+            self._reading.release()
 
-        Raises:
-            ValueError: a window is not Prometheus text.
+    def latest(self) -> ClusterState | None:
+        """The latest look; the first call reads the source and waits for it, later calls start a
+        background read when the look is stale and return at once.
+
+        Returns:
+            The look, or None when no read has succeeded (:attr:`error` says why). A source that cannot
+            be read at all gives a look with no rows and every node it knows down.
         """
         with self._lock:
-            now = self.clock()
-            if self._read_at is None or now - self._read_at >= self.refresh_seconds or not self.history:
-                try:
-                    snapshots, error = self.source.fetch(), None
-                except SourceError as exc:
-                    snapshots, error = {}, str(exc)
-                previous = self.history[-1] if self.history else None
-                self.history.append(
-                    read_state(snapshots, self.window_seconds, _down(self.source, error), previous)
-                )
-                self._read_at = now
-            return self.history[-1]
+            have = bool(self.history)
+            stale = self._read_at is None or self.clock() - self._read_at >= self.refresh_seconds
+        if not have:
+            with self._reading:  # waits for a read in flight, such as another session's first one
+                with self._lock:
+                    have = bool(self.history)
+                if not have:
+                    self._read()
+        elif stale and self._reading.acquire(blocking=False):
+            threading.Thread(
+                target=self._read_in_background, name="fleetscope-console-read", daemon=True
+            ).start()
+        with self._lock:
+            return self.history[-1] if self.history else None
 
     def series(self, table: str) -> pd.DataFrame:
         """One table (``gpus``, ``links`` or ``ranks``) of every kept look, with a ``time`` column."""

@@ -108,11 +108,10 @@ def live_state(config: ConsoleSettings) -> ClusterState | None:
             "or `--prometheus-url` to see the cluster."
         )
         return None
-    try:
-        return live.latest()
-    except ValueError as exc:
-        st.error(f"The live source answered with something that is not Prometheus text: {exc}")
-        return None
+    state = live.latest()
+    if state is None:
+        st.error(f"No look at the cluster yet: {live.error}")
+    return state
 
 
 @st.cache_resource

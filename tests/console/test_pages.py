@@ -106,10 +106,14 @@ def test_cluster_page_shows_the_lost_gpu_and_the_dead_exporter(app: AppTest, see
     lost = gpus[gpus["gpu"] == 3]
     assert list(lost["status"]) == ["lost (fallen off the bus)"]
     assert (gpus[gpus["gpu"] != 3]["status"] == "ok").all()
-    app.run()  # another look: the node's series over time
-    looks = re.search(r"(\d+) look\(s\) since the console started watching", texts(app))
-    assert looks is not None and int(looks.group(1)) >= 2
+    wait_for(lambda: _looks(app) >= 2, timeout=30)  # more looks (read in the background): series over time
     assert len(app.get("vega_lite_chart")) == 2 + 4  # map, heatmap, then four series of the node
+
+
+def _looks(app: AppTest) -> int:
+    app.run()
+    looks = re.search(r"(\d+) look\(s\) since the console started watching", texts(app))
+    return int(looks.group(1)) if looks else 0
 
 
 def test_job_page_puts_the_straggler_first(app: AppTest, seeded: Seeded) -> None:
@@ -255,3 +259,23 @@ def test_an_archive_reaching_outside_its_folder_is_refused(tmp_path: Path) -> No
     with pytest.raises(ArchiveError):
         unpack(data, "evil.tar.gz", tmp_path / "in")
     assert not (tmp_path / "escaped.log").exists()
+
+
+def test_the_sampler_reads_the_first_look_at_once_and_later_ones_in_the_background(seeded: Seeded) -> None:
+    from datetime import timedelta
+
+    from fleetscope.console.cluster_state import Sampler, open_source
+
+    now = [0.0]
+    targets = seeded.env["FLEETSCOPE_CONSOLE_TARGETS"].split(",")
+    sampler = Sampler(
+        open_source(targets, None, None, timedelta(minutes=5)), 300, refresh_seconds=10, clock=lambda: now[0]
+    )
+    first = sampler.latest()
+    assert first is not None and first.down == {seeded.dead: first.down[seeded.dead]}
+    assert sampler.latest() is first and len(sampler.history) == 1  # fresh: no read
+    now[0] = 11.0
+    assert sampler.latest() is first  # stale: answered at once with the look in hand ...
+    wait_for(lambda: len(sampler.history) == 2)  # ... while the next one is read
+    assert sampler.latest() is sampler.history[-1] is not first
+    assert len(sampler.series("gpus")) == 2 * 16

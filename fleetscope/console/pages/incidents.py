@@ -20,8 +20,9 @@ if incidents is not None:
     # Reports name nodes, not jobs: a job's nodes are those its ranks report from in the live look.
     live = ui.sampler(config)
     job_nodes: dict[str, set[str]] = {}
-    if live is not None:
-        ranks = live.latest().ranks
+    look = live.latest() if live is not None else None
+    if look is not None:
+        ranks = look.ranks
         for job, node in zip(ranks["job_id"], ranks["node"], strict=True):
             if job:
                 job_nodes.setdefault(str(job), set()).add(str(node))
