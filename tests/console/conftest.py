@@ -14,6 +14,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import pynvml
 import pytest
 
 from fleetscope.collectors import investigate
@@ -21,7 +22,7 @@ from fleetscope.collectors.incidents import IncidentStore
 from fleetscope.exporters.training import PHASES, TrainingHook
 from fleetscope.lineage import AuditLog, Lineage, Link, open_store, record_collector_incident
 from tests.exporters.fake_nvml import FakeNvml
-from tests.exporters.support import H100_X8, running_exporter, wait_for
+from tests.exporters.support import H100_X8, H200, running_exporter, wait_for
 from tests.servers import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -46,6 +47,7 @@ class Seeded:
         resolved_id: the resolved incident's fingerprint.
         dead: the node whose exporter does not answer.
         hooks: the training hooks of the job's ranks.
+        node01: the fake NVML behind node-01's exporter.
     """
 
     env: dict[str, str]
@@ -54,6 +56,7 @@ class Seeded:
     resolved_id: str
     dead: str
     hooks: list[TrainingHook]
+    node01: FakeNvml
 
 
 def seed_store(path: Path) -> tuple[dict[str, Any], str, str]:
@@ -124,7 +127,10 @@ def seeded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Seeded]:
     store = state / "incidents.db"
     report, open_id, resolved_id = seed_store(store)
     uri = seed_lineage(state / "lineage", store, open_id)
-    healthy, faulty = FakeNvml.from_capture(H100_X8), FakeNvml.from_capture(H100_X8)
+    # node-01's GPU has NVLinks (the H200 capture), so a test can make its error counters rise.
+    healthy, faulty = FakeNvml.from_capture(H200), FakeNvml.from_capture(H100_X8)
+    # The exporter asks once whether a link has a counter: this one has, at 0 until a test raises it.
+    healthy.set_nvlink_errors(0, 0, pynvml.NVML_NVLINK_ERROR_DL_REPLAY, 0)
     faulty.lose_gpu(3)
     for log in ("a", "b"):
         (state / log).mkdir()
@@ -149,7 +155,7 @@ def seeded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Seeded]:
             "FLEETSCOPE_LINEAGE_URI": uri,
             "HOME": str(state),
         }
-        yield Seeded(env, report, open_id, resolved_id, "node-03", hooks)
+        yield Seeded(env, report, open_id, resolved_id, "node-03", hooks, healthy)
         for hook in hooks:
             hook.close()
     assert PHASES[-1] == "collective_wait"  # the order the records above assume

@@ -167,8 +167,15 @@ def test_the_cluster_page_names_the_node_that_is_down(page, console_url: str) ->
     page.goto(console_url)
     page.get_by_role("link", name="Cluster").click()
     page.get_by_text("Exporters down: 1").wait_for(timeout=SHOWN_WITHIN)
-    page.get_by_text("Node node-02").wait_for(timeout=SHOWN_WITHIN)
-    page.locator("[data-testid='stVegaLiteChart'] .marks").nth(1).wait_for(timeout=SHOWN_WITHIN)
+    page.get_by_text("Node node-02").wait_for(timeout=SHOWN_WITHIN)  # the worst node first
+    heatmap = page.locator("[data-testid='stVegaLiteChart'] .marks").nth(1)
+    heatmap.wait_for(timeout=SHOWN_WITHIN)
+    # Click node-01's row, level with its axis label, in the middle of the plot.
+    box = heatmap.bounding_box()
+    label = heatmap.locator("text", has_text="node-01").first.bounding_box()
+    assert box is not None and label is not None
+    page.mouse.click(box["x"] + box["width"] / 2, label["y"] + label["height"] / 2)
+    page.get_by_text("Node node-01").wait_for(timeout=SHOWN_WITHIN)
 
 
 def test_investigate_page_runs_the_engine_on_an_example_bundle(page, console_url: str) -> None:

@@ -11,6 +11,7 @@ import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 
+import pynvml
 import pytest
 from streamlit.testing.v1 import AppTest
 
@@ -107,7 +108,21 @@ def test_cluster_page_shows_the_lost_gpu_and_the_dead_exporter(app: AppTest, see
     assert list(lost["status"]) == ["lost (fallen off the bus)"]
     assert (gpus[gpus["gpu"] != 3]["status"] == "ok").all()
     wait_for(lambda: _looks(app) >= 2, timeout=30)  # more looks (read in the background): series over time
-    assert len(app.get("vega_lite_chart")) == 2 + 4  # map, heatmap, then four series of the node
+    seeded.node01.set_nvlink_errors(0, 0, pynvml.NVML_NVLINK_ERROR_DL_REPLAY, 120)
+    wait_for(lambda: _link_errors(app) == [("node-01", "nvlink", 120.0)], timeout=30)
+    rates = next(t for t in tables(app) if "errors_per_second" in t.columns)
+    assert rates["errors_per_second"].iloc[0] == pytest.approx(120 / 300)
+    assert len(app.get("vega_lite_chart")) == 2 + 1 + 4  # map, heatmap, link errors, four series of the node
+
+
+def _link_errors(app: AppTest) -> list[tuple[str, str, float]]:
+    app.run()
+    found = [t for t in tables(app) if "errors_per_second" in t.columns]
+    return (
+        [tuple(row) for row in found[0][["node", "fabric", "errors"]].itertuples(index=False)]
+        if found
+        else []
+    )
 
 
 def _looks(app: AppTest) -> int:
@@ -278,4 +293,4 @@ def test_the_sampler_reads_the_first_look_at_once_and_later_ones_in_the_backgrou
     assert sampler.latest() is first  # stale: answered at once with the look in hand ...
     wait_for(lambda: len(sampler.history) == 2)  # ... while the next one is read
     assert sampler.latest() is sampler.history[-1] is not first
-    assert len(sampler.series("gpus")) == 2 * 16
+    assert len(sampler.series("gpus")) == 2 * (1 + 8)  # two looks at node-01's GPU and node-02's 8
