@@ -12,6 +12,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tarfile
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -201,3 +202,24 @@ def test_audit_page_runs_the_pack_and_refuses_writes(page, console_url: str) -> 
     cypher.fill("CREATE (:Model {id: 'forged'})")
     page.get_by_role("button", name="Run query").click()
     page.get_by_text("ReadOnlyViolation", exact=False).wait_for(timeout=SHOWN_WITHIN)
+
+
+def test_an_uploaded_tar_gz_is_investigated_and_junk_is_nothing_readable(
+    page, console_url: str, tmp_path: Path
+) -> None:
+    bundle = tmp_path / "bundle.tar.gz"
+    with tarfile.open(bundle, "w:gz") as archive:
+        archive.add(OPEN_BUNDLE, arcname=OPEN_BUNDLE.name)
+    junk = tmp_path / "notes.tar.gz"
+    junk.write_bytes(b"these are not the logs you are looking for\n")
+    page.goto(console_url)
+    page.get_by_role("link", name="Investigate").click()
+    page.get_by_role("tab", name="Upload a zip or tar.gz").click()
+    page.locator("input[type='file']").set_input_files(str(bundle))
+    page.get_by_text("Root cause: GPU hardware").wait_for(timeout=SHOWN_WITHIN)
+    page.get_by_text("node-02 · GPU 3", exact=False).first.wait_for(timeout=SHOWN_WITHIN)
+    page.locator("input[type='file']").set_input_files(str(junk))
+    page.get_by_text(
+        "Nothing readable: notes.tar.gz is not a zip, tar or tar.gz archive", exact=False
+    ).wait_for(timeout=SHOWN_WITHIN)
+    assert page.get_by_text("healthy", exact=False).count() == 0
