@@ -342,14 +342,9 @@ def _down(source: Source, error: str | None) -> dict[str, str]:
     nodes = source.nodes if isinstance(source, ExporterSource) else {}
     down: dict[str, str] = {}
     for line in lines:
-        named = [node for base, node in nodes.items() if base + "/" in line]
-        if named:
-            down[named[0]] = line
-        elif isinstance(source, ExporterSource) and error:
-            # One error for the whole source: every target was unreachable.
-            down.update({node: line for node in nodes.values()})
-        else:
-            down[line.split(": ", 1)[0]] = line
+        # A source that read nothing raises one error naming every target it tried.
+        named = [node for base, node in nodes.items() if base + "/" in line] or [line.split(": ", 1)[0]]
+        down.update(dict.fromkeys(named, line))
     return down
 
 

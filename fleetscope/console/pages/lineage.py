@@ -51,10 +51,19 @@ if entity:
         st.stop()
     st.query_params["id"] = entity
     start_label = label if label != "(any)" else None
-    walked = [*upstream, *downstream]
     if start_label is None:
-        starts = [r["from_label"] for r in walked if r.get("depth") == 1 and r.get("from_id") == entity]
-        start_label = starts[0] if starts else None
+        # The walk's first steps name the start's label; a node with no neighbours is looked up by label,
+        # one indexed lookup each, never by a scan of the whole graph.
+        starts = {str(r["from_label"]) for r in [*upstream, *downstream] if r.get("depth") == 1}
+        candidates = sorted(starts) if starts else list(ENTITIES)
+        found = [
+            name
+            for name in candidates
+            if lineage.query(
+                f"MATCH (n:{name} {{key: $key}}) RETURN count(n) AS c", {"key": node_key(entity)}
+            )[0]["c"]
+        ]
+        start_label = found[0] if len(found) == 1 else None
     st.graphviz_chart(dot(entity, start_label, upstream, downstream), width="stretch")
     st.caption(f"{len(upstream)} upstream and {len(downstream)} downstream step(s), up to {depth} hop(s)")
     if start_label:
@@ -65,7 +74,7 @@ if entity:
             props = {k: v for k, v in dict(rows[0]["props"]).items() if k != "key"}
             st.markdown(f"**{start_label} {entity}**")
             st.json(props)
-    near = neighbours(entity, walked)
+    near = neighbours(entity, [*upstream, *downstream])
     if near:
         st.selectbox(
             "Move to",
