@@ -67,6 +67,19 @@ def load_incidents(config: ConsoleSettings, state: str | None = None) -> list[In
         return None
 
 
+def find_incident(config: ConsoleSettings, fingerprint: str) -> Incident | None:
+    """One incident by its whole fingerprint, however old; None when the store has no such incident or
+    cannot be read (:func:`load_incidents` has said why)."""
+    try:
+        store = IncidentStore(config.incident_store)
+        try:
+            return store.get(fingerprint)
+        finally:
+            store.close()
+    except sqlite3.Error:
+        return None
+
+
 @st.cache_resource
 def _sampler(
     targets: tuple[str, ...],

@@ -294,3 +294,16 @@ def test_the_sampler_reads_the_first_look_at_once_and_later_ones_in_the_backgrou
     wait_for(lambda: len(sampler.history) == 2)  # ... while the next one is read
     assert sampler.latest() is sampler.history[-1] is not first
     assert len(sampler.series("gpus")) == 2 * (1 + 8)  # two looks at node-01's GPU and node-02's 8
+
+
+def test_an_incident_link_opens_an_older_incident_and_a_wrong_one_says_so(
+    app: AppTest, seeded: Seeded
+) -> None:
+    app.switch_page("pages/incident.py")
+    app.query_params["incident"] = seeded.resolved_id
+    app.run()
+    assert f"Incident {seeded.resolved_id}" in texts(app)
+    assert "resolved · first seen" in texts(app)
+    app.query_params["incident"] = "0123456789abcdef"
+    app.run()
+    assert "No incident '0123456789abcdef' in the store." in texts(app)

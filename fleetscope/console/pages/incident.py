@@ -27,7 +27,12 @@ if incidents is not None:
     wanted = st.query_params.get("incident", "")
     ids = list(by_id)
     if wanted and wanted not in by_id:
-        st.warning(f"No incident {wanted!r} among the {len(ids)} most recent.")
+        older = ui.find_incident(config, wanted)  # a link to one older than the most recent
+        if older is None:
+            st.warning(f"No incident {wanted!r} in the store.")
+        else:
+            by_id = {wanted: older, **by_id}
+    ids = list(by_id)
     if not ids:
         st.success("No incidents recorded.")
     else:
