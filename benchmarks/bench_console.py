@@ -167,17 +167,17 @@ def measure(nodes: int, repeats: int, workdir: Path) -> dict[str, float]:
                 "FLEETSCOPE_LINEAGE_URI": f"embedded://{workdir / 'no-lineage'}",  # none: not measured here
             }
         )
-        results = {"cluster cold": render("pages/cluster.py")}
-        results["cluster warm"] = statistics.median(render("pages/cluster.py") for _ in range(repeats))
+        results = {"cluster cold": render("views/cluster.py")}
+        results["cluster warm"] = statistics.median(render("views/cluster.py") for _ in range(repeats))
         results["incident warm"] = statistics.median(
-            render("pages/incident.py", {"incident": fingerprint}) for _ in range(repeats)
+            render("views/incident.py", {"incident": fingerprint}) for _ in range(repeats)
         )
         # A look that is always stale: every render starts (or finds) a read in the background, which
         # competes with the page for the interpreter.
         os.environ["FLEETSCOPE_CONSOLE_REFRESH_SECONDS"] = "0"
-        render("pages/cluster.py")  # this sampler's first look
+        render("views/cluster.py")  # this sampler's first look
         results["cluster while reading"] = statistics.median(
-            render("pages/cluster.py") for _ in range(repeats)
+            render("views/cluster.py") for _ in range(repeats)
         )
     return results
 

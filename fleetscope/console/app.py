@@ -1,7 +1,7 @@
 """fleetscope console: the Streamlit app for on-call root-cause work.
 
 Start it with ``fleetscope console`` (which runs ``streamlit run`` on this file). This script sets the
-page up and lists the pages, one script each under ``fleetscope/console/pages/``; each page starts with
+page up and lists the pages, one script each under ``fleetscope/console/views/``; each page starts with
 :func:`fleetscope.console.ui.start`, which asks for a login where one is configured
 (:mod:`fleetscope.console.auth`):
 
@@ -24,13 +24,13 @@ from __future__ import annotations
 import streamlit as st
 
 PAGES = [
-    ("pages/incidents.py", "Incidents"),
-    ("pages/incident.py", "Incident"),
-    ("pages/cluster.py", "Cluster"),
-    ("pages/job.py", "Job"),
-    ("pages/lineage.py", "Lineage"),
-    ("pages/audit.py", "Audit"),
-    ("pages/investigate.py", "Investigate"),
+    ("views/incidents.py", "Incidents"),
+    ("views/incident.py", "Incident"),
+    ("views/cluster.py", "Cluster"),
+    ("views/job.py", "Job"),
+    ("views/lineage.py", "Lineage"),
+    ("views/audit.py", "Audit"),
+    ("views/investigate.py", "Investigate"),
 ]
 
 st.set_page_config(page_title="fleetscope", layout="wide")

@@ -223,3 +223,12 @@ def test_an_uploaded_tar_gz_is_investigated_and_junk_is_nothing_readable(
         "Nothing readable: notes.tar.gz is not a zip, tar or tar.gz archive", exact=False
     ).wait_for(timeout=SHOWN_WITHIN)
     assert page.get_by_text("healthy", exact=False).count() == 0
+
+
+def test_the_lineage_page_draws_the_graph_around_a_run(page, console_url: str) -> None:
+    page.goto(console_url + "/lineage?id=run-17")  # a link straight to a page gets the app's page list
+    page.get_by_role("link", name="Incidents").wait_for(timeout=SHOWN_WITHIN)
+    graph = page.locator("[data-testid='stGraphVizChart'] svg")
+    graph.wait_for(timeout=SHOWN_WITHIN)
+    for name in ("web@v3", "chat:2", "ckpt-17-2000", "GPU-node02-3"):
+        graph.locator("g.node text", has_text=name).first.wait_for(timeout=SHOWN_WITHIN)

@@ -66,7 +66,7 @@ def test_incidents_lists_open_ones_newest_first_and_filters(app: AppTest, seeded
 def test_incident_page_gives_the_answer_the_evidence_the_timeline_and_the_map(
     app: AppTest, seeded: Seeded
 ) -> None:
-    app.switch_page("pages/incident.py")
+    app.switch_page("views/incident.py")
     app.query_params["incident"] = seeded.open_id
     app.run()
     assert not app.exception
@@ -93,7 +93,7 @@ def test_incident_page_gives_the_answer_the_evidence_the_timeline_and_the_map(
 
 
 def test_cluster_page_shows_the_lost_gpu_and_the_dead_exporter(app: AppTest, seeded: Seeded) -> None:
-    app.switch_page("pages/cluster.py").run()
+    app.switch_page("views/cluster.py").run()
     assert not app.exception
     shown = texts(app)
     assert "Exporters down: 1" in shown
@@ -132,7 +132,7 @@ def _looks(app: AppTest) -> int:
 
 
 def test_job_page_puts_the_straggler_first(app: AppTest, seeded: Seeded) -> None:
-    app.switch_page("pages/job.py").run()
+    app.switch_page("views/job.py").run()
     assert not app.exception
     assert "Straggler: rank 5 on node-01" in texts(app)
     ranks = tables(app)[0]
@@ -152,7 +152,7 @@ def _steps_in_window(app: AppTest) -> list[float]:
 
 
 def test_lineage_page_draws_the_neighbourhood_and_moves(app: AppTest) -> None:
-    app.switch_page("pages/lineage.py")
+    app.switch_page("views/lineage.py")
     app.query_params["id"] = "run-17"
     app.run()
     assert not app.exception
@@ -169,7 +169,7 @@ def test_lineage_page_draws_the_neighbourhood_and_moves(app: AppTest) -> None:
 
 
 def test_audit_page_runs_a_query_and_keeps_cypher_for_admins(app: AppTest) -> None:
-    app.switch_page("pages/audit.py").run()
+    app.switch_page("views/audit.py").run()
     query = next(s for s in app.selectbox if s.label == "Audit query")
     query.set_value("impact").run()
     app.text_input(key="impact.id").set_value("web@v3")
@@ -186,7 +186,7 @@ def test_audit_page_runs_a_query_and_keeps_cypher_for_admins(app: AppTest) -> No
 def test_an_admin_gets_read_only_cypher(app: AppTest) -> None:
     app.secrets["auth"] = {"redirect_uri": "http://127.0.0.1/oauth2callback", "cookie_secret": "s"}
     app.user = {"is_logged_in": True, "email": "ana@example.com", "groups": ["fleetscope-admin", "ops"]}
-    app.switch_page("pages/audit.py").run()
+    app.switch_page("views/audit.py").run()
     assert not app.exception
     app.text_area[0].set_value("CREATE (:Model {id: 'forged'})")
     next(b for b in app.button if b.label == "Run query").click().run()
@@ -203,7 +203,7 @@ def test_with_a_provider_configured_nothing_shows_before_login(app: AppTest) -> 
 
 
 def test_investigate_a_folder_and_uploads(app: AppTest, tmp_path: Path) -> None:
-    app.switch_page("pages/investigate.py").run()
+    app.switch_page("views/investigate.py").run()
     app.text_input[0].set_value(str(OPEN_BUNDLE)).run()
     assert not app.exception
     assert "Root cause: GPU hardware" in texts(app)
@@ -299,7 +299,7 @@ def test_the_sampler_reads_the_first_look_at_once_and_later_ones_in_the_backgrou
 def test_an_incident_link_opens_an_older_incident_and_a_wrong_one_says_so(
     app: AppTest, seeded: Seeded
 ) -> None:
-    app.switch_page("pages/incident.py")
+    app.switch_page("views/incident.py")
     app.query_params["incident"] = seeded.resolved_id
     app.run()
     assert f"Incident {seeded.resolved_id}" in texts(app)

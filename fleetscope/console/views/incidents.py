@@ -60,7 +60,7 @@ if incidents is not None:
         pick = st.selectbox("Incident", list(labels))
         if pick:
             st.page_link(
-                "pages/incident.py",
+                "views/incident.py",
                 label="Open this incident",
                 icon=":material/open_in_new:",
                 query_params={"incident": labels[pick].fingerprint},

@@ -1,1 +1,0 @@
-"""The console's pages, one Streamlit script each; :mod:`fleetscope.console.app` lists them."""
