@@ -12,21 +12,21 @@ engine's own report on an example bundle whose culprit is ``node-02``.
 Each page is rendered by Streamlit's ``AppTest`` (the script run, charts and tables built and
 serialised, as for a browser): first **cold**, the console's first look at the cluster (two queries,
 every series parsed) read while the page waits, then **warm**, ``--repeats`` times with a look in hand,
-which is what every later visit costs: the console reads newer looks in the background
-(:class:`fleetscope.console.cluster_state.Sampler`). The table gives the median seconds and the ratio
-to the smallest size. **cluster while reading** renders the page with a look that is always stale, so
-a background read runs during every render and competes with it for the interpreter.
+which is what every later visit costs: the console reads newer looks in the background, in a process
+of its own (:class:`fleetscope.console.cluster_state.Sampler`). The table gives the median seconds and
+the ratio to the smallest size. **cluster while reading** renders the page with a look that is always
+stale, so a background read runs during every render and competes with it for the cores.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import multiprocessing
 import os
 import random
 import statistics
 import tempfile
-import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -97,9 +97,9 @@ def cluster_series(nodes: int, then: bool, seed: int = 7) -> list[dict[str, Any]
     return out
 
 
-@contextmanager
-def prometheus_api(nodes: int) -> Iterator[str]:
-    """Serve the simulated cluster as a Prometheus instant-query API on 127.0.0.1; yields its URL."""
+def _serve(nodes: int, ports: Any) -> None:
+    """Serve the simulated cluster as a Prometheus instant-query API on 127.0.0.1 until killed; the port
+    goes to ``ports`` (a queue)."""
     answers = {
         then: json.dumps(
             {"status": "success", "data": {"resultType": "vector", "result": cluster_series(nodes, then)}}
@@ -122,13 +122,27 @@ def prometheus_api(nodes: int) -> Iterator[str]:
             pass
 
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
+    ports.put(server.server_address[1])
+    server.serve_forever()
+
+
+@contextmanager
+def prometheus_api(nodes: int) -> Iterator[str]:
+    """The simulated cluster's API in a process of its own, as a real Prometheus would be (in this
+    process its answers would compete with the renders for the interpreter); yields its URL."""
+    # By its module's name: AppTest runs page scripts as __main__, so a function of __main__ (this file,
+    # under `python -m`) cannot be found by name once a page has run.
+    from benchmarks import bench_console
+
+    context = multiprocessing.get_context("spawn")
+    ports = context.Queue()
+    server = context.Process(target=bench_console._serve, args=(nodes, ports), daemon=True)
+    server.start()
     try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
+        yield f"http://127.0.0.1:{ports.get(timeout=300)}"
     finally:
-        server.shutdown()
-        server.server_close()
+        server.terminate()
+        server.join()
 
 
 def render(page: str, query: dict[str, str] | None = None) -> float:
@@ -173,7 +187,7 @@ def measure(nodes: int, repeats: int, workdir: Path) -> dict[str, float]:
             render("views/incident.py", {"incident": fingerprint}) for _ in range(repeats)
         )
         # A look that is always stale: every render starts (or finds) a read in the background, which
-        # competes with the page for the interpreter.
+        # competes with the page for the cores.
         os.environ["FLEETSCOPE_CONSOLE_REFRESH_SECONDS"] = "0"
         render("views/cluster.py")  # this sampler's first look
         results["cluster while reading"] = statistics.median(

@@ -13,13 +13,16 @@ aggregate before they chart (a 2,048-node cluster is 16,384 GPU rows; a chart ge
 
 from __future__ import annotations
 
+import multiprocessing
 import threading
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 from prometheus_client.parser import text_string_to_metric_families
@@ -348,18 +351,51 @@ def _down(source: Source, error: str | None) -> dict[str, str]:
     return down
 
 
+def look(source: Source, window_seconds: float, previous: ClusterState | None) -> ClusterState:
+    """Read a source once into a :class:`ClusterState`; a source that cannot be read at all gives a look
+    with no rows and every node it knows down.
+
+    Raises:
+        ValueError: a window is not Prometheus text.
+    """
+    try:
+        snapshots, error = source.fetch(), None
+    except SourceError as exc:
+        snapshots, error = {}, str(exc)
+    return read_state(snapshots, window_seconds, _down(source, error), previous)
+
+
+#: The source of a reader process (:meth:`Sampler.in_process_of_its_own`).
+_WORKER_SOURCE: Source | None = None
+
+
+def _open_in_worker(
+    targets: tuple[str, ...], targets_file: Path | None, prometheus_url: str | None, window_seconds: float
+) -> None:
+    global _WORKER_SOURCE
+    _WORKER_SOURCE = open_source(targets, targets_file, prometheus_url, timedelta(seconds=window_seconds))
+
+
+def _look_in_worker(window_seconds: float, previous: ClusterState | None) -> ClusterState:
+    assert _WORKER_SOURCE is not None, "the reader process was not initialised"
+    return look(_WORKER_SOURCE, window_seconds, previous)
+
+
 class Sampler:
     """Keeps the last ``keep`` looks at a source, reading it again once the latest is older than
     ``refresh_seconds``.
 
-    Only the first look is read while a page waits. After that a stale look starts a read in a
-    background thread and pages go on with the latest look until the new one is in, so a large
-    cluster's read (seconds at 2,048 nodes, see ``benchmarks/bench_console.py``) never holds a page up.
+    Only the first look is read while a page waits. After that a stale look starts a read from a
+    background thread (the console's reads then run in a process of their own) and pages go on with the
+    latest look until the new one is in, so a large cluster's read (20-30 s at 2,048 nodes, see
+    ``benchmarks/README.md``) never holds a page up.
     Thread-safe: Streamlit runs each browser session's script in its own thread and the console shares
     one sampler between them.
 
     Args:
-        source: the live source.
+        read: makes one look, given the one before (for step times); raises ValueError on a window
+            that is not Prometheus text: :func:`look` on a source in a process of its own
+            (:meth:`in_process_of_its_own`, the console's), or in this one.
         window_seconds: the source's window (for rates).
         refresh_seconds: how old the latest look may be before a new read starts.
         keep: how many looks to keep (the length of the console's series).
@@ -368,13 +404,13 @@ class Sampler:
 
     def __init__(
         self,
-        source: Source,
+        read: Callable[[ClusterState | None], ClusterState],
         window_seconds: float,
         refresh_seconds: float = 15.0,
         keep: int = 120,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        self.source = source
+        self.read = read
         self.window_seconds = window_seconds
         self.refresh_seconds = refresh_seconds
         self.history: deque[ClusterState] = deque(maxlen=keep)
@@ -384,16 +420,48 @@ class Sampler:
         self._lock = threading.Lock()  # guards the fields above
         self._reading = threading.Lock()  # held while a read runs: one at a time
 
+    @classmethod
+    def in_process_of_its_own(
+        cls,
+        targets: Sequence[str],
+        targets_file: Path | None,
+        prometheus_url: str | None,
+        window_seconds: float,
+        **options: Any,
+    ) -> Sampler | None:
+        """A sampler whose reads run in a child process that owns the source (the console's): a read of
+        thousands of nodes parses hundreds of thousands of series, and in this process it would hold
+        the interpreter the pages render in. None when no source is named.
+
+        Raises:
+            ValueError: a target or the URL is not an HTTP address (checked here, before the child starts).
+        """
+        if open_source(targets, targets_file, prometheus_url, timedelta(seconds=window_seconds)) is None:
+            return None
+        reader = ProcessPoolExecutor(
+            max_workers=1,
+            mp_context=multiprocessing.get_context("spawn"),  # no fork of a threaded server
+            initializer=_open_in_worker,
+            initargs=(tuple(targets), targets_file, prometheus_url, window_seconds),
+        )
+
+        def read(previous: ClusterState | None) -> ClusterState:
+            # Only the ranks of the look before are needed (step times); the rest need not travel.
+            slim = (
+                replace(previous, gpus=previous.gpus.iloc[0:0], links=previous.links.iloc[0:0])
+                if previous
+                else None
+            )
+            return reader.submit(_look_in_worker, window_seconds, slim).result()
+
+        return cls(read, window_seconds, **options)
+
     def _read(self) -> None:
-        """Read the source once and keep the look (or the error that stopped the read)."""
+        """Make one look and keep it (or the error that stopped it)."""
+        with self._lock:
+            previous = self.history[-1] if self.history else None
         try:
-            try:
-                snapshots, error = self.source.fetch(), None
-            except SourceError as exc:
-                snapshots, error = {}, str(exc)
-            with self._lock:
-                previous = self.history[-1] if self.history else None
-            state = read_state(snapshots, self.window_seconds, _down(self.source, error), previous)
+            state = self.read(previous)
         except ValueError as exc:
             with self._lock:
                 self.error = f"the live source answered with something that is not Prometheus text: {exc}"

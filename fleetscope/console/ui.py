@@ -12,7 +12,6 @@ import csv
 import io
 import json
 import sqlite3
-from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +21,7 @@ import streamlit as st
 from fleetscope.collectors.incidents import Incident, IncidentStore
 from fleetscope.console import auth
 from fleetscope.console.charts import LAYER_LABELS, cluster_map, gpu_strip, node_health, timeline_chart
-from fleetscope.console.cluster_state import ClusterState, Sampler, open_source
+from fleetscope.console.cluster_state import ClusterState, Sampler
 from fleetscope.console.investigate_report import verdict_sentence
 from fleetscope.console.settings import ConsoleSettings
 
@@ -88,10 +87,9 @@ def _sampler(
     window: float,
     refresh: float,
 ) -> Sampler | None:
-    source = open_source(
-        targets, Path(targets_file) if targets_file else None, prometheus_url, timedelta(seconds=window)
+    return Sampler.in_process_of_its_own(
+        targets, Path(targets_file) if targets_file else None, prometheus_url, window, refresh_seconds=refresh
     )
-    return Sampler(source, window, refresh_seconds=refresh) if source is not None else None
 
 
 def sampler(config: ConsoleSettings) -> Sampler | None:

@@ -277,15 +277,15 @@ def test_an_archive_reaching_outside_its_folder_is_refused(tmp_path: Path) -> No
 
 
 def test_the_sampler_reads_the_first_look_at_once_and_later_ones_in_the_background(seeded: Seeded) -> None:
-    from datetime import timedelta
-
-    from fleetscope.console.cluster_state import Sampler, open_source
+    from fleetscope.console.cluster_state import Sampler
 
     now = [0.0]
     targets = seeded.env["FLEETSCOPE_CONSOLE_TARGETS"].split(",")
-    sampler = Sampler(
-        open_source(targets, None, None, timedelta(minutes=5)), 300, refresh_seconds=10, clock=lambda: now[0]
+    # The console's sampler: reads in a process of its own, which owns the exporter source.
+    sampler = Sampler.in_process_of_its_own(
+        targets, None, None, 300, refresh_seconds=10, clock=lambda: now[0]
     )
+    assert sampler is not None
     first = sampler.latest()
     assert first is not None and first.down == {seeded.dead: first.down[seeded.dead]}
     assert sampler.latest() is first and len(sampler.history) == 1  # fresh: no read
@@ -307,3 +307,11 @@ def test_an_incident_link_opens_an_older_incident_and_a_wrong_one_says_so(
     app.query_params["incident"] = "0123456789abcdef"
     app.run()
     assert "No incident '0123456789abcdef' in the store." in texts(app)
+
+
+def test_a_bad_target_is_refused_before_a_reader_starts() -> None:
+    from fleetscope.console.cluster_state import Sampler
+
+    with pytest.raises(ValueError, match="not an HTTP address"):
+        Sampler.in_process_of_its_own(["node-01=ftp://x:1"], None, None, 300)
+    assert Sampler.in_process_of_its_own([], None, None, 300) is None
