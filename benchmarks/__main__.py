@@ -9,7 +9,13 @@ from __future__ import annotations
 
 import argparse
 
-from benchmarks import bench_exporter, bench_investigate, bench_lineage, bench_lineage_durability
+from benchmarks import (
+    bench_console,
+    bench_exporter,
+    bench_investigate,
+    bench_lineage,
+    bench_lineage_durability,
+)
 
 
 def main() -> None:
@@ -24,6 +30,8 @@ def main() -> None:
     bench_lineage.main(["--nodes", "10000"] if quick else ["--nodes", "10000", "--nodes", "100000"])
     print("\n== lineage: durable ingest (group commit) and cold start of the embedded store")
     bench_lineage_durability.main(["--events", "10000" if quick else "100000"])
+    print("\n== console: Incident and Cluster pages rendered by AppTest")
+    bench_console.main(["--nodes", "16", "--nodes", "256" if quick else "2048"])
 
 
 if __name__ == "__main__":

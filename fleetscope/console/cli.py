@@ -1077,24 +1077,80 @@ def console(
             metavar="FILE",
         ),
     ] = None,
+    target: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--target",
+            "-t",
+            metavar="[NAME=]HOST:PORT",
+            help="Exporter the Cluster and Job pages read; repeat per node. (env FLEETSCOPE_CONSOLE_TARGETS)",
+        ),
+    ] = None,
+    targets_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--targets-file",
+            metavar="FILE",
+            help="Prometheus file_sd JSON of exporters for those pages. "
+            "(env FLEETSCOPE_CONSOLE_TARGETS_FILE)",
+        ),
+    ] = None,
+    prometheus_url: Annotated[
+        str | None,
+        typer.Option(
+            "--prometheus-url",
+            metavar="URL",
+            help="Prometheus-compatible API for those pages. (env FLEETSCOPE_CONSOLE_PROMETHEUS_URL)",
+        ),
+    ] = None,
+    config: Annotated[
+        Path | None,
+        typer.Option(
+            "--config",
+            metavar="FILE",
+            help="YAML file of console settings: the keys of ConsoleSettings, e.g. console_targets, auth "
+            "(role_claim, admin). (env FLEETSCOPE_CONSOLE_CONFIG)",
+        ),
+    ] = None,
 ) -> None:
     """Open the on-call console (a Streamlit web app) at http://ADDRESS:PORT.
 
-    Pages: Incidents (what `fleetscope collect` recorded, with root cause, evidence and timeline),
-    Investigate (run the engine on a bundle folder on this machine) and Audit (the lineage audit pack
-    and read-only Cypher; the store comes from FLEETSCOPE_LINEAGE_URI). Needs the console extra:
+    Pages: Incidents (what `fleetscope collect` recorded), Incident (root cause, evidence, timeline,
+    the culprit on the cluster map, what it touched in lineage), Cluster (nodes x GPUs, interconnect
+    errors, exporters down; from --target, --targets-file or --prometheus-url), Job (per-rank step time
+    and collective wait), Lineage (a graph around any entity), Audit (the lineage audit pack; read-only
+    Cypher for admins) and Investigate (a bundle folder or an uploaded zip or tar.gz). With an [auth]
+    section in .streamlit/secrets.toml it requires an OpenID Connect login. Needs the console extra:
     pip install -e '.[console]' in a clone.
     """
     import importlib.util
 
+    from fleetscope.collectors.live import http_url, target_nodes
     from fleetscope.console import settings
 
     if importlib.util.find_spec("streamlit") is None:
         typer.echo("fleetscope console needs Streamlit: pip install -e '.[console]' (in a clone)", err=True)
         raise typer.Exit(1)
+    for path, option in ((targets_file, "--targets-file"), (config, "--config")):
+        if path is not None and not path.is_file():
+            raise typer.BadParameter(f"{path}: no such file", param_hint=option)
+    try:
+        target_nodes(target or [])
+        if prometheus_url:
+            http_url(prometheus_url)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from None
     env = dict(os.environ)
     if store:
         env[settings.ENV_INCIDENT_STORE] = str(store)
+    if target:
+        env[settings.ENV_CONSOLE_TARGETS] = ",".join(target)
+    if targets_file:
+        env[settings.ENV_CONSOLE_TARGETS_FILE] = str(targets_file.resolve())
+    if prometheus_url:
+        env[settings.ENV_CONSOLE_PROMETHEUS_URL] = prometheus_url
+    if config:
+        env[settings.ENV_CONSOLE_CONFIG] = str(config.resolve())
     app_file = Path(__file__).with_name("app.py")
     command = [
         sys.executable,
@@ -1197,7 +1253,15 @@ def up(
             Service(
                 "console",
                 fleetscope_argv(
-                    "console", "--address", address, "--port", str(console_port), "--store", str(store)
+                    "console",
+                    "--address",
+                    address,
+                    "--port",
+                    str(console_port),
+                    "--store",
+                    str(store),
+                    "--target",
+                    exporter_at,
                 ),
                 f"http://{address}:{console_port}/_stcore/health",
                 f"http://{address}:{console_port}",

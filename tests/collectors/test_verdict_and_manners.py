@@ -75,8 +75,7 @@ def test_the_console_page_says_what_the_cli_says(tmp_path: Path) -> None:
     testing = pytest.importorskip("streamlit.testing.v1")
     bundle = _unknown_text(tmp_path / "bundle", 2_000)
     app = testing.AppTest.from_file(str(ROOT / "fleetscope" / "console" / "app.py"), default_timeout=60)
-    app.run()
-    app.sidebar.radio[0].set_value("Investigate").run()
+    app.switch_page("views/investigate.py").run()
     app.text_input[0].set_value(str(bundle)).run()
     assert next(w.value for w in app.warning).startswith("Could not judge")
     assert not app.success

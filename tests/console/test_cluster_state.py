@@ -1,0 +1,107 @@
+"""What the console makes of a window and of a report: the GPU, link and rank tables of
+``cluster_state.read_state`` and the timeline of ``charts``, on exposition text in the exporter's own
+metric names and on the engine's reports of example bundles."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from fleetscope.collectors import investigate
+from fleetscope.collectors.live import NodeSnapshot
+from fleetscope.console.charts import timeline_chart, timeline_frame
+from fleetscope.console.cluster_state import read_state
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "fleetscope" / "examples" / "incidents"
+
+WINDOW = """\
+# TYPE fleetscope_gpu_temperature_celsius gauge
+fleetscope_gpu_temperature_celsius{gpu="0"} 88.0
+fleetscope_gpu_temperature_celsius{gpu="1"} 41.0
+# TYPE fleetscope_gpu_up gauge
+fleetscope_gpu_up{gpu="0"} 1.0
+fleetscope_gpu_up{gpu="1"} 1.0
+fleetscope_gpu_up{gpu="2"} 0.0
+# TYPE fleetscope_gpu_recovery_action gauge
+fleetscope_gpu_recovery_action{gpu="1"} 1.0
+# TYPE fleetscope_gpu_clock_event_reason_active gauge
+fleetscope_gpu_clock_event_reason_active{gpu="0",reason="hw_thermal_slowdown"} 1.0
+fleetscope_gpu_clock_event_reason_active{gpu="0",reason="gpu_idle"} 1.0
+fleetscope_gpu_clock_event_reason_active{gpu="1",reason="gpu_idle"} 1.0
+# TYPE fleetscope_gpu_xid_errors_total untyped
+fleetscope_gpu_xid_errors_total{gpu="0",xid="13"} 2.0
+fleetscope_gpu_xid_errors_total{gpu="0",xid="31"} 1.0
+# TYPE fleetscope_gpu_remapped_rows_uncorrectable_total untyped
+fleetscope_gpu_remapped_rows_uncorrectable_total{gpu="1"} 1.0
+# TYPE fleetscope_gpu_retired_pages_total untyped
+fleetscope_gpu_retired_pages_total{cause="double_bit_ecc",gpu="1"} 2.0
+# TYPE fleetscope_infiniband_symbol_errors_total untyped
+fleetscope_infiniband_symbol_errors_total{device="mlx5_0",port="1"} 30.0
+# TYPE fleetscope_efa_retransmitted_packets_total untyped
+fleetscope_efa_retransmitted_packets_total{device="rdmap0",port="1"} 60.0
+# TYPE fleetscope_training_step_duration_seconds histogram
+fleetscope_training_step_duration_seconds_sum{rank="3"} 130.0
+fleetscope_training_step_duration_seconds_count{rank="3"} 110.0
+# TYPE fleetscope_training_steps_total untyped
+fleetscope_training_steps_total{rank="3"} 10.0
+# TYPE fleetscope_training_phase_seconds_total untyped
+fleetscope_training_phase_seconds_total{phase="collective_wait",rank="3"} 4.0
+fleetscope_training_phase_seconds_total{phase="forward",rank="3"} 2.0
+# TYPE fleetscope_training_rank_info gauge
+fleetscope_training_rank_info{job_id="j-1",local_rank="3",rank="3",world_size="8"} 1.0
+"""
+
+
+def test_a_window_becomes_gpu_link_and_rank_rows() -> None:
+    state = read_state({"n1": NodeSnapshot(metrics=WINDOW)}, window_seconds=300.0)
+    gpus = state.gpus.set_index("gpu")
+    assert gpus.loc[0, "temperature_celsius"] == 88.0
+    assert gpus.loc[0, "xid_errors"] == 3.0
+    assert (gpus.loc[0, "throttled"], gpus.loc[0, "throttle_reasons"]) == (1, "hw_thermal_slowdown")
+    assert gpus.loc[1, "throttled"] == 0  # idling is not throttling
+    assert gpus.loc[1, "ecc_errors"] == 3.0
+    assert (gpus.loc[1, "health"], gpus.loc[1, "status"]) == (1, "the driver asks for recovery action 1")
+    assert (gpus.loc[2, "health"], gpus.loc[2, "status"]) == (2, "NVML did not answer")
+    links = state.links.set_index("fabric")
+    assert links.loc["infiniband", "errors_per_second"] == pytest.approx(30 / 300)
+    assert links.loc["efa", "errors_per_second"] == pytest.approx(60 / 300)
+    (rank,) = state.ranks.itertuples(index=False)
+    assert (rank.job_id, rank.steps) == ("j-1", 10.0)
+    assert rank.collective_wait_seconds == pytest.approx(0.4)
+    assert rank.step_seconds == pytest.approx(130 / 110)  # first look: the mean since the rank started
+    later = WINDOW.replace('_sum{rank="3"} 130.0', '_sum{rank="3"} 160.0').replace(
+        '_count{rank="3"} 110.0', '_count{rank="3"} 120.0'
+    )
+    again = read_state({"n1": NodeSnapshot(metrics=later)}, 300.0, previous=state)
+    assert again.ranks["step_seconds"].iloc[0] == pytest.approx(3.0)  # 30 s over the 10 steps since
+
+
+def test_a_node_that_was_not_read_is_down_and_has_no_rows() -> None:
+    state = read_state({}, 300.0, down={"n9": "GET http://n9:9847/metrics: refused"})
+    assert state.nodes == ["n9"]
+    assert state.gpus.empty and state.links.empty and state.ranks.empty
+
+
+def test_a_window_that_is_not_prometheus_text_is_an_error() -> None:
+    with pytest.raises(ValueError):
+        read_state({"n1": NodeSnapshot(metrics='fleetscope_gpu_up{gpu="0" 1\n')}, 300.0)
+
+
+def test_a_fully_timed_timeline_is_drawn_on_the_clock_with_symptoms_linked_to_their_cause() -> None:
+    report = investigate(EXAMPLES / "12-xid13-sm-warp-exception-then-xid109").to_dict()
+    frame = timeline_frame(report)
+    assert frame["time"].notna().all()
+    cause_sources = {e["source"] for e in report["root_causes"][0]["evidence"]}
+    assert set(frame[frame["role"] == "cause 1"]["source"]) == cause_sources & set(frame["source"])
+    chart = timeline_chart(report)
+    assert chart is not None
+    spec = chart.to_dict()
+    rule, points = spec["layer"]
+    assert rule["mark"]["type"] == "rule" and points["encoding"]["x"]["type"] == "temporal"
+
+
+def test_an_untimed_timeline_is_drawn_in_the_engines_order() -> None:
+    report = investigate(EXAMPLES / "50-multinode-xid119-gsp-timeout-collective-hang").to_dict()
+    spec = timeline_chart(report).to_dict()  # type: ignore[union-attr]
+    assert spec["layer"][-1]["encoding"]["x"]["field"] == "order"
