@@ -1,11 +1,15 @@
 """The live collector: the same correlation engine as ``fleetscope investigate``, fed on a schedule.
 
-Every cycle the collector gathers what the cluster shows now into a *window*, a bundle folder laid out
-exactly like an offline one (one subfolder per node), investigates it with
-:func:`fleetscope.collectors.investigate` and records the report in the
-:class:`~fleetscope.collectors.incidents.IncidentStore`. Keeping the window a plain bundle means the live path
-and the offline path share every parser, detector and the correlator, and an on-call engineer can copy the
-window folder and re-run ``fleetscope investigate`` on it.
+Every cycle the collector gathers what the cluster shows now into a *window* (per node: metric samples
+and kernel-log lines), hands the samples and lines straight to the engine
+(:func:`fleetscope.collectors.investigate.investigate_window`: the same sample-to-evidence mapping, line
+parsers, detectors and correlator as a bundle) and records the report in the
+:class:`~fleetscope.collectors.incidents.IncidentStore`. Facts that need more than one window (a node
+that stopped answering, a GPU whose series vanished, a peer deviation that persists, a rank that stopped
+stepping) come from :class:`~fleetscope.collectors.history.WindowHistory` as series of the node's window,
+so they are evidence like any other sample. With ``window_dir`` the window is also written as a bundle
+folder (one subfolder per node: ``metrics.prom``, ``kernel.log``) that ``fleetscope investigate``
+reads to the same report.
 
 Sources (docs/design.md, "The shape"):
 
@@ -55,10 +59,11 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 from prometheus_client.core import Metric
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.registry import Collector
+from prometheus_client.utils import floatToGoString
 
 from fleetscope.collectors.alerting import WebhookSender
 from fleetscope.collectors.incidents import RESOLVED, Change, Incident, IncidentStore
-from fleetscope.collectors.investigate import investigate
+from fleetscope.collectors.investigate import investigate_window
 
 log = logging.getLogger(__name__)
 
@@ -105,12 +110,21 @@ class NodeSnapshot:
     """What one node showed in one cycle.
 
     Attributes:
-        metrics: Prometheus text exposition of the node's series.
+        families: the node's metric families in the window (counters as increases), as
+            prometheus-client reads them.
         kernel_lines: raw kernel-log lines (as the node printed them), oldest first.
     """
 
-    metrics: str = ""
+    families: list[Metric] = field(default_factory=list)
     kernel_lines: list[str] = field(default_factory=list)
+
+    def samples(self) -> list[tuple[str, dict[str, str], float, str]]:
+        """Every sample as ``(name, labels, value, text)``, ``text`` its exposition line."""
+        return [
+            (s.name, s.labels, s.value, sample_line(s.name, s.labels, s.value))
+            for family in self.families
+            for s in family.samples
+        ]
 
 
 class Source(Protocol):
@@ -119,9 +133,12 @@ class Source(Protocol):
     Attributes:
         skipped: what the last :meth:`fetch` could not read though it read something else (one dead
             exporter among several), one line each; the cycle's report lists them in ``notes``.
+        down: the nodes the last :meth:`fetch` should have read and could not (their exporter did not
+            answer, or their series left the API during the window).
     """
 
     skipped: list[str]
+    down: list[str]
 
     def fetch(self) -> dict[str, NodeSnapshot]:
         """Read every node this source knows. Raises SourceError."""
@@ -154,7 +171,9 @@ def increase(now: float, then: float | None) -> float:
     return now - then
 
 
-def window_exposition(text: str, start: dict[SeriesKey, float] | None) -> tuple[str, dict[SeriesKey, float]]:
+def window_families(
+    text: str, start: dict[SeriesKey, float] | None
+) -> tuple[list[Metric], dict[SeriesKey, float]]:
     """Turn one scrape into the window's view of it.
 
     Args:
@@ -164,7 +183,7 @@ def window_exposition(text: str, start: dict[SeriesKey, float] | None) -> tuple[
             increase is 0 and the scrape is only a baseline.
 
     Returns:
-        ``(exposition, counters)``: the text with gauges as they are and counters replaced by their
+        ``(families, counters)``: the families with gauges as they are and counters replaced by their
         increase (counters that did not rise, and ``_created`` samples, left out), and this scrape's
         counter values for later windows.
 
@@ -188,9 +207,25 @@ def window_exposition(text: str, start: dict[SeriesKey, float] | None) -> tuple[
                 kept.add_sample(sample.name, sample.labels, rise)
         if kept.samples:
             families.append(kept)
+    return families, counters
+
+
+def exposition(families: Sequence[Metric]) -> str:
+    """The Prometheus text exposition of ``families`` (prometheus-client's writer)."""
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(_Families(families))
-    return generate_latest(registry).decode(), counters
+    registry.register(_Families(list(families)))
+    return generate_latest(registry).decode()
+
+
+def sample_line(name: str, labels: dict[str, str], value: float) -> str:
+    """One sample as prometheus-client's writer puts it in an exposition (labels escaped, Go floats)."""
+    if not labels:
+        return f"{name} {floatToGoString(value)}"
+    pairs = ",".join(
+        '{}="{}"'.format(k, v.replace("\\", r"\\").replace("\n", r"\n").replace('"', r"\""))
+        for k, v in labels.items()
+    )
+    return f"{name}{{{pairs}}} {floatToGoString(value)}"
 
 
 def _get(url: str, timeout: float) -> bytes:
@@ -300,6 +335,7 @@ class ExporterSource:
         self.window = window.total_seconds()
         self.clock = clock
         self.skipped: list[str] = []
+        self.down: list[str] = []
         # Per target: counter values of earlier scrapes, oldest first, and when each kernel line was seen.
         self._scrapes: dict[str, deque[tuple[float, dict[SeriesKey, float]]]] = {}
         self._seen: dict[str, dict[str, float]] = {}
@@ -360,20 +396,23 @@ class ExporterSource:
         """
         snapshots: dict[str, NodeSnapshot] = {}
         errors: list[str] = []
+        down: list[str] = []
         for base in self.targets:
             try:
                 text = _get(base + "/metrics", self.timeout).decode("utf-8", "replace")
                 events = json.loads(_get(base + "/events", self.timeout))
                 now = self.clock()
-                metrics, counters = window_exposition(text, self._window_start(base, now))
+                families, counters = window_families(text, self._window_start(base, now))
             except (SourceError, json.JSONDecodeError, ValueError) as exc:
                 errors.append(f"{base}: {exc}" if base not in str(exc) else str(exc))
+                down.append(self.nodes[base])
                 continue
             self._scrapes.setdefault(base, deque()).append((now, counters))
             lines = self._kernel_lines(
                 base, events.get("events", []) if isinstance(events, dict) else [], now
             )
-            snapshots[self.nodes[base]] = NodeSnapshot(metrics=metrics, kernel_lines=lines)
+            snapshots[self.nodes[base]] = NodeSnapshot(families=families, kernel_lines=lines)
+        self.down = down
         if errors and not snapshots:
             raise SourceError("; ".join(errors))
         for error in errors:
@@ -403,6 +442,7 @@ class FileSDSource:
     ) -> None:
         self.path = Path(path)
         self.skipped: list[str] = []
+        self.down: list[str] = []
         self._exporters = ExporterSource(
             [], timeout=timeout, window=window, held_events_are_recent=held_events_are_recent
         )
@@ -440,7 +480,10 @@ class FileSDSource:
             raise SourceError(f"targets file {self.path}: {exc}") from exc
         if not self._exporters.targets:
             raise SourceError(f"targets file {self.path} lists no targets")
-        snapshots = self._exporters.fetch()
+        try:
+            snapshots = self._exporters.fetch()
+        finally:
+            self.down = self._exporters.down
         self.skipped = self._exporters.skipped
         return snapshots
 
@@ -463,6 +506,7 @@ class PromQLSource:
     def __init__(self, url: str, timeout: float = 30.0, window: timedelta = timedelta(minutes=5)) -> None:
         self.url = http_url(url)
         self.skipped: list[str] = []  # the queries answer whole or not at all
+        self.down: list[str] = []
         self.timeout = timeout
         self.window = max(1, int(window.total_seconds()))
 
@@ -491,9 +535,11 @@ class PromQLSource:
             labels.pop("job", None)
             start.setdefault(instance, {})[_key(labels.pop("__name__"), labels)] = float(result["value"][1])
         by_instance: dict[str, list[Metric]] = {}
+        answered: set[str] = set()
         for result in now:
             labels = dict(result["metric"])
             instance = labels.pop("instance", "unknown")
+            answered.add(instance)
             labels.pop("job", None)
             name = labels.pop("__name__")
             value = float(result["value"][1])
@@ -506,16 +552,16 @@ class PromQLSource:
             family = Metric(name, "read through the PromQL API", "untyped")
             family.add_sample(name, labels, value)
             by_instance.setdefault(instance, []).append(family)
-        hosts = [node_name(instance) for instance in by_instance]
-        snapshots = {}
-        for instance, families in by_instance.items():
-            registry = CollectorRegistry(auto_describe=False)
-            registry.register(_Families(families))
+        instances = set(by_instance) | set(start)
+        hosts = [node_name(instance) for instance in instances]
+
+        def node(instance: str) -> str:
             host = node_name(instance)
-            snapshots[host if hosts.count(host) == 1 else instance] = NodeSnapshot(
-                metrics=generate_latest(registry).decode()
-            )
-        return snapshots
+            return host if hosts.count(host) == 1 else instance
+
+        # An instance with series at the window's start and none now stopped answering during it.
+        self.down = sorted(node(instance) for instance in set(start) - answered)
+        return {node(instance): NodeSnapshot(families=families) for instance, families in by_instance.items()}
 
 
 class LiveCollector:
@@ -524,8 +570,11 @@ class LiveCollector:
     Args:
         sources: where evidence comes from.
         store: the incident store reports go to.
-        window_dir: the folder the window bundle is written into, replaced on every cycle; it must
-            not exist yet or be a window this collector wrote (it holds :data:`WINDOW_MARKER`).
+        window_dir: where to write each cycle's window as a bundle folder for ``fleetscope
+            investigate`` (replaced on every cycle; it must not exist yet or be a window this collector
+            wrote, holding :data:`WINDOW_MARKER`), or None to write nothing. The cycle itself hands
+            samples and log lines straight to the engine
+            (:func:`~fleetscope.collectors.investigate.investigate_window`) either way.
         kernel_history: at most this many kernel-log lines per node in a window.
         registry: where the collector's own metrics are registered.
         on_incident: called with each recorded incident (e.g. to link it into the lineage graph); an
@@ -538,7 +587,7 @@ class LiveCollector:
         self,
         sources: Sequence[Source],
         store: IncidentStore,
-        window_dir: Path,
+        window_dir: Path | None = None,
         kernel_history: int = 5000,
         registry: CollectorRegistry | None = None,
         on_incident: Callable[[Incident], object] | None = None,
@@ -550,7 +599,7 @@ class LiveCollector:
         self.on_incident = on_incident
         self.resolve_after = resolve_after
         self.alerts = alerts
-        self.window_dir = Path(window_dir)
+        self.window_dir = Path(window_dir) if window_dir is not None else None
         self._kernel_history = kernel_history
         self.registry = registry or CollectorRegistry()
         self._cycles = Counter(
@@ -600,7 +649,7 @@ class LiveCollector:
             try:
                 for node, snapshot in source.fetch().items():
                     merged = nodes.setdefault(node, NodeSnapshot())
-                    merged.metrics += snapshot.metrics
+                    merged.families += snapshot.families
                     merged.kernel_lines += snapshot.kernel_lines
                 skipped += [f"not read this cycle: {problem}" for problem in source.skipped]
             except SourceError as exc:
@@ -612,9 +661,14 @@ class LiveCollector:
             raise CollectionError("no source could be read: " + "; ".join(errors))
         return nodes, [f"not read this cycle: {error}" for error in errors] + skipped
 
-    def _write_window(self, nodes: dict[str, NodeSnapshot]) -> None:
-        staging = self.window_dir.with_name(self.window_dir.name + ".new")
-        for folder in (self.window_dir, staging):
+    def _kernel_lines(self, snapshot: NodeSnapshot) -> list[str]:
+        """The node's kernel lines in the window: each once (an exporter's /events is a ring buffer that
+        repeats lines), the latest ``kernel_history`` of them."""
+        return list(dict.fromkeys(snapshot.kernel_lines))[-self._kernel_history :]
+
+    def _write_window(self, window_dir: Path, nodes: dict[str, NodeSnapshot]) -> None:
+        staging = window_dir.with_name(window_dir.name + ".new")
+        for folder in (window_dir, staging):
             if folder.exists() and not (folder / WINDOW_MARKER).exists():
                 raise CollectionError(
                     f"{folder} exists and is not a fleetscope window; refusing to replace it"
@@ -625,15 +679,14 @@ class LiveCollector:
         for node, snapshot in nodes.items():
             folder = staging / node
             folder.mkdir()
-            if snapshot.metrics:
-                (folder / "metrics.prom").write_text(snapshot.metrics)
-            # An exporter's /events is a ring buffer that repeats lines; the window holds each once.
-            lines = list(dict.fromkeys(snapshot.kernel_lines))[-self._kernel_history :]
+            if snapshot.families:
+                (folder / "metrics.prom").write_text(exposition(snapshot.families))
+            lines = self._kernel_lines(snapshot)
             if lines:
                 (folder / "kernel.log").write_text("\n".join(lines) + "\n")
         # Swap in the new window whole, so a reader never sees half of one.
-        shutil.rmtree(self.window_dir, ignore_errors=True)
-        staging.rename(self.window_dir)
+        shutil.rmtree(window_dir, ignore_errors=True)
+        staging.rename(window_dir)
 
     def run_once(self) -> dict[str, Any]:
         """One cycle.
@@ -646,8 +699,12 @@ class LiveCollector:
         """
         started = time.perf_counter()
         nodes, unread = self._gather()
-        self._write_window(nodes)
-        report = investigate(self.window_dir).to_dict()
+        if self.window_dir is not None:
+            self._write_window(self.window_dir, nodes)
+        report = investigate_window(
+            {node: snapshot.samples() for node, snapshot in nodes.items()},
+            {node: self._kernel_lines(snapshot) for node, snapshot in nodes.items()},
+        ).to_dict()
         report["notes"] = unread + report.get("notes", [])
         recorded = self.store.record(report)
         changes: list[Change] = [recorded] if recorded else []

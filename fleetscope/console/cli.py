@@ -779,6 +779,15 @@ def collect(
             "resolves; repeat for several receivers (in the variable: space-separated).",
         ),
     ] = None,
+    window_dir: Annotated[
+        Path | None,
+        typer.Option(
+            "--window-dir",
+            metavar="DIR",
+            help="Also write each cycle's window here as a bundle folder (replaced every cycle) for "
+            "`fleetscope investigate DIR`.",
+        ),
+    ] = None,
 ) -> None:
     """Watch the cluster and record incidents (the live form of `investigate`).
 
@@ -834,7 +843,6 @@ def collect(
     if not port.isdigit() or not 0 < int(port) < 65536:
         raise typer.BadParameter(f"--web.listen-address must be HOST:PORT, got {listen!r}")
     store_path = store or ConsoleSettings().incident_store
-    window_dir = store_path.with_name(store_path.name + ".window")
     with contextlib.ExitStack() as cleanup:
         on_incident = None
         # fleetscope.lineage.config.ENV_VARS["store_uri"], spelled out: importing lineage needs its extra,

@@ -8,11 +8,13 @@ import urllib.request
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from fleetscope.collectors.incidents import IncidentStore
+from fleetscope.collectors.investigate import investigate
 from fleetscope.collectors.live import (
     CollectionError,
     ExporterSource,
@@ -20,9 +22,10 @@ from fleetscope.collectors.live import (
     LiveCollector,
     PromQLSource,
     SourceError,
+    exposition,
     http_url,
     target_nodes,
-    window_exposition,
+    window_families,
 )
 from fleetscope.exporters.server import Exporter
 from tests.exporters.fake_nvml import FakeNvml
@@ -210,12 +213,14 @@ def test_window_exposition_keeps_gauges_and_turns_counters_into_increases() -> N
         'fleetscope_gpu_temperature_celsius{gpu="0"} 88\n'
         'DCGM_FI_DEV_ECC_DBE_VOL_TOTAL{gpu="3"} 7\n'  # untyped, counter by its name
     )
-    baseline_text, start = window_exposition(before, None)
+    baseline, start = window_families(before, None)
+    baseline_text = exposition(baseline)
     assert (
         "xid_errors" not in baseline_text
         and 'fleetscope_gpu_temperature_celsius{gpu="0"} 61.0' in baseline_text
     )
-    text, _ = window_exposition(after, start)
+    families, _ = window_families(after, start)
+    text = exposition(families)
     samples = {
         (s.name, tuple(sorted(s.labels.items()))): s.value
         for family in text_string_to_metric_families(text)
@@ -284,3 +289,47 @@ def test_targets_come_from_a_file_sd_file_reread_every_cycle(tmp_path: Path, exp
     listed.write_text(json.dumps([{"targets": [address]}, {"targets": [dead]}]))
     assert list(source.fetch()) == ["127.0.0.1:" + str(exporter.port)]  # two targets on one host
     assert dead in source.skipped[0]
+
+
+def _diagnosis(report: dict[str, Any]) -> dict[str, Any]:
+    """A report without what only names where evidence was read (sources, line counts, notes)."""
+
+    def strip(value: Any) -> Any:
+        if isinstance(value, dict):
+            return {k: strip(v) for k, v in value.items() if k != "source"}
+        if isinstance(value, list):
+            return [strip(v) for v in value]
+        return value
+
+    return strip({k: v for k, v in report.items() if k not in ("unparsed", "understood", "notes")})
+
+
+def test_samples_straight_to_the_engine_and_the_written_window_give_the_same_report(
+    tmp_path: Path, exporter: Exporter, kernel_log: Path
+) -> None:
+    window = tmp_path / "window"
+    collector = LiveCollector(
+        [ExporterSource([f"127.0.0.1:{exporter.port}"])], IncidentStore(tmp_path / "i.db"), window
+    )
+    healthy = collector.run_once()
+    assert _diagnosis(healthy) == _diagnosis(investigate(window).to_dict())
+    fallen = (KERNEL_LOGS / "fallen-off-bus-multiline.dmesg.log").read_text()
+    kernel_log.write_text(fallen)
+    wait_for(lambda: len(_events(exporter)) == len(fallen.splitlines()))
+    live = collector.run_once()
+    offline = investigate(window).to_dict()
+    assert live["incident"] is True and live["root_causes"][0]["layer"] == "gpu_hardware"
+    assert _diagnosis(live) == _diagnosis(offline)
+    assert live["understood"]["lines"] > 0
+    # The live path quotes where it read each item: the node's samples and events, not a file.
+    sources = {q["source"].rsplit(":", 1)[0] for q in live["root_causes"][0]["evidence"]}
+    assert sources == {"127.0.0.1/events", "127.0.0.1/metrics"}
+
+
+def test_without_a_window_dir_nothing_is_written(tmp_path: Path, exporter: Exporter) -> None:
+    collector = LiveCollector(
+        [ExporterSource([f"127.0.0.1:{exporter.port}"])], IncidentStore(tmp_path / "i.db")
+    )
+    report = collector.run_once()
+    assert report["verdict"] == "healthy"
+    assert not [p for p in tmp_path.iterdir() if p.is_dir()]
