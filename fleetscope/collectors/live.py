@@ -62,6 +62,7 @@ from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString
 
 from fleetscope.collectors.alerting import WebhookSender
+from fleetscope.collectors.history import WindowHistory
 from fleetscope.collectors.incidents import RESOLVED, Change, Incident, IncidentStore
 from fleetscope.collectors.investigate import investigate_window
 
@@ -526,6 +527,7 @@ class PromQLSource:
         Raises:
             SourceError: the API is unreachable or answered with an error.
         """
+        self.down = []
         now = self._query(PROMQL_SELECTOR)
         then = self._query(f"{PROMQL_SELECTOR} offset {self.window}s")
         start: dict[str, dict[SeriesKey, float]] = {}
@@ -581,6 +583,7 @@ class LiveCollector:
             exception it raises is logged and counted, never fatal to the cycle.
         resolve_after: an open incident whose fault no window has shown for this long is resolved.
         alerts: sends a notification when an incident opens, reopens or resolves; None for none.
+        window: how long the sources' windows are (for rates over them), as given to the sources.
     """
 
     def __init__(
@@ -593,8 +596,10 @@ class LiveCollector:
         on_incident: Callable[[Incident], object] | None = None,
         resolve_after: timedelta = timedelta(minutes=10),
         alerts: WebhookSender | None = None,
+        window: timedelta = timedelta(minutes=5),
     ) -> None:
         self.sources = list(sources)
+        self.history = WindowHistory(window)
         self.store = store
         self.on_incident = on_incident
         self.resolve_after = resolve_after
@@ -640,11 +645,13 @@ class LiveCollector:
             registry=self.registry,
         )
 
-    def _gather(self) -> tuple[dict[str, NodeSnapshot], list[str]]:
-        """Read every source; return the nodes and one line per thing that could not be read."""
+    def _gather(self) -> tuple[dict[str, NodeSnapshot], list[str], set[str]]:
+        """Read every source; return the nodes, one line per thing that could not be read, and the nodes
+        that did not answer."""
         nodes: dict[str, NodeSnapshot] = {}
         errors = []
         skipped = []
+        down: set[str] = set()
         for source in self.sources:
             try:
                 for node, snapshot in source.fetch().items():
@@ -652,14 +659,16 @@ class LiveCollector:
                     merged.families += snapshot.families
                     merged.kernel_lines += snapshot.kernel_lines
                 skipped += [f"not read this cycle: {problem}" for problem in source.skipped]
+                down.update(source.down)
             except SourceError as exc:
+                down.update(source.down)
                 self._errors.inc()
                 errors.append(f"{type(source).__name__}: {exc}")
                 log.warning("source %s failed this cycle: %s", type(source).__name__, exc)
         if errors and len(errors) == len(self.sources):
             # Investigating an empty window would report a healthy cluster that nobody looked at.
             raise CollectionError("no source could be read: " + "; ".join(errors))
-        return nodes, [f"not read this cycle: {error}" for error in errors] + skipped
+        return nodes, [f"not read this cycle: {error}" for error in errors] + skipped, down - set(nodes)
 
     def _kernel_lines(self, snapshot: NodeSnapshot) -> list[str]:
         """The node's kernel lines in the window: each once (an exporter's /events is a ring buffer that
@@ -698,7 +707,10 @@ class LiveCollector:
             CollectionError: no source could be read, or the window folder is not the collector's.
         """
         started = time.perf_counter()
-        nodes, unread = self._gather()
+        nodes, unread, down = self._gather()
+        derived = self.history.observe({node: snapshot.families for node, snapshot in nodes.items()}, down)
+        for node, families in derived.items():
+            nodes.setdefault(node, NodeSnapshot()).families += families
         if self.window_dir is not None:
             self._write_window(self.window_dir, nodes)
         report = investigate_window(

@@ -867,6 +867,7 @@ def collect(
             on_incident=on_incident,
             resolve_after=timedelta(seconds=resolve_after),
             alerts=alerts,
+            window=timedelta(seconds=window),
         )
         if once:
             try:
