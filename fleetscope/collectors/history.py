@@ -75,19 +75,22 @@ def peer_metrics() -> list[PeerMetric]:
     ]
 
 
-def robust_z(value: float, values: Sequence[float]) -> float:
-    """How far ``value`` is from the median of ``values`` in robust standard deviations.
+def robust_scores(values: Sequence[float]) -> list[float]:
+    """How far each value is from the median of ``values`` in robust standard deviations (in order).
 
     The spread is ``1.4826 * MAD`` (median absolute deviation), floored at
     ``persistent_deviation.relative_floor`` of the median's size so that peers that agree almost exactly
-    do not make a small difference look large; 0 where both are 0.
+    do not make a small difference look large; where both are 0, a value at the median scores 0 and any
+    other value infinitely far. One median and one MAD for all: linear in the values but for the sorts.
     """
+    if not values:
+        return []
     median = statistics.median(values)
     mad = statistics.median(abs(v - median) for v in values)
     spread = max(MAD_TO_SIGMA * mad, scoring("persistent_deviation.relative_floor") * abs(median))
     if spread == 0:
-        return 0.0 if value == median else math.copysign(math.inf, value - median)
-    return (value - median) / spread
+        return [0.0 if v == median else math.copysign(math.inf, v - median) for v in values]
+    return [(v - median) / spread for v in values]
 
 
 def _gauge(name: str, doc: str, labels: dict[str, str], value: float) -> Metric:
@@ -234,20 +237,28 @@ class WindowHistory:
         threshold = scoring("persistent_deviation.z")
         min_peers = scoring("persistent_deviation.min_peers")
         apart: dict[tuple[str, str, str, str], int] = {}
+        metrics = peer_metrics()
+        wanted = {m.name for m in metrics}
+        by_name: dict[str, dict[str, list[tuple[dict[str, str], float]]]] = {}
+        for node, items in samples.items():
+            table = by_name[node] = {}
+            for name, labels, value in items:
+                if name in wanted:
+                    table.setdefault(name, []).append((labels, value))
         for job, members in topology.groups(sorted(samples)).items():
             named: set[tuple[str, str]] = set()
-            for metric in peer_metrics():
+            for metric in metrics:
                 values = {
                     (node, labels["gpu"]): value
                     for node in members
-                    for name, labels, value in samples[node]
-                    if name == metric.name and labels.get("gpu", "").isdigit() and math.isfinite(value)
+                    for labels, value in by_name[node].get(metric.name, ())
+                    if labels.get("gpu", "").isdigit() and math.isfinite(value)
                 }
                 if len(values) < min_peers:
                     continue
-                every = list(values.values())
-                for (node, gpu), value in values.items():
-                    z = robust_z(value, every)
+                for ((node, gpu), _value), z in zip(
+                    values.items(), robust_scores(list(values.values())), strict=True
+                ):
                     if not _beyond(z, metric.side, threshold) or (node, gpu) in named:
                         continue
                     key = (job, metric.name, node, gpu)

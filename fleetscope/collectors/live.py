@@ -150,14 +150,25 @@ class Source(Protocol):
 SeriesKey = tuple[str, tuple[tuple[str, str], ...]]
 
 _COUNTER_NAME = re.compile(r"(?i).*(_total|_counter)$")
+#: Samples of a histogram or summary that only grow: the count, the sum and the cumulative buckets.
+_HISTOGRAM_COUNTERS = ("_sum", "_count", "_bucket")
 
 
 def is_counter_sample(name: str, family_type: str = "untyped") -> bool:
-    """Whether a sample is a monotonic counter: its family says so, or (for untyped series read through a
-    PromQL API, which carries no types) its name ends ``_total`` or ``_COUNTER`` (dcgm-exporter)."""
+    """Whether a sample only grows (a counter, or a histogram's or summary's ``_sum``, ``_count`` and
+    ``_bucket``): its family says so, or (for untyped series read through a PromQL API, which carries no
+    types) its name ends ``_total`` or ``_COUNTER`` (dcgm-exporter), or is a histogram's part of a
+    fleetscope series. A ``_created`` sample (when a counter was made) is none."""
+    if name.endswith("_created"):
+        return False
     if family_type == "counter":
-        return name.endswith("_total")
-    return family_type == "untyped" and _COUNTER_NAME.match(name) is not None
+        return True
+    if family_type in ("histogram", "summary"):
+        return name.endswith(_HISTOGRAM_COUNTERS)
+    return family_type == "untyped" and (
+        _COUNTER_NAME.match(name) is not None
+        or (name.startswith("fleetscope_") and name.endswith(_HISTOGRAM_COUNTERS))
+    )
 
 
 def _key(name: str, labels: dict[str, str]) -> SeriesKey:
@@ -179,33 +190,42 @@ def window_families(
 
     Args:
         text: a Prometheus text exposition scraped now.
-        start: counter values at the window's start (:func:`window_exposition`'s second return value
+        start: counter values at the window's start (:func:`window_families`' second return value
             from an earlier scrape), or None when there is no earlier scrape: then every counter's
             increase is 0 and the scrape is only a baseline.
 
     Returns:
-        ``(families, counters)``: the families with gauges as they are and counters replaced by their
-        increase (counters that did not rise, and ``_created`` samples, left out), and this scrape's
-        counter values for later windows.
+        ``(families, counters)``: the families with gauges as they are and counters (histograms' sums,
+        counts and buckets too) replaced by their increase (counters that did not rise, and ``_created``
+        samples, left out), samples named as the exporter wrote them, and this scrape's counter values for
+        later windows.
 
     Raises:
         ValueError: the text is not a Prometheus exposition (prometheus-client's parser).
     """
     families = []
     counters: dict[SeriesKey, float] = {}
+    exposed = {line.split("{", 1)[0].split(" ", 1)[0] for line in text.splitlines() if line[:1] not in "#"}
     for family in text_string_to_metric_families(text):
-        kept = Metric(family.name, family.documentation, family.type, family.unit)
+        # The client's parser adds "_total" to a counter exposed without it (dcgm-exporter's
+        # DCGM_FI_DEV_XID_ERRORS); the window keeps the name as the exporter wrote it, untyped, since the
+        # writer would add "_total" back to a counter family.
+        renamed = (
+            family.type == "counter" and family.name in exposed and f"{family.name}_total" not in exposed
+        )
+        kept = Metric(family.name, family.documentation, "untyped" if renamed else family.type, family.unit)
         for sample in family.samples:
-            if family.type == "counter" and not sample.name.endswith("_total"):
-                continue  # _created: when the counter was made, no evidence
-            if not is_counter_sample(sample.name, family.type):
-                kept.add_sample(sample.name, sample.labels, sample.value)
+            name = family.name if renamed and sample.name == f"{family.name}_total" else sample.name
+            if family.type in ("counter", "histogram", "summary") and name.endswith("_created"):
+                continue  # when the counter was made: no evidence
+            if not is_counter_sample(name, family.type):
+                kept.add_sample(name, sample.labels, sample.value)
                 continue
-            key = _key(sample.name, sample.labels)
+            key = _key(name, sample.labels)
             counters[key] = sample.value
             rise = 0.0 if start is None else increase(sample.value, start.get(key))
             if rise > 0:
-                kept.add_sample(sample.name, sample.labels, rise)
+                kept.add_sample(name, sample.labels, rise)
         if kept.samples:
             families.append(kept)
     return families, counters

@@ -68,6 +68,10 @@ class Topology:
     ranks: dict[tuple[str, int], Rank] = field(default_factory=dict)
     links: dict[tuple[str, int], set[int]] = field(default_factory=dict)
     nics: dict[str, set[tuple[str, str]]] = field(default_factory=dict)
+    #: Per node, per job: the GPU indexes the job holds (an index of ``gpu_jobs``, so lookups stay linear).
+    _held: dict[str, dict[str, list[int]]] = field(default_factory=dict)
+    #: Per node: the jobs of the ranks that run on it.
+    _rank_jobs: dict[str, set[str]] = field(default_factory=dict)
 
     @classmethod
     def from_samples(cls, samples: Iterable[NodeSample]) -> Topology:
@@ -80,6 +84,7 @@ class Topology:
             gpu = labels.get("gpu", "")
             if name == GPU_JOB_INFO and gpu.isdigit() and labels.get("job_id"):
                 topology.gpu_jobs.setdefault((node, int(gpu)), set()).add(labels["job_id"])
+                topology._held.setdefault(node, {}).setdefault(labels["job_id"], []).append(int(gpu))
             elif name == RANK_INFO and labels.get("rank", "").isdigit():
                 rank_info.append((node, labels))
             elif name == NVLINK_INFO and gpu.isdigit() and labels.get("link", "").isdigit():
@@ -93,6 +98,8 @@ class Topology:
             topology.ranks[(node, int(labels["rank"]))] = Rank(
                 job, int(labels["rank"]), node, local_rank, topology._gpu_of(node, job, local_rank)
             )
+            if job:
+                topology._rank_jobs.setdefault(node, set()).add(job)
         return topology
 
     @classmethod
@@ -107,15 +114,14 @@ class Topology:
     def _gpu_of(self, node: str, job: str, local_rank: int | None) -> int | None:
         if local_rank is None:
             return None
-        held = sorted(gpu for (n, gpu), jobs in self.gpu_jobs.items() if n == node and job in jobs)
+        held = sorted(set(self._held.get(node, {}).get(job, ())))
         if held:
             return held[local_rank] if local_rank < len(held) else None
         return local_rank
 
     def jobs_of(self, node: str) -> set[str]:
         """The jobs that hold a GPU of ``node`` or run a rank on it."""
-        jobs = {job for (n, _), held in self.gpu_jobs.items() if n == node for job in held}
-        return jobs | {r.job for (n, _), r in self.ranks.items() if n == node and r.job}
+        return set(self._held.get(node, {})) | self._rank_jobs.get(node, set())
 
     def groups(self, nodes: Sequence[str]) -> dict[str, list[str]]:
         """Peers: the nodes of each job (a node in two jobs is in both groups); nodes no job names form

@@ -5,6 +5,7 @@ show the fault (a node that stops answering, a GPU that vanishes), else on writt
 from __future__ import annotations
 
 import json
+import statistics
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -12,20 +13,26 @@ from typing import Any
 
 import pytest
 from prometheus_client.core import Metric
-from prometheus_client.parser import text_string_to_metric_families
 
+from fleetscope.collectors.detectors.peer_deviation import _median_without
 from fleetscope.collectors.history import (
     DEVIATION_WINDOWS,
     GPU_MISSING,
     STALLED,
     TARGET_DOWN,
     WindowHistory,
-    robust_z,
 )
 from fleetscope.collectors.incidents import IncidentStore
 from fleetscope.collectors.investigate import investigate, investigate_window
 from fleetscope.collectors.knowledge import scoring
-from fleetscope.collectors.live import ExporterSource, LiveCollector, NodeSnapshot, PromQLSource, exposition
+from fleetscope.collectors.live import (
+    ExporterSource,
+    LiveCollector,
+    NodeSnapshot,
+    PromQLSource,
+    exposition,
+    window_families,
+)
 from fleetscope.collectors.topology import Topology
 from tests.exporters.fake_nvml import FakeNvml
 from tests.exporters.support import H100_X8, running_exporter
@@ -33,7 +40,8 @@ from tests.servers import free_port
 
 
 def _families(text: str) -> list[Metric]:
-    return list(text_string_to_metric_families(text))
+    """A window whose counters rose by the values written (none existed at the window's start)."""
+    return window_families(text, {})[0]
 
 
 def _report(window: dict[str, list[Metric]]) -> dict[str, Any]:
@@ -182,17 +190,25 @@ def test_a_deviation_that_does_not_persist_is_forgotten() -> None:
 
 
 def test_peers_are_the_gpus_of_one_job() -> None:
-    """Job B runs its GPUs slower than job A (another model): nobody is apart within their own job."""
-    job_of = {"node-01": "A", "node-02": "A", "node-03": "B", "node-04": "B"}
-    history = WindowHistory()
-    for _ in range(int(scoring("persistent_deviation.persist_windows"))):
-        window = _cluster(slow=None, job_of=job_of)
-        window["node-03"] = _gpus("node-03", {g: 1.4e9 for g in range(8)}, "B")
-        window["node-04"] = _gpus("node-04", {g: 1.4e9 + 1e6 * (g % 2) for g in range(8)}, "B")
-        derived = history.observe(window, down=())
-    assert DEVIATION_WINDOWS not in _names([f for fs in derived.values() for f in fs])
-    # Read as one cluster, job B's GPUs would all stand apart.
-    assert robust_z(1.4e9, [1.98e9] * 16 + [1.4e9] * 15) < -scoring("persistent_deviation.z")
+    """Job B runs its GPUs slower than job A (another model): nobody is apart within their own job,
+    though read as one cluster every GPU of job B would stand apart."""
+    job_of = {"node-01": "A", "node-02": "A", "node-03": "A", "node-04": "B"}
+    for jobs, apart in ((job_of, set()), (None, {("node-04", g) for g in range(8)})):
+        history = WindowHistory()
+        for _ in range(int(scoring("persistent_deviation.persist_windows"))):
+            window = _cluster(slow=None, job_of=jobs)
+            window["node-04"] = _gpus(
+                "node-04", {g: 1.4e9 + 1e6 * (g % 2) for g in range(8)}, "B" if jobs else ""
+            )
+            derived = history.observe(window, down=())
+        named = {
+            (node, s.labels["gpu"])
+            for node, fs in derived.items()
+            for f in fs
+            for s in f.samples
+            if s.name == DEVIATION_WINDOWS
+        }
+        assert named == {(node, str(g)) for node, g in apart}
 
 
 # ------------------------------------------------------------------ stragglers and stalls
@@ -423,3 +439,22 @@ def test_window_series_survive_the_bundle_round_trip() -> None:
     derived = history.observe({"a": _gpus("a", {0: 1.0})}, down=())
     text = exposition(derived["a"])
     assert f'{GPU_MISSING}{{gpu="1"}} 1.0' in text and "fleetscope_collector_window_seconds 120.0" in text
+
+
+def test_a_single_bundle_keeps_the_one_snapshot_rule_for_error_counters() -> None:
+    """No history in a bundle: one GPU's error counter far above every peer's is still its fault."""
+    counts = {g: 3 + g for g in range(8)}
+    counts[6] = 52_000
+    text = "# TYPE DCGM_FI_DEV_ECC_SBE_VOL_TOTAL counter\n" + "".join(
+        f'DCGM_FI_DEV_ECC_SBE_VOL_TOTAL{{gpu="{g}"}} {n}\n' for g, n in counts.items()
+    )
+    top = _report({"node-09": _families(text)})["root_causes"][0]
+    assert (top["kind"], top["gpu"]) == ("peer_deviation:DCGM_FI_DEV_ECC_SBE_VOL_TOTAL", 6)
+    assert "the other 7 GPUs report a median of 6:" in top["summary"]
+
+
+def test_the_peers_median_without_one_gpu_is_the_median_of_the_others() -> None:
+    values = sorted([5.0, 1.0, 9.0, 3.0, 3.0, 7.0, 2.0])
+    for position in range(len(values)):
+        others = values[:position] + values[position + 1 :]
+        assert _median_without(values, position) == statistics.median(others)

@@ -333,3 +333,31 @@ def test_without_a_window_dir_nothing_is_written(tmp_path: Path, exporter: Expor
     report = collector.run_once()
     assert report["verdict"] == "healthy"
     assert not [p for p in tmp_path.iterdir() if p.is_dir()]
+
+
+def test_dcgm_counters_keep_their_names_and_histogram_sums_count_only_the_window() -> None:
+    before = (
+        "# TYPE DCGM_FI_DEV_XID_ERRORS counter\n"
+        'DCGM_FI_DEV_XID_ERRORS{gpu="0",Hostname="n1"} 2\n'
+        "# TYPE fleetscope_training_step_duration_seconds histogram\n"
+        'fleetscope_training_step_duration_seconds_bucket{rank="0",le="+Inf"} 40\n'
+        'fleetscope_training_step_duration_seconds_sum{rank="0"} 40.0\n'
+        'fleetscope_training_step_duration_seconds_count{rank="0"} 40\n'
+    )
+    after = before.replace("} 2\n", "} 5\n").replace(" 40", " 70")
+    _, start = window_families(before, None)
+    families, _ = window_families(after, start)
+    samples = {s.name: s.value for f in families for s in f.samples}
+    assert samples == {
+        "DCGM_FI_DEV_XID_ERRORS": 3.0,  # as dcgm-exporter wrote it; the client's parser would add "_total"
+        "fleetscope_training_step_duration_seconds_bucket": 30.0,
+        "fleetscope_training_step_duration_seconds_sum": 30.0,
+        "fleetscope_training_step_duration_seconds_count": 30.0,
+    }
+    # Written out and read back as a bundle, the name is the same.
+    text = exposition(families)
+    assert "# TYPE DCGM_FI_DEV_XID_ERRORS untyped" in text
+    assert next((s.name, s.value) for f in text_string_to_metric_families(text) for s in f.samples) == (
+        "DCGM_FI_DEV_XID_ERRORS",
+        3.0,
+    )

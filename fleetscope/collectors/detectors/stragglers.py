@@ -26,7 +26,7 @@ from collections.abc import Iterable, Iterator, Sequence
 
 from fleetscope.collectors.detectors.base import Detector, where
 from fleetscope.collectors.evidence import Evidence, Finding
-from fleetscope.collectors.history import STALLED, robust_z
+from fleetscope.collectors.history import STALLED, robust_scores
 from fleetscope.collectors.knowledge import scoring
 from fleetscope.collectors.topology import Topology
 
@@ -99,8 +99,7 @@ class StragglerRankDetector(Detector):
                 continue
             waits = [per_step for per_step, _ in ranks.values()]
             median = sorted(waits)[len(waits) // 2]
-            for key, (per_step, _) in ranks.items():
-                z = robust_z(per_step, waits)
+            for (key, (per_step, _)), z in zip(ranks.items(), robust_scores(waits), strict=True):
                 if z > -scoring("stragglers.z"):
                     continue
                 node, rank = key
