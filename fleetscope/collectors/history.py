@@ -112,9 +112,9 @@ class WindowHistory:
         self._answered: set[str] = set()
         self._down: dict[str, int] = {}
         self._gpus: dict[str, set[str]] = {}
-        self._missing: dict[tuple[str, str], int] = {}
+        self._missing: dict[str, dict[str, int]] = {}
         self._apart: dict[tuple[str, str, str, str], int] = {}
-        self._stepping: dict[tuple[str, str], int] = {}
+        self._stepping: dict[str, dict[str, int]] = {}
 
     def observe(
         self, nodes: Mapping[str, Sequence[Metric]], down: Collection[str]
@@ -163,9 +163,8 @@ class WindowHistory:
         self._down.pop(node, None)
         self._answered.discard(node)
         self._gpus.pop(node, None)
-        for table in (self._missing, self._stepping):
-            for key in [k for k in table if k[0] == node]:
-                del table[key]
+        self._missing.pop(node, None)
+        self._stepping.pop(node, None)
 
     def _gpu_absence(
         self,
@@ -176,13 +175,14 @@ class WindowHistory:
         for node, node_samples in samples.items():
             now = {labels["gpu"] for _, labels, _ in node_samples if labels.get("gpu", "").isdigit()}
             known = self._gpus.setdefault(node, set())
+            missing = self._missing.setdefault(node, {})
             for gpu in sorted(known - now, key=int):
-                count = self._missing.get((node, gpu), 0) + 1
+                count = missing.get(gpu, 0) + 1
                 if count > forget:
                     known.discard(gpu)
-                    self._missing.pop((node, gpu), None)
+                    missing.pop(gpu, None)
                     continue
-                self._missing[(node, gpu)] = count
+                missing[gpu] = count
                 out[node].append(
                     _gauge(
                         GPU_MISSING,
@@ -192,7 +192,7 @@ class WindowHistory:
                     )
                 )
             for gpu in now:
-                self._missing.pop((node, gpu), None)
+                missing.pop(gpu, None)
             known |= now
 
     def _stalls(
@@ -208,16 +208,16 @@ class WindowHistory:
             stepped = {
                 labels.get("rank", "") for name, labels, value in node_samples if name == STEPS and value > 0
             }
+            stepping = self._stepping.setdefault(node, {})
             for rank in sorted(ranks):
-                key = (node, rank)
                 if rank in stepped:
-                    self._stepping[key] = 0
-                elif key in self._stepping:
-                    count = self._stepping[key] + 1
+                    stepping[rank] = 0
+                elif rank in stepping:
+                    count = stepping[rank] + 1
                     if count > forget:
-                        del self._stepping[key]
+                        del stepping[rank]
                         continue
-                    self._stepping[key] = count
+                    stepping[rank] = count
                     out[node].append(
                         _gauge(
                             STALLED,
@@ -226,8 +226,8 @@ class WindowHistory:
                             count,
                         )
                     )
-            for key in [k for k in self._stepping if k[0] == node and k[1] not in ranks]:
-                del self._stepping[key]  # the rank left the node (job ended): not a stall
+            for rank in set(stepping) - ranks:
+                del stepping[rank]  # the rank left the node (job ended): not a stall
 
     def _deviations(self, samples: _Samples, out: dict[str, list[Metric]]) -> None:
         topology = Topology.from_samples(
