@@ -458,3 +458,26 @@ def test_the_peers_median_without_one_gpu_is_the_median_of_the_others() -> None:
     for position in range(len(values)):
         others = values[:position] + values[position + 1 :]
         assert _median_without(values, position) == statistics.median(others)
+
+
+def test_the_ranks_hung_by_a_dead_node_join_its_incident() -> None:
+    """node-02 dies; the ranks on node-01 stop stepping with their GPUs spinning in the collective that
+    waits for node-02's ranks: one incident, the dead node, with the hang as its symptom."""
+    history = WindowHistory()
+    wait = {r: 10.0 for r in range(8)}
+    busy = {g: 0.9 for g in range(4)}
+    history.observe(
+        {
+            "node-01": _ranks("node-01", {0: 0, 1: 1, 2: 2, 3: 3}, wait, busy=busy),
+            "node-02": _ranks("node-02", {4: 0, 5: 1, 6: 2, 7: 3}, wait, busy=busy),
+        },
+        down=(),
+    )
+    window = {"node-01": _ranks("node-01", {0: 0, 1: 1, 2: 2, 3: 3}, wait, steps=0, busy=busy)}
+    for node, families in history.observe(window, down={"node-02"}).items():
+        window.setdefault(node, []).extend(families)
+    report = _report(window)
+    assert [(c["kind"], c["node"]) for c in report["root_causes"]] == [("absence:node", "node-02")]
+    (hang,) = report["symptoms"]
+    assert (hang["kind"], hang["explained_by"]) == ("progress_hang", 0)
+    assert report["root_causes"][0]["explains"] == 1
