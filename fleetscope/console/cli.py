@@ -729,8 +729,8 @@ def collect(
     store: Annotated[
         Path | None,
         typer.Option(
-            help="SQLite incident store; the window of the latest cycle is kept beside it, in "
-            "STORE.window/. (default ~/.local/share/fleetscope/incidents.db; env FLEETSCOPE_INCIDENT_STORE)",
+            help="SQLite incident store (default ~/.local/share/fleetscope/incidents.db; env "
+            "FLEETSCOPE_INCIDENT_STORE); --window-dir keeps each cycle's window as a bundle.",
             metavar="FILE",
         ),
     ] = None,
