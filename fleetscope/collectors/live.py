@@ -651,7 +651,7 @@ class LiveCollector:
             registry=self.registry,
         )
         self._nodes = Gauge(
-            "fleetscope_collector_nodes", "Nodes seen in the latest window.", registry=self.registry
+            "fleetscope_collector_nodes", "Nodes that answered in the latest window.", registry=self.registry
         )
         self._open = Gauge(
             "fleetscope_collector_incidents_open",
@@ -728,6 +728,7 @@ class LiveCollector:
         """
         started = time.perf_counter()
         nodes, unread, down = self._gather()
+        answered = len(nodes)
         derived = self.history.observe({node: snapshot.families for node, snapshot in nodes.items()}, down)
         for node, families in derived.items():
             nodes.setdefault(node, NodeSnapshot()).families += families
@@ -761,12 +762,12 @@ class LiveCollector:
         if self.alerts is not None:
             self.alerts.send(changes)
         self._cycles.inc()
-        self._nodes.set(len(nodes))
+        self._nodes.set(answered)
         self._incident.set(1 if report.get("incident") else 0)
         still_open = self.store.count("open")
         self._open.set(still_open)
         self._duration.observe(time.perf_counter() - started)
-        log.info("cycle: %d nodes read, %d incidents open", len(nodes), still_open)
+        log.info("cycle: %d nodes read, %d not answering, %d incidents open", answered, len(down), still_open)
         return report
 
     def run_forever(self, interval: float) -> None:
