@@ -3,8 +3,8 @@
 One window shows what the cluster does now; some faults are only visible against earlier windows:
 
 - **absence**: an exporter that answered before and does not now (a dead or unreachable node), a GPU
-  whose series an exporter served before and serves no more while the exporter still answers (a GPU
-  the driver no longer enumerates: fallen off the bus, lost);
+  whose series an exporter served before and serves no more while the exporter still answers and its
+  GPU collector succeeded (a GPU the driver no longer enumerates: fallen off the bus, lost);
 - **persistent peer deviation**, after Minder (Deng et al., NSDI 2025): nodes of one data-parallel job
   (:class:`~fleetscope.collectors.topology.Topology`) should look alike; each window every GPU is scored
   per metric against its job's peers with a robust z-score (median and MAD), metrics in the priority
@@ -45,6 +45,9 @@ DEVIATION_WINDOWS = "fleetscope_collector_peer_deviation_windows"
 DEVIATION_SCORE = "fleetscope_collector_peer_deviation_score"
 STALLED = "fleetscope_collector_training_stalled_windows"
 STEPS = "fleetscope_training_steps_total"
+COLLECTOR_SUCCESS = "fleetscope_scrape_collector_success"
+#: GPU utilisation series and the factor to a 0-1 ratio (dcgm-exporter reports percent).
+UTILIZATION = {"fleetscope_gpu_utilization_ratio": 1.0, "DCGM_FI_DEV_GPU_UTIL": 0.01}
 RANK_INFO = "fleetscope_training_rank_info"
 #: Factor that makes the MAD of normal data equal its standard deviation (1 / Phi^-1(3/4)).
 MAD_TO_SIGMA = 1.4826
@@ -60,17 +63,20 @@ class PeerMetric:
         name: The series name.
         side: ``high``, ``low`` or ``both``: which deviation is a fault.
         layer: The layer a GPU that stands apart on it points at, or None.
+        jobs_only: compared only among the GPUs of one job, never across a cluster without job records
+            (utilisation: GPUs without work are idle by design).
     """
 
     name: str
     side: str
     layer: str | None
+    jobs_only: bool = False
 
 
 def peer_metrics() -> list[PeerMetric]:
     """The metrics peers are compared on, most indicative first (``knowledge/scoring.yaml``)."""
     return [
-        PeerMetric(str(m["name"]), str(m["side"]), m.get("layer"))
+        PeerMetric(str(m["name"]), str(m["side"]), m.get("layer"), bool(m.get("jobs_only", False)))
         for m in scoring_list("persistent_deviation.metrics")
     ]
 
@@ -173,6 +179,11 @@ class WindowHistory:
         forget: float,
     ) -> None:
         for node, node_samples in samples.items():
+            if any(
+                name == COLLECTOR_SUCCESS and labels.get("collector") == "gpu" and value == 0
+                for name, labels, value in node_samples
+            ):
+                continue  # the exporter's GPU collector failed (NVML down): its GPUs say nothing this time
             now = {labels["gpu"] for _, labels, _ in node_samples if labels.get("gpu", "").isdigit()}
             known = self._gpus.setdefault(node, set())
             missing = self._missing.setdefault(node, {})
@@ -236,23 +247,39 @@ class WindowHistory:
         persist = scoring("persistent_deviation.persist_windows")
         threshold = scoring("persistent_deviation.z")
         min_peers = scoring("persistent_deviation.min_peers")
+        min_utilization = scoring("persistent_deviation.min_utilization")
         apart: dict[tuple[str, str, str, str], int] = {}
         metrics = peer_metrics()
-        wanted = {m.name for m in metrics}
+        wanted = {m.name for m in metrics} | set(UTILIZATION)
         by_name: dict[str, dict[str, list[tuple[dict[str, str], float]]]] = {}
+        idle: set[tuple[str, str]] = set()
         for node, items in samples.items():
             table = by_name[node] = {}
             for name, labels, value in items:
                 if name in wanted:
                     table.setdefault(name, []).append((labels, value))
+                if name in UTILIZATION and value * UTILIZATION[name] < min_utilization:
+                    idle.add((node, labels.get("gpu", "")))
+        held: dict[str, set[tuple[str, str]]] = {}
+        for (node, index), jobs in topology.gpu_jobs.items():
+            for job in jobs:
+                held.setdefault(job, set()).add((node, str(index)))
+        for rank in topology.ranks.values():
+            if rank.job and rank.gpu is not None:
+                held.setdefault(rank.job, set()).add((rank.node, str(rank.gpu)))
         for job, members in topology.groups(sorted(samples)).items():
             named: set[tuple[str, str]] = set()
             for metric in metrics:
+                if metric.jobs_only and not job:
+                    continue
                 values = {
                     (node, labels["gpu"]): value
                     for node in members
                     for labels, value in by_name[node].get(metric.name, ())
-                    if labels.get("gpu", "").isdigit() and math.isfinite(value)
+                    if labels.get("gpu", "").isdigit()
+                    and math.isfinite(value)
+                    and (not job or (node, labels["gpu"]) in held.get(job, ()))
+                    and (metric.jobs_only or (node, labels["gpu"]) not in idle)
                 }
                 if len(values) < min_peers:
                     continue

@@ -481,3 +481,30 @@ def test_the_ranks_hung_by_a_dead_node_join_its_incident() -> None:
     (hang,) = report["symptoms"]
     assert (hang["kind"], hang["explained_by"]) == ("progress_hang", 0)
     assert report["root_causes"][0]["explains"] == 1
+
+
+def test_idle_gpus_without_work_are_not_compared_with_busy_ones() -> None:
+    """node-04's GPUs run nothing: idle clocks and no utilisation are by design, not a fault, where no job
+    record says they should be working."""
+    history = WindowHistory()
+    for _ in range(int(scoring("persistent_deviation.persist_windows")) + 1):
+        window = _cluster(slow=None)
+        util = "# TYPE fleetscope_gpu_utilization_ratio gauge\n"
+        for node in window:
+            busy = 0.0 if node == "node-04" else 0.97
+            window[node] += _families(
+                util + "".join(f'fleetscope_gpu_utilization_ratio{{gpu="{g}"}} {busy}\n' for g in range(8))
+            )
+        window["node-04"] = [f for f in window["node-04"] if f.name != "fleetscope_gpu_sm_clock_hertz"]
+        window["node-04"] += _gpus("node-04", {g: 2.1e8 for g in range(8)})
+        derived = history.observe(window, down=())
+    assert DEVIATION_WINDOWS not in _names([f for fs in derived.values() for f in fs])
+
+
+def test_gpus_of_a_failed_gpu_collector_are_not_lost() -> None:
+    history = WindowHistory()
+    history.observe({"a": _gpus("a", {0: 1.0, 1: 1.0})}, down=())
+    name = "fleetscope_scrape_collector_success"
+    failed = _families(f'# TYPE {name} gauge\n{name}{{collector="gpu"}} 0\n')
+    assert GPU_MISSING not in _names(history.observe({"a": failed}, down=()).get("a", []))
+    assert GPU_MISSING in _names(history.observe({"a": _gpus("a", {0: 1.0})}, down=())["a"])

@@ -26,14 +26,13 @@ from collections.abc import Iterable, Iterator, Sequence
 
 from fleetscope.collectors.detectors.base import Detector, where
 from fleetscope.collectors.evidence import Evidence, Finding
-from fleetscope.collectors.history import STALLED, robust_scores
+from fleetscope.collectors.history import STALLED, UTILIZATION, robust_scores
 from fleetscope.collectors.knowledge import scoring
 from fleetscope.collectors.topology import Topology
 
 PHASES = "fleetscope_training_phase_seconds_total"
 STEPS = "fleetscope_training_steps_total"
 STEP_SUM = "fleetscope_training_step_duration_seconds_sum"
-UTILIZATION = {"fleetscope_gpu_utilization_ratio": 1.0, "DCGM_FI_DEV_GPU_UTIL": 0.01}
 
 _RankKey = tuple[str | None, str]
 
