@@ -64,21 +64,25 @@ def training(node: int, slow_gpu: bool) -> list[Metric]:
     return list(text_string_to_metric_families("\n".join(lines) + "\n"))
 
 
-def slow_clock(families: list[Metric]) -> list[Metric]:
-    """The node's families with GPU 5's SM clock at 60% of what it read."""
+def busy(families: list[Metric], slow: bool) -> list[Metric]:
+    """The node's families with every GPU 95% busy (the capture is of idle GPUs) and, if ``slow``, GPU 5's
+    SM clock at 60% of what it read."""
     clock = GaugeMetricFamily("fleetscope_gpu_sm_clock_hertz", "SM clock", labels=["gpu"])
+    utilization = GaugeMetricFamily("fleetscope_gpu_utilization_ratio", "busy", labels=["gpu"])
     for family in families:
         if family.name == "fleetscope_gpu_sm_clock_hertz":
             for sample in family.samples:
                 gpu = sample.labels["gpu"]
-                clock.add_metric([gpu], sample.value * (0.6 if gpu == "5" else 1.0))
-    return [f for f in families if f.name != "fleetscope_gpu_sm_clock_hertz"] + [clock]
+                clock.add_metric([gpu], sample.value * (0.6 if slow and gpu == "5" else 1.0))
+                utilization.add_metric([gpu], 0.95)
+    replaced = ("fleetscope_gpu_sm_clock_hertz", "fleetscope_gpu_utilization_ratio")
+    return [f for f in families if f.name not in replaced] + [clock, utilization]
 
 
 def run(nodes: int, base: list[Metric]) -> dict[str, float]:
-    slow = slow_clock(base)
+    slow, normal = busy(base, slow=True), busy(base, slow=False)
     window = {
-        f"node-{n:05d}": (slow if n == 7 else base) + training(n, slow_gpu=n == 11) for n in range(nodes)
+        f"node-{n:05d}": (slow if n == 7 else normal) + training(n, slow_gpu=n == 11) for n in range(nodes)
     }
     history = WindowHistory(timedelta(minutes=5))
     for _ in range(int(scoring("persistent_deviation.persist_windows")) - 1):
