@@ -141,11 +141,11 @@ class WindowHistory:
             out[node].append(
                 _gauge(WINDOW_SECONDS, "Length of the window the counters rose in.", {}, self.window)
             )
-        # Absence of whole nodes: a node a source could not read (or one already missing that is still
-        # not back) after it answered before. A node no source names any more was retired: forgotten.
-        for node in self._answered - set(nodes) - set(down):
+        # Absence of whole nodes: a node a source could not read after it answered before. A node no source
+        # reads or names any more was retired (taken out of the targets): forgotten, not missing.
+        for node in (self._answered | set(self._down)) - set(nodes) - set(down):
             self._forget(node)
-        for node in sorted((set(down) | set(self._down)) - set(nodes)):
+        for node in sorted(set(down) - set(nodes)):
             if node not in self._answered and node not in self._down:
                 continue  # never seen answering: a target that is not up yet, not a loss
             count = self._down.get(node, 0) + 1

@@ -20,7 +20,7 @@ Sources (docs/design.md, "The shape"):
 - :class:`PromQLSource`: any Prometheus-compatible HTTP API (Prometheus, Thanos, Mimir,
   VictoriaMetrics, AMP). Two instant queries per cycle (now, and ``offset`` the window) for fleetscope's,
   dcgm-exporter's and node_exporter's GPU and fabric series, grouped into nodes by the ``instance``
-  target label.
+  target label, and one for the targets whose scrape fails (``up == 0``).
 
 **Time windows.** A window covers the last ``window`` seconds (default 5 minutes). Counters appear in it as
 their increase over the window, and a counter that did not rise is left out, so a fault counted weeks ago
@@ -513,7 +513,9 @@ class PromQLSource:
     """Reads GPU and fabric series from a Prometheus-compatible HTTP API, into windows.
 
     Two instant queries per cycle: the series now, and the same series ``offset`` the window; a
-    counter's increase is the difference (module docstring, "Time windows").
+    counter's increase is the difference (module docstring, "Time windows"). A third, ``up == 0``, names
+    the targets Prometheus cannot scrape; they and the instances that had series at the window's start
+    and have none now are :attr:`down`.
 
     Args:
         url: the API's base URL, e.g. ``http://prometheus:9090`` (``/api/v1/query`` is appended).
@@ -550,6 +552,10 @@ class PromQLSource:
         self.down = []
         now = self._query(PROMQL_SELECTOR)
         then = self._query(f"{PROMQL_SELECTOR} offset {self.window}s")
+        # Prometheus's own verdict on each target's last scrape: 0 where it failed.
+        failing = {
+            str(r["metric"].get("instance")) for r in self._query("up == 0") if r["metric"].get("instance")
+        }
         start: dict[str, dict[SeriesKey, float]] = {}
         for result in then:
             labels = dict(result["metric"])
@@ -574,15 +580,16 @@ class PromQLSource:
             family = Metric(name, "read through the PromQL API", "untyped")
             family.add_sample(name, labels, value)
             by_instance.setdefault(instance, []).append(family)
-        instances = set(by_instance) | set(start)
+        instances = set(by_instance) | set(start) | failing
         hosts = [node_name(instance) for instance in instances]
 
         def node(instance: str) -> str:
             host = node_name(instance)
             return host if hosts.count(host) == 1 else instance
 
-        # An instance with series at the window's start and none now stopped answering during it.
-        self.down = sorted(node(instance) for instance in set(start) - answered)
+        # A target whose scrape fails (up 0), or with series at the window's start and none now (an API
+        # without Prometheus's up series), stopped answering.
+        self.down = sorted(node(instance) for instance in (set(start) - answered) | (failing - answered))
         return {node(instance): NodeSnapshot(families=families) for instance, families in by_instance.items()}
 
 

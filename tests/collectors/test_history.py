@@ -402,7 +402,7 @@ def test_a_rank_runs_on_the_gpu_its_local_rank_picks_among_its_jobs_gpus() -> No
 
 def test_an_instance_whose_series_left_the_promql_api_is_down(tmp_path: Path) -> None:
     """A real HTTP server answering the Prometheus query API: node-b answered at the window's start and
-    has no series now (Prometheus marks a failed scrape's series stale)."""
+    has no series now (Prometheus marks a failed scrape's series stale); node-c's scrape fails (up 0)."""
     import http.server
     import threading
     from urllib.parse import parse_qs, urlsplit
@@ -415,7 +415,10 @@ def test_an_instance_whose_series_left_the_promql_api_is_down(tmp_path: Path) ->
         def do_GET(self) -> None:
             query = parse_qs(urlsplit(self.path).query)["query"][0]
             instances = ["node-a:9847", "node-b:9847"] if "offset" in query else ["node-a:9847"]
-            body = json.dumps({"status": "success", "data": {"result": [result(i) for i in instances]}})
+            results = [result(i) for i in instances]
+            if query == "up == 0":  # Prometheus's verdict on node-c's scrape; it never had series
+                results = [{"metric": {"__name__": "up", "instance": "node-c:9847"}, "value": [0, "0"]}]
+            body = json.dumps({"status": "success", "data": {"result": results}})
             self.send_response(200)
             self.end_headers()
             self.wfile.write(body.encode())
@@ -427,7 +430,7 @@ def test_an_instance_whose_series_left_the_promql_api_is_down(tmp_path: Path) ->
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
         source = PromQLSource(f"127.0.0.1:{server.server_address[1]}", window=timedelta(seconds=60))
-        assert list(source.fetch()) == ["node-a"] and source.down == ["node-b"]
+        assert list(source.fetch()) == ["node-a"] and source.down == ["node-b", "node-c"]
     finally:
         server.shutdown()
         server.server_close()
