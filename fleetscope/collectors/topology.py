@@ -60,14 +60,15 @@ class Topology:
         gpu_jobs: ``(node, gpu index) -> job ids`` holding the GPU.
         ranks: ``(node, rank) -> Rank`` (ranks are numbered per job; the exporter of a node serves the
             ranks that run on it).
-        links: ``(node, gpu index) -> NVLink ids`` of the GPU.
-        nics: ``node -> (device, port)`` InfiniBand/EFA ports.
+        links: ``(node, gpu index) -> {NVLink id: PCI bus id of the device at its other end, or None}``.
+        nics: ``node -> {(device, port): link layer}`` of its InfiniBand/EFA ports (``InfiniBand``,
+            ``Ethernet`` for RoCE; EFA devices report ``Unspecified``).
     """
 
     gpu_jobs: dict[tuple[str, int], set[str]] = field(default_factory=dict)
     ranks: dict[tuple[str, int], Rank] = field(default_factory=dict)
-    links: dict[tuple[str, int], set[int]] = field(default_factory=dict)
-    nics: dict[str, set[tuple[str, str]]] = field(default_factory=dict)
+    links: dict[tuple[str, int], dict[int, str | None]] = field(default_factory=dict)
+    nics: dict[str, dict[tuple[str, str], str]] = field(default_factory=dict)
     #: Per node, per job: the GPU indexes the job holds (an index of ``gpu_jobs``, so lookups stay linear).
     _held: dict[str, dict[str, list[int]]] = field(default_factory=dict)
     #: Per node: the jobs of the ranks that run on it.
@@ -88,9 +89,11 @@ class Topology:
             elif name == RANK_INFO and labels.get("rank", "").isdigit():
                 rank_info.append((node, labels))
             elif name == NVLINK_INFO and gpu.isdigit() and labels.get("link", "").isdigit():
-                topology.links.setdefault((node, int(gpu)), set()).add(int(labels["link"]))
+                remote = labels.get("remote_pci_bus_id") or None
+                topology.links.setdefault((node, int(gpu)), {})[int(labels["link"])] = remote
             elif name == PORT_INFO and labels.get("device"):
-                topology.nics.setdefault(node, set()).add((labels["device"], labels.get("port", "")))
+                port = (labels["device"], labels.get("port", ""))
+                topology.nics.setdefault(node, {})[port] = labels.get("link_layer", "")
         for node, labels in rank_info:
             local = labels.get("local_rank", "")
             local_rank = int(local) if local.isdigit() else None

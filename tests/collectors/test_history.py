@@ -354,9 +354,14 @@ def test_link_counters_are_summed_per_gpu_and_judged_per_second() -> None:
     storm = "".join(
         f'fleetscope_nvlink_crc_flit_errors_total{{gpu="1",link="{link}"}} 120\n' for link in range(4)
     )
-    top = _rates("# TYPE fleetscope_nvlink_crc_flit_errors_total counter\n" + storm)["root_causes"][0]
+    info = "# TYPE fleetscope_nvlink_info gauge\n" + "".join(
+        f'fleetscope_nvlink_info{{gpu="1",link="{link}",remote_pci_bus_id="0000:{0x1B + link:02x}:00.0"}} 1\n'
+        for link in range(4)
+    )
+    top = _rates("# TYPE fleetscope_nvlink_crc_flit_errors_total counter\n" + storm + info)["root_causes"][0]
     assert (top["layer"], top["gpu"]) == ("nvlink", 1) and "rose by 480 in the last 300 s" in top["summary"]
-    quiet = "# TYPE fleetscope_nvlink_crc_flit_errors_total counter\n" + storm.replace(" 120", " 20")
+    assert "on links 0 (to 0000:1b:00.0), 1 (to 0000:1c:00.0)," in top["summary"]
+    quiet = "# TYPE fleetscope_nvlink_crc_flit_errors_total counter\n" + storm.replace(" 120", " 20") + info
     assert _rates(quiet)["incident"] is False
 
 
@@ -397,7 +402,7 @@ def test_a_rank_runs_on_the_gpu_its_local_rank_picks_among_its_jobs_gpus() -> No
     assert topology.ranks[("n1", 9)].gpu == 6
     assert topology.ranks[("n2", 3)].gpu == 3  # no job record: the local rank is the device
     assert topology.groups(["n1", "n2", "n3"]) == {"j1": ["n1"], "j2": ["n1"], "j3": ["n2"], "": ["n3"]}
-    assert topology.links[("n1", 4)] == {0}
+    assert topology.links[("n1", 4)] == {0: None}
 
 
 def test_an_instance_whose_series_left_the_promql_api_is_down(tmp_path: Path) -> None:
@@ -511,3 +516,16 @@ def test_gpus_of_a_failed_gpu_collector_are_not_lost() -> None:
     failed = _families(f'# TYPE {name} gauge\n{name}{{collector="gpu"}} 0\n')
     assert GPU_MISSING not in _names(history.observe({"a": failed}, down=()).get("a", []))
     assert GPU_MISSING in _names(history.observe({"a": _gpus("a", {0: 1.0})}, down=())["a"])
+
+
+def test_an_efa_port_with_retransmit_timeouts_is_named_with_its_link_layer() -> None:
+    text = (
+        "# TYPE fleetscope_efa_retransmit_timeout_events_total counter\n"
+        'fleetscope_efa_retransmit_timeout_events_total{device="rdmap16s27",port="1"} 4\n'
+        'fleetscope_efa_retransmit_timeout_events_total{device="rdmap32s27",port="1"} 0\n'
+        "# TYPE fleetscope_infiniband_port_info gauge\n"
+        'fleetscope_infiniband_port_info{device="rdmap16s27",port="1",link_layer="Unspecified"} 1\n'
+    )
+    top = _rates(text)["root_causes"][0]
+    assert (top["layer"], top["node"], top["gpu"]) == ("network", "node-05", None)
+    assert "rose by 4 in the last 300 s on rdmap16s27 port 1 (Unspecified);" in top["summary"]

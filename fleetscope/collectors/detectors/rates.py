@@ -7,8 +7,11 @@ retransmits and unresponsive peers, InfiniBand link and symbol errors) that rose
 ``per_window`` count, or at ``per_second`` or faster, is a fault happening now; so is a GPU held below
 its clocks by a thermal, board-limit or reliability policy for ``rates.throttle_share`` of the window
 (``fleetscope_gpu_clock_event_violation_seconds_total``, NVML's ``nvmlDeviceGetViolationStatus``).
-Counters of the same GPU or node and name (one per link, port or device) are summed. A bundle's counters
-are totals since a driver load, not increases, and carry no window length: nothing here reads them.
+Counters of the same GPU or node and name (one per link, port or device) are summed, and the summary
+names the links and ports that rose with what the topology says is at their other end (the NVLink's
+remote device from ``fleetscope_nvlink_info``, the port's link layer from
+``fleetscope_infiniband_port_info``). A bundle's counters are totals since a driver load, not increases,
+and carry no window length: nothing here reads them.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from fleetscope.collectors.detectors.base import Detector, Template, where
 from fleetscope.collectors.evidence import Evidence, Finding
 from fleetscope.collectors.history import WINDOW_SECONDS
 from fleetscope.collectors.knowledge import scoring, scoring_list, scoring_text
+from fleetscope.collectors.topology import Topology
 
 THROTTLE = "fleetscope_gpu_clock_event_violation_seconds_total"
 
@@ -31,6 +35,7 @@ class RatesDetector(Detector):
 
     def detect(self, evidence: Sequence[Evidence]) -> Iterable[Finding]:
         evidence = [e for e in evidence if e.kind == "metric"]
+        topology = Topology.from_evidence(evidence)
         windows = {e.node: float(e.attrs["value"]) for e in evidence if e.attrs["name"] == WINDOW_SECONDS}
         limits = {str(entry["name"]): entry for entry in scoring_list("rates.limits")}
         reasons = {str(r) for r in scoring_list("rates.throttle_reasons")}
@@ -76,7 +81,7 @@ class RatesDetector(Detector):
                 f"rate:{name}",
                 str(limit["layer"]),
                 f"{where(node, gpu, items[0].gpu_pci_bus_id)}: {name} rose by {rise:.0f} in the last "
-                f"{window:.0f} s{rate}; {limit['why']}",
+                f"{window:.0f} s{rate}{_where_it_rose(topology, node, gpu, items)}; {limit['why']}",
                 items,
             )
 
@@ -99,3 +104,23 @@ class RatesDetector(Detector):
             gpu_pci_bus_id=items[0].gpu_pci_bus_id,
             evidence=items,
         )
+
+
+def _where_it_rose(topology: Topology, node: str | None, gpu: int | None, items: list[Evidence]) -> str:
+    """`` on link 3 (to 0000:1b:00.0)`` or `` on mlx5_0 port 1 (InfiniBand)``: the links or ports whose
+    counters rose, with what the topology says about their other end; ``""`` where the series name none."""
+    risen = [e.attrs["labels"] for e in items if float(e.attrs["value"]) > 0]
+    links = sorted({int(labels["link"]) for labels in risen if labels.get("link", "").isdigit()})
+    if links and node is not None and gpu is not None:
+        remote = topology.links.get((node, gpu), {})
+        named = [f"{link} (to {remote[link]})" if remote.get(link) else str(link) for link in links]
+        return f" on link{'s' if len(links) > 1 else ''} {', '.join(named)}"
+    ports = sorted({(labels["device"], labels.get("port", "")) for labels in risen if labels.get("device")})
+    if ports and node is not None:
+        layers = topology.nics.get(node, {})
+        named = [
+            f"{device} port {port}" + (f" ({layers[(device, port)]})" if layers.get((device, port)) else "")
+            for device, port in ports
+        ]
+        return f" on {', '.join(named)}"
+    return ""
