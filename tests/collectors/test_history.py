@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import statistics
+import urllib.request
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -34,8 +35,9 @@ from fleetscope.collectors.live import (
     window_families,
 )
 from fleetscope.collectors.topology import Topology
+from fleetscope.exporters.training import TrainingHook
 from tests.exporters.fake_nvml import FakeNvml
-from tests.exporters.support import H100_X8, running_exporter
+from tests.exporters.support import H100_X8, running_exporter, samples, wait_for
 from tests.servers import free_port
 
 
@@ -529,3 +531,57 @@ def test_an_efa_port_with_retransmit_timeouts_is_named_with_its_link_layer() -> 
     top = _rates(text)["root_causes"][0]
     assert (top["layer"], top["node"], top["gpu"]) == ("network", "node-05", None)
     assert "rose by 4 in the last 300 s on rdmap16s27 port 1 (Unspecified);" in top["summary"]
+
+
+def test_a_straggler_rank_found_through_real_exporters_and_training_hooks(tmp_path: Path) -> None:
+    """Eight ranks of job j send their step records to two real exporters (four ranks each) through the
+    training hook; rank 6 waits least in the all-reduce, so the collector names it, on its node's GPU."""
+    logs = [tmp_path / "a" / "kern.log", tmp_path / "b" / "kern.log"]
+    for log in logs:
+        log.parent.mkdir()
+        log.write_text("")
+    with running_exporter(logs[0]) as first, running_exporter(logs[1]) as second:
+        hooks = [
+            TrainingHook(
+                str(logs[r // 4].parent / "training.sock"),
+                rank=r,
+                local_rank=r % 4,
+                world_size=8,
+                job_id="j7",
+            )
+            for r in range(8)
+        ]
+
+        def steps(n: int) -> None:
+            for hook in hooks:
+                wait = 0.02 if hook.rank == 6 else 0.3 + 0.01 * (hook.rank % 3)
+                for _ in range(n):
+                    hook.record(1.0, [0.01, 0.3, 0.3, 0.05, wait])
+                hook.flush()
+
+        def recorded(least: int) -> bool:
+            """Every rank has at least ``least`` steps at its exporter (the hook may drop records under a
+            burst, by design; each record carries its own phases, so the per-step waits stay right)."""
+            counts = [
+                value
+                for e in (first, second)
+                for (name, _), value in samples(
+                    urllib.request.urlopen(f"http://127.0.0.1:{e.port}/metrics", timeout=5).read().decode()
+                ).items()
+                if name == "fleetscope_training_steps_total"
+            ]
+            return len(counts) == 8 and min(counts) >= least
+
+        source = ExporterSource([f"node-01=127.0.0.1:{first.port}", f"node-02=127.0.0.1:{second.port}"])
+        collector = LiveCollector([source], IncidentStore(tmp_path / "i.db"))
+        steps(5)
+        wait_for(lambda: recorded(1))
+        assert collector.run_once()["incident"] is False  # the first read is a baseline
+        steps(20)
+        wait_for(lambda: recorded(5 + int(scoring("stragglers.min_steps"))))
+        report = collector.run_once()
+        for hook in hooks:
+            hook.close()
+    top = report["root_causes"][0]
+    assert (top["kind"], top["node"], top["gpu"]) == ("straggler_rank", "node-02", 2)
+    assert top["summary"].startswith("Rank 6 of job j7")
