@@ -51,7 +51,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Protocol
-from urllib.error import URLError
+from urllib.error import HTTPError, URLError
 from urllib.parse import urlencode, urlsplit
 from urllib.request import urlopen
 
@@ -258,6 +258,11 @@ def _get(url: str, timeout: float) -> bytes:
         raise SourceError(f"GET {url}: {exc}") from exc
 
 
+def _status(exc: SourceError) -> int | None:
+    """The HTTP status a source error carries, or None where nothing answered (refused, timed out)."""
+    return exc.__cause__.code if isinstance(exc.__cause__, HTTPError) else None
+
+
 def node_name(address: str) -> str:
     """The node a target address names: the host part of ``host:port`` or of a URL."""
     host = urlsplit(address if "//" in address else f"//{address}").hostname
@@ -421,12 +426,18 @@ class ExporterSource:
         for base in self.targets:
             try:
                 text = _get(base + "/metrics", self.timeout).decode("utf-8", "replace")
-                events = json.loads(_get(base + "/events", self.timeout))
+                try:
+                    events = json.loads(_get(base + "/events", self.timeout))
+                except SourceError as exc:
+                    if _status(exc) != 404:
+                        raise
+                    events = {}  # dcgm-exporter, node_exporter: metrics only, no kernel-log events
                 now = self.clock()
                 families, counters = window_families(text, self._window_start(base, now))
             except (SourceError, json.JSONDecodeError, ValueError) as exc:
                 errors.append(f"{base}: {exc}" if base not in str(exc) else str(exc))
-                down.append(self.nodes[base])
+                if isinstance(exc, SourceError) and _status(exc) is None:
+                    down.append(self.nodes[base])  # no answer at all (refused, timed out): it is missing
                 continue
             self._scrapes.setdefault(base, deque()).append((now, counters))
             lines = self._kernel_lines(

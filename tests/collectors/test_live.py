@@ -361,3 +361,68 @@ def test_dcgm_counters_keep_their_names_and_histogram_sums_count_only_the_window
         "DCGM_FI_DEV_XID_ERRORS",
         3.0,
     )
+
+
+def test_a_dcgm_exporter_target_without_events_is_read_for_its_metrics(tmp_path: Path) -> None:
+    """A real HTTP server that, like dcgm-exporter, serves /metrics and answers 404 elsewhere; its Xid
+    counter rises between two cycles."""
+    import http.server
+    import threading
+
+    scrape = {"xid": 0}
+
+    class Dcgm(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            if self.path != "/metrics":
+                self.send_error(404)
+                return
+            body = (
+                "# HELP DCGM_FI_DEV_XID_ERRORS Value of the last XID error encountered.\n"
+                "# TYPE DCGM_FI_DEV_XID_ERRORS gauge\n"
+                f'DCGM_FI_DEV_XID_ERRORS{{gpu="2",UUID="GPU-1",pci_bus_id="00000000:5D:00.0",'
+                f'Hostname="n7"}} {scrape["xid"]}\n'
+            ).encode()
+            self.send_response(200)
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Dcgm)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        source = ExporterSource([f"n7=127.0.0.1:{server.server_address[1]}"])
+        collector = LiveCollector([source], IncidentStore(tmp_path / "i.db"))
+        assert collector.run_once()["verdict"] == "healthy" and source.skipped == []
+        scrape["xid"] = 79
+        report = collector.run_once()
+    finally:
+        server.shutdown()
+        server.server_close()
+    top = report["root_causes"][0]
+    assert (top["node"], top["gpu"], top["layer"]) == ("n7", 2, "gpu_hardware")
+
+
+def test_a_target_that_answers_with_an_error_is_unread_not_missing() -> None:
+    import http.server
+    import threading
+
+    class Failing(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_error(500)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Failing)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    dead = free_port()
+    try:
+        source = ExporterSource([f"a=127.0.0.1:{server.server_address[1]}", f"b=127.0.0.1:{dead}"], timeout=2)
+        with pytest.raises(SourceError, match="500"):
+            source.fetch()
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert source.down == ["b"]  # nothing answered on b's port; a answered, badly
