@@ -20,7 +20,7 @@ Sources (docs/design.md, "The shape"):
 - :class:`PromQLSource`: any Prometheus-compatible HTTP API (Prometheus, Thanos, Mimir,
   VictoriaMetrics, AMP). Two instant queries per cycle (now, and ``offset`` the window) for fleetscope's,
   dcgm-exporter's and node_exporter's GPU and fabric series, grouped into nodes by the ``instance``
-  target label, and one for the targets whose scrape fails (``up == 0``).
+  target label, and one for the targets whose scrape fails (``up`` at 0).
 
 **Time windows.** A window covers the last ``window`` seconds (default 5 minutes). Counters appear in it as
 their increase over the window, and a counter that did not rise is left out, so a fault counted weeks ago
@@ -524,9 +524,9 @@ class PromQLSource:
     """Reads GPU and fabric series from a Prometheus-compatible HTTP API, into windows.
 
     Two instant queries per cycle: the series now, and the same series ``offset`` the window; a
-    counter's increase is the difference (module docstring, "Time windows"). A third, ``up == 0``, names
-    the targets Prometheus cannot scrape; they and the instances that had series at the window's start
-    and have none now are :attr:`down`.
+    counter's increase is the difference (module docstring, "Time windows"). A third, ``up``, names the
+    targets Prometheus cannot scrape (value 0); they and the instances that had series at the window's
+    start and have none now are :attr:`down`.
 
     Args:
         url: the API's base URL, e.g. ``http://prometheus:9090`` (``/api/v1/query`` is appended).
@@ -563,9 +563,12 @@ class PromQLSource:
         self.down = []
         now = self._query(PROMQL_SELECTOR)
         then = self._query(f"{PROMQL_SELECTOR} offset {self.window}s")
-        # Prometheus's own verdict on each target's last scrape: 0 where it failed.
+        # Prometheus's own verdict on each target's last scrape: 0 where it failed (a plain selector, which
+        # every Prometheus-compatible API answers, filtered here).
         failing = {
-            str(r["metric"].get("instance")) for r in self._query("up == 0") if r["metric"].get("instance")
+            str(r["metric"]["instance"])
+            for r in self._query("up")
+            if "instance" in r["metric"] and float(r["value"][1]) == 0
         }
         start: dict[str, dict[SeriesKey, float]] = {}
         for result in then:

@@ -423,8 +423,11 @@ def test_an_instance_whose_series_left_the_promql_api_is_down(tmp_path: Path) ->
             query = parse_qs(urlsplit(self.path).query)["query"][0]
             instances = ["node-a:9847", "node-b:9847"] if "offset" in query else ["node-a:9847"]
             results = [result(i) for i in instances]
-            if query == "up == 0":  # Prometheus's verdict on node-c's scrape; it never had series
-                results = [{"metric": {"__name__": "up", "instance": "node-c:9847"}, "value": [0, "0"]}]
+            if query == "up":  # Prometheus's verdict on each scrape; node-c's fails and never had series
+                results = [
+                    {"metric": {"__name__": "up", "instance": f"node-{n}:9847"}, "value": [0, v]}
+                    for n, v in (("a", "1"), ("c", "0"))
+                ]
             body = json.dumps({"status": "success", "data": {"result": results}})
             self.send_response(200)
             self.end_headers()
