@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 
 from benchmarks import (
-    bench_detection,
+    bench_detection_pass,
     bench_exporter,
     bench_investigate,
     bench_lineage,
@@ -25,7 +25,7 @@ def main() -> None:
     print("== investigate: throughput and peak memory")
     bench_investigate.main(["--mb", "64"] if quick else ["--mb", "1024"])
     print("\n== live detection: one pass over N nodes of 8 GPUs")
-    bench_detection.main(
+    bench_detection_pass.main(
         ["--nodes", "64"] if quick else ["--nodes", "64", "--nodes", "512", "--nodes", "2048"]
     )
     print("\n== exporter: scrape time against a static registry")

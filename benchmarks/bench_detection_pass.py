@@ -9,7 +9,7 @@ the last window is timed: ``WindowHistory.observe`` (absence, peers, stalls), th
 The table gives seconds per part, microseconds per sample (flat when the pass is linear in nodes) and
 the process's peak RSS.
 
-    python -m benchmarks.bench_detection --nodes 64 --nodes 512 --nodes 2048
+    python -m benchmarks.bench_detection_pass --nodes 64 --nodes 512 --nodes 2048
 """
 
 from __future__ import annotations
