@@ -11,6 +11,7 @@ import argparse
 
 from benchmarks import (
     bench_console,
+    bench_detection_pass,
     bench_exporter,
     bench_investigate,
     bench_lineage,
@@ -24,6 +25,10 @@ def main() -> None:
     quick = parser.parse_args().quick
     print("== investigate: throughput and peak memory")
     bench_investigate.main(["--mb", "64"] if quick else ["--mb", "1024"])
+    print("\n== live detection: one pass over N nodes of 8 GPUs")
+    bench_detection_pass.main(
+        ["--nodes", "64"] if quick else ["--nodes", "64", "--nodes", "512", "--nodes", "2048"]
+    )
     print("\n== exporter: scrape time against a static registry")
     bench_exporter.main([])
     print("\n== lineage: OpenLineage ingest and audit-query latency (embedded store)")

@@ -10,7 +10,7 @@ docs/design.md's contract.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -37,6 +37,8 @@ from fleetscope.collectors.parsers import (
     FileContext,
     Line,
 )
+from fleetscope.collectors.parsers.prometheus import PrometheusParser, sample_evidence
+from fleetscope.collectors.parsers.prometheus import kept as kept_series
 from fleetscope.collectors.prefilter import KeywordMatcher
 from fleetscope.collectors.prefixes import Prefixes
 from fleetscope.collectors.timestamps import split_timestamp, with_year
@@ -254,6 +256,81 @@ def investigate(bundle: Path, progress: Progress | None = None) -> Investigation
         done += f.size
         if progress is not None:
             progress(done, total)
+    return _conclude(kept, unparsed, files_read, lines_read, lines_understood)
+
+
+def investigate_window(
+    samples: Mapping[str, Sequence[tuple[str, dict[str, str], float, str]]],
+    logs: Mapping[str, Sequence[str]],
+) -> Investigation:
+    """Investigate a live window handed over as samples and log lines, with no files in between.
+
+    The samples become evidence through the same mapping as a Prometheus file of a bundle
+    (:func:`fleetscope.collectors.parsers.prometheus.sample_evidence`), the log lines through the same
+    line parsers and prefilter, and the rest (GPU identities, detectors, correlator) is
+    :func:`investigate`'s. A window written out as a bundle (one folder per node, ``metrics.prom`` and
+    ``kernel.log``) gives the same report to :func:`investigate`; only the ``source`` of evidence differs
+    (``NODE/metrics:N``, the N-th sample of the node, and ``NODE/events:N`` here).
+
+    Args:
+        samples: Per node, its samples as ``(name, labels, value, text)``: ``text`` is the sample as an
+            exposition line, quoted by findings.
+        logs: Per node, its kernel-log lines, oldest first.
+
+    Returns:
+        The investigation; see :meth:`Investigation.to_dict`.
+    """
+    unparsed = Unparsed()
+    kept = _EvidenceStore()
+    files_read = lines_read = lines_understood = 0
+    # Nodes in name order, each node's log before its samples: the order a bundle's files are read in.
+    for node in sorted(set(samples) | set(logs)):
+        lines = logs.get(node) or []
+        node_samples = samples.get(node) or []
+        found: list[Iterator[Evidence]] = []
+        if lines:
+            found.append(
+                _parse_log(_candidates(lines), FileContext(rel=f"{node}/events", node=node), unparsed)
+            )
+        if node_samples:
+            found.append(_sample_evidence(node, node_samples, unparsed))
+        for items, count in zip(found, [n for n in (len(lines), len(node_samples)) if n], strict=True):
+            understood = kept.add_all(items)
+            files_read += 1
+            lines_read += count
+            lines_understood += understood
+            unparsed.lines += count - understood
+    return _conclude(kept, unparsed, files_read, lines_read, lines_understood)
+
+
+def _sample_evidence(
+    node: str, samples: Sequence[tuple[str, dict[str, str], float, str]], unparsed: Unparsed
+) -> Iterator[Evidence]:
+    ids: set[tuple[int, str]] = set()
+    rel = f"{node}/metrics"
+    for i, (name, labels, value, text) in enumerate(samples, 1):
+        if kept_series(name):
+            for e in sample_evidence(
+                name, labels, value, node=node, source=f"{rel}:{i}", text=text, seen=ids
+            ):
+                if _valid(e, PrometheusParser.name, rel, unparsed):
+                    yield e
+
+
+def _candidates(lines: Sequence[str]) -> Iterator[tuple[int, bytes, tuple[int, ...]]]:
+    """The lines of ``lines`` that hold a parser's keyword, as :func:`scan_lines` yields them."""
+    buf = "\n".join(line.replace("\n", " ") for line in lines).encode("utf-8", "replace")
+    number, position = 1, 0
+    for start, stop, tags in PREFILTER.lines(buf):
+        number += buf.count(b"\n", position, start)
+        position = start
+        yield number, buf[start:stop], tags
+
+
+def _conclude(
+    kept: _EvidenceStore, unparsed: Unparsed, files_read: int, lines_read: int, lines_understood: int
+) -> Investigation:
+    """Resolve years and GPU identities, run the detectors, correlate: the end of every investigation."""
     evidence = kept.finish()
     _resolve_years(evidence)
     _resolve_gpus(evidence)
@@ -355,7 +432,7 @@ def _read_file(f: BundleFile, stats: ReadStats, unparsed: Unparsed) -> Iterator[
     for doc in DOCUMENT_PARSERS:
         if doc.sniff(text_head):
             return _parse_document(doc, f, ctx, stats, unparsed)
-    return _parse_log(f, ctx, stats, unparsed)
+    return _parse_log(scan_lines(f.path, stats, PREFILTER), ctx, unparsed)
 
 
 def _parse_document(
@@ -379,7 +456,7 @@ def _parse_document(
     for _ in range(MAX_DOCUMENT_RESTARTS):
         try:
             for e in parser.parse(source):
-                if _valid(e, doc.name, f, unparsed):
+                if _valid(e, doc.name, f.rel, unparsed):
                     yield e
             return
         except READ_ERRORS:
@@ -388,39 +465,42 @@ def _parse_document(
             unparsed.lost(f.rel, f"parser {doc.name}", exc, f"line {position[0]}")
 
 
-def _parse_log(f: BundleFile, ctx: FileContext, stats: ReadStats, unparsed: Unparsed) -> Iterator[Evidence]:
+def _parse_log(
+    candidates: Iterator[tuple[int, bytes, tuple[int, ...]]], ctx: FileContext, unparsed: Unparsed
+) -> Iterator[Evidence]:
+    """Run the line parsers over a log's candidate lines (:func:`scan_lines` with the prefilter)."""
     parsers = [cls(ctx) for cls in LINE_PARSERS]
     broken: Exception | None = None
     try:
-        for n, raw, wanted in scan_lines(f.path, stats, PREFILTER):
+        for n, raw, wanted in candidates:
             line = Line(n, decode(raw))
             for i in wanted:
                 parser = parsers[i]
                 try:
                     found = list(parser.feed(line))
                 except Exception as exc:  # one odd line costs that line, never the rest of the file
-                    unparsed.lost(f.rel, f"parser {parser.name}", exc, f"line {n}")
+                    unparsed.lost(ctx.rel, f"parser {parser.name}", exc, f"line {n}")
                     continue
-                yield from (e for e in found if _valid(e, parser.name, f, unparsed))
+                yield from (e for e in found if _valid(e, parser.name, ctx.rel, unparsed))
     except READ_ERRORS as exc:
         broken = exc  # a truncated archive or a failing disk: keep what the lines before it showed
     for parser in parsers:
         try:
             held = list(parser.finish())
         except Exception as exc:  # what it held back is lost, not what it gave line by line
-            unparsed.lost(f.rel, f"parser {parser.name}", exc, "end of file")
+            unparsed.lost(ctx.rel, f"parser {parser.name}", exc, "end of file")
             continue
-        yield from (e for e in held if _valid(e, parser.name, f, unparsed))
+        yield from (e for e in held if _valid(e, parser.name, ctx.rel, unparsed))
     if broken is not None:
         raise broken
 
 
-def _valid(e: Evidence, parser: str, f: BundleFile, unparsed: Unparsed) -> bool:
-    """Whether ``e`` matches its kind's entry; what does not is counted and noted, not kept."""
+def _valid(e: Evidence, parser: str, rel: str, unparsed: Unparsed) -> bool:
+    """Whether ``e`` (read from ``rel``) matches its kind's entry; what does not is counted and noted."""
     try:
         check(e, parser)
     except EvidenceError as exc:
-        unparsed.lost(f.rel, f"parser {parser}", exc, e.source)
+        unparsed.lost(rel, f"parser {parser}", exc, e.source)
         return False
     return True
 

@@ -315,7 +315,17 @@ KINDS: tuple[Kind, ...] = (
         "metric",
         "A Prometheus sample of a family a detector uses.",
         ("prometheus",),
-        ("xid", "gpu_health", "peer_deviation", "fabric", "gpu_recovery_action"),
+        (
+            "xid",
+            "gpu_health",
+            "peer_deviation",
+            "fabric",
+            "gpu_recovery_action",
+            "absence",
+            "persistent_deviation",
+            "stragglers",
+            "rates",
+        ),
         attrs={"name": str, "value": float, "labels": dict},
     ),
     Kind(
@@ -373,7 +383,7 @@ KINDS: tuple[Kind, ...] = (
         "iteration_time_jump",
         "The training loop's iteration time jumped well above its level.",
         ("training",),
-        ("straggler",),
+        ("iteration_time_jump",),
         attrs={"before_s": float, "after_s": float, "ratio": float},
     ),
 )

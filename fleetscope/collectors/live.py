@@ -1,11 +1,15 @@
 """The live collector: the same correlation engine as ``fleetscope investigate``, fed on a schedule.
 
-Every cycle the collector gathers what the cluster shows now into a *window*, a bundle folder laid out
-exactly like an offline one (one subfolder per node), investigates it with
-:func:`fleetscope.collectors.investigate` and records the report in the
-:class:`~fleetscope.collectors.incidents.IncidentStore`. Keeping the window a plain bundle means the live path
-and the offline path share every parser, detector and the correlator, and an on-call engineer can copy the
-window folder and re-run ``fleetscope investigate`` on it.
+Every cycle the collector gathers what the cluster shows now into a *window* (per node: metric samples
+and kernel-log lines), hands the samples and lines straight to the engine
+(:func:`fleetscope.collectors.investigate.investigate_window`: the same sample-to-evidence mapping, line
+parsers, detectors and correlator as a bundle) and records the report in the
+:class:`~fleetscope.collectors.incidents.IncidentStore`. Facts that need more than one window (a node
+that stopped answering, a GPU whose series vanished, a peer deviation that persists, a rank that stopped
+stepping) come from :class:`~fleetscope.collectors.history.WindowHistory` as series of the node's window,
+so they are evidence like any other sample. With ``window_dir`` the window is also written as a bundle
+folder (one subfolder per node: ``metrics.prom``, ``kernel.log``) that ``fleetscope investigate``
+reads to the same report.
 
 Sources (docs/design.md, "The shape"):
 
@@ -16,7 +20,7 @@ Sources (docs/design.md, "The shape"):
 - :class:`PromQLSource`: any Prometheus-compatible HTTP API (Prometheus, Thanos, Mimir,
   VictoriaMetrics, AMP). Two instant queries per cycle (now, and ``offset`` the window) for fleetscope's,
   dcgm-exporter's and node_exporter's GPU and fabric series, grouped into nodes by the ``instance``
-  target label.
+  target label, and one for the targets whose scrape fails (``up`` at 0).
 
 **Time windows.** A window covers the last ``window`` seconds (default 5 minutes). Counters appear in it as
 their increase over the window, and a counter that did not rise is left out, so a fault counted weeks ago
@@ -47,7 +51,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Protocol
-from urllib.error import URLError
+from urllib.error import HTTPError, URLError
 from urllib.parse import urlencode, urlsplit
 from urllib.request import urlopen
 
@@ -55,10 +59,12 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 from prometheus_client.core import Metric
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.registry import Collector
+from prometheus_client.utils import floatToGoString
 
 from fleetscope.collectors.alerting import WebhookSender
+from fleetscope.collectors.history import WindowHistory
 from fleetscope.collectors.incidents import RESOLVED, Change, Incident, IncidentStore
-from fleetscope.collectors.investigate import investigate
+from fleetscope.collectors.investigate import investigate_window
 
 log = logging.getLogger(__name__)
 
@@ -105,12 +111,21 @@ class NodeSnapshot:
     """What one node showed in one cycle.
 
     Attributes:
-        metrics: Prometheus text exposition of the node's series.
+        families: the node's metric families in the window (counters as increases), as
+            prometheus-client reads them.
         kernel_lines: raw kernel-log lines (as the node printed them), oldest first.
     """
 
-    metrics: str = ""
+    families: list[Metric] = field(default_factory=list)
     kernel_lines: list[str] = field(default_factory=list)
+
+    def samples(self) -> list[tuple[str, dict[str, str], float, str]]:
+        """Every sample as ``(name, labels, value, text)``, ``text`` its exposition line."""
+        return [
+            (s.name, s.labels, s.value, sample_line(s.name, s.labels, s.value))
+            for family in self.families
+            for s in family.samples
+        ]
 
 
 class Source(Protocol):
@@ -119,9 +134,12 @@ class Source(Protocol):
     Attributes:
         skipped: what the last :meth:`fetch` could not read though it read something else (one dead
             exporter among several), one line each; the cycle's report lists them in ``notes``.
+        down: the nodes the last :meth:`fetch` should have read and could not (their exporter did not
+            answer, or their series left the API during the window).
     """
 
     skipped: list[str]
+    down: list[str]
 
     def fetch(self) -> dict[str, NodeSnapshot]:
         """Read every node this source knows. Raises SourceError."""
@@ -132,14 +150,25 @@ class Source(Protocol):
 SeriesKey = tuple[str, tuple[tuple[str, str], ...]]
 
 _COUNTER_NAME = re.compile(r"(?i).*(_total|_counter)$")
+#: Samples of a histogram or summary that only grow: the count, the sum and the cumulative buckets.
+_HISTOGRAM_COUNTERS = ("_sum", "_count", "_bucket")
 
 
 def is_counter_sample(name: str, family_type: str = "untyped") -> bool:
-    """Whether a sample is a monotonic counter: its family says so, or (for untyped series read through a
-    PromQL API, which carries no types) its name ends ``_total`` or ``_COUNTER`` (dcgm-exporter)."""
+    """Whether a sample only grows (a counter, or a histogram's or summary's ``_sum``, ``_count`` and
+    ``_bucket``): its family says so, or (for untyped series read through a PromQL API, which carries no
+    types) its name ends ``_total`` or ``_COUNTER`` (dcgm-exporter), or is a histogram's part of a
+    fleetscope series. A ``_created`` sample (when a counter was made) is none."""
+    if name.endswith("_created"):
+        return False
     if family_type == "counter":
-        return name.endswith("_total")
-    return family_type == "untyped" and _COUNTER_NAME.match(name) is not None
+        return True
+    if family_type in ("histogram", "summary"):
+        return name.endswith(_HISTOGRAM_COUNTERS)
+    return family_type == "untyped" and (
+        _COUNTER_NAME.match(name) is not None
+        or (name.startswith("fleetscope_") and name.endswith(_HISTOGRAM_COUNTERS))
+    )
 
 
 def _key(name: str, labels: dict[str, str]) -> SeriesKey:
@@ -154,43 +183,70 @@ def increase(now: float, then: float | None) -> float:
     return now - then
 
 
-def window_exposition(text: str, start: dict[SeriesKey, float] | None) -> tuple[str, dict[SeriesKey, float]]:
+def window_families(
+    text: str, start: dict[SeriesKey, float] | None
+) -> tuple[list[Metric], dict[SeriesKey, float]]:
     """Turn one scrape into the window's view of it.
 
     Args:
         text: a Prometheus text exposition scraped now.
-        start: counter values at the window's start (:func:`window_exposition`'s second return value
+        start: counter values at the window's start (:func:`window_families`' second return value
             from an earlier scrape), or None when there is no earlier scrape: then every counter's
             increase is 0 and the scrape is only a baseline.
 
     Returns:
-        ``(exposition, counters)``: the text with gauges as they are and counters replaced by their
-        increase (counters that did not rise, and ``_created`` samples, left out), and this scrape's
-        counter values for later windows.
+        ``(families, counters)``: the families with gauges as they are and counters (histograms' sums,
+        counts and buckets too) replaced by their increase (counters that did not rise, and ``_created``
+        samples, left out), samples named as the exporter wrote them, and this scrape's counter values for
+        later windows.
 
     Raises:
         ValueError: the text is not a Prometheus exposition (prometheus-client's parser).
     """
     families = []
     counters: dict[SeriesKey, float] = {}
+    exposed = {line.split("{", 1)[0].split(" ", 1)[0] for line in text.splitlines() if line[:1] not in "#"}
     for family in text_string_to_metric_families(text):
-        kept = Metric(family.name, family.documentation, family.type, family.unit)
+        # The client's parser adds "_total" to a counter exposed without it (dcgm-exporter's
+        # DCGM_FI_DEV_XID_ERRORS); the window keeps the name as the exporter wrote it, untyped, since the
+        # writer would add "_total" back to a counter family.
+        renamed = (
+            family.type == "counter" and family.name in exposed and f"{family.name}_total" not in exposed
+        )
+        kept = Metric(family.name, family.documentation, "untyped" if renamed else family.type, family.unit)
         for sample in family.samples:
-            if family.type == "counter" and not sample.name.endswith("_total"):
-                continue  # _created: when the counter was made, no evidence
-            if not is_counter_sample(sample.name, family.type):
-                kept.add_sample(sample.name, sample.labels, sample.value)
+            name = family.name if renamed and sample.name == f"{family.name}_total" else sample.name
+            if family.type in ("counter", "histogram", "summary") and name.endswith("_created"):
+                continue  # when the counter was made: no evidence
+            if not is_counter_sample(name, family.type):
+                kept.add_sample(name, sample.labels, sample.value)
                 continue
-            key = _key(sample.name, sample.labels)
+            key = _key(name, sample.labels)
             counters[key] = sample.value
             rise = 0.0 if start is None else increase(sample.value, start.get(key))
             if rise > 0:
-                kept.add_sample(sample.name, sample.labels, rise)
+                kept.add_sample(name, sample.labels, rise)
         if kept.samples:
             families.append(kept)
+    return families, counters
+
+
+def exposition(families: Sequence[Metric]) -> str:
+    """The Prometheus text exposition of ``families`` (prometheus-client's writer)."""
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(_Families(families))
-    return generate_latest(registry).decode(), counters
+    registry.register(_Families(list(families)))
+    return generate_latest(registry).decode()
+
+
+def sample_line(name: str, labels: dict[str, str], value: float) -> str:
+    """One sample as prometheus-client's writer puts it in an exposition (labels escaped, Go floats)."""
+    if not labels:
+        return f"{name} {floatToGoString(value)}"
+    pairs = ",".join(
+        '{}="{}"'.format(k, v.replace("\\", r"\\").replace("\n", r"\n").replace('"', r"\""))
+        for k, v in labels.items()
+    )
+    return f"{name}{{{pairs}}} {floatToGoString(value)}"
 
 
 def _get(url: str, timeout: float) -> bytes:
@@ -200,6 +256,11 @@ def _get(url: str, timeout: float) -> bytes:
             return body
     except (URLError, OSError, ValueError) as exc:
         raise SourceError(f"GET {url}: {exc}") from exc
+
+
+def _status(exc: SourceError) -> int | None:
+    """The HTTP status a source error carries, or None where nothing answered (refused, timed out)."""
+    return exc.__cause__.code if isinstance(exc.__cause__, HTTPError) else None
 
 
 def node_name(address: str) -> str:
@@ -300,6 +361,7 @@ class ExporterSource:
         self.window = window.total_seconds()
         self.clock = clock
         self.skipped: list[str] = []
+        self.down: list[str] = []
         # Per target: counter values of earlier scrapes, oldest first, and when each kernel line was seen.
         self._scrapes: dict[str, deque[tuple[float, dict[SeriesKey, float]]]] = {}
         self._seen: dict[str, dict[str, float]] = {}
@@ -360,20 +422,29 @@ class ExporterSource:
         """
         snapshots: dict[str, NodeSnapshot] = {}
         errors: list[str] = []
+        down: list[str] = []
         for base in self.targets:
             try:
                 text = _get(base + "/metrics", self.timeout).decode("utf-8", "replace")
-                events = json.loads(_get(base + "/events", self.timeout))
+                try:
+                    events = json.loads(_get(base + "/events", self.timeout))
+                except SourceError as exc:
+                    if _status(exc) != 404:
+                        raise
+                    events = {}  # dcgm-exporter, node_exporter: metrics only, no kernel-log events
                 now = self.clock()
-                metrics, counters = window_exposition(text, self._window_start(base, now))
+                families, counters = window_families(text, self._window_start(base, now))
             except (SourceError, json.JSONDecodeError, ValueError) as exc:
                 errors.append(f"{base}: {exc}" if base not in str(exc) else str(exc))
+                if isinstance(exc, SourceError) and _status(exc) is None:
+                    down.append(self.nodes[base])  # no answer at all (refused, timed out): it is missing
                 continue
             self._scrapes.setdefault(base, deque()).append((now, counters))
             lines = self._kernel_lines(
                 base, events.get("events", []) if isinstance(events, dict) else [], now
             )
-            snapshots[self.nodes[base]] = NodeSnapshot(metrics=metrics, kernel_lines=lines)
+            snapshots[self.nodes[base]] = NodeSnapshot(families=families, kernel_lines=lines)
+        self.down = down
         if errors and not snapshots:
             raise SourceError("; ".join(errors))
         for error in errors:
@@ -403,6 +474,7 @@ class FileSDSource:
     ) -> None:
         self.path = Path(path)
         self.skipped: list[str] = []
+        self.down: list[str] = []
         self._exporters = ExporterSource(
             [], timeout=timeout, window=window, held_events_are_recent=held_events_are_recent
         )
@@ -440,7 +512,10 @@ class FileSDSource:
             raise SourceError(f"targets file {self.path}: {exc}") from exc
         if not self._exporters.targets:
             raise SourceError(f"targets file {self.path} lists no targets")
-        snapshots = self._exporters.fetch()
+        try:
+            snapshots = self._exporters.fetch()
+        finally:
+            self.down = self._exporters.down
         self.skipped = self._exporters.skipped
         return snapshots
 
@@ -449,7 +524,9 @@ class PromQLSource:
     """Reads GPU and fabric series from a Prometheus-compatible HTTP API, into windows.
 
     Two instant queries per cycle: the series now, and the same series ``offset`` the window; a
-    counter's increase is the difference (module docstring, "Time windows").
+    counter's increase is the difference (module docstring, "Time windows"). A third, ``up``, names the
+    targets Prometheus cannot scrape (value 0); they and the instances that had series at the window's
+    start and have none now are :attr:`down`.
 
     Args:
         url: the API's base URL, e.g. ``http://prometheus:9090`` (``/api/v1/query`` is appended).
@@ -463,6 +540,7 @@ class PromQLSource:
     def __init__(self, url: str, timeout: float = 30.0, window: timedelta = timedelta(minutes=5)) -> None:
         self.url = http_url(url)
         self.skipped: list[str] = []  # the queries answer whole or not at all
+        self.down: list[str] = []
         self.timeout = timeout
         self.window = max(1, int(window.total_seconds()))
 
@@ -482,8 +560,16 @@ class PromQLSource:
         Raises:
             SourceError: the API is unreachable or answered with an error.
         """
+        self.down = []
         now = self._query(PROMQL_SELECTOR)
         then = self._query(f"{PROMQL_SELECTOR} offset {self.window}s")
+        # Prometheus's own verdict on each target's last scrape: 0 where it failed (a plain selector, which
+        # every Prometheus-compatible API answers, filtered here).
+        failing = {
+            str(r["metric"]["instance"])
+            for r in self._query("up")
+            if "instance" in r["metric"] and float(r["value"][1]) == 0
+        }
         start: dict[str, dict[SeriesKey, float]] = {}
         for result in then:
             labels = dict(result["metric"])
@@ -491,9 +577,11 @@ class PromQLSource:
             labels.pop("job", None)
             start.setdefault(instance, {})[_key(labels.pop("__name__"), labels)] = float(result["value"][1])
         by_instance: dict[str, list[Metric]] = {}
+        answered: set[str] = set()
         for result in now:
             labels = dict(result["metric"])
             instance = labels.pop("instance", "unknown")
+            answered.add(instance)
             labels.pop("job", None)
             name = labels.pop("__name__")
             value = float(result["value"][1])
@@ -506,16 +594,17 @@ class PromQLSource:
             family = Metric(name, "read through the PromQL API", "untyped")
             family.add_sample(name, labels, value)
             by_instance.setdefault(instance, []).append(family)
-        hosts = [node_name(instance) for instance in by_instance]
-        snapshots = {}
-        for instance, families in by_instance.items():
-            registry = CollectorRegistry(auto_describe=False)
-            registry.register(_Families(families))
+        instances = set(by_instance) | set(start) | failing
+        hosts = [node_name(instance) for instance in instances]
+
+        def node(instance: str) -> str:
             host = node_name(instance)
-            snapshots[host if hosts.count(host) == 1 else instance] = NodeSnapshot(
-                metrics=generate_latest(registry).decode()
-            )
-        return snapshots
+            return host if hosts.count(host) == 1 else instance
+
+        # A target whose scrape fails (up 0), or with series at the window's start and none now (an API
+        # without Prometheus's up series), stopped answering.
+        self.down = sorted(node(instance) for instance in (set(start) - answered) | (failing - answered))
+        return {node(instance): NodeSnapshot(families=families) for instance, families in by_instance.items()}
 
 
 class LiveCollector:
@@ -524,33 +613,39 @@ class LiveCollector:
     Args:
         sources: where evidence comes from.
         store: the incident store reports go to.
-        window_dir: the folder the window bundle is written into, replaced on every cycle; it must
-            not exist yet or be a window this collector wrote (it holds :data:`WINDOW_MARKER`).
+        window_dir: where to write each cycle's window as a bundle folder for ``fleetscope
+            investigate`` (replaced on every cycle; it must not exist yet or be a window this collector
+            wrote, holding :data:`WINDOW_MARKER`), or None to write nothing. The cycle itself hands
+            samples and log lines straight to the engine
+            (:func:`~fleetscope.collectors.investigate.investigate_window`) either way.
         kernel_history: at most this many kernel-log lines per node in a window.
         registry: where the collector's own metrics are registered.
         on_incident: called with each recorded incident (e.g. to link it into the lineage graph); an
             exception it raises is logged and counted, never fatal to the cycle.
         resolve_after: an open incident whose fault no window has shown for this long is resolved.
         alerts: sends a notification when an incident opens, reopens or resolves; None for none.
+        window: how long the sources' windows are (for rates over them), as given to the sources.
     """
 
     def __init__(
         self,
         sources: Sequence[Source],
         store: IncidentStore,
-        window_dir: Path,
+        window_dir: Path | None = None,
         kernel_history: int = 5000,
         registry: CollectorRegistry | None = None,
         on_incident: Callable[[Incident], object] | None = None,
         resolve_after: timedelta = timedelta(minutes=10),
         alerts: WebhookSender | None = None,
+        window: timedelta = timedelta(minutes=5),
     ) -> None:
         self.sources = list(sources)
+        self.history = WindowHistory(window)
         self.store = store
         self.on_incident = on_incident
         self.resolve_after = resolve_after
         self.alerts = alerts
-        self.window_dir = Path(window_dir)
+        self.window_dir = Path(window_dir) if window_dir is not None else None
         self._kernel_history = kernel_history
         self.registry = registry or CollectorRegistry()
         self._cycles = Counter(
@@ -577,7 +672,7 @@ class LiveCollector:
             registry=self.registry,
         )
         self._nodes = Gauge(
-            "fleetscope_collector_nodes", "Nodes seen in the latest window.", registry=self.registry
+            "fleetscope_collector_nodes", "Nodes that answered in the latest window.", registry=self.registry
         )
         self._open = Gauge(
             "fleetscope_collector_incidents_open",
@@ -599,30 +694,39 @@ class LiveCollector:
             registry=self.registry,
         )
 
-    def _gather(self) -> tuple[dict[str, NodeSnapshot], list[str]]:
-        """Read every source; return the nodes and one line per thing that could not be read."""
+    def _gather(self) -> tuple[dict[str, NodeSnapshot], list[str], set[str]]:
+        """Read every source; return the nodes, one line per thing that could not be read, and the nodes
+        that did not answer."""
         nodes: dict[str, NodeSnapshot] = {}
         errors = []
         skipped = []
+        down: set[str] = set()
         for source in self.sources:
             try:
                 for node, snapshot in source.fetch().items():
                     merged = nodes.setdefault(node, NodeSnapshot())
-                    merged.metrics += snapshot.metrics
+                    merged.families += snapshot.families
                     merged.kernel_lines += snapshot.kernel_lines
                 skipped += [f"not read this cycle: {problem}" for problem in source.skipped]
+                down.update(source.down)
             except SourceError as exc:
+                down.update(source.down)
                 self._errors.inc()
                 errors.append(f"{type(source).__name__}: {exc}")
                 log.warning("source %s failed this cycle: %s", type(source).__name__, exc)
         if errors and len(errors) == len(self.sources):
             # Investigating an empty window would report a healthy cluster that nobody looked at.
             raise CollectionError("no source could be read: " + "; ".join(errors))
-        return nodes, [f"not read this cycle: {error}" for error in errors] + skipped
+        return nodes, [f"not read this cycle: {error}" for error in errors] + skipped, down - set(nodes)
 
-    def _write_window(self, nodes: dict[str, NodeSnapshot]) -> None:
-        staging = self.window_dir.with_name(self.window_dir.name + ".new")
-        for folder in (self.window_dir, staging):
+    def _kernel_lines(self, snapshot: NodeSnapshot) -> list[str]:
+        """The node's kernel lines in the window: each once (an exporter's /events is a ring buffer that
+        repeats lines), the latest ``kernel_history`` of them."""
+        return list(dict.fromkeys(snapshot.kernel_lines))[-self._kernel_history :]
+
+    def _write_window(self, window_dir: Path, nodes: dict[str, NodeSnapshot]) -> None:
+        staging = window_dir.with_name(window_dir.name + ".new")
+        for folder in (window_dir, staging):
             if folder.exists() and not (folder / WINDOW_MARKER).exists():
                 raise CollectionError(
                     f"{folder} exists and is not a fleetscope window; refusing to replace it"
@@ -633,15 +737,14 @@ class LiveCollector:
         for node, snapshot in nodes.items():
             folder = staging / node
             folder.mkdir()
-            if snapshot.metrics:
-                (folder / "metrics.prom").write_text(snapshot.metrics)
-            # An exporter's /events is a ring buffer that repeats lines; the window holds each once.
-            lines = list(dict.fromkeys(snapshot.kernel_lines))[-self._kernel_history :]
+            if snapshot.families:
+                (folder / "metrics.prom").write_text(exposition(snapshot.families))
+            lines = self._kernel_lines(snapshot)
             if lines:
                 (folder / "kernel.log").write_text("\n".join(lines) + "\n")
         # Swap in the new window whole, so a reader never sees half of one.
-        shutil.rmtree(self.window_dir, ignore_errors=True)
-        staging.rename(self.window_dir)
+        shutil.rmtree(window_dir, ignore_errors=True)
+        staging.rename(window_dir)
 
     def run_once(self) -> dict[str, Any]:
         """One cycle.
@@ -653,9 +756,17 @@ class LiveCollector:
             CollectionError: no source could be read, or the window folder is not the collector's.
         """
         started = time.perf_counter()
-        nodes, unread = self._gather()
-        self._write_window(nodes)
-        report = investigate(self.window_dir).to_dict()
+        nodes, unread, down = self._gather()
+        answered = len(nodes)
+        derived = self.history.observe({node: snapshot.families for node, snapshot in nodes.items()}, down)
+        for node, families in derived.items():
+            nodes.setdefault(node, NodeSnapshot()).families += families
+        if self.window_dir is not None:
+            self._write_window(self.window_dir, nodes)
+        report = investigate_window(
+            {node: snapshot.samples() for node, snapshot in nodes.items()},
+            {node: self._kernel_lines(snapshot) for node, snapshot in nodes.items()},
+        ).to_dict()
         report["notes"] = unread + report.get("notes", [])
         recorded = self.store.record(report)
         changes: list[Change] = [recorded] if recorded else []
@@ -680,13 +791,13 @@ class LiveCollector:
         if self.alerts is not None:
             self.alerts.send(changes)
         self._cycles.inc()
-        self._nodes.set(len(nodes))
+        self._nodes.set(answered)
         self._incident.set(1 if report.get("incident") else 0)
         still_open = self.store.count("open")
         self._open.set(still_open)
         self._export_open(self.store.recent(limit=100, state="open"))
         self._duration.observe(time.perf_counter() - started)
-        log.info("cycle: %d nodes read, %d incidents open", len(nodes), still_open)
+        log.info("cycle: %d nodes read, %d not answering, %d incidents open", answered, len(down), still_open)
         return report
 
     def _export_open(self, incidents: list[Incident]) -> None:

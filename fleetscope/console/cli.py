@@ -758,8 +758,8 @@ def collect(
     store: Annotated[
         Path | None,
         typer.Option(
-            help="SQLite incident store; the window of the latest cycle is kept beside it, in "
-            "STORE.window/. (default ~/.local/share/fleetscope/incidents.db; env FLEETSCOPE_INCIDENT_STORE)",
+            help="SQLite incident store (default ~/.local/share/fleetscope/incidents.db; env "
+            "FLEETSCOPE_INCIDENT_STORE); --window-dir keeps each cycle's window as a bundle.",
             metavar="FILE",
         ),
     ] = None,
@@ -806,6 +806,15 @@ def collect(
             envvar="FLEETSCOPE_ALERT_WEBHOOK",
             help="POST an Alertmanager-format notification here when an incident opens, reopens or "
             "resolves; repeat for several receivers (in the variable: space-separated).",
+        ),
+    ] = None,
+    window_dir: Annotated[
+        Path | None,
+        typer.Option(
+            "--window-dir",
+            metavar="DIR",
+            help="Also write each cycle's window here as a bundle folder (replaced every cycle) for "
+            "`fleetscope investigate DIR`.",
         ),
     ] = None,
 ) -> None:
@@ -863,7 +872,6 @@ def collect(
     if not port.isdigit() or not 0 < int(port) < 65536:
         raise typer.BadParameter(f"--web.listen-address must be HOST:PORT, got {listen!r}")
     store_path = store or ConsoleSettings().incident_store
-    window_dir = store_path.with_name(store_path.name + ".window")
     with contextlib.ExitStack() as cleanup:
         on_incident = None
         # fleetscope.lineage.config.ENV_VARS["store_uri"], spelled out: importing lineage needs its extra,
@@ -888,6 +896,7 @@ def collect(
             on_incident=on_incident,
             resolve_after=timedelta(seconds=resolve_after),
             alerts=alerts,
+            window=timedelta(seconds=window),
         )
         if once:
             try:

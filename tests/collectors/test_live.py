@@ -8,11 +8,13 @@ import urllib.request
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from fleetscope.collectors.incidents import IncidentStore
+from fleetscope.collectors.investigate import investigate
 from fleetscope.collectors.live import (
     CollectionError,
     ExporterSource,
@@ -20,9 +22,10 @@ from fleetscope.collectors.live import (
     LiveCollector,
     PromQLSource,
     SourceError,
+    exposition,
     http_url,
     target_nodes,
-    window_exposition,
+    window_families,
 )
 from fleetscope.exporters.server import Exporter
 from tests.exporters.fake_nvml import FakeNvml
@@ -210,12 +213,14 @@ def test_window_exposition_keeps_gauges_and_turns_counters_into_increases() -> N
         'fleetscope_gpu_temperature_celsius{gpu="0"} 88\n'
         'DCGM_FI_DEV_ECC_DBE_VOL_TOTAL{gpu="3"} 7\n'  # untyped, counter by its name
     )
-    baseline_text, start = window_exposition(before, None)
+    baseline, start = window_families(before, None)
+    baseline_text = exposition(baseline)
     assert (
         "xid_errors" not in baseline_text
         and 'fleetscope_gpu_temperature_celsius{gpu="0"} 61.0' in baseline_text
     )
-    text, _ = window_exposition(after, start)
+    families, _ = window_families(after, start)
+    text = exposition(families)
     samples = {
         (s.name, tuple(sorted(s.labels.items()))): s.value
         for family in text_string_to_metric_families(text)
@@ -284,3 +289,140 @@ def test_targets_come_from_a_file_sd_file_reread_every_cycle(tmp_path: Path, exp
     listed.write_text(json.dumps([{"targets": [address]}, {"targets": [dead]}]))
     assert list(source.fetch()) == ["127.0.0.1:" + str(exporter.port)]  # two targets on one host
     assert dead in source.skipped[0]
+
+
+def _diagnosis(report: dict[str, Any]) -> dict[str, Any]:
+    """A report without what only names where evidence was read (sources, line counts, notes)."""
+
+    def strip(value: Any) -> Any:
+        if isinstance(value, dict):
+            return {k: strip(v) for k, v in value.items() if k != "source"}
+        if isinstance(value, list):
+            return [strip(v) for v in value]
+        return value
+
+    return strip({k: v for k, v in report.items() if k not in ("unparsed", "understood", "notes")})
+
+
+def test_samples_straight_to_the_engine_and_the_written_window_give_the_same_report(
+    tmp_path: Path, exporter: Exporter, kernel_log: Path
+) -> None:
+    window = tmp_path / "window"
+    collector = LiveCollector(
+        [ExporterSource([f"127.0.0.1:{exporter.port}"])], IncidentStore(tmp_path / "i.db"), window
+    )
+    healthy = collector.run_once()
+    assert _diagnosis(healthy) == _diagnosis(investigate(window).to_dict())
+    fallen = (KERNEL_LOGS / "fallen-off-bus-multiline.dmesg.log").read_text()
+    kernel_log.write_text(fallen)
+    wait_for(lambda: len(_events(exporter)) == len(fallen.splitlines()))
+    live = collector.run_once()
+    offline = investigate(window).to_dict()
+    assert live["incident"] is True and live["root_causes"][0]["layer"] == "gpu_hardware"
+    assert _diagnosis(live) == _diagnosis(offline)
+    assert live["understood"]["lines"] > 0
+    # The live path quotes where it read each item: the node's samples and events, not a file.
+    sources = {q["source"].rsplit(":", 1)[0] for q in live["root_causes"][0]["evidence"]}
+    assert sources == {"127.0.0.1/events", "127.0.0.1/metrics"}
+
+
+def test_without_a_window_dir_nothing_is_written(tmp_path: Path, exporter: Exporter) -> None:
+    collector = LiveCollector(
+        [ExporterSource([f"127.0.0.1:{exporter.port}"])], IncidentStore(tmp_path / "i.db")
+    )
+    report = collector.run_once()
+    assert report["verdict"] == "healthy"
+    assert not [p for p in tmp_path.iterdir() if p.is_dir()]
+
+
+def test_dcgm_counters_keep_their_names_and_histogram_sums_count_only_the_window() -> None:
+    before = (
+        "# TYPE DCGM_FI_DEV_XID_ERRORS counter\n"
+        'DCGM_FI_DEV_XID_ERRORS{gpu="0",Hostname="n1"} 2\n'
+        "# TYPE fleetscope_training_step_duration_seconds histogram\n"
+        'fleetscope_training_step_duration_seconds_bucket{rank="0",le="+Inf"} 40\n'
+        'fleetscope_training_step_duration_seconds_sum{rank="0"} 40.0\n'
+        'fleetscope_training_step_duration_seconds_count{rank="0"} 40\n'
+    )
+    after = before.replace("} 2\n", "} 5\n").replace(" 40", " 70")
+    _, start = window_families(before, None)
+    families, _ = window_families(after, start)
+    samples = {s.name: s.value for f in families for s in f.samples}
+    assert samples == {
+        "DCGM_FI_DEV_XID_ERRORS": 3.0,  # as dcgm-exporter wrote it; the client's parser would add "_total"
+        "fleetscope_training_step_duration_seconds_bucket": 30.0,
+        "fleetscope_training_step_duration_seconds_sum": 30.0,
+        "fleetscope_training_step_duration_seconds_count": 30.0,
+    }
+    # Written out and read back as a bundle, the name is the same.
+    text = exposition(families)
+    assert "# TYPE DCGM_FI_DEV_XID_ERRORS untyped" in text
+    assert next((s.name, s.value) for f in text_string_to_metric_families(text) for s in f.samples) == (
+        "DCGM_FI_DEV_XID_ERRORS",
+        3.0,
+    )
+
+
+def test_a_dcgm_exporter_target_without_events_is_read_for_its_metrics(tmp_path: Path) -> None:
+    """A real HTTP server that, like dcgm-exporter, serves /metrics and answers 404 elsewhere; its Xid
+    counter rises between two cycles."""
+    import http.server
+    import threading
+
+    scrape = {"xid": 0}
+
+    class Dcgm(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            if self.path != "/metrics":
+                self.send_error(404)
+                return
+            body = (
+                "# HELP DCGM_FI_DEV_XID_ERRORS Value of the last XID error encountered.\n"
+                "# TYPE DCGM_FI_DEV_XID_ERRORS gauge\n"
+                f'DCGM_FI_DEV_XID_ERRORS{{gpu="2",UUID="GPU-1",pci_bus_id="00000000:5D:00.0",'
+                f'Hostname="n7"}} {scrape["xid"]}\n'
+            ).encode()
+            self.send_response(200)
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Dcgm)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        source = ExporterSource([f"n7=127.0.0.1:{server.server_address[1]}"])
+        collector = LiveCollector([source], IncidentStore(tmp_path / "i.db"))
+        assert collector.run_once()["verdict"] == "healthy" and source.skipped == []
+        scrape["xid"] = 79
+        report = collector.run_once()
+    finally:
+        server.shutdown()
+        server.server_close()
+    top = report["root_causes"][0]
+    assert (top["node"], top["gpu"], top["layer"]) == ("n7", 2, "gpu_hardware")
+
+
+def test_a_target_that_answers_with_an_error_is_unread_not_missing() -> None:
+    import http.server
+    import threading
+
+    class Failing(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_error(500)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Failing)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    dead = free_port()
+    try:
+        source = ExporterSource([f"a=127.0.0.1:{server.server_address[1]}", f"b=127.0.0.1:{dead}"], timeout=2)
+        with pytest.raises(SourceError, match="500"):
+            source.fetch()
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert source.down == ["b"]  # nothing answered on b's port; a answered, badly

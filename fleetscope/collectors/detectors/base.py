@@ -16,7 +16,11 @@ the class in ``DETECTORS`` in :mod:`fleetscope.collectors.detectors`. A detector
 * sets ``weight`` from reviewed knowledge (the Xid catalogue's origin and severity, a signature's weight),
   never from how often a keyword occurs;
 * must not raise on odd evidence: skip what it cannot read (an optional attribute may be absent or
-  ``None``). If it raises anyway, the item it failed on is left out and counted, not its whole output.
+  ``None``). If it raises anyway, the item it failed on is left out and counted, not its whole output;
+* keeps no state between calls: what needs earlier windows (a node that stopped answering, a deviation
+  that persists, a rank that stopped stepping) is kept by the live collector's
+  :class:`~fleetscope.collectors.history.WindowHistory` and reaches the detector as ``metric`` evidence
+  of the window's ``fleetscope_collector_*`` series, so a window written out as a bundle reads the same.
 """
 
 from __future__ import annotations

@@ -12,7 +12,6 @@ replays to gpu_hardware, thermal/power violation time to thermal_power.
 from __future__ import annotations
 
 import math
-import statistics
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -49,19 +48,26 @@ class PeerDeviationDetector(Detector):
                 continue
             series.setdefault(name, {})[(e.node, e.gpu)] = e
         for name, by_gpu in series.items():
-            if len(by_gpu) < scoring("peer_deviation.min_gpus"):
-                continue
             layer = _layer(name)
-            for key, e in by_gpu.items():
-                value = float(e.attrs["value"])
-                others = [float(o.attrs["value"]) for k, o in by_gpu.items() if k != key]
-                median = statistics.median(others)
+            # One sort per metric; each GPU's peers are the sorted values without its own position, so
+            # their median and maximum are two index lookups (linear in GPUs, not quadratic).
+            # A value that is not a number (NaN) is no count of errors: left out of the peers.
+            ranked = sorted(
+                (item for item in by_gpu.items() if math.isfinite(float(item[1].attrs["value"]))),
+                key=lambda item: float(item[1].attrs["value"]),
+            )
+            values = [float(e.attrs["value"]) for _, e in ranked]
+            if len(values) < scoring("peer_deviation.min_gpus"):
+                continue
+            for position, (_, e) in enumerate(ranked):
+                value = values[position]
+                median = _median_without(values, position)
+                highest = values[-1] if position != len(values) - 1 else values[-2]
                 ratio = scoring("peer_deviation.ratio")
                 if (
-                    not math.isfinite(value)
-                    or value < scoring("peer_deviation.min_count")
+                    value < scoring("peer_deviation.min_count")
                     or value < ratio * max(median, 1.0)
-                    or value < ratio * max(max(others), 1.0)
+                    or value < ratio * max(highest, 1.0)
                 ):
                     continue
                 yield Finding(
@@ -73,7 +79,7 @@ class PeerDeviationDetector(Detector):
                     weight=scoring("peer_deviation.weight"),
                     summary=f"{where(e.node, e.gpu, e.gpu_pci_bus_id)} reports {name} = {value:.4g} "
                     "while the "
-                    f"other {len(others)} GPUs report a median of {median:.4g}"
+                    f"other {len(values) - 1} GPUs report a median of {median:.4g}"
                     + (": its HBM is degrading" if layer == "gpu_memory" else ""),
                     action=scoring_text(f"peer_deviation_actions.{layer}").format_map(
                         Template(node=e.node, gpu=e.gpu)
@@ -83,3 +89,13 @@ class PeerDeviationDetector(Detector):
                     gpu_pci_bus_id=e.gpu_pci_bus_id,
                     evidence=[e],
                 )
+
+
+def _median_without(ordered: list[float], position: int) -> float:
+    """The median of ``ordered`` (sorted) without the item at ``position``."""
+    m = len(ordered) - 1
+
+    def at(j: int) -> float:
+        return ordered[j if j < position else j + 1]
+
+    return (at((m - 1) // 2) + at(m // 2)) / 2

@@ -36,6 +36,7 @@ __all__ = [
     "nccl_messages",
     "nccl_result",
     "scoring",
+    "scoring_list",
     "scoring_text",
     "signatures",
     "xid",
@@ -95,6 +96,16 @@ def scoring(name: str) -> float:
     """
     section, _, entry = name.partition(".")
     return float(load("scoring.yaml")[section][entry]["value"])
+
+
+def scoring_list(name: str) -> list[Any]:
+    """One list-valued entry of ``scoring.yaml`` (metrics in priority order, counter limits): its ``value``.
+
+    Raises:
+        KeyError: no such entry.
+    """
+    section, _, entry = name.partition(".")
+    return list(load("scoring.yaml")[section][entry]["value"])
 
 
 def scoring_text(name: str) -> str:

@@ -1,7 +1,10 @@
-"""Iteration-time jumps: the job slowed down.
+"""Iteration-time jumps in a training log: the job slowed down.
 
-A jump is only a symptom. When nothing else in the bundle explains it, the correlator promotes it with a
-low confidence and an explicit "cause not found", which is the honest answer.
+One log's iteration time cannot say which rank is slow (every rank of a synchronous job takes as long as
+the slowest), so this names no straggler; per-rank stragglers are
+:mod:`fleetscope.collectors.detectors.stragglers`. A jump is only a symptom. When nothing else in the
+bundle explains it, the correlator promotes it with a low confidence and an explicit "cause not found",
+which is the honest answer.
 """
 
 from __future__ import annotations
@@ -13,10 +16,10 @@ from fleetscope.collectors.evidence import Evidence, Finding
 from fleetscope.collectors.knowledge import scoring
 
 
-class StragglerDetector(Detector):
+class IterationTimeJumpDetector(Detector):
     """Iteration-time jumps per node (or per cluster-wide log)."""
 
-    name = "straggler"
+    name = "iteration_time_jump"
 
     def detect(self, evidence: Sequence[Evidence]) -> Iterable[Finding]:
         jumps: dict[str | None, list[Evidence]] = {}
@@ -32,7 +35,7 @@ class StragglerDetector(Detector):
                 layer=None,
                 role="symptom",
                 severity="warning",
-                weight=scoring("straggler.weight"),
+                weight=scoring("iteration_time_jump.weight"),
                 summary=f"Iteration time{' on ' + node if node else ''} jumped from "
                 f"{first.attrs['before_s']:.4g} s to "
                 f"{steps}{_times(first.attrs['before_s'], last.attrs['after_s'])}; "

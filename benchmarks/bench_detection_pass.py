@@ -1,0 +1,134 @@
+"""One live detection pass over N nodes of 8 GPUs: the collector's history and the engine on a window.
+
+Each node's window is what a real exporter serves (the fake NVML with real H100 readings, the fixture
+``/proc`` and ``/sys``) scraped twice 300 s apart and turned into a window (counters as increases), plus
+eight training ranks' series; one GPU runs slow and one rank waits least, so the peer-deviation and
+straggler paths do real work. Per size the pass runs as many windows as a deviation needs to persist;
+the last window is timed: ``WindowHistory.observe`` (absence, peers, stalls), then
+``investigate_window`` (samples to evidence, detectors, correlator), on one core in this process.
+The table gives seconds per part, microseconds per sample (flat when the pass is linear in nodes) and
+the process's peak RSS.
+
+    python -m benchmarks.bench_detection_pass --nodes 64 --nodes 512 --nodes 2048
+"""
+
+from __future__ import annotations
+
+import argparse
+import resource
+import tempfile
+import time
+import urllib.request
+from datetime import timedelta
+from pathlib import Path
+
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.parser import text_string_to_metric_families
+
+from fleetscope.collectors.history import WindowHistory
+from fleetscope.collectors.investigate import investigate_window
+from fleetscope.collectors.knowledge import scoring
+from fleetscope.collectors.live import NodeSnapshot, window_families
+from tests.exporters.fake_nvml import FakeNvml
+from tests.exporters.support import H100_X8, running_exporter
+
+
+def node_window() -> list[Metric]:
+    """One node's window from a real exporter: two scrapes 300 s apart (fake NVML clock)."""
+    nvml = FakeNvml.from_capture(H100_X8)
+    with tempfile.TemporaryDirectory() as folder:
+        log = Path(folder) / "kern.log"
+        log.write_text("")
+        with running_exporter(log, nvml) as exporter:
+            url = f"http://127.0.0.1:{exporter.port}/metrics"
+            first = urllib.request.urlopen(url, timeout=30).read().decode()
+            nvml.advance(300)
+            second = urllib.request.urlopen(url, timeout=30).read().decode()
+    _, start = window_families(first, None)
+    families, _ = window_families(second, start)
+    return families
+
+
+def training(node: int, slow_gpu: bool) -> list[Metric]:
+    lines = []
+    for local in range(8):
+        rank = 8 * node + local
+        wait = 2.0 if slow_gpu and local == 3 else 30.0 + local % 2
+        lines += [
+            f'fleetscope_training_rank_info{{job_id="bench",local_rank="{local}",rank="{rank}",'
+            'world_size="16384"} 1',
+            f'fleetscope_training_steps_total{{rank="{rank}"}} 100',
+            f'fleetscope_training_phase_seconds_total{{phase="collective_wait",rank="{rank}"}} {wait}',
+            f'fleetscope_training_step_duration_seconds_sum{{rank="{rank}"}} 100',
+        ]
+    return list(text_string_to_metric_families("\n".join(lines) + "\n"))
+
+
+def busy(families: list[Metric], slow: bool) -> list[Metric]:
+    """The node's families with every GPU 95% busy (the capture is of idle GPUs) and, if ``slow``, GPU 5's
+    SM clock at 60% of what it read."""
+    clock = GaugeMetricFamily("fleetscope_gpu_sm_clock_hertz", "SM clock", labels=["gpu"])
+    utilization = GaugeMetricFamily("fleetscope_gpu_utilization_ratio", "busy", labels=["gpu"])
+    for family in families:
+        if family.name == "fleetscope_gpu_sm_clock_hertz":
+            for sample in family.samples:
+                gpu = sample.labels["gpu"]
+                clock.add_metric([gpu], sample.value * (0.6 if slow and gpu == "5" else 1.0))
+                utilization.add_metric([gpu], 0.95)
+    replaced = ("fleetscope_gpu_sm_clock_hertz", "fleetscope_gpu_utilization_ratio")
+    return [f for f in families if f.name not in replaced] + [clock, utilization]
+
+
+def run(nodes: int, base: list[Metric]) -> dict[str, float]:
+    slow, normal = busy(base, slow=True), busy(base, slow=False)
+    window = {
+        f"node-{n:05d}": (slow if n == 7 else normal) + training(n, slow_gpu=n == 11) for n in range(nodes)
+    }
+    history = WindowHistory(timedelta(minutes=5))
+    for _ in range(int(scoring("persistent_deviation.persist_windows")) - 1):
+        history.observe(window, down=())
+    started = time.process_time()
+    derived = history.observe(window, down=())
+    observed = time.process_time()
+    samples = {
+        node: NodeSnapshot(families=families + derived.get(node, [])).samples()
+        for node, families in window.items()
+    }
+    sampled = time.process_time()
+    report = investigate_window(samples, {}).to_dict()
+    done = time.process_time()
+    causes = {c["kind"] for c in report["root_causes"]}
+    assert "straggler_rank" in causes and any(k.startswith("persistent_deviation") for k in causes), causes
+    return {
+        "samples": sum(len(s) for s in samples.values()),
+        "observe": observed - started,
+        "samples_s": sampled - observed,
+        "engine": done - sampled,
+        "total": done - started,
+    }
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--nodes", type=int, action="append", help="cluster sizes (repeat); default 64 512 2048"
+    )
+    args = parser.parse_args(argv)
+    base = node_window()
+    print(
+        "| nodes x 8 GPUs | samples | history (s) | samples out (s) | engine (s) | pass, CPU s "
+        "| µs per sample | peak RSS |"
+    )
+    print("|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for nodes in args.nodes or [64, 512, 2048]:
+        row = run(nodes, base)
+        rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        print(
+            f"| {nodes:,} | {row['samples']:,.0f} | {row['observe']:.2f} | {row['samples_s']:.2f} | "
+            f"{row['engine']:.2f} | {row['total']:.2f} | {1e6 * row['total'] / row['samples']:.1f} | "
+            f"{rss:.0f} MB |"
+        )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,207 @@
+"""Straggler ranks and stalled progress, from the training hook's per-rank series.
+
+**Straggler.** In synchronous data-parallel training every rank waits in the gradient all-reduce until
+the slowest rank arrives, so all ranks take about as long per step and the slow rank is the one that
+*waits least* (Minder, NSDI 2025, and the PyTorch DDP communication-hook design: the wait of the others
+is the straggler's extra compute). Per rank, the collective wait per step is
+``fleetscope_training_phase_seconds_total{phase="collective_wait"}`` over ``fleetscope_training_steps_total``
+(``exporters/training.py``); among the ranks of one job (:class:`~fleetscope.collectors.topology.Topology`)
+a rank whose wait per step is ``stragglers.z`` robust standard deviations below the median, while the
+ranks spend at least ``min_wait_share`` of their step time waiting, is the straggler. In a live window
+the series are increases over the window; in a bundle, totals since the ranks started.
+
+**Stalled progress.** ``fleetscope_collector_training_stalled_windows{rank}`` (the live collector's
+history: a rank that took steps before took none in the window). Where the stalled rank's GPU is idle
+(utilisation under ``stall_utilization``) while other stalled ranks' GPUs stay busy (spinning in the
+collective that waits for it), that rank starves for input and is the cause; where every stalled rank's
+GPU idles, the job waits for its input everywhere (data loading, shared storage) and the finding names
+no node; where every GPU stays busy, steps stopped in a hung collective or kernel, which is a symptom of
+a cause elsewhere. The rank's GPU is the topology's (its local rank on its node).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Iterator, Sequence
+
+from fleetscope.collectors.detectors.base import Detector, where
+from fleetscope.collectors.evidence import Evidence, Finding
+from fleetscope.collectors.history import STALLED, UTILIZATION, robust_scores
+from fleetscope.collectors.knowledge import scoring
+from fleetscope.collectors.topology import Topology
+
+PHASES = "fleetscope_training_phase_seconds_total"
+STEPS = "fleetscope_training_steps_total"
+STEP_SUM = "fleetscope_training_step_duration_seconds_sum"
+
+_RankKey = tuple[str | None, str]
+
+
+class StragglerRankDetector(Detector):
+    """The rank the others wait for; ranks that stopped taking steps."""
+
+    name = "stragglers"
+
+    def detect(self, evidence: Sequence[Evidence]) -> Iterable[Finding]:
+        topology = Topology.from_evidence(evidence)
+        wait: dict[_RankKey, Evidence] = {}
+        steps: dict[_RankKey, float] = {}
+        took: dict[_RankKey, float] = {}
+        stalled: dict[_RankKey, Evidence] = {}
+        utilization: dict[tuple[str | None, int], float] = {}
+        for e in evidence:
+            if e.kind != "metric":
+                continue
+            name, labels, value = e.attrs["name"], e.attrs["labels"], float(e.attrs["value"])
+            rank = labels.get("rank", "")
+            if name == PHASES and labels.get("phase") == "collective_wait" and rank:
+                wait[(e.node, rank)] = e
+            elif name == STEPS and rank:
+                steps[(e.node, rank)] = value
+            elif name == STEP_SUM and rank:
+                took[(e.node, rank)] = value
+            elif name == STALLED and rank:
+                stalled[(e.node, rank)] = e
+            elif name in UTILIZATION and e.gpu is not None and math.isfinite(value):
+                utilization[(e.node, e.gpu)] = value * UTILIZATION[name]
+        yield from self._stragglers(topology, wait, steps, took)
+        yield from self._stalls(topology, stalled, utilization)
+
+    @staticmethod
+    def _job_and_gpu(topology: Topology, key: _RankKey) -> tuple[str, int | None]:
+        node, rank = key
+        found = topology.ranks.get((node, int(rank))) if node is not None and rank.isdigit() else None
+        return (found.job, found.gpu) if found else ("", None)
+
+    def _stragglers(
+        self,
+        topology: Topology,
+        wait: dict[_RankKey, Evidence],
+        steps: dict[_RankKey, float],
+        took: dict[_RankKey, float],
+    ) -> Iterator[Finding]:
+        jobs: dict[str, dict[_RankKey, tuple[float, float]]] = {}
+        for key, e in wait.items():
+            n = steps.get(key, 0.0)
+            if n < scoring("stragglers.min_steps") or key not in took or took[key] <= 0:
+                continue
+            per_step = float(e.attrs["value"]) / n
+            jobs.setdefault(self._job_and_gpu(topology, key)[0], {})[key] = (
+                per_step,
+                per_step * n / took[key],
+            )
+        for job, ranks in jobs.items():
+            if len(ranks) < scoring("stragglers.min_ranks"):
+                continue
+            shares = sorted(share for _, share in ranks.values())
+            if shares[len(shares) // 2] < scoring("stragglers.min_wait_share"):
+                continue
+            waits = [per_step for per_step, _ in ranks.values()]
+            median = sorted(waits)[len(waits) // 2]
+            for (key, (per_step, _)), z in zip(ranks.items(), robust_scores(waits), strict=True):
+                if z > -scoring("stragglers.z"):
+                    continue
+                node, rank = key
+                gpu = self._job_and_gpu(topology, key)[1]
+                yield Finding(
+                    explains="cluster",
+                    kind="straggler_rank",
+                    layer=None,
+                    role="cause",
+                    severity="warning",
+                    weight=scoring("stragglers.straggler_weight"),
+                    summary=f"Rank {rank}{' of job ' + job if job else ''} on {where(node, gpu, None)} waits "
+                    f"{per_step:.3g} s per step in collectives while its {len(ranks) - 1} peers wait a "
+                    f"median of {median:.3g} s (robust z {z:+.1f}): the others wait for it, so it is the "
+                    "straggler",
+                    action=f"look at {node}"
+                    + (f" GPU {gpu}" if gpu is not None else "")
+                    + ": clocks and clock-event reasons, temperature, co-located processes, its data loader "
+                    "and host CPU; drain the node if it stays slow",
+                    node=node,
+                    gpu=gpu,
+                    evidence=[wait[key]],
+                    certainty="likely",
+                )
+
+    def _stalls(
+        self,
+        topology: Topology,
+        stalled: dict[_RankKey, Evidence],
+        utilization: dict[tuple[str | None, int], float],
+    ) -> Iterator[Finding]:
+        jobs: dict[str, dict[_RankKey, float | None]] = {}
+        for key in stalled:
+            job, gpu = self._job_and_gpu(topology, key)
+            jobs.setdefault(job, {})[key] = utilization.get((key[0], gpu)) if gpu is not None else None
+        idle_below = scoring("stragglers.stall_utilization")
+        for job, ranks in jobs.items():
+            idle = sorted((k for k, u in ranks.items() if u is not None and u < idle_below), key=str)
+            busy = sorted((k for k, u in ranks.items() if u is not None and u >= idle_below), key=str)
+            named = f" of job {job}" if job else ""
+            if idle and busy:
+                for key in idle:
+                    node, rank = key
+                    gpu = self._job_and_gpu(topology, key)[1]
+                    yield self._stall(
+                        key,
+                        stalled,
+                        f"Rank {rank}{named} on {where(node, gpu, None)} has taken no step for "
+                        f"{stalled[key].attrs['value']:.0f} window(s) and its GPU is idle while the other "
+                        f"{len(ranks) - 1} stalled ranks' GPUs stay busy waiting for it: it is starved of "
+                        "input (its data loader, its storage or its host)",
+                        "cause",
+                        gpu,
+                    )
+            elif idle:
+                first = idle[0]
+                yield self._stall(
+                    first,
+                    stalled,
+                    f"All {len(idle)} ranks{named} have taken no step for "
+                    f"{stalled[first].attrs['value']:.0f} window(s) and their GPUs are idle: the job waits "
+                    "for its input everywhere (shared storage, the data pipeline)",
+                    "cause",
+                    None,
+                    every=idle,
+                )
+            elif busy:
+                first = busy[0]
+                yield self._stall(
+                    first,
+                    stalled,
+                    f"{len(busy)} rank(s){named} have taken no step for {stalled[first].attrs['value']:.0f} "
+                    "window(s) while their GPUs stay busy: a hung collective or kernel",
+                    "symptom",
+                    None,
+                    every=busy,
+                )
+
+    @staticmethod
+    def _stall(
+        key: _RankKey,
+        stalled: dict[_RankKey, Evidence],
+        summary: str,
+        role: str,
+        gpu: int | None,
+        every: list[_RankKey] | None = None,
+    ) -> Finding:
+        cause = role == "cause"
+        return Finding(
+            explains="cluster",
+            kind="progress_stall" if cause else "progress_hang",
+            layer="data_pipeline" if cause else None,
+            role="cause" if cause else "symptom",
+            severity="error",
+            weight=scoring("stragglers.stall_weight") if cause else scoring("stragglers.hang_weight"),
+            summary=summary,
+            action="read the stalled rank's log for data-loader errors or slow reads, and check the storage "
+            "it reads (mount, throughput, errors)"
+            if cause
+            else "find the rank that is missing from the collective (py-spy dump, NCCL debug logs) and the "
+            "fault that stopped it",
+            node=key[0] if gpu is not None or every is None else None,
+            gpu=gpu,
+            evidence=[stalled[k] for k in (every or [key])],
+            certainty="unsure",
+        )

@@ -1,0 +1,326 @@
+"""What the live collector keeps between windows: facts no single window can show.
+
+One window shows what the cluster does now; some faults are only visible against earlier windows:
+
+- **absence**: an exporter that answered before and does not now (a dead or unreachable node), a GPU
+  whose series an exporter served before and serves no more while the exporter still answers and its
+  GPU collector succeeded (a GPU the driver no longer enumerates: fallen off the bus, lost);
+- **persistent peer deviation**, after Minder (Deng et al., NSDI 2025): nodes of one data-parallel job
+  (:class:`~fleetscope.collectors.topology.Topology`) should look alike; each window every GPU is scored
+  per metric against its job's peers with a robust z-score (median and MAD), metrics in the priority
+  order of ``persistent_deviation.metrics`` in ``knowledge/scoring.yaml``, and a member becomes
+  evidence only after it stood apart on the same metric for ``persist_windows`` windows in a row; the
+  first metric that names a member is the one reported for it (Minder stops at the first);
+- **stalled progress**: a rank that took steps in an earlier window and took none in this one.
+
+:meth:`WindowHistory.observe` turns each into series of the window (gauges named
+``fleetscope_collector_*``, on the node they are about), so they reach the detectors as samples like any
+other and a window written out as a bundle keeps them: ``fleetscope investigate`` on it gives the same
+report. The single-bundle engine stays stateless; its own one-snapshot peer rule (error counters far
+above every peer's, :mod:`fleetscope.collectors.detectors.peer_deviation`) is kept for bundles, which
+have no history.
+
+Memory is bounded: per node a set of GPU indexes and ranks, and per (job, metric, GPU) a counter only
+while that GPU stands apart; a node, GPU or rank missing for ``window_history.forget_after_windows``
+windows is forgotten.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from collections.abc import Collection, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import timedelta
+
+from prometheus_client.core import GaugeMetricFamily, Metric
+
+from fleetscope.collectors.knowledge import scoring, scoring_list
+from fleetscope.collectors.topology import Topology
+
+WINDOW_SECONDS = "fleetscope_collector_window_seconds"
+TARGET_DOWN = "fleetscope_collector_target_down_windows"
+GPU_MISSING = "fleetscope_collector_gpu_missing_windows"
+DEVIATION_WINDOWS = "fleetscope_collector_peer_deviation_windows"
+DEVIATION_SCORE = "fleetscope_collector_peer_deviation_score"
+STALLED = "fleetscope_collector_training_stalled_windows"
+STEPS = "fleetscope_training_steps_total"
+COLLECTOR_SUCCESS = "fleetscope_scrape_collector_success"
+#: GPU utilisation series and the factor to a 0-1 ratio (dcgm-exporter reports percent).
+UTILIZATION = {"fleetscope_gpu_utilization_ratio": 1.0, "DCGM_FI_DEV_GPU_UTIL": 0.01}
+RANK_INFO = "fleetscope_training_rank_info"
+#: Factor that makes the MAD of normal data equal its standard deviation (1 / Phi^-1(3/4)).
+MAD_TO_SIGMA = 1.4826
+#: Each node's samples of the window: ``(name, labels, value)``.
+_Samples = dict[str, list[tuple[str, dict[str, str], float]]]
+
+
+@dataclass(frozen=True, slots=True)
+class PeerMetric:
+    """One metric of the priority list (``persistent_deviation.metrics``).
+
+    Attributes:
+        name: The series name.
+        side: ``high``, ``low`` or ``both``: which deviation is a fault.
+        layer: The layer a GPU that stands apart on it points at, or None.
+        jobs_only: compared only among the GPUs of one job, never across a cluster without job records
+            (utilisation: GPUs without work are idle by design).
+    """
+
+    name: str
+    side: str
+    layer: str | None
+    jobs_only: bool = False
+
+
+def peer_metrics() -> list[PeerMetric]:
+    """The metrics peers are compared on, most indicative first (``knowledge/scoring.yaml``)."""
+    return [
+        PeerMetric(str(m["name"]), str(m["side"]), m.get("layer"), bool(m.get("jobs_only", False)))
+        for m in scoring_list("persistent_deviation.metrics")
+    ]
+
+
+def robust_scores(values: Sequence[float]) -> list[float]:
+    """How far each value is from the median of ``values`` in robust standard deviations (in order).
+
+    The spread is ``1.4826 * MAD`` (median absolute deviation), floored at
+    ``persistent_deviation.relative_floor`` of the median's size so that peers that agree almost exactly
+    do not make a small difference look large; where both are 0, a value at the median scores 0 and any
+    other value infinitely far. One median and one MAD for all: linear in the values but for the sorts.
+    """
+    if not values:
+        return []
+    median = statistics.median(values)
+    mad = statistics.median(abs(v - median) for v in values)
+    spread = max(MAD_TO_SIGMA * mad, scoring("persistent_deviation.relative_floor") * abs(median))
+    if spread == 0:
+        return [0.0 if v == median else math.copysign(math.inf, v - median) for v in values]
+    return [(v - median) / spread for v in values]
+
+
+def _gauge(name: str, doc: str, labels: dict[str, str], value: float) -> Metric:
+    family = GaugeMetricFamily(name, doc, labels=list(labels))
+    family.add_metric(list(labels.values()), value)
+    return family
+
+
+class WindowHistory:
+    """State kept across windows, turned into series of each window (module docstring).
+
+    Args:
+        window: How long a window is; given to the detectors as ``fleetscope_collector_window_seconds``
+            so that counter increases can be read as rates.
+    """
+
+    def __init__(self, window: timedelta = timedelta(minutes=5)) -> None:
+        self.window = window.total_seconds()
+        self._answered: set[str] = set()
+        self._down: dict[str, int] = {}
+        self._gpus: dict[str, set[str]] = {}
+        self._missing: dict[str, dict[str, int]] = {}
+        self._apart: dict[tuple[str, str, str, str], int] = {}
+        self._stepping: dict[str, dict[str, int]] = {}
+
+    def observe(
+        self, nodes: Mapping[str, Sequence[Metric]], down: Collection[str]
+    ) -> dict[str, list[Metric]]:
+        """Take one window in; return the series it adds, per node.
+
+        Args:
+            nodes: The families each node that answered showed in this window (counters as increases).
+            down: Nodes a source should have read and could not.
+
+        Returns:
+            ``{node: [gauge families]}``: ``fleetscope_collector_window_seconds`` for every node that
+            answered, and the absence, peer-deviation and stall series of the module docstring.
+        """
+        forget = scoring("window_history.forget_after_windows")
+        out: dict[str, list[Metric]] = {node: [] for node in nodes}
+        for node in nodes:
+            out[node].append(
+                _gauge(WINDOW_SECONDS, "Length of the window the counters rose in.", {}, self.window)
+            )
+        # Absence of whole nodes: a node a source could not read after it answered before. A node no source
+        # reads or names any more was retired (taken out of the targets): forgotten, not missing.
+        for node in (self._answered | set(self._down)) - set(nodes) - set(down):
+            self._forget(node)
+        for node in sorted(set(down) - set(nodes)):
+            if node not in self._answered and node not in self._down:
+                continue  # never seen answering: a target that is not up yet, not a loss
+            count = self._down.get(node, 0) + 1
+            if count > forget:
+                self._forget(node)
+                continue
+            self._down[node] = count
+            out.setdefault(node, []).append(
+                _gauge(TARGET_DOWN, "Windows in a row the node's exporter has not answered.", {}, count)
+            )
+        for node in nodes:
+            self._down.pop(node, None)
+        self._answered = (self._answered | set(nodes)) - set(self._down)
+        samples = {node: list(_samples(families)) for node, families in nodes.items()}
+        self._gpu_absence(samples, out, forget)
+        self._stalls(samples, out, forget)
+        self._deviations(samples, out)
+        return {node: families for node, families in out.items() if families}
+
+    def _forget(self, node: str) -> None:
+        self._down.pop(node, None)
+        self._answered.discard(node)
+        self._gpus.pop(node, None)
+        self._missing.pop(node, None)
+        self._stepping.pop(node, None)
+
+    def _gpu_absence(
+        self,
+        samples: dict[str, list[tuple[str, dict[str, str], float]]],
+        out: dict[str, list[Metric]],
+        forget: float,
+    ) -> None:
+        for node, node_samples in samples.items():
+            if any(
+                name == COLLECTOR_SUCCESS and labels.get("collector") == "gpu" and value == 0
+                for name, labels, value in node_samples
+            ):
+                continue  # the exporter's GPU collector failed (NVML down): its GPUs say nothing this time
+            now = {labels["gpu"] for _, labels, _ in node_samples if labels.get("gpu", "").isdigit()}
+            known = self._gpus.setdefault(node, set())
+            missing = self._missing.setdefault(node, {})
+            for gpu in sorted(known - now, key=int):
+                count = missing.get(gpu, 0) + 1
+                if count > forget:
+                    known.discard(gpu)
+                    missing.pop(gpu, None)
+                    continue
+                missing[gpu] = count
+                out[node].append(
+                    _gauge(
+                        GPU_MISSING,
+                        "Windows in a row the exporter, still answering, has served no series of the GPU.",
+                        {"gpu": gpu},
+                        count,
+                    )
+                )
+            for gpu in now:
+                missing.pop(gpu, None)
+            known |= now
+
+    def _stalls(
+        self,
+        samples: dict[str, list[tuple[str, dict[str, str], float]]],
+        out: dict[str, list[Metric]],
+        forget: float,
+    ) -> None:
+        for node, node_samples in samples.items():
+            ranks = {
+                labels["rank"] for name, labels, _ in node_samples if name == RANK_INFO and "rank" in labels
+            }
+            stepped = {
+                labels.get("rank", "") for name, labels, value in node_samples if name == STEPS and value > 0
+            }
+            stepping = self._stepping.setdefault(node, {})
+            for rank in sorted(ranks):
+                if rank in stepped:
+                    stepping[rank] = 0
+                elif rank in stepping:
+                    count = stepping[rank] + 1
+                    if count > forget:
+                        del stepping[rank]
+                        continue
+                    stepping[rank] = count
+                    out[node].append(
+                        _gauge(
+                            STALLED,
+                            "Windows in a row a rank that took steps before has taken none.",
+                            {"rank": rank},
+                            count,
+                        )
+                    )
+            for rank in set(stepping) - ranks:
+                del stepping[rank]  # the rank left the node (job ended): not a stall
+
+    def _deviations(self, samples: _Samples, out: dict[str, list[Metric]]) -> None:
+        topology = Topology.from_samples(
+            (node, name, labels, value) for node, items in samples.items() for name, labels, value in items
+        )
+        persist = scoring("persistent_deviation.persist_windows")
+        threshold = scoring("persistent_deviation.z")
+        min_peers = scoring("persistent_deviation.min_peers")
+        min_utilization = scoring("persistent_deviation.min_utilization")
+        apart: dict[tuple[str, str, str, str], int] = {}
+        metrics = peer_metrics()
+        wanted = {m.name for m in metrics} | set(UTILIZATION)
+        by_name: dict[str, dict[str, list[tuple[dict[str, str], float]]]] = {}
+        idle: set[tuple[str, str]] = set()
+        for node, items in samples.items():
+            table = by_name[node] = {}
+            for name, labels, value in items:
+                if name in wanted:
+                    table.setdefault(name, []).append((labels, value))
+                if name in UTILIZATION and value * UTILIZATION[name] < min_utilization:
+                    idle.add((node, labels.get("gpu", "")))
+        held: dict[str, set[tuple[str, str]]] = {}
+        for (node, index), jobs in topology.gpu_jobs.items():
+            for job in jobs:
+                held.setdefault(job, set()).add((node, str(index)))
+        for rank in topology.ranks.values():
+            if rank.job and rank.gpu is not None:
+                held.setdefault(rank.job, set()).add((rank.node, str(rank.gpu)))
+        for job, members in topology.groups(sorted(samples)).items():
+            named: set[tuple[str, str]] = set()
+            for metric in metrics:
+                if metric.jobs_only and not job:
+                    continue
+                values = {
+                    (node, labels["gpu"]): value
+                    for node in members
+                    for labels, value in by_name[node].get(metric.name, ())
+                    if labels.get("gpu", "").isdigit()
+                    and math.isfinite(value)
+                    and (not job or (node, labels["gpu"]) in held.get(job, ()))
+                    and (metric.jobs_only or (node, labels["gpu"]) not in idle)
+                }
+                if len(values) < min_peers:
+                    continue
+                for ((node, gpu), _value), z in zip(
+                    values.items(), robust_scores(list(values.values())), strict=True
+                ):
+                    if not _beyond(z, metric.side, threshold) or (node, gpu) in named:
+                        continue
+                    key = (job, metric.name, node, gpu)
+                    count = self._apart.get(key, 0) + 1
+                    apart[key] = count
+                    if count < persist:
+                        continue
+                    named.add((node, gpu))
+                    labels = {"gpu": gpu, "job": job, "metric": metric.name}
+                    out[node] += [
+                        _gauge(
+                            DEVIATION_WINDOWS,
+                            "Windows in a row the GPU's metric stood apart from its job's peers.",
+                            labels,
+                            count,
+                        ),
+                        _gauge(
+                            DEVIATION_SCORE,
+                            "Robust z-score of the GPU's metric against its job's peers in this window.",
+                            labels,
+                            z,
+                        ),
+                    ]
+        self._apart = apart  # only members apart in this window keep a count: bounded by the fleet
+
+
+def _beyond(z: float, side: str, threshold: float) -> bool:
+    if side == "high":
+        return z >= threshold
+    if side == "low":
+        return z <= -threshold
+    return abs(z) >= threshold
+
+
+def _samples(families: Sequence[Metric]) -> Iterator[tuple[str, dict[str, str], float]]:
+    for family in families:
+        for sample in family.samples:
+            yield sample.name, sample.labels, sample.value
