@@ -19,13 +19,12 @@ import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
-from prometheus_client.parser import text_string_to_metric_families
 
 from fleetscope.collectors.live import (
     ExporterSource,
@@ -97,8 +96,6 @@ _RANK_COLUMNS = [
     "steps",
     "step_seconds",
     "collective_wait_seconds",
-    "step_duration_sum",
-    "step_duration_count",
 ]
 
 _WANTED = (
@@ -128,9 +125,9 @@ class ClusterState:
             ``ecc_errors`` (counts in the window), ``throttled`` (0/1), ``status`` (words) and
             ``throttle_reasons``.
         links: one row per (node, fabric): ``errors`` in the window and ``errors_per_second``.
-        ranks: one row per training rank: ``step_seconds`` (mean step time since the previous look, or
-            since the rank started on the first look), ``collective_wait_seconds`` (per step, in the
-            window), ``steps`` (in the window), ``job_id``.
+        ranks: one row per training rank: ``step_seconds`` (mean step time in the window; None when
+            it took no step there, as on the first look, which is the window's baseline),
+            ``collective_wait_seconds`` (per step, in the window), ``steps`` (in the window), ``job_id``.
         down: node (or exporter address) -> why it could not be read.
     """
 
@@ -147,12 +144,6 @@ class ClusterState:
         return sorted(
             set(self.gpus["node"]) | set(self.links["node"]) | set(self.ranks["node"]) | set(self.down)
         )
-
-
-def _wanted_lines(text: str) -> str:
-    # Parsing every sample of a 1,000-series scrape for a dozen names would dominate a large cluster's
-    # read; the exposition's sample lines start with their name, so cheap prefix tests cut it first.
-    return "\n".join(line for line in text.splitlines() if line.startswith(_WANTED)) + "\n"
 
 
 def _index(text: str) -> int | str:
@@ -236,23 +227,14 @@ class _Rank:
         elif name == "fleetscope_training_rank_info":
             self.job_id = labels.get("job_id", "")
 
-    def columns(self, old_sum: float | None, old_count: float | None) -> dict[str, object]:
-        # The histogram's _sum and _count are cumulative (the window keeps them as they are): the mean
-        # step time since the previous look is the rise of one over the rise of the other.
-        step_seconds = None
+    def columns(self) -> dict[str, object]:
+        # The window holds the histogram's _sum and _count as their rises over it.
         total, count = self.step_duration_sum, self.step_duration_count
-        if total is not None and count:
-            if old_sum is not None and old_count is not None and 0 <= old_count < count:
-                step_seconds = (total - old_sum) / (count - old_count)
-            else:
-                step_seconds = total / count
         return {
             "job_id": self.job_id,
             "steps": self.steps,
-            "step_seconds": step_seconds,
+            "step_seconds": total / count if total is not None and count else None,
             "collective_wait_seconds": self.collective_wait / self.steps if self.steps else None,
-            "step_duration_sum": total,
-            "step_duration_count": count,
         }
 
 
@@ -260,27 +242,24 @@ def read_state(
     snapshots: dict[str, NodeSnapshot],
     window_seconds: float,
     down: dict[str, str] | None = None,
-    previous: ClusterState | None = None,
     now: datetime | None = None,
 ) -> ClusterState:
     """Turn the windows of a source's ``fetch()`` into a :class:`ClusterState`.
 
     Args:
-        snapshots: node -> its window (Prometheus text, counters as increases over the window).
+        snapshots: node -> its window (metric families, counters as increases over the window).
         window_seconds: the window's length, to turn counts into rates.
         down: node or address -> why it could not be read.
-        previous: the look before, to measure step times between the two.
         now: the time of this look (default: now).
-
-    Raises:
-        ValueError: a window is not Prometheus text (prometheus-client's parser).
     """
     gpus: dict[tuple[str, str], _Gpu] = {}
     links: dict[tuple[str, str], float] = {}
     ranks: dict[tuple[str, str], _Rank] = {}
     for node, snapshot in snapshots.items():
-        for family in text_string_to_metric_families(_wanted_lines(snapshot.metrics)):
+        for family in snapshot.families:
             for sample in family.samples:
+                if not sample.name.startswith(_WANTED):
+                    continue
                 name, labels, value = sample.name, sample.labels, float(sample.value)
                 if name in _FABRIC_OF:
                     key = (node, _FABRIC_OF[name])
@@ -289,17 +268,8 @@ def read_state(
                     ranks.setdefault((node, labels["rank"]), _Rank()).read(name, labels, value)
                 elif name.startswith("fleetscope_gpu_") and "gpu" in labels:
                     gpus.setdefault((node, labels["gpu"]), _Gpu()).read(name, labels, value)
-    before: dict[tuple[str, str], tuple[float | None, float | None]] = {}
-    if previous is not None:
-        before = {
-            (str(r.node), str(r.rank)): (r.step_duration_sum, r.step_duration_count)
-            for r in previous.ranks.itertuples(index=False)
-        }
     gpu_rows = [{"node": node, "gpu": _index(gpu), **row.columns()} for (node, gpu), row in gpus.items()]
-    rank_rows = [
-        {"node": node, "rank": _index(rank), **row.columns(*before.get((node, rank), (None, None)))}
-        for (node, rank), row in ranks.items()
-    ]
+    rank_rows = [{"node": node, "rank": _index(rank), **row.columns()} for (node, rank), row in ranks.items()]
     return ClusterState(
         time=now or datetime.now(UTC),
         window_seconds=window_seconds,
@@ -351,7 +321,7 @@ def _down(source: Source, error: str | None) -> dict[str, str]:
     return down
 
 
-def look(source: Source, window_seconds: float, previous: ClusterState | None) -> ClusterState:
+def look(source: Source, window_seconds: float) -> ClusterState:
     """Read a source once into a :class:`ClusterState`; a source that cannot be read at all gives a look
     with no rows and every node it knows down.
 
@@ -362,7 +332,7 @@ def look(source: Source, window_seconds: float, previous: ClusterState | None) -
         snapshots, error = source.fetch(), None
     except SourceError as exc:
         snapshots, error = {}, str(exc)
-    return read_state(snapshots, window_seconds, _down(source, error), previous)
+    return read_state(snapshots, window_seconds, _down(source, error))
 
 
 #: The source of a reader process (:meth:`Sampler.in_process_of_its_own`).
@@ -376,9 +346,9 @@ def _open_in_worker(
     _WORKER_SOURCE = open_source(targets, targets_file, prometheus_url, timedelta(seconds=window_seconds))
 
 
-def _look_in_worker(window_seconds: float, previous: ClusterState | None) -> ClusterState:
+def _look_in_worker(window_seconds: float) -> ClusterState:
     assert _WORKER_SOURCE is not None, "the reader process was not initialised"
-    return look(_WORKER_SOURCE, window_seconds, previous)
+    return look(_WORKER_SOURCE, window_seconds)
 
 
 class Sampler:
@@ -393,9 +363,9 @@ class Sampler:
     one sampler between them.
 
     Args:
-        read: makes one look, given the one before (for step times); raises ValueError on a window
-            that is not Prometheus text: :func:`look` on a source in a process of its own
-            (:meth:`in_process_of_its_own`, the console's), or in this one.
+        read: makes one look, raising ValueError on a window that is not Prometheus text: :func:`look`
+            on a source in a process of its own (:meth:`in_process_of_its_own`, the console's), or in
+            this one.
         window_seconds: the source's window (for rates).
         refresh_seconds: how old the latest look may be before a new read starts.
         keep: how many looks to keep (the length of the console's series).
@@ -404,7 +374,7 @@ class Sampler:
 
     def __init__(
         self,
-        read: Callable[[ClusterState | None], ClusterState],
+        read: Callable[[], ClusterState],
         window_seconds: float,
         refresh_seconds: float = 15.0,
         keep: int = 120,
@@ -445,23 +415,15 @@ class Sampler:
             initargs=(tuple(targets), targets_file, prometheus_url, window_seconds),
         )
 
-        def read(previous: ClusterState | None) -> ClusterState:
-            # Only the ranks of the look before are needed (step times); the rest need not travel.
-            slim = (
-                replace(previous, gpus=previous.gpus.iloc[0:0], links=previous.links.iloc[0:0])
-                if previous
-                else None
-            )
-            return reader.submit(_look_in_worker, window_seconds, slim).result()
+        def read() -> ClusterState:
+            return reader.submit(_look_in_worker, window_seconds).result()
 
         return cls(read, window_seconds, **options)
 
     def _read(self) -> None:
         """Make one look and keep it (or the error that stopped it)."""
-        with self._lock:
-            previous = self.history[-1] if self.history else None
         try:
-            state = self.read(previous)
+            state = self.read()
         except ValueError as exc:
             with self._lock:
                 self.error = f"the live source answered with something that is not Prometheus text: {exc}"

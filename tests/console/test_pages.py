@@ -134,13 +134,14 @@ def _looks(app: AppTest) -> int:
 def test_job_page_puts_the_straggler_first(app: AppTest, seeded: Seeded) -> None:
     app.switch_page("views/job.py").run()
     assert not app.exception
+    # The first look is the window's baseline: steps taken before it are not in the window.
+    assert "Straggler" not in texts(app)
+    train(seeded.hooks, 3)
+    wait_for(lambda: _steps_in_window(app) == [3.0] * 4, timeout=30)
     assert "Straggler: rank 5 on node-01" in texts(app)
     ranks = tables(app)[0]
     assert list(ranks["rank"]) == [5, 6, 4, 7]
     assert ranks["step time (s)"].iloc[0] == pytest.approx(2.5)
-    train(seeded.hooks, 3)  # more steps, so the window shows collective wait
-    wait_for(lambda: _steps_in_window(app) == [3.0] * 4, timeout=30)
-    ranks = tables(app)[0]
     assert ranks["collective wait per step (s)"].iloc[0] == pytest.approx(1.9)
     assert ranks["collective wait per step (s)"].iloc[-1] == pytest.approx(0.3)
     assert len(app.get("vega_lite_chart")) == 2  # step time and collective wait over time
