@@ -15,8 +15,10 @@ the same ``pynvml.NVMLError_*`` classes.
 from __future__ import annotations
 
 import concurrent.futures
+import ctypes
 import functools
 import logging
+import struct
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -61,35 +63,71 @@ CLOCK_EVENT_REASONS = {
     "display_clock_setting": "nvmlClocksEventReasonDisplayClockSetting",
 }
 
-_FIELD_VALUE_MEMBER = {
-    "NVML_VALUE_TYPE_DOUBLE": "dVal",
-    "NVML_VALUE_TYPE_UNSIGNED_INT": "uiVal",
-    "NVML_VALUE_TYPE_UNSIGNED_LONG": "ulVal",
-    "NVML_VALUE_TYPE_UNSIGNED_LONG_LONG": "ullVal",
-    "NVML_VALUE_TYPE_SIGNED_LONG_LONG": "sllVal",
-    "NVML_VALUE_TYPE_SIGNED_INT": "siVal",
+
+def _field_layout() -> struct.Struct:
+    """``nvmlFieldValue_t`` as ``(valueType, nvmlReturn, value bytes)``, from ctypes' own offsets."""
+    fields = pynvml.c_nvmlFieldValue_t
+    parts, at = [], 0
+    for name, code in (("valueType", "I"), ("nvmlReturn", "I"), ("value", "8s")):
+        member = getattr(fields, name)
+        parts.append(f"{member.offset - at}x{code}" if member.offset > at else code)
+        at = member.offset + member.size
+    tail = ctypes.sizeof(fields) - at
+    return struct.Struct("=" + "".join(parts) + (f"{tail}x" if tail else ""))
+
+
+_FIELD_LAYOUT = _field_layout()
+# nvmlFieldValue_t.valueType -> how its value union is read (nvml.h nvmlValueType_t; unsigned long is
+# 64 bits on the Linux ABI NVML ships for).
+_FIELD_VALUE = {
+    pynvml.NVML_VALUE_TYPE_DOUBLE: struct.Struct("=d"),
+    pynvml.NVML_VALUE_TYPE_UNSIGNED_INT: struct.Struct("=I4x"),
+    pynvml.NVML_VALUE_TYPE_UNSIGNED_LONG: struct.Struct(
+        f"={'Q' if ctypes.sizeof(ctypes.c_ulong) == 8 else 'I4x'}"
+    ),
+    pynvml.NVML_VALUE_TYPE_UNSIGNED_LONG_LONG: struct.Struct("=Q"),
+    pynvml.NVML_VALUE_TYPE_SIGNED_LONG_LONG: struct.Struct("=q"),
+    pynvml.NVML_VALUE_TYPE_SIGNED_INT: struct.Struct("=i4x"),
 }
 
 
-def field_number(nvml: Any, value: Any) -> float:
-    """The number in one ``nvmlFieldValue_t`` of nvmlDeviceGetFieldValues.
+def field_values(nvml: Any, handle: Any, requests: list[Any]) -> list[tuple[int, float]]:
+    """One ``nvmlDeviceGetFieldValues`` call, decoded: ``(nvmlReturn, number)`` per request, in order.
+
+    The returned ``nvmlFieldValue_t`` array is unpacked in one pass from its bytes (layout from ctypes),
+    not member by member through pynvml's structure wrappers, which cost more than NVML's own call.
+
+    Args:
+        nvml: The NVML module.
+        handle: The GPU's handle.
+        requests: Field ids, or ``(field id, scope id)`` pairs (``scopeId`` = NVLink number, ...).
+
+    Returns:
+        Per request, NVML's return code for that field and its value (0.0 unless the code is
+        ``NVML_SUCCESS``; ``NVML_ERROR_UNKNOWN`` for a value type it cannot hold).
 
     Raises:
-        pynvml.NVMLError: The field's own return code (``NVMLError_NotSupported`` ...), or
-            ``NVML_ERROR_UNKNOWN`` for a value type it cannot hold.
+        pynvml.NVMLError: The call's own error (GPU lost, timeout ...).
     """
-    if value.nvmlReturn != nvml.NVML_SUCCESS:
-        raise nvml.NVMLError(value.nvmlReturn)
-    for type_name, member in _FIELD_VALUE_MEMBER.items():
-        if value.valueType == getattr(nvml, type_name):
-            return float(getattr(value.value, member))
-    raise nvml.NVMLError(nvml.NVML_ERROR_UNKNOWN)
+    decoded = []
+    for value_type, code, raw in _FIELD_LAYOUT.iter_unpack(
+        bytes(nvml.nvmlDeviceGetFieldValues(handle, requests))
+    ):
+        if code != nvml.NVML_SUCCESS:
+            decoded.append((code, 0.0))
+        elif (layout := _FIELD_VALUE.get(value_type)) is None:
+            decoded.append((nvml.NVML_ERROR_UNKNOWN, 0.0))
+        else:
+            decoded.append((code, float(layout.unpack(raw)[0])))
+    return decoded
 
 
 def _field_value(nvml: Any, handle: Any, field_id: int) -> float:
     """Read one NVML field (nvmlDeviceGetFieldValues); its per-field return code is raised as usual."""
-    (value,) = nvml.nvmlDeviceGetFieldValues(handle, [field_id])
-    return field_number(nvml, value)
+    ((code, number),) = field_values(nvml, handle, [field_id])
+    if code != nvml.NVML_SUCCESS:
+        raise nvml.NVMLError(code)
+    return number
 
 
 def _clock_event_reasons(nvml: Any, handle: Any) -> dict[str, float]:

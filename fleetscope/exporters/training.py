@@ -484,6 +484,7 @@ class TrainingCollector:
     """
 
     name = "training"
+    from_memory = True  # collect() copies what the receiving thread aggregated
 
     def __init__(
         self, socket_path: str | Path = DEFAULT_SOCKET, max_ranks: int = 256, clock: Any = time.time
