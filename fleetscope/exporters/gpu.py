@@ -109,11 +109,11 @@ def field_values(nvml: Any, handle: Any, requests: list[Any]) -> list[tuple[int,
     Raises:
         pynvml.NVMLError: The call's own error (GPU lost, timeout ...).
     """
-    decoded = []
+    decoded, success = [], nvml.NVML_SUCCESS
     for value_type, code, raw in _FIELD_LAYOUT.iter_unpack(
         bytes(nvml.nvmlDeviceGetFieldValues(handle, requests))
     ):
-        if code != nvml.NVML_SUCCESS:
+        if code != success:
             decoded.append((code, 0.0))
         elif (layout := _FIELD_VALUE.get(value_type)) is None:
             decoded.append((nvml.NVML_ERROR_UNKNOWN, 0.0))

@@ -187,6 +187,7 @@ def read_links(nvml: Any, handle: Any, plan: LinkPlan | None = None) -> dict[str
     """
     plan = plan if plan is not None else LinkPlan()
     gone = (nvml.NVML_ERROR_NOT_SUPPORTED, nvml.NVML_ERROR_INVALID_ARGUMENT)
+    success, enabled = nvml.NVML_SUCCESS, nvml.NVML_FEATURE_ENABLED
     if plan.links is None:
         state = nvml.NVML_FI_DEV_NVLINK_GET_STATE
         answers = field_values(nvml, handle, [(state, link) for link in range(nvml.NVML_NVLINK_MAX_LINKS)])
@@ -200,11 +201,11 @@ def read_links(nvml: Any, handle: Any, plan: LinkPlan | None = None) -> dict[str
     for (link, key), (code, number) in zip(wanted, values, strict=True):
         if code in gone:
             plan.unsupported.add((link, key))
-        elif code == nvml.NVML_SUCCESS:
+        elif code == success:
             links[link][key] = number
     for link, entry in links.items():
         if "up" in entry:
-            entry["up"] = float(entry["up"] == nvml.NVML_FEATURE_ENABLED)
+            entry["up"] = float(entry["up"] == enabled)
         for name, const in ERROR_COUNTER_CALLS.items():
             if (link, name) not in plan.unsupported:
                 try:

@@ -395,7 +395,9 @@ class FakeNvml:
         # Constants, structures and error classes come from pynvml itself, so `except nvml.NVMLError_X`
         # in the collector catches exactly what the real library raises.
         if name.startswith(("NVML_", "NVMLError", "nvmlClocksEventReason", "c_nvml")):
-            return getattr(pynvml, name)
+            # Kept on the instance: later lookups are plain attribute reads, as on the pynvml module.
+            value = self.__dict__[name] = getattr(pynvml, name)
+            return value
         raise AttributeError(f"FakeNvml does not implement {name}")
 
     def nvmlInit(self) -> None:
