@@ -286,7 +286,8 @@ class TrainingHook:
         if len(self._queue) >= self.QUEUE:
             self._dropped_full += 1
         else:
-            self._queue.append((step, duration, *phases, samples, tokens, loss))
+            p0, p1, p2, p3, p4 = phases
+            self._queue.append((step, duration, p0, p1, p2, p3, p4, samples, tokens, loss))
             if self._sender is None:
                 self._start_sender()
         if self._tracer is not None:
