@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import statistics
 import subprocess
@@ -187,11 +188,12 @@ def series(exposition: bytes) -> int:
     return sum(1 for line in exposition.decode().splitlines() if line and not line.startswith("#"))
 
 
-def hook_cost(root: Path, steps: int, up: bool) -> tuple[float, float]:
+def hook_cost(root: Path, steps: int, up: bool, compute: bool = True) -> tuple[float, float]:
     """Microseconds per step spent in the hook on the training thread: (median, mean).
 
     Each step: half a millisecond of "compute" that releases the GIL (a sleep, as torch's kernels do),
     then the hook's calls as a training loop makes them (step, three phases, loss), timed on their own.
+    Without ``compute`` the steps run back to back (caches warm: the hook's floor).
     """
     from fleetscope.exporters.training import TrainingCollector, TrainingHook
 
@@ -203,7 +205,8 @@ def hook_cost(root: Path, steps: int, up: bool) -> tuple[float, float]:
     spent: list[float] = []
     try:
         for _ in range(steps):
-            time.sleep(0.0005)
+            if compute:
+                time.sleep(0.0005)
             start = time.perf_counter()
             with hook.step(samples=64) as step:
                 with step.phase("forward"):
@@ -256,6 +259,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--scrapes", type=int, default=200)
     parser.add_argument("--hook-steps", type=int, default=5000)
     args = parser.parse_args(argv)
+    load_start = os.getloadavg()[0]
 
     with tempfile.TemporaryDirectory() as tmp:
         exporter, _ = build_node(Path(tmp), args.gpus, args.efa, args.ranks)
@@ -271,6 +275,7 @@ def main(argv: list[str] | None = None) -> None:
         timed_cpu, in_fake = fake_share(timed_root, args.gpus, args.efa, args.ranks, args.scrapes)
         hook_up = hook_cost(Path(tmp), args.hook_steps, up=True)
         hook_down = hook_cost(Path(tmp), args.hook_steps, up=False)
+        hook_warm = hook_cost(Path(tmp), args.hook_steps, up=True, compute=False)
 
     bench = "from benchmarks.bench_exporter import rss_child; "
     rss = _child_rss(bench + f"rss_child({args.gpus}, {args.efa}, {args.ranks}, {args.scrapes})")
@@ -284,6 +289,7 @@ def main(argv: list[str] | None = None) -> None:
 
     node = f"{args.gpus} GPUs (fake NVML, H200 readings), {args.efa} EFA devices, {args.ranks} ranks"
     print(f"Exporter, every collector on: {node}; {series(exposition)} series, {args.scrapes} scrapes each")
+    print(f"(load average {load_start:.1f} when the run began, {os.getloadavg()[0]:.1f} when it ended)")
     print("| measure | fleetscope exporter | static prometheus-client registry | ratio |")
     print("|---|---|---|---|")
     print(
@@ -308,7 +314,11 @@ def main(argv: list[str] | None = None) -> None:
         f"| {own / baseline_cpu:.2f}x |"
     )
     print(f"| peak RSS of the process | {rss:.0f} MB | {bare:.0f} MB (bare interpreter + client) | |")
-    for state, (median, mean) in (("up", hook_up), ("down", hook_down)):
+    for state, (median, mean) in (
+        ("up", hook_up),
+        ("down", hook_down),
+        ("up, steps back to back", hook_warm),
+    ):
         print(
             f"| training hook per step, exporter {state} (median / mean) | {median:.1f} / {mean:.1f} us | | |"
         )
