@@ -151,6 +151,9 @@ PROBE_UP = MetricSpec(
 )
 METRICS = (UP, SPEED, *ERROR_METRICS.values(), *THROUGHPUT.values(), INFO, FABRIC, PROBE_LATENCY, PROBE_UP)
 
+# read_links' keys -> the metric they feed (``"remote"`` feeds the info series).
+_SPEC_OF = {"up": UP, "speed": SPEED, **THROUGHPUT, **ERROR_METRICS}
+
 # Probe buckets: NVLink round trips of a few bytes take 10-30 us; PCIe and a loaded GPU take longer.
 PROBE_BUCKETS = (5e-6, 1e-5, 2e-5, 5e-5, 1e-4, 2e-4, 5e-4, 1e-3, 5e-3, 2e-2)
 
@@ -354,18 +357,12 @@ class NvlinkCollector:
         for gpu, reading in sorted(readings.items(), key=lambda item: int(item[0])):
             for link, entry in sorted(reading["links"].items()):
                 labels = [gpu, str(link)]
-                if "up" in entry:
-                    add(families[UP.name], labels, entry["up"])
-                if "speed" in entry:
-                    add(families[SPEED.name], labels, entry["speed"] * SPEED.scale)
-                for key, spec in THROUGHPUT.items():
-                    if key in entry:
-                        add(families[spec.name], labels, entry[key] * spec.scale)
-                for name in ERROR_METRICS:
-                    if name in entry:
-                        add(families[name], labels, entry[name])
-                if "remote" in entry:
-                    add(families[INFO.name], [*labels, entry["remote"]], 1.0)
+                for key, value in entry.items():
+                    if key == "remote":
+                        add(families[INFO.name], [*labels, value], 1.0)
+                    else:
+                        spec = _SPEC_OF[key]
+                        add(families[spec.name], labels, value * spec.scale)
             if reading["fabric"] is not None:
                 add(families[FABRIC.name], [gpu], reading["fabric"])
         if self.probe is not None:
