@@ -5,6 +5,8 @@ The kubelet serves ``v1.PodResourcesLister/List`` over gRPC on a Unix socket
 of each extended resource it was allocated. For ``nvidia.com/gpu`` the NVIDIA device plugin's device
 ids are GPU UUIDs (its default ``DEVICE_ID_STRATEGY=uuid``) or nvidia-smi indexes (``index``); a
 time-sliced GPU is shared as ``<uuid>::<replica>``. This is how dcgm-exporter attributes GPUs to pods.
+MIG devices (``MIG-<uuid>`` ids, or the ``nvidia.com/mig-*`` resources) are not attributed: the GPU
+collector does not read MIG device UUIDs.
 The messages are in ``api.proto`` next to this file (written from the Kubernetes documentation), with
 its generated ``api_pb2.py``.
 
