@@ -43,11 +43,16 @@ class GpuMetric:
 
     Attributes:
         spec: Name, type, help (naming the NVML function), source and scale to base units.
-        read: The NVML read; may raise ``pynvml.NVMLError_*``.
+        read: The NVML read; may raise ``pynvml.NVMLError_*``. With ``keys``, ``read(nvml, handle, key)``
+            reads the value of one label value.
+        keys: For a metric NVML answers one label value at a time (violation policies, retirement
+            causes): the label values. One NVML answers NOT_SUPPORTED for is not asked again, as a whole
+            metric is not; the metric is unsupported when every one is.
     """
 
     spec: MetricSpec
-    read: NvmlReader
+    read: Callable[..., Any]
+    keys: tuple[str, ...] = ()
 
 
 # Bits of nvmlDeviceGetCurrentClocksEventReasons (nvml.h nvmlClocksEventReason*), by label value.
@@ -352,32 +357,13 @@ RETIREMENT_CAUSES = {
 }
 
 
-def _each(nvml: Any, read: Callable[[str], float], keys: dict[str, str]) -> dict[str, float]:
-    """Read one value per key; a key the GPU does not support is left out, all unsupported raises."""
-    values = {}
-    for key in keys:
-        try:
-            values[key] = read(key)
-        except nvml.NVMLError_NotSupported:
-            continue
-    if not values:
-        raise nvml.NVMLError_NotSupported()
-    return values
+def _violation(nvml: Any, handle: Any, reason: str) -> float:
+    policy = getattr(nvml, VIOLATION_POLICIES[reason])
+    return float(nvml.nvmlDeviceGetViolationStatus(handle, policy).violationTime)
 
 
-def _violations(nvml: Any, handle: Any) -> dict[str, float]:
-    def read(reason: str) -> float:
-        policy = getattr(nvml, VIOLATION_POLICIES[reason])
-        return float(nvml.nvmlDeviceGetViolationStatus(handle, policy).violationTime)
-
-    return _each(nvml, read, VIOLATION_POLICIES)
-
-
-def _retired_pages(nvml: Any, handle: Any) -> dict[str, float]:
-    def read(cause: str) -> float:
-        return float(len(nvml.nvmlDeviceGetRetiredPages(handle, getattr(nvml, RETIREMENT_CAUSES[cause]))))
-
-    return _each(nvml, read, RETIREMENT_CAUSES)
+def _retired_pages(nvml: Any, handle: Any, cause: str) -> float:
+    return float(len(nvml.nvmlDeviceGetRetiredPages(handle, getattr(nvml, RETIREMENT_CAUSES[cause]))))
 
 
 def _processes(nvml: Any, handle: Any) -> dict[str, float]:
@@ -443,7 +429,8 @@ EXTRA_METRICS: tuple[GpuMetric, ...] = (
             1e-9,
             extra=("reason",),
         ),
-        _violations,
+        _violation,
+        tuple(VIOLATION_POLICIES),
     ),
     GpuMetric(
         _spec(
@@ -455,6 +442,7 @@ EXTRA_METRICS: tuple[GpuMetric, ...] = (
             extra=("cause",),
         ),
         _retired_pages,
+        tuple(RETIREMENT_CAUSES),
     ),
     GpuMetric(
         _spec(
@@ -582,8 +570,8 @@ class _Gpu:
     worker: Worker
     handle: Any = None
     identity: tuple[str, str, str] | None = None  # (uuid, model, canonical PCI bus id)
-    # Metrics NVML answered NOT_SUPPORTED for: a property of the board and driver, so not asked again
-    # until the GPU comes back from being lost (a reset may change what it supports).
+    # Metrics (and "metric:label value") NVML answered NOT_SUPPORTED for: a property of the board and
+    # driver, so not asked again until the GPU comes back from being lost (a reset may change that).
     unsupported: set[str] = field(default_factory=set)
     lost: bool = False
     failed: bool = False  # the last read failed before any field (handle or identity error)
@@ -792,7 +780,10 @@ class GpuCollector:
                 if metric.spec.name in gpu.unsupported:
                     continue
                 try:
-                    values[metric.spec.name] = metric.read(n, gpu.handle)
+                    if metric.keys:
+                        values[metric.spec.name] = self._read_keys(gpu, metric)
+                    else:
+                        values[metric.spec.name] = metric.read(n, gpu.handle)
                 except n.NVMLError_GpuIsLost:
                     raise
                 except n.NVMLError_NotSupported:
@@ -819,6 +810,25 @@ class GpuCollector:
             gpu.unsupported.clear()
         gpu.lost = gpu.failed = False
         return values
+
+    def _read_keys(self, gpu: _Gpu, metric: GpuMetric) -> dict[str, float]:
+        """Read a metric one label value at a time; runs in the GPU's worker thread.
+
+        Raises:
+            pynvml.NVMLError_NotSupported: No label value is supported.
+        """
+        found = {}
+        for key in metric.keys:
+            unsupported = f"{metric.spec.name}:{key}"
+            if unsupported in gpu.unsupported:
+                continue
+            try:
+                found[key] = metric.read(self._nvml, gpu.handle, key)
+            except self._nvml.NVMLError_NotSupported:
+                gpu.unsupported.add(unsupported)
+        if not found:
+            raise self._nvml.NVMLError_NotSupported()
+        return found
 
     def _report_once(self, index: int, what: str, error: str) -> None:
         if (index, what, error) not in self._reported:
