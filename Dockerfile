@@ -4,5 +4,5 @@ FROM python:3.11-slim
 WORKDIR /opt/fleetscope
 COPY pyproject.toml README.md ./
 COPY fleetscope fleetscope
-RUN pip install --no-cache-dir ".[lineage,console]"
+RUN pip install --no-cache-dir ".[lineage,console,kubernetes]"
 ENTRYPOINT ["fleetscope"]

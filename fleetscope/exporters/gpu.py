@@ -15,8 +15,10 @@ the same ``pynvml.NVMLError_*`` classes.
 from __future__ import annotations
 
 import concurrent.futures
+import ctypes
 import functools
 import logging
+import struct
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -41,11 +43,16 @@ class GpuMetric:
 
     Attributes:
         spec: Name, type, help (naming the NVML function), source and scale to base units.
-        read: The NVML read; may raise ``pynvml.NVMLError_*``.
+        read: The NVML read; may raise ``pynvml.NVMLError_*``. With ``keys``, ``read(nvml, handle, key)``
+            reads the value of one label value.
+        keys: For a metric NVML answers one label value at a time (violation policies, retirement
+            causes): the label values. One NVML answers NOT_SUPPORTED for is not asked again, as a whole
+            metric is not; the metric is unsupported when every one is.
     """
 
     spec: MetricSpec
-    read: NvmlReader
+    read: Callable[..., Any]
+    keys: tuple[str, ...] = ()
 
 
 # Bits of nvmlDeviceGetCurrentClocksEventReasons (nvml.h nvmlClocksEventReason*), by label value.
@@ -61,35 +68,71 @@ CLOCK_EVENT_REASONS = {
     "display_clock_setting": "nvmlClocksEventReasonDisplayClockSetting",
 }
 
-_FIELD_VALUE_MEMBER = {
-    "NVML_VALUE_TYPE_DOUBLE": "dVal",
-    "NVML_VALUE_TYPE_UNSIGNED_INT": "uiVal",
-    "NVML_VALUE_TYPE_UNSIGNED_LONG": "ulVal",
-    "NVML_VALUE_TYPE_UNSIGNED_LONG_LONG": "ullVal",
-    "NVML_VALUE_TYPE_SIGNED_LONG_LONG": "sllVal",
-    "NVML_VALUE_TYPE_SIGNED_INT": "siVal",
+
+def _field_layout() -> struct.Struct:
+    """``nvmlFieldValue_t`` as ``(valueType, nvmlReturn, value bytes)``, from ctypes' own offsets."""
+    fields = pynvml.c_nvmlFieldValue_t
+    parts, at = [], 0
+    for name, code in (("valueType", "I"), ("nvmlReturn", "I"), ("value", "8s")):
+        member = getattr(fields, name)
+        parts.append(f"{member.offset - at}x{code}" if member.offset > at else code)
+        at = member.offset + member.size
+    tail = ctypes.sizeof(fields) - at
+    return struct.Struct("=" + "".join(parts) + (f"{tail}x" if tail else ""))
+
+
+_FIELD_LAYOUT = _field_layout()
+# nvmlFieldValue_t.valueType -> how its value union is read (nvml.h nvmlValueType_t; unsigned long is
+# 64 bits on the Linux ABI NVML ships for).
+_FIELD_VALUE = {
+    pynvml.NVML_VALUE_TYPE_DOUBLE: struct.Struct("=d"),
+    pynvml.NVML_VALUE_TYPE_UNSIGNED_INT: struct.Struct("=I4x"),
+    pynvml.NVML_VALUE_TYPE_UNSIGNED_LONG: struct.Struct(
+        f"={'Q' if ctypes.sizeof(ctypes.c_ulong) == 8 else 'I4x'}"
+    ),
+    pynvml.NVML_VALUE_TYPE_UNSIGNED_LONG_LONG: struct.Struct("=Q"),
+    pynvml.NVML_VALUE_TYPE_SIGNED_LONG_LONG: struct.Struct("=q"),
+    pynvml.NVML_VALUE_TYPE_SIGNED_INT: struct.Struct("=i4x"),
 }
 
 
-def field_number(nvml: Any, value: Any) -> float:
-    """The number in one ``nvmlFieldValue_t`` of nvmlDeviceGetFieldValues.
+def field_values(nvml: Any, handle: Any, requests: list[Any]) -> list[tuple[int, float]]:
+    """One ``nvmlDeviceGetFieldValues`` call, decoded: ``(nvmlReturn, number)`` per request, in order.
+
+    The returned ``nvmlFieldValue_t`` array is unpacked in one pass from its bytes (layout from ctypes),
+    not member by member through pynvml's structure wrappers, which cost more than NVML's own call.
+
+    Args:
+        nvml: The NVML module.
+        handle: The GPU's handle.
+        requests: Field ids, or ``(field id, scope id)`` pairs (``scopeId`` = NVLink number, ...).
+
+    Returns:
+        Per request, NVML's return code for that field and its value (0.0 unless the code is
+        ``NVML_SUCCESS``; ``NVML_ERROR_UNKNOWN`` for a value type it cannot hold).
 
     Raises:
-        pynvml.NVMLError: The field's own return code (``NVMLError_NotSupported`` ...), or
-            ``NVML_ERROR_UNKNOWN`` for a value type it cannot hold.
+        pynvml.NVMLError: The call's own error (GPU lost, timeout ...).
     """
-    if value.nvmlReturn != nvml.NVML_SUCCESS:
-        raise nvml.NVMLError(value.nvmlReturn)
-    for type_name, member in _FIELD_VALUE_MEMBER.items():
-        if value.valueType == getattr(nvml, type_name):
-            return float(getattr(value.value, member))
-    raise nvml.NVMLError(nvml.NVML_ERROR_UNKNOWN)
+    decoded, success = [], nvml.NVML_SUCCESS
+    for value_type, code, raw in _FIELD_LAYOUT.iter_unpack(
+        bytes(nvml.nvmlDeviceGetFieldValues(handle, requests))
+    ):
+        if code != success:
+            decoded.append((code, 0.0))
+        elif (layout := _FIELD_VALUE.get(value_type)) is None:
+            decoded.append((nvml.NVML_ERROR_UNKNOWN, 0.0))
+        else:
+            decoded.append((code, float(layout.unpack(raw)[0])))
+    return decoded
 
 
 def _field_value(nvml: Any, handle: Any, field_id: int) -> float:
     """Read one NVML field (nvmlDeviceGetFieldValues); its per-field return code is raised as usual."""
-    (value,) = nvml.nvmlDeviceGetFieldValues(handle, [field_id])
-    return field_number(nvml, value)
+    ((code, number),) = field_values(nvml, handle, [field_id])
+    if code != nvml.NVML_SUCCESS:
+        raise nvml.NVMLError(code)
+    return number
 
 
 def _clock_event_reasons(nvml: Any, handle: Any) -> dict[str, float]:
@@ -314,32 +357,13 @@ RETIREMENT_CAUSES = {
 }
 
 
-def _each(nvml: Any, read: Callable[[str], float], keys: dict[str, str]) -> dict[str, float]:
-    """Read one value per key; a key the GPU does not support is left out, all unsupported raises."""
-    values = {}
-    for key in keys:
-        try:
-            values[key] = read(key)
-        except nvml.NVMLError_NotSupported:
-            continue
-    if not values:
-        raise nvml.NVMLError_NotSupported()
-    return values
+def _violation(nvml: Any, handle: Any, reason: str) -> float:
+    policy = getattr(nvml, VIOLATION_POLICIES[reason])
+    return float(nvml.nvmlDeviceGetViolationStatus(handle, policy).violationTime)
 
 
-def _violations(nvml: Any, handle: Any) -> dict[str, float]:
-    def read(reason: str) -> float:
-        policy = getattr(nvml, VIOLATION_POLICIES[reason])
-        return float(nvml.nvmlDeviceGetViolationStatus(handle, policy).violationTime)
-
-    return _each(nvml, read, VIOLATION_POLICIES)
-
-
-def _retired_pages(nvml: Any, handle: Any) -> dict[str, float]:
-    def read(cause: str) -> float:
-        return float(len(nvml.nvmlDeviceGetRetiredPages(handle, getattr(nvml, RETIREMENT_CAUSES[cause]))))
-
-    return _each(nvml, read, RETIREMENT_CAUSES)
+def _retired_pages(nvml: Any, handle: Any, cause: str) -> float:
+    return float(len(nvml.nvmlDeviceGetRetiredPages(handle, getattr(nvml, RETIREMENT_CAUSES[cause]))))
 
 
 def _processes(nvml: Any, handle: Any) -> dict[str, float]:
@@ -405,7 +429,8 @@ EXTRA_METRICS: tuple[GpuMetric, ...] = (
             1e-9,
             extra=("reason",),
         ),
-        _violations,
+        _violation,
+        tuple(VIOLATION_POLICIES),
     ),
     GpuMetric(
         _spec(
@@ -417,6 +442,7 @@ EXTRA_METRICS: tuple[GpuMetric, ...] = (
             extra=("cause",),
         ),
         _retired_pages,
+        tuple(RETIREMENT_CAUSES),
     ),
     GpuMetric(
         _spec(
@@ -544,8 +570,8 @@ class _Gpu:
     worker: Worker
     handle: Any = None
     identity: tuple[str, str, str] | None = None  # (uuid, model, canonical PCI bus id)
-    # Metrics NVML answered NOT_SUPPORTED for: a property of the board and driver, so not asked again
-    # until the GPU comes back from being lost (a reset may change what it supports).
+    # Metrics (and "metric:label value") NVML answered NOT_SUPPORTED for: a property of the board and
+    # driver, so not asked again until the GPU comes back from being lost (a reset may change that).
     unsupported: set[str] = field(default_factory=set)
     lost: bool = False
     failed: bool = False  # the last read failed before any field (handle or identity error)
@@ -754,7 +780,10 @@ class GpuCollector:
                 if metric.spec.name in gpu.unsupported:
                     continue
                 try:
-                    values[metric.spec.name] = metric.read(n, gpu.handle)
+                    if metric.keys:
+                        values[metric.spec.name] = self._read_keys(gpu, metric)
+                    else:
+                        values[metric.spec.name] = metric.read(n, gpu.handle)
                 except n.NVMLError_GpuIsLost:
                     raise
                 except n.NVMLError_NotSupported:
@@ -781,6 +810,25 @@ class GpuCollector:
             gpu.unsupported.clear()
         gpu.lost = gpu.failed = False
         return values
+
+    def _read_keys(self, gpu: _Gpu, metric: GpuMetric) -> dict[str, float]:
+        """Read a metric one label value at a time; runs in the GPU's worker thread.
+
+        Raises:
+            pynvml.NVMLError_NotSupported: No label value is supported.
+        """
+        found = {}
+        for key in metric.keys:
+            unsupported = f"{metric.spec.name}:{key}"
+            if unsupported in gpu.unsupported:
+                continue
+            try:
+                found[key] = metric.read(self._nvml, gpu.handle, key)
+            except self._nvml.NVMLError_NotSupported:
+                gpu.unsupported.add(unsupported)
+        if not found:
+            raise self._nvml.NVMLError_NotSupported()
+        return found
 
     def _report_once(self, index: int, what: str, error: str) -> None:
         if (index, what, error) not in self._reported:

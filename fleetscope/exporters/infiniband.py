@@ -331,18 +331,23 @@ class InfinibandCollector:
         for device, port, path in self.ports():
             labels = [device, port]
             self._state(families, labels, path)
+            # One listing per counter folder, then only files that exist are opened: an EFA port has no
+            # counters/ folder, and a failed open per absent candidate cost more than the reads.
+            listed: dict[str, list[str]] = {}
+            for group in ("counters", "counters_ext", "hw_counters"):
+                try:
+                    listed[group] = sorted(os.listdir(f"{path}/{group}"))
+                except OSError:
+                    continue
+            present = {f"{group}/{file}" for group, files in listed.items() for file in files}
             for spec, candidates in IB_COUNTERS:
                 for candidate in candidates:
-                    value = _number(f"{path}/{candidate}")
+                    value = _number(f"{path}/{candidate}") if candidate in present else None
                     if value is not None:
                         add(families[spec.name], labels, value * spec.scale)
                         break
             for group in ("counters", "hw_counters"):
-                try:
-                    files = sorted(os.listdir(f"{path}/{group}"))
-                except OSError:
-                    continue
-                for file in files:
+                for file in listed.get(group, ()):
                     if f"{group}/{file}" in _IB_FILES or file in _NOT_COUNTERS:
                         continue
                     value = _number(f"{path}/{group}/{file}")

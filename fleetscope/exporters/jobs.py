@@ -1,6 +1,7 @@
 """Job attribution: which Slurm job or Kubernetes pod holds each GPU, as one ``_info`` series per pair.
 
-``fleetscope_gpu_job_info{gpu,job_id,step_id,user,pod_uid,source} 1`` is joined in PromQL
+``fleetscope_gpu_job_info{gpu,job_id,step_id,user,pod_uid,pod_namespace,pod_name,source} 1`` is joined
+in PromQL
 (``... * on (gpu) group_left (job_id) fleetscope_gpu_job_info``); no other series carries a job label, so
 a job ending and the next starting changes a handful of series, not every GPU series. Per GPU at most
 ``max_per_gpu`` jobs are exported; more are counted in ``fleetscope_gpu_job_attribution_dropped``.
@@ -13,10 +14,17 @@ Sources, first match wins for a GPU:
    UUIDs, else ``gpus`` against NVML indexes (nvidia-smi and NVML both number GPUs by PCI bus id). A file
    that is half written, not JSON, or not of that shape is skipped and counted in
    ``fleetscope_job_mapping_files_invalid``; it is read again once it changes.
-2. **The processes on the GPU** (``nvmlDeviceGetComputeRunningProcesses``, from the gpu collector):
+2. **The kubelet's pod-resources API** (:mod:`fleetscope.exporters.podresources`), on a Kubernetes node:
+   the pod (name and namespace) each ``nvidia.com/gpu`` device was allocated to, by GPU UUID (or index).
+   A call that fails or times out keeps the pods of the last call that answered, and
+   ``fleetscope_kubelet_pod_resources_up`` says so; without the socket the source is skipped.
+3. **The processes on the GPU** (``nvmlDeviceGetComputeRunningProcesses``, from the gpu collector):
    ``{procfs}/<pid>/environ`` (``SLURM_JOB_ID``, ``SLURM_STEP_ID``, ``SLURM_JOB_USER``), then
    ``{procfs}/<pid>/cgroup``: Slurm's ``.../job_<id>/step_<id>/...`` (cgroup v1 and v2), Kubernetes'
-   ``.../kubepods...pod<uid>...`` (the pod UID; name and namespace are the kubelet's to tell).
+   ``.../kubepods...pod<uid>...`` (the pod UID only: name and namespace are the kubelet's to tell).
+
+The pod labels are named ``pod_namespace`` and ``pod_name``, not ``namespace`` and ``pod``: those are the
+target labels Prometheus' Kubernetes discovery gives the exporter's own pod, and would clash.
 """
 
 from __future__ import annotations
@@ -34,6 +42,7 @@ from prometheus_client.core import Metric
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from fleetscope.exporters.metrics import MetricSpec, add
+from fleetscope.exporters.podresources import DEFAULT_SOCKET, PodResourcesClient
 from fleetscope.exporters.registry import BuildContext, Setting, register
 from fleetscope.exporters.scrape import SourceUnavailable
 
@@ -42,10 +51,11 @@ log = logging.getLogger(__name__)
 JOB_INFO = MetricSpec(
     "fleetscope_gpu_job_info",
     "gauge",
-    "The job on a GPU, value 1, to join on gpu: from the Slurm prolog's job mapping file, the GPU "
-    "processes' environment (SLURM_JOB_ID) or cgroup (Slurm job, Kubernetes pod UID).",
-    "job mapping file, /proc/<pid>/environ, /proc/<pid>/cgroup",
-    labels=("gpu", "job_id", "step_id", "user", "pod_uid", "source"),
+    "The job on a GPU, value 1, to join on gpu: from the Slurm prolog's job mapping file, the kubelet's "
+    "pod-resources List (Kubernetes pod name and namespace), the GPU processes' environment "
+    "(SLURM_JOB_ID) or cgroup (Slurm job, Kubernetes pod UID).",
+    "job mapping file, kubelet v1.PodResourcesLister/List, /proc/<pid>/environ, /proc/<pid>/cgroup",
+    labels=("gpu", "job_id", "step_id", "user", "pod_uid", "pod_namespace", "pod_name", "source"),
 )
 DROPPED = MetricSpec(
     "fleetscope_gpu_job_attribution_dropped",
@@ -60,7 +70,14 @@ INVALID = MetricSpec(
     "Job mapping files skipped in this scrape: half written, not JSON, or not of the documented shape.",
     "job mapping directory",
 )
-METRICS = (JOB_INFO, DROPPED, INVALID)
+KUBELET_UP = MetricSpec(
+    "fleetscope_kubelet_pod_resources_up",
+    "gauge",
+    "1 if the kubelet's pod-resources List answered in this scrape, 0 if it failed or timed out (the "
+    "pods of its last answer are kept); absent without the socket.",
+    "kubelet v1.PodResourcesLister/List",
+)
+METRICS = (JOB_INFO, DROPPED, INVALID, KUBELET_UP)
 
 _MAX_FILE_BYTES = 64 * 1024  # a mapping lists a node's GPUs; anything bigger is not one
 _SLURM_CGROUP = re.compile(r"/job_(?P<job>\d+)(?:/step_(?P<step>[^/]+))?")
@@ -90,6 +107,8 @@ class Job:
     step_id: str = ""
     user: str = ""
     pod_uid: str = ""
+    pod_namespace: str = ""
+    pod_name: str = ""
     source: str = ""
 
 
@@ -118,7 +137,7 @@ def job_from_environ(data: bytes) -> Job | None:
     if not env.get("SLURM_JOB_ID"):
         return None
     return Job(
-        env["SLURM_JOB_ID"], env.get("SLURM_STEP_ID", ""), env.get("SLURM_JOB_USER", ""), "", "environ"
+        env["SLURM_JOB_ID"], env.get("SLURM_STEP_ID", ""), env.get("SLURM_JOB_USER", ""), source="environ"
     )
 
 
@@ -131,6 +150,7 @@ class JobCollector:
         procfs_root: procfs mount point.
         mapping_dir: Directory of job mapping files.
         max_per_gpu: Most jobs exported per GPU.
+        pod_resources: The kubelet's pod-resources client; ``None`` for none.
     """
 
     name = "jobs"
@@ -141,8 +161,10 @@ class JobCollector:
         procfs_root: str | Path = "/proc",
         mapping_dir: str | Path = "/run/fleetscope/jobs",
         max_per_gpu: int = 4,
+        pod_resources: PodResourcesClient | None = None,
     ) -> None:
         self._gpu = gpu
+        self._kubelet = pod_resources
         self._proc = Path(procfs_root)
         self._dir = Path(mapping_dir)
         self._max = max_per_gpu
@@ -159,28 +181,57 @@ class JobCollector:
         mappings, invalid, dir_error = self._mappings()
         uuids = self._gpu.uuids() if self._gpu is not None else {}
         for mapping in mappings:
-            job = Job(mapping.job_id, mapping.step_id or "", mapping.user, "", "mapping_file")
+            job = Job(mapping.job_id, mapping.step_id or "", mapping.user, source="mapping_file")
             gpus = [uuids[u] for u in mapping.uuids if u in uuids] if mapping.uuids else []
             for gpu in gpus or [str(i) for i in mapping.gpus]:
                 jobs.setdefault(gpu, []).append(job)
+        if self._kubelet is not None:
+            by_device = {label: label for label in uuids.values()} | uuids  # UUIDs, or indexes
+            for device in self._kubelet.devices():
+                gpu = by_device.get(device.device_id)
+                if gpu is None or (gpu in jobs and jobs[gpu][0].source != "pod_resources"):
+                    continue  # not a GPU of this node's NVML, or the prolog's file already names its job
+                pod = Job(pod_namespace=device.namespace, pod_name=device.pod, source="pod_resources")
+                if pod not in jobs.get(gpu, []):
+                    jobs.setdefault(gpu, []).append(pod)
         processes = self._gpu.processes() if self._gpu is not None else {}
         for gpu, pids in processes.items():
             if gpu in jobs:
-                continue  # the prolog's file already names this GPU's job
+                continue  # the prolog's file or the kubelet already names this GPU's job
             for pid in pids:
                 of_process = self._job_of(pid)
                 if of_process is not None and of_process not in jobs.get(gpu, []):
                     jobs.setdefault(gpu, []).append(of_process)
         info, dropped, invalid_family = JOB_INFO.family(), DROPPED.family(), INVALID.family()
         for gpu in sorted(jobs, key=lambda g: (len(g), g)):
-            found = sorted(jobs[gpu], key=lambda j: (j.job_id, j.step_id, j.pod_uid))
+            found = sorted(
+                jobs[gpu], key=lambda j: (j.job_id, j.step_id, j.pod_uid, j.pod_namespace, j.pod_name)
+            )
             for job in found[: self._max]:
-                add(info, [gpu, job.job_id, job.step_id, job.user, job.pod_uid, job.source], 1.0)
+                labels = [
+                    gpu,
+                    job.job_id,
+                    job.step_id,
+                    job.user,
+                    job.pod_uid,
+                    job.pod_namespace,
+                    job.pod_name,
+                ]
+                add(info, [*labels, job.source], 1.0)
             add(dropped, [gpu], float(max(0, len(found) - self._max)))
         add(invalid_family, [], float(invalid))
         yield from (info, dropped, invalid_family)
+        if self._kubelet is not None and self._kubelet.up is not None:
+            kubelet_up = KUBELET_UP.family()
+            add(kubelet_up, [], 1.0 if self._kubelet.up else 0.0)
+            yield kubelet_up
         if dir_error and not processes:
             raise SourceUnavailable(dir_error)
+
+    def close(self) -> None:
+        """Close the kubelet channel, if any."""
+        if self._kubelet is not None:
+            self._kubelet.close()
 
     def _job_of(self, pid: int) -> Job | None:
         try:
@@ -257,10 +308,34 @@ class JobCollector:
         Setting(
             "max_per_gpu", int, 4, "Most jobs exported per GPU; more are counted.", ge=1, le=64, metavar="N"
         ),
+        Setting(
+            "kubelet_socket",
+            str,
+            DEFAULT_SOCKET,
+            "The kubelet's pod-resources gRPC socket, for the pod and namespace of each GPU; empty: do not "
+            "ask. Skipped where it does not exist.",
+            metavar="PATH",
+        ),
+        Setting(
+            "kubelet_timeout_seconds",
+            float,
+            1.0,
+            "Deadline of one pod-resources List call; past it the pods of the last answer are kept.",
+            flag="kubelet-timeout",
+            ge=0.01,
+            le=30,
+            metavar="SECONDS",
+        ),
     ),
     needs=("gpu",),
 )
 def _build(ctx: BuildContext) -> JobCollector:
+    socket = ctx.setting("kubelet_socket")
+    kubelet = PodResourcesClient(socket, ctx.setting("kubelet_timeout_seconds")) if socket else None
     return JobCollector(
-        ctx.built.get("gpu"), ctx.config.path_procfs, ctx.setting("mapping_dir"), ctx.setting("max_per_gpu")
+        ctx.built.get("gpu"),
+        ctx.config.path_procfs,
+        ctx.setting("mapping_dir"),
+        ctx.setting("max_per_gpu"),
+        kubelet,
     )

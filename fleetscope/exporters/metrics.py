@@ -72,6 +72,8 @@ class Histogram:
 
     def __init__(self, bounds: tuple[float, ...]) -> None:
         self._bounds = bounds
+        # The buckets' "le" label values, written once: they are the same on every scrape.
+        self._le = [repr(float(bound)) for bound in bounds] + ["+Inf"]
         self._counts = [0] * (len(bounds) + 1)
         self._sum = 0.0
         self._lock = threading.Lock()
@@ -92,7 +94,7 @@ class Histogram:
         with self._lock:
             counts, total = list(self._counts), self._sum
         cumulative, buckets = 0, []
-        for bound, count in zip([*self._bounds, float("inf")], counts, strict=True):
+        for le, count in zip(self._le, counts, strict=True):
             cumulative += count
-            buckets.append(("+Inf" if bound == float("inf") else repr(float(bound)), float(cumulative)))
+            buckets.append((le, float(cumulative)))
         family.add_metric(labels, buckets, total)  # type: ignore[attr-defined]

@@ -105,6 +105,7 @@ class NetworkProbeCollector:
     """
 
     name = "netprobe"
+    from_memory = True  # collect() copies what the probe threads measured
 
     def __init__(
         self,

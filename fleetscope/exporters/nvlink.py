@@ -1,17 +1,23 @@
 """NVLink collector: per-link state, speed, error counters and throughput through NVML, fabric state,
 and a peer-to-peer latency probe through torch CUDA.
 
-NVML calls (nvml.h), per GPU and link ``0 .. NVML_NVLINK_MAX_LINKS-1``:
+NVML calls (nvml.h), per GPU:
 
-* ``nvmlDeviceGetNvLinkState``: a link NVML rejects (``NVML_ERROR_INVALID_ARGUMENT`` past the GPU's link
-  count, ``NVML_ERROR_NOT_SUPPORTED`` on a board without NVLink) does not exist and is skipped.
-* ``nvmlDeviceGetFieldValues`` with ``scopeId = link``: ``NVML_FI_DEV_NVLINK_GET_SPEED`` (MB/s),
-  ``NVML_FI_DEV_NVLINK_THROUGHPUT_DATA_TX`` / ``_RX`` (KiB, payload only).
-* ``nvmlDeviceGetNvLinkErrorCounter``: ``NVML_NVLINK_ERROR_DL_CRC_FLIT``, ``_DL_CRC_DATA``,
-  ``_DL_REPLAY``, ``_DL_RECOVERY``, ``_DL_ECC_DATA``.
+* ``nvmlDeviceGetFieldValues``, ONE call per scrape for every link and every link-scoped field
+  (``scopeId = link``): ``NVML_FI_DEV_NVLINK_GET_STATE``, ``_GET_SPEED`` (MB/s),
+  ``_THROUGHPUT_DATA_TX`` / ``_RX`` (KiB, payload only) and the data-link error counters
+  ``_ERROR_DL_CRC`` (flit CRC), ``_ERROR_DL_REPLAY``, ``_ERROR_DL_RECOVERY``. NVML fills the whole array
+  in C; the links a GPU has are learnt once, from ``_GET_STATE`` over ``0 .. NVML_NVLINK_MAX_LINKS-1``
+  (a link past the GPU's count, or a board without NVLink, answers an error for its entry).
+* ``nvmlDeviceGetNvLinkErrorCounter`` for the two counters no link-scoped field gives:
+  ``NVML_NVLINK_ERROR_DL_CRC_DATA`` and ``_DL_ECC_DATA``.
 * ``nvmlDeviceGetNvLinkRemotePciInfo``: the peer at the far end (a GPU or an NVSwitch), in
   ``fleetscope_nvlink_info``.
 * ``nvmlDeviceGetGpuFabricInfo``: the NVSwitch fabric registration state (Hopper and later).
+
+What a link answers NOT_SUPPORTED (or INVALID_ARGUMENT) for is a property of the board and driver: it is
+asked once and not again while the GPU's handle lives (Blackwell drops the ``_ERROR_DL_*`` fields, for
+one).
 
 Every call runs in the GPU collector's per-GPU worker under its deadline
 (:meth:`~fleetscope.exporters.gpu.GpuCollector.read_each`), so a hung GPU hangs nothing here; the
@@ -31,11 +37,12 @@ import os
 import threading
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 from typing import Any
 
 from prometheus_client.core import Metric
 
-from fleetscope.exporters.gpu import field_number
+from fleetscope.exporters.gpu import field_values
 from fleetscope.exporters.metrics import Histogram, MetricSpec, add
 from fleetscope.exporters.pci import canonical_pci_bus_id
 from fleetscope.exporters.registry import BuildContext, Setting, register
@@ -45,33 +52,45 @@ log = logging.getLogger(__name__)
 
 _LINK = ("gpu", "link")
 
-# nvmlDeviceGetNvLinkErrorCounter counters, by metric name.
-ERROR_COUNTERS = {
-    "fleetscope_nvlink_crc_flit_errors_total": (
-        "NVML_NVLINK_ERROR_DL_CRC_FLIT",
-        "Flow-control digit CRC errors",
-    ),
-    "fleetscope_nvlink_crc_data_errors_total": ("NVML_NVLINK_ERROR_DL_CRC_DATA", "Data CRC errors"),
-    "fleetscope_nvlink_replay_errors_total": ("NVML_NVLINK_ERROR_DL_REPLAY", "Replays (retransmissions)"),
-    "fleetscope_nvlink_recovery_errors_total": ("NVML_NVLINK_ERROR_DL_RECOVERY", "Link recoveries"),
-    "fleetscope_nvlink_ecc_data_errors_total": ("NVML_NVLINK_ERROR_DL_ECC_DATA", "Data ECC errors"),
+# Link-scoped fields of nvmlDeviceGetFieldValues, by the key read_links files them under.
+LINK_FIELDS = {
+    "up": "NVML_FI_DEV_NVLINK_GET_STATE",
+    "speed": "NVML_FI_DEV_NVLINK_GET_SPEED",
+    "tx": "NVML_FI_DEV_NVLINK_THROUGHPUT_DATA_TX",
+    "rx": "NVML_FI_DEV_NVLINK_THROUGHPUT_DATA_RX",
+    "fleetscope_nvlink_crc_flit_errors_total": "NVML_FI_DEV_NVLINK_ERROR_DL_CRC",
+    "fleetscope_nvlink_replay_errors_total": "NVML_FI_DEV_NVLINK_ERROR_DL_REPLAY",
+    "fleetscope_nvlink_recovery_errors_total": "NVML_FI_DEV_NVLINK_ERROR_DL_RECOVERY",
 }
+# Counters without a link-scoped field: nvmlDeviceGetNvLinkErrorCounter(link, counter), by metric name.
+ERROR_COUNTER_CALLS = {
+    "fleetscope_nvlink_crc_data_errors_total": "NVML_NVLINK_ERROR_DL_CRC_DATA",
+    "fleetscope_nvlink_ecc_data_errors_total": "NVML_NVLINK_ERROR_DL_ECC_DATA",
+}
+_ERRORS = {
+    "fleetscope_nvlink_crc_flit_errors_total": "Flow-control digit (flit) CRC errors",
+    "fleetscope_nvlink_crc_data_errors_total": "Data CRC errors",
+    "fleetscope_nvlink_replay_errors_total": "Replays (retransmissions)",
+    "fleetscope_nvlink_recovery_errors_total": "Link recoveries",
+    "fleetscope_nvlink_ecc_data_errors_total": "Data ECC errors",
+}
+
+
+def _error_source(name: str) -> str:
+    if name in LINK_FIELDS:
+        return f"nvmlDeviceGetFieldValues({LINK_FIELDS[name]}, scopeId=link)"
+    return f"nvmlDeviceGetNvLinkErrorCounter({ERROR_COUNTER_CALLS[name]})"
+
+
 ERROR_METRICS = {
-    name: MetricSpec(
-        name,
-        "counter",
-        f"{what}; nvmlDeviceGetNvLinkErrorCounter({const}).",
-        "nvmlDeviceGetNvLinkErrorCounter",
-        1.0,
-        _LINK,
-    )
-    for name, (const, what) in ERROR_COUNTERS.items()
+    name: MetricSpec(name, "counter", f"{what}; {_error_source(name)}.", _error_source(name), 1.0, _LINK)
+    for name, what in _ERRORS.items()
 }
 UP = MetricSpec(
     "fleetscope_nvlink_up",
     "gauge",
-    "1 if the link is active; nvmlDeviceGetNvLinkState.",
-    "nvmlDeviceGetNvLinkState",
+    "1 if the link is active; nvmlDeviceGetFieldValues(NVML_FI_DEV_NVLINK_GET_STATE, scopeId=link).",
+    "NVML_FI_DEV_NVLINK_GET_STATE",
     labels=_LINK,
 )
 SPEED = MetricSpec(
@@ -132,59 +151,78 @@ PROBE_UP = MetricSpec(
 )
 METRICS = (UP, SPEED, *ERROR_METRICS.values(), *THROUGHPUT.values(), INFO, FABRIC, PROBE_LATENCY, PROBE_UP)
 
+# read_links' keys -> the metric they feed (``"remote"`` feeds the info series).
+_SPEC_OF = {"up": UP, "speed": SPEED, **THROUGHPUT, **ERROR_METRICS}
+
 # Probe buckets: NVLink round trips of a few bytes take 10-30 us; PCIe and a loaded GPU take longer.
 PROBE_BUCKETS = (5e-6, 1e-5, 2e-5, 5e-5, 1e-4, 2e-4, 5e-4, 1e-3, 5e-3, 2e-2)
 
 
-def read_links(nvml: Any, handle: Any, unsupported: set[tuple[int, str]] | None = None) -> dict[str, Any]:
+@dataclass
+class LinkPlan:
+    """What one GPU's links answer, learnt on its first read and kept while its handle lives.
+
+    Attributes:
+        links: The GPU's link numbers; ``None`` until learnt.
+        unsupported: ``(link, key)`` NVML answered NOT_SUPPORTED or INVALID_ARGUMENT for (a key of
+            :data:`LINK_FIELDS` or :data:`ERROR_COUNTER_CALLS`, or ``"remote"``); not asked again.
+    """
+
+    links: tuple[int, ...] | None = None
+    unsupported: set[tuple[int, str]] = field(default_factory=set)
+
+
+def read_links(nvml: Any, handle: Any, plan: LinkPlan | None = None) -> dict[str, Any]:
     """Read every NVLink of one GPU (runs in the GPU's worker thread).
 
     Args:
         nvml: The NVML module.
         handle: The GPU's handle.
-        unsupported: ``(link, what)`` NVML answered NOT_SUPPORTED for before; skipped, and added to.
+        plan: What earlier reads learnt of this GPU's links; learnt now and updated when given.
 
     Returns:
-        ``{"links": {link: {"up": 0/1, "speed": MB/s, metric name: count, "remote": bus id, ...}},
-        "fabric": state or None}``.
+        ``{"links": {link: {"up": 0/1, "speed": MB/s, "tx"/"rx": KiB, metric name: count,
+        "remote": bus id}}, "fabric": state or None}``; a key is absent where NVML gave no value.
+
+    Raises:
+        pynvml.NVMLError: The GPU's own errors (lost, timeout); ``NVMLError_NotSupported`` when it has
+            neither NVLinks nor a fabric state.
     """
-    links: dict[int, dict[str, Any]] = {}
-    skip = unsupported if unsupported is not None else set()
-    for link in range(nvml.NVML_NVLINK_MAX_LINKS):
-        try:
-            state = nvml.nvmlDeviceGetNvLinkState(handle, link)
-        except (nvml.NVMLError_NotSupported, nvml.NVMLError_InvalidArgument):
-            continue
-        entry: dict[str, Any] = {"up": float(state == nvml.NVML_FEATURE_ENABLED)}
-        for name, (const, _) in ERROR_COUNTERS.items():
-            if (link, name) in skip:
-                continue
-            try:
-                entry[name] = float(nvml.nvmlDeviceGetNvLinkErrorCounter(handle, link, getattr(nvml, const)))
-            except nvml.NVMLError_NotSupported:
-                skip.add((link, name))
-        if (link, "remote") not in skip:
+    plan = plan if plan is not None else LinkPlan()
+    gone = (nvml.NVML_ERROR_NOT_SUPPORTED, nvml.NVML_ERROR_INVALID_ARGUMENT)
+    success, enabled = nvml.NVML_SUCCESS, nvml.NVML_FEATURE_ENABLED
+    if plan.links is None:
+        state = nvml.NVML_FI_DEV_NVLINK_GET_STATE
+        answers = field_values(nvml, handle, [(state, link) for link in range(nvml.NVML_NVLINK_MAX_LINKS)])
+        plan.links = tuple(link for link, (code, _) in enumerate(answers) if code not in gone)
+    field_ids = {key: getattr(nvml, const) for key, const in LINK_FIELDS.items()}
+    wanted = [
+        (link, key) for link in plan.links for key in LINK_FIELDS if (link, key) not in plan.unsupported
+    ]
+    values = field_values(nvml, handle, [(field_ids[key], link) for link, key in wanted]) if wanted else []
+    links: dict[int, dict[str, Any]] = {link: {} for link in plan.links}
+    for (link, key), (code, number) in zip(wanted, values, strict=True):
+        if code in gone:
+            plan.unsupported.add((link, key))
+        elif code == success:
+            links[link][key] = number
+    for link, entry in links.items():
+        if "up" in entry:
+            entry["up"] = float(entry["up"] == enabled)
+        for name, const in ERROR_COUNTER_CALLS.items():
+            if (link, name) not in plan.unsupported:
+                try:
+                    entry[name] = float(
+                        nvml.nvmlDeviceGetNvLinkErrorCounter(handle, link, getattr(nvml, const))
+                    )
+                except (nvml.NVMLError_NotSupported, nvml.NVMLError_InvalidArgument):
+                    plan.unsupported.add((link, name))
+        if (link, "remote") not in plan.unsupported:
             try:
                 bus_id = nvml.nvmlDeviceGetNvLinkRemotePciInfo(handle, link).busId
                 entry["remote"] = canonical_pci_bus_id(bus_id) or str(bus_id)
-            except nvml.NVMLError_NotSupported:
-                skip.add((link, "remote"))
-        links[link] = entry
-    # Speed and throughput of every link in one nvmlDeviceGetFieldValues call (scopeId = link).
-    fields = {
-        "speed": nvml.NVML_FI_DEV_NVLINK_GET_SPEED,
-        "tx": nvml.NVML_FI_DEV_NVLINK_THROUGHPUT_DATA_TX,
-        "rx": nvml.NVML_FI_DEV_NVLINK_THROUGHPUT_DATA_RX,
-    }
-    wanted = [(link, key) for link in links for key in fields]
-    values = (
-        nvml.nvmlDeviceGetFieldValues(handle, [(fields[key], link) for link, key in wanted]) if wanted else []
-    )
-    for (link, key), value in zip(wanted, values, strict=True):
-        try:
-            links[link][key] = field_number(nvml, value)
-        except nvml.NVMLError:
-            links[link][key] = None
+            except (nvml.NVMLError_NotSupported, nvml.NVMLError_InvalidArgument):
+                plan.unsupported.add((link, "remote"))
     fabric = None
     try:
         info = nvml.c_nvmlGpuFabricInfo_t()
@@ -289,7 +327,7 @@ class NvlinkCollector:
     def __init__(self, gpu: Any, probe: P2PLatencyProbe | None = None) -> None:
         self._gpu = gpu
         self.probe = probe
-        self._unsupported: dict[int, set[tuple[int, str]]] = {}
+        self._plans: dict[int, LinkPlan] = {}
 
     def start(self) -> None:
         """Start the probe, if any."""
@@ -312,24 +350,19 @@ class NvlinkCollector:
         families = {spec.name: spec.family() for spec in METRICS}
 
         def read(nvml: Any, handle: Any) -> dict[str, Any]:
-            # What a GPU's links do not support does not change while the handle lives: ask once.
-            return read_links(nvml, handle, self._unsupported.setdefault(id(handle), set()))
+            # What a GPU's links are and support does not change while the handle lives: learn it once.
+            return read_links(nvml, handle, self._plans.setdefault(id(handle), LinkPlan()))
 
         readings = self._gpu.read_each(read)
         for gpu, reading in sorted(readings.items(), key=lambda item: int(item[0])):
             for link, entry in sorted(reading["links"].items()):
                 labels = [gpu, str(link)]
-                add(families[UP.name], labels, entry["up"])
-                if entry["speed"] is not None:
-                    add(families[SPEED.name], labels, entry["speed"] * SPEED.scale)
-                for key, spec in THROUGHPUT.items():
-                    if entry[key] is not None:
-                        add(families[spec.name], labels, entry[key] * spec.scale)
-                for name in ERROR_METRICS:
-                    if name in entry:
-                        add(families[name], labels, entry[name])
-                if "remote" in entry:
-                    add(families[INFO.name], [*labels, entry["remote"]], 1.0)
+                for key, value in entry.items():
+                    if key == "remote":
+                        add(families[INFO.name], [*labels, value], 1.0)
+                    else:
+                        spec = _SPEC_OF[key]
+                        add(families[spec.name], labels, value * spec.scale)
             if reading["fabric"] is not None:
                 add(families[FABRIC.name], [gpu], reading["fabric"])
         if self.probe is not None:

@@ -117,7 +117,9 @@ class Registration:
 
 
 _REGISTRY: dict[str, Registration] = {}
-_NOT_COLLECTORS = frozenset({"config", "metrics", "registry", "scrape", "server", "pci", "web"})
+_NOT_COLLECTORS = frozenset(
+    {"config", "metrics", "registry", "scrape", "server", "pci", "podresources", "web"}
+)
 
 
 def register(

@@ -17,6 +17,10 @@ Plug-in contract for a source collector (``exporters/host.py``, ``gpu.py``, ``xi
   builds the enabled ones and hands them to :class:`ScrapeCollector`, which runs each in its own thread
   under a deadline. Tests register a bare collector in a fresh ``CollectorRegistry`` to compare
   exposition byte for byte.
+* A collector whose ``collect()`` only copies what its own background thread gathered (``xid``,
+  ``training``, ``netprobe``) sets the class attribute ``from_memory = True``: it runs on the scraping
+  thread, with no hand-off to a worker thread (a hand-off costs more than such a collect). It must then
+  never wait on anything but a lock held for a copy, and be safe to call from concurrent scrapes.
 """
 
 from __future__ import annotations
@@ -49,6 +53,11 @@ class SourceCollector(Protocol):
     def collect(self) -> Iterable[Metric]:
         """Yield fresh metric families; may raise :class:`SourceUnavailable`."""
         ...
+
+
+def from_memory(collector: SourceCollector) -> bool:
+    """Whether ``collector`` answers from memory and so runs on the scraping thread (module docstring)."""
+    return bool(getattr(collector, "from_memory", False))
 
 
 SCRAPE_METRICS = (
@@ -117,29 +126,34 @@ class _Runner:
     Concurrent scrapes wait on the same run (a collector is never run twice at once, so it needs no
     locking of its own). A run past the deadline leaves the scrape with the last good families, marked
     unsuccessful; later scrapes do not wait for the stuck run again but serve those values until it
-    returns, after which the next scrape runs the collector afresh.
+    returns, after which the next scrape runs the collector afresh. A collector that answers from memory
+    (:func:`from_memory`) has no worker: it runs on the scraping thread when the scrape reaches it.
     """
 
     def __init__(self, collector: SourceCollector, timeout: float, clock: Callable[[], float]) -> None:
         self.collector = collector
         self._timeout = timeout
         self._clock = clock
-        self._worker = Worker(f"collector-{collector.name}")
+        self._worker = None if from_memory(collector) else Worker(f"collector-{collector.name}")
         self._lock = threading.Lock()
         self._running: concurrent.futures.Future[_Outcome] | None = None
         self._stuck = False
         self._last: list[Metric] = []
         self._unavailable: str | None = None
 
-    def start(self) -> concurrent.futures.Future[_Outcome]:
-        """Start a run, or join the one in progress; returns its future."""
+    def start(self) -> concurrent.futures.Future[_Outcome] | None:
+        """Start a run, or join the one in progress; returns its future (``None``: run it in finish)."""
+        if self._worker is None:
+            return None
         with self._lock:
             if self._running is None:
                 self._running = self._worker.submit(self._drain)
             return self._running
 
-    def finish(self, running: concurrent.futures.Future[_Outcome], deadline: float) -> _Outcome:
+    def finish(self, running: concurrent.futures.Future[_Outcome] | None, deadline: float) -> _Outcome:
         """Wait for the run until ``deadline`` (on the clock); stale values if it does not finish."""
+        if running is None:
+            return self._drain()
         with self._lock:
             stuck = self._stuck
         try:
@@ -165,7 +179,8 @@ class _Runner:
         return outcome
 
     def stop(self) -> None:
-        self._worker.stop()
+        if self._worker is not None:
+            self._worker.stop()
 
     def _drain(self) -> _Outcome:
         families: list[Metric] = []

@@ -41,7 +41,7 @@ import socket
 import struct
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -74,54 +74,85 @@ def _env_int(names: tuple[str, ...], default: int) -> int:
     return default
 
 
+_clock = time.perf_counter
+
+
 class _Phase:
-    """Times one phase of a step; reused, so entering a phase allocates nothing."""
+    """Times one phase of a step into the step's phase list; reused, so entering allocates nothing."""
 
-    __slots__ = ("_index", "_start", "_step")
+    __slots__ = ("_index", "_phases", "_start")
 
-    def __init__(self, step: StepTimer, index: int) -> None:
-        self._step, self._index, self._start = step, index, 0.0
+    def __init__(self, phases: list[float], index: int) -> None:
+        self._phases, self._index, self._start = phases, index, 0.0
 
     def __enter__(self) -> None:
-        self._start = time.perf_counter()
+        self._start = _clock()
 
-    def __exit__(self, *exc: object) -> None:
-        self._step.phases[self._index] += time.perf_counter() - self._start
+    def __exit__(self, exc_type: object, exc: object, traceback: object) -> None:
+        # Named parameters, not *exc: no tuple is built on the training thread.
+        self._phases[self._index] += _clock() - self._start
+
+
+class _Phases(dict[str, Any]):
+    """Phase name -> its :class:`_Phase`; an unknown name times nothing."""
+
+    def __missing__(self, name: str) -> contextlib.nullcontext[None]:
+        return _UNTIMED
+
+
+_UNTIMED: contextlib.nullcontext[None] = contextlib.nullcontext()
 
 
 class StepTimer:
-    """One step in progress: phases are timed with :meth:`phase`; set :attr:`loss` when known.
+    """One step in progress; a context manager that :meth:`TrainingHook.step` returns and that queues the
+    step's record when its block ends.
 
-    A context manager: :meth:`TrainingHook.step` returns it; leaving the block sends the record.
+    Attributes:
+        phase: ``phase(name)`` times one phase, as a context manager: ``forward``, ``backward``,
+            ``optimizer`` (any name of :data:`PHASES`); an unknown name times nothing. It is the phase
+            table's own C lookup, so naming a phase runs no Python code on the training thread.
+        loss: Set it when known; NaN: none.
+        phases: Seconds per phase of the step so far, in :data:`PHASES` order.
     """
 
-    __slots__ = ("_hook", "_phases", "loss", "phases", "samples", "start", "tokens")
+    __slots__ = ("_hook", "_last_end", "loss", "phase", "phases", "samples", "start", "tokens")
 
     def __init__(self, hook: TrainingHook) -> None:
         self._hook = hook
+        self._last_end: float | None = None
         self.samples, self.tokens, self.loss, self.start = 0.0, 0.0, math.nan, 0.0
         self.phases = [0.0] * len(PHASES)
-        self._phases = {name: _Phase(self, i) for i, name in enumerate(PHASES)}
-
-    def phase(self, name: str) -> _Phase | contextlib.nullcontext[None]:
-        """Time one phase: ``forward``, ``backward``, ``optimizer`` (any name of :data:`PHASES`); an
-        unknown name times nothing."""
-        return self._phases.get(name) or contextlib.nullcontext()
+        self.phase: Callable[[str], contextlib.AbstractContextManager[None]] = _Phases(
+            {name: _Phase(self.phases, i) for i, name in enumerate(PHASES)}
+        ).__getitem__
 
     def __enter__(self) -> StepTimer:
-        self._hook._begin(self)
+        self.start = start = _clock()
+        phases = self.phases
+        phases[:] = _NO_TIME
+        if self._last_end is not None:
+            phases[0] = start - self._last_end  # data wait: from the last step's end
         return self
 
-    def __exit__(self, *exc: object) -> None:
-        self._hook._end(self)
+    def __exit__(self, exc_type: object, exc: object, traceback: object) -> None:
+        end = _clock()
+        phases, hook = self.phases, self._hook
+        if hook._collective:
+            with hook._collective_lock:
+                phases[4] += hook._collective
+                hook._collective = 0.0
+        duration = end - self.start + phases[0]
+        self._last_end = end
+        hook._put(duration, phases, self.samples, self.tokens, self.loss, None)
 
 
 class TrainingHook:
     """Sends one record per training step to the node exporter; never blocks, never raises.
 
-    The training thread only packs the record into a bounded queue (about a microsecond); a daemon
-    thread sends the queue every few milliseconds, so the socket's system call never runs on the
-    training thread. A full queue, a missing socket or a refused send drops the record and counts it.
+    The training thread only appends the step's numbers, as one tuple, to a queue (a ``deque`` append,
+    atomic under the GIL: no lock); a daemon thread packs and sends the queue every few milliseconds, so
+    neither the packing nor the socket's system call runs on the training thread. A full queue, a
+    missing socket, a refused send or a value that is not a number drops the record and counts it.
 
     Args:
         socket_path: The exporter's datagram socket; default ``FLEETSCOPE_TRAINING_SOCKET`` or
@@ -160,14 +191,16 @@ class TrainingHook:
             else os.environ.get("SLURM_JOB_ID") or os.environ.get("TORCHELASTIC_RUN_ID", "")
         )
         self._job = job.encode()[:_MAX_JOB_ID]
+        # The record with this hook's job id as its tail, precompiled: one pack call per record.
+        self._record = struct.Struct(f"{RECORD.format}{len(self._job)}s")
         self.sent = 0
         self._dropped_full = 0  # counted on the training thread
         self._dropped_send = 0  # counted on the sender thread
         self._step = 0
-        self._last_end: float | None = None
         self._collective = 0.0
         self._collective_lock = threading.Lock()
-        self._queue: collections.deque[bytes] = collections.deque()
+        # (step, duration, 5 phases, samples, tokens, loss) per record, appended by the training thread
+        self._queue: collections.deque[tuple[Any, ...]] = collections.deque()
         self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
         self._sock.setblocking(False)
         self._stop = threading.Event()
@@ -179,7 +212,7 @@ class TrainingHook:
 
     @property
     def dropped(self) -> int:
-        """Records dropped so far (queue full, exporter down or refusing)."""
+        """Records dropped so far (queue full, exporter down or refusing, not numbers)."""
         return self._dropped_full + self._dropped_send
 
     def flush(self, timeout: float = 1.0) -> None:
@@ -207,28 +240,11 @@ class TrainingHook:
             tokens: Tokens in this step, for language models.
 
         Returns:
-            The :class:`StepTimer` (a context manager) whose :meth:`~StepTimer.phase` times phases.
+            The :class:`StepTimer` (a context manager) whose ``phase(name)`` times phases.
         """
         timer = self._timer
         timer.samples, timer.tokens, timer.loss = samples, tokens, math.nan
         return timer
-
-    def _begin(self, timer: StepTimer) -> None:
-        timer.start = start = time.perf_counter()
-        timer.phases[:] = _NO_TIME
-        if self._last_end is not None:
-            timer.phases[0] = start - self._last_end  # data wait: from the last step's end
-
-    def _end(self, timer: StepTimer) -> None:
-        end = time.perf_counter()
-        self._last_end = end
-        if self._collective:
-            with self._collective_lock:
-                timer.phases[4] += self._collective
-                self._collective = 0.0
-        self.record(
-            end - timer.start + timer.phases[0], timer.phases, timer.samples, timer.tokens, timer.loss
-        )
 
     def record(
         self,
@@ -249,40 +265,58 @@ class TrainingHook:
             loss: The step's loss; NaN for none.
             step: Step number; default one more than the last.
         """
-        self._step = self._step + 1 if step is None else step
-        p = (
-            phases
-            if phases is not None and len(phases) == len(PHASES)
-            else [*(phases or ()), 0, 0, 0, 0, 0][:5]
-        )
         try:
-            if len(self._queue) >= self.QUEUE:
-                self._dropped_full += 1
-            else:
-                self._queue.append(
-                    RECORD.pack(
-                        _MAGIC, _VERSION, self._step, self.rank, self.local_rank, self.world_size, duration,
-                        p[0], p[1], p[2], p[3], p[4], samples, tokens, loss, self.dropped,
-                    ) + self._job
-                )  # fmt: skip
-                if self._sender is None:
-                    self._sender = threading.Thread(
-                        target=self._send, name="fleetscope-training-hook", daemon=True
-                    )
-                    self._sender.start()
-        except Exception:  # a bad value (a tensor for samples...): drop the record, never the step
+            given = [*(phases or ())][: len(PHASES)]
+        except TypeError:  # not a sequence: the record is dropped, never the step
             self._dropped_full += 1
+            return
+        self._put(duration, given + [0.0] * (len(PHASES) - len(given)), samples, tokens, loss, step)
+
+    def _put(
+        self,
+        duration: float,
+        phases: list[float],
+        samples: float,
+        tokens: float,
+        loss: float,
+        step: int | None,
+    ) -> None:
+        """Queue a record on the training thread: a counter, a tuple and a deque append, nothing more."""
+        self._step = step = self._step + 1 if step is None else step
+        if len(self._queue) >= self.QUEUE:
+            self._dropped_full += 1
+        else:
+            p0, p1, p2, p3, p4 = phases
+            self._queue.append((step, duration, p0, p1, p2, p3, p4, samples, tokens, loss))
+            if self._sender is None:
+                self._start_sender()
         if self._tracer is not None:
-            self._span(duration, list(p))
+            self._span(duration, list(phases))
+
+    def _start_sender(self) -> None:
+        try:
+            self._sender = threading.Thread(target=self._send, name="fleetscope-training-hook", daemon=True)
+            self._sender.start()
+        except RuntimeError:  # no thread to be had (interpreter shutting down): records stay queued
+            self._sender = None
 
     def _send(self) -> None:
         retry_at = 0.0
+        pack = self._record.pack
         while not self._stop.wait(0.005):
             queue = self._queue
             while queue:
-                data = queue.popleft()
+                step, duration, *numbers = queue.popleft()
                 if time.monotonic() < retry_at:
                     self._dropped_send += 1
+                    continue
+                try:
+                    data = pack(
+                        _MAGIC, _VERSION, step, self.rank, self.local_rank, self.world_size, duration,
+                        *numbers, self.dropped, self._job,
+                    )  # fmt: skip
+                except (struct.error, TypeError, ValueError):
+                    self._dropped_send += 1  # not numbers (a tensor for samples ...): this record only
                     continue
                 try:
                     self._sock.sendto(data, self.socket_path)
@@ -484,6 +518,7 @@ class TrainingCollector:
     """
 
     name = "training"
+    from_memory = True  # collect() copies what the receiving thread aggregated
 
     def __init__(
         self, socket_path: str | Path = DEFAULT_SOCKET, max_ranks: int = 256, clock: Any = time.time

@@ -395,6 +395,7 @@ class XidCollector:
     """
 
     name = "xid"
+    from_memory = True  # collect() copies what the watcher thread counted
 
     def __init__(
         self, watcher: XidWatcher, gpu_for_bus_id: Callable[[str], str | None] | None = None

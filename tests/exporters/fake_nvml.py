@@ -15,7 +15,8 @@ into NVML's policies (see ``nvmlDeviceGetViolationStatus``); retired page addres
 captures give counts). Captures of nvidia_gpu_exporter (``# load :: query (-q)`` sections) are read
 from their load section. MIG devices and processes come from the capture's repeated blocks; NVLink
 links and speeds from the capture's ``nvidia-smi nvlink -s`` section. NVLink error counts are not in
-any capture: they raise NotSupported unless a test sets them with :meth:`FakeNvml.set_nvlink_errors`.
+any capture: they raise NotSupported (or answer it per field) unless a test sets them with
+:meth:`FakeNvml.set_nvlink_errors`.
 """
 
 from __future__ import annotations
@@ -109,6 +110,20 @@ _RECOVERY_ACTIONS = {
     "Node Reboot": pynvml.NVML_GPU_RECOVERY_ACTION_NODE_REBOOT,
     "Drain P2P": pynvml.NVML_GPU_RECOVERY_ACTION_DRAIN_P2P,
     "Drain and Reset": pynvml.NVML_GPU_RECOVERY_ACTION_DRAIN_AND_RESET,
+}
+# Link-scoped NVLink fields (scopeId = link); the error counter fields carry the same counts as
+# nvmlDeviceGetNvLinkErrorCounter's counters.
+_NVLINK_ERROR_FIELDS = {
+    pynvml.NVML_FI_DEV_NVLINK_ERROR_DL_CRC: pynvml.NVML_NVLINK_ERROR_DL_CRC_FLIT,
+    pynvml.NVML_FI_DEV_NVLINK_ERROR_DL_REPLAY: pynvml.NVML_NVLINK_ERROR_DL_REPLAY,
+    pynvml.NVML_FI_DEV_NVLINK_ERROR_DL_RECOVERY: pynvml.NVML_NVLINK_ERROR_DL_RECOVERY,
+}
+_NVLINK_FIELDS = {
+    pynvml.NVML_FI_DEV_NVLINK_GET_STATE,
+    pynvml.NVML_FI_DEV_NVLINK_GET_SPEED,
+    pynvml.NVML_FI_DEV_NVLINK_THROUGHPUT_DATA_TX,
+    pynvml.NVML_FI_DEV_NVLINK_THROUGHPUT_DATA_RX,
+    *_NVLINK_ERROR_FIELDS,
 }
 _XML_PATHS = {
     "name": ["product_name"],
@@ -380,7 +395,9 @@ class FakeNvml:
         # Constants, structures and error classes come from pynvml itself, so `except nvml.NVMLError_X`
         # in the collector catches exactly what the real library raises.
         if name.startswith(("NVML_", "NVMLError", "nvmlClocksEventReason", "c_nvml")):
-            return getattr(pynvml, name)
+            # Kept on the instance: later lookups are plain attribute reads, as on the pynvml module.
+            value = self.__dict__[name] = getattr(pynvml, name)
+            return value
         raise AttributeError(f"FakeNvml does not implement {name}")
 
     def nvmlInit(self) -> None:
@@ -423,28 +440,51 @@ class FakeNvml:
             raise pynvml.NVMLError_InvalidArgument()
         return int(self._number(handle, "temperature"))
 
-    def nvmlDeviceGetFieldValues(self, handle: _Handle, field_ids: list[int]) -> Any:
+    def nvmlDeviceGetFieldValues(self, handle: _Handle, field_ids: list[int | tuple[int, int]]) -> Any:
         gpu = self._gpu(handle)
+        # As pynvml does: an array of nvmlFieldValue_t with fieldId and scopeId set, that NVML fills in;
+        # each entry gets its own nvmlReturn.
         values = (pynvml.c_nvmlFieldValue_t * len(field_ids))()
         for value, requested in zip(values, field_ids, strict=True):
             field_id, scope = requested if isinstance(requested, tuple) else (requested, 0)
             value.fieldId, value.scopeId = field_id, scope
-            if field_id == pynvml.NVML_FI_DEV_MEMORY_TEMP:
-                reading = gpu.number("memory_temperature")
-            elif field_id == pynvml.NVML_FI_DEV_GET_GPU_RECOVERY_ACTION:
-                reading = _RECOVERY_ACTIONS.get(gpu.values.get("recovery_action") or "")
-            elif field_id == pynvml.NVML_FI_DEV_NVLINK_GET_SPEED and scope < len(gpu.nvlinks):
-                speed = gpu.nvlinks[scope]
-                reading = round(speed * 1000) if speed is not None else 0  # GB/s -> MB/s
-            else:
-                reading = None
-            if reading is None:
-                value.nvmlReturn = pynvml.NVML_ERROR_NOT_SUPPORTED
-            else:
-                value.nvmlReturn = pynvml.NVML_SUCCESS
-                value.valueType = pynvml.NVML_VALUE_TYPE_UNSIGNED_INT
-                value.value.uiVal = int(reading)
+            value.nvmlReturn, reading = self._field(gpu, handle.index, field_id, scope)
+            if value.nvmlReturn == pynvml.NVML_SUCCESS:
+                if field_id in _NVLINK_ERROR_FIELDS:  # counters are unsigned long long in NVML
+                    value.valueType = pynvml.NVML_VALUE_TYPE_UNSIGNED_LONG_LONG
+                    value.value.ullVal = int(reading)
+                else:
+                    value.valueType = pynvml.NVML_VALUE_TYPE_UNSIGNED_INT
+                    value.value.uiVal = int(reading)
         return values
+
+    def _field(self, gpu: FakeGpu, index: int, field_id: int, scope: int) -> tuple[int, float]:
+        """``(nvmlReturn, reading)`` of one field value; the reading is 0 unless the return is success."""
+        reading: float | None
+        if field_id in _NVLINK_FIELDS:
+            if not gpu.nvlinks:
+                return pynvml.NVML_ERROR_NOT_SUPPORTED, 0
+            if not 0 <= scope < len(gpu.nvlinks):
+                return pynvml.NVML_ERROR_INVALID_ARGUMENT, 0
+            speed = gpu.nvlinks[scope]
+            if field_id == pynvml.NVML_FI_DEV_NVLINK_GET_STATE:
+                reading = pynvml.NVML_FEATURE_ENABLED if speed is not None else pynvml.NVML_FEATURE_DISABLED
+            elif field_id == pynvml.NVML_FI_DEV_NVLINK_GET_SPEED:
+                reading = round(speed * 1000) if speed is not None else 0  # GB/s -> MB/s
+            elif field_id in _NVLINK_ERROR_FIELDS:
+                # the captures hold no NVLink error counts; tests set them
+                reading = self._nvlink_errors.get((index, scope, _NVLINK_ERROR_FIELDS[field_id]))
+            else:
+                reading = None  # throughput: not in the captures
+        elif field_id == pynvml.NVML_FI_DEV_MEMORY_TEMP:
+            reading = gpu.number("memory_temperature")
+        elif field_id == pynvml.NVML_FI_DEV_GET_GPU_RECOVERY_ACTION:
+            reading = _RECOVERY_ACTIONS.get(gpu.values.get("recovery_action") or "")
+        else:
+            reading = None
+        if reading is None:
+            return pynvml.NVML_ERROR_NOT_SUPPORTED, 0
+        return pynvml.NVML_SUCCESS, reading
 
     def nvmlDeviceGetPowerUsage(self, handle: _Handle) -> int:
         return round(self._number(handle, "power_watts") * 1000)

@@ -56,7 +56,16 @@ def test_a_real_process_environment_names_its_slurm_job(
         child.wait()
     assert found == {
         "2": [
-            {"gpu": "2", "job_id": "777", "step_id": "3", "user": "dana", "pod_uid": "", "source": "environ"}
+            {
+                "gpu": "2",
+                "job_id": "777",
+                "step_id": "3",
+                "user": "dana",
+                "pod_uid": "",
+                "pod_namespace": "",
+                "pod_name": "",
+                "source": "environ",
+            }
         ]
     }
 

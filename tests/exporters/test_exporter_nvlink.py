@@ -70,3 +70,27 @@ def test_probe_is_off_when_torch_sees_no_cuda_peers() -> None:
     wait_for(lambda: probe.reason != "not started", timeout=60)
     assert not probe.running
     assert probe.reason == "torch sees fewer than two CUDA devices" or "peer to peer" in probe.reason
+
+
+def test_each_error_counter_comes_from_its_own_nvml_counter() -> None:
+    # Flit CRC, replay and recovery come from the link-scoped fields of the one nvmlDeviceGetFieldValues
+    # call; data CRC and data ECC from nvmlDeviceGetNvLinkErrorCounter. Each lands in its own series.
+    nvml = FakeNvml.from_capture(H200)
+    counters = {
+        "fleetscope_nvlink_crc_flit_errors_total": pynvml.NVML_NVLINK_ERROR_DL_CRC_FLIT,
+        "fleetscope_nvlink_replay_errors_total": pynvml.NVML_NVLINK_ERROR_DL_REPLAY,
+        "fleetscope_nvlink_recovery_errors_total": pynvml.NVML_NVLINK_ERROR_DL_RECOVERY,
+        "fleetscope_nvlink_crc_data_errors_total": pynvml.NVML_NVLINK_ERROR_DL_CRC_DATA,
+        "fleetscope_nvlink_ecc_data_errors_total": pynvml.NVML_NVLINK_ERROR_DL_ECC_DATA,
+    }
+    for link, counter in enumerate(counters.values()):
+        nvml.set_nvlink_errors(0, link, counter, 10 + link)
+    gpu = GpuCollector(nvml)
+    list(gpu.collect())
+    result = scrape(NvlinkCollector(gpu))
+    gpu.close()
+    for link, name in enumerate(counters):
+        assert {labels: v for (n, labels), v in result.items() if n == name} == {
+            (("gpu", "0"), ("link", str(link))): 10 + link
+        }
+    assert sum(1 for n, _ in result if n == "fleetscope_nvlink_up") == 18  # every link, read once each

@@ -20,7 +20,7 @@ import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import GaugeMetricFamily, Metric
 
-from fleetscope.exporters.scrape import ScrapeCollector
+from fleetscope.exporters.scrape import ScrapeCollector, SourceUnavailable
 from fleetscope.exporters.web import WebConfigError, load_web_config
 from tests.exporters.fake_nvml import FakeNvml
 from tests.exporters.support import FIXTURES, H200, KERNEL_LOGS, running_exporter, samples, wait_for
@@ -60,6 +60,40 @@ def test_a_hung_collector_serves_its_last_values_as_stale_and_recovers() -> None
     result = samples(generate_latest(registry).decode())
     assert result[("fleetscope_scrape_collector_success", (("collector", "blocking"),))] == 1
     scrape.close()
+
+
+class FromMemory:
+    """A collector that answers from what its own thread gathered; its source went away."""
+
+    name = "memory"
+    from_memory = True
+
+    def __init__(self) -> None:
+        self.threads: list[str] = []
+
+    def collect(self) -> Iterator[Metric]:
+        self.threads.append(threading.current_thread().name)
+        family = GaugeMetricFamily("fleetscope_test_remembered", "Gathered before the source went away.")
+        family.add_metric([], 7.0)
+        yield family
+        raise SourceUnavailable("the socket went away")
+
+
+def test_a_collector_that_answers_from_memory_runs_on_the_scraping_thread() -> None:
+    memory, blocking = FromMemory(), Blocking()
+    scrape = ScrapeCollector([memory, blocking], timeout=0.2)
+    registry = CollectorRegistry()
+    registry.register(scrape)
+    blocking.gate.clear()  # a hung neighbour does not hold it up or mark it stale
+    try:
+        for _ in range(2):
+            result = samples(generate_latest(registry).decode())
+            assert result[("fleetscope_test_remembered", ())] == 7  # what it yielded before failing
+            assert result[("fleetscope_scrape_collector_success", (("collector", "memory"),))] == 0
+    finally:
+        blocking.gate.set()
+        scrape.close()
+    assert memory.threads == [threading.current_thread().name] * 2  # no hand-off to a worker
 
 
 @pytest.fixture
