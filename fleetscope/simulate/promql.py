@@ -17,6 +17,7 @@ a simulation.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -49,6 +50,10 @@ class Selector:
     matchers: tuple[tuple[str, str, str], ...]
     offset: float
 
+    def matches_name(self, name: str) -> bool:
+        """Whether the matchers on ``__name__`` alone let a series of this name through."""
+        return Selector(tuple(m for m in self.matchers if m[0] == "__name__"), 0).matches({"__name__": name})
+
     def matches(self, labels: dict[str, str]) -> bool:
         """Whether a series with ``labels`` (``__name__`` included) is selected."""
         for label, op, value in self.matchers:
@@ -57,9 +62,14 @@ class Selector:
                 return False
             if op == "!=" and have == value:
                 return False
-            if op in ("=~", "!~") and (re.fullmatch(value, have) is not None) != (op == "=~"):
+            if op in ("=~", "!~") and (_regex(value).fullmatch(have) is not None) != (op == "=~"):
                 return False
         return True
+
+
+@functools.lru_cache(maxsize=256)
+def _regex(pattern: str) -> re.Pattern[str]:
+    return re.compile(pattern)
 
 
 def parse_selector(query: str) -> Selector:
@@ -133,6 +143,8 @@ def evaluate(cluster: SimulatedCluster, query: str, at: float, job: str) -> Iter
     if t < 0:
         return  # before the simulation: nothing was scraped yet
     stamp = round(at, 3)
+    # Per sample name: whether it passes the matchers on __name__ (most series fail there, cheaply).
+    names: dict[str, bool] = {}
     for node, name in enumerate(cluster.names):
         target = {"instance": name, "job": job}
         alive = cluster.alive(node, t)
@@ -143,6 +155,8 @@ def evaluate(cluster: SimulatedCluster, query: str, at: float, job: str) -> Iter
             continue
         for family in cluster.families(node, t):
             for sample in family.samples:
+                if not names.setdefault(sample.name, selector.matches_name(sample.name)):
+                    continue
                 labels = {"__name__": sample.name, **sample.labels, **target}
                 if selector.matches(labels):
                     yield {"metric": labels, "value": [stamp, format_value(sample.value)]}
