@@ -9,7 +9,13 @@ from __future__ import annotations
 
 import argparse
 
-from benchmarks import bench_exporter, bench_investigate, bench_lineage, bench_lineage_durability
+from benchmarks import (
+    bench_detection,
+    bench_exporter,
+    bench_investigate,
+    bench_lineage,
+    bench_lineage_durability,
+)
 
 
 def main() -> None:
@@ -24,6 +30,8 @@ def main() -> None:
     bench_lineage.main(["--nodes", "10000"] if quick else ["--nodes", "10000", "--nodes", "100000"])
     print("\n== lineage: durable ingest (group commit) and cold start of the embedded store")
     bench_lineage_durability.main(["--events", "10000" if quick else "100000"])
+    print("\n== detection on a simulated cluster: precision, recall, time to incident, cost at scale")
+    bench_detection.main(["--nodes", "64", "--reps", "1", "--healthy-cycles", "8"] if quick else [])
 
 
 if __name__ == "__main__":
