@@ -134,6 +134,11 @@ def _jitter(*keys: object) -> float:
     return zlib.crc32(repr(keys).encode()) / 0xFFFFFFFF * 2 - 1
 
 
+def _uuid(node: int, gpu: int) -> str:
+    """A GPU's UUID in NVIDIA's form, made up (real ones are serials)."""
+    return f"GPU-{node + 1:08x}-5151-4d41-8000-{gpu:012x}"
+
+
 @dataclass(frozen=True)
 class _JobState:
     """The job during a stretch of time with one set of faults on."""
@@ -207,9 +212,9 @@ class SimulatedCluster:
         """Whether the node's exporter answers at simulation time ``t``."""
         return not any(f.kind == "dead_node" and f.active(t) for f in self._by_node.get(node, ()))
 
-    def _on(self, node: int, kind: str, t: float, where: int | None = None) -> Fault | None:
+    def _on(self, node: int, kind: str, t: float, where: int) -> Fault | None:
         for fault in self._by_node.get(node, ()):
-            if fault.kind == kind and fault.active(t) and (where is None or fault.where == where):
+            if fault.kind == kind and fault.active(t) and fault.where == where:
                 return fault
         return None
 
@@ -278,7 +283,8 @@ class SimulatedCluster:
     # ------------------------------------------------------------------ what a node serves
 
     def families(self, node: int, t: float) -> list[Metric]:
-        """The metric families node ``node`` serves at simulation time ``t`` (before it died or not).
+        """The metric families node ``node`` serves at simulation time ``t`` (what it would serve if it
+        answered: :meth:`alive` says whether it does).
 
         Returns:
             Families in the exporter's order: host, GPU, NVLink, Xid, InfiniBand/EFA, training, the
@@ -334,8 +340,7 @@ class SimulatedCluster:
         )
         for g in range(GPUS):
             label = str(g)
-            uuid = f"GPU-{node + 1:08x}-5151-4d41-8000-{g:012x}"
-            add(info, [label, uuid, MODEL, DRIVER, BUS_IDS[g]], 1.0)
+            add(info, [label, _uuid(node, g), MODEL, DRIVER, BUS_IDS[g]], 1.0)
             add(up, [label], 0.0 if g in lost else 1.0)
             add(lost_family, [label], 1.0 if g in lost else 0.0)
             add(timeouts, [label], 0.0)
@@ -437,7 +442,7 @@ class SimulatedCluster:
                 bus = BUS_IDS[f.where]
                 short = bus.rsplit(".", 1)[0]
                 lines += [
-                    (f.at, f"NVRM: GPU at PCI:{short}: GPU-{node + 1:08x}-5151-4d41-8000-{f.where:012x}"),
+                    (f.at, f"NVRM: GPU at PCI:{short}: {_uuid(node, f.where)}"),
                     (f.at, "NVRM: GPU Board Serial Number: 1654922000000"),
                     (
                         f.at,
