@@ -51,6 +51,7 @@ from fleetscope.collectors.live import LiveCollector, NodeSnapshot, PromQLSource
 from fleetscope.simulate import KINDS, Fault, QueryAPI, SimulatedCluster, node_name
 
 START = 1_800_000_000.0  # Unix time of simulation second 0
+QUERY_TIMEOUT = 1800.0  # seconds: a query over thousands of simulated nodes takes minutes on two cores
 #: The layer an incident must name for each kind (None where several are right), and whether it must
 #: name the GPU (kinds on a GPU, link or rank do; a rank's GPU is its local rank's).
 EXPECTED: dict[str, tuple[str | None, bool]] = {
@@ -117,7 +118,7 @@ def _fault(kind: str, nodes: int, links: int, rng: random.Random, at: float) -> 
 
 
 def _collector(api: QueryAPI, window: float, folder: Path) -> tuple[LiveCollector, _TimedSource]:
-    source = _TimedSource(PromQLSource(api.url, window=timedelta(seconds=window)))
+    source = _TimedSource(PromQLSource(api.url, timeout=QUERY_TIMEOUT, window=timedelta(seconds=window)))
     store = IncidentStore(folder / "incidents.db")
     return LiveCollector([source], store, window_dir=folder / "window"), source
 
@@ -211,11 +212,12 @@ def cost(nodes: int, links: int, window: float) -> dict[str, float]:
             ],
             capture_output=True,
             text=True,
-            check=True,
             cwd=Path(__file__).resolve().parent.parent,
         )
     finally:
         api.stop()
+    if done.returncode != 0:
+        raise SystemExit(f"the collector process failed: {done.stderr.strip()[-2000:]}")
     figures: dict[str, float] = json.loads(done.stdout.splitlines()[-1])
     return figures
 
@@ -223,7 +225,7 @@ def cost(nodes: int, links: int, window: float) -> dict[str, float]:
 def _collector_only(url: str, window: float) -> None:
     """The child of :func:`cost`: two cycles, then the figures as one JSON line."""
     with tempfile.TemporaryDirectory() as folder:
-        source = _TimedSource(PromQLSource(url, window=timedelta(seconds=window)))
+        source = _TimedSource(PromQLSource(url, timeout=QUERY_TIMEOUT, window=timedelta(seconds=window)))
         collector = LiveCollector(
             [source], IncidentStore(Path(folder) / "i.db"), window_dir=Path(folder) / "w"
         )
