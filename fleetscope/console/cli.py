@@ -957,7 +957,7 @@ def simulate(
 
       fleetscope collect --targets-file /tmp/sim.json --interval 5 --window 30
 
-      fleetscope simulate --nodes 2048 --mode promql --port 18400 --fault straggler@700:5+120
+      fleetscope simulate --nodes 512 --mode promql --port 18400 --fault straggler@300:5+120
 
       fleetscope collect --prometheus-url http://127.0.0.1:18400
 
