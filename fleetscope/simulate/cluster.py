@@ -186,7 +186,6 @@ class SimulatedCluster:
         self.clock = clock
         self.start = clock() if start is None else start
         self.names = [node_name(i) for i in range(nodes)]
-        self._index = {name: i for i, name in enumerate(self.names)}
         self._by_node: dict[int, list[Fault]] = {}
         for fault in self.faults:
             self._by_node.setdefault(fault.node, []).append(fault)
@@ -203,10 +202,6 @@ class SimulatedCluster:
     def now(self) -> float:
         """Simulation seconds now."""
         return self.clock() - self.start
-
-    def node_index(self, name: str) -> int:
-        """The position of a node by name. Raises KeyError."""
-        return self._index[name]
 
     def alive(self, node: int, t: float) -> bool:
         """Whether the node's exporter answers at simulation time ``t``."""
