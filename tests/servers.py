@@ -25,12 +25,10 @@ def free_port() -> int:
 
 @contextmanager
 def prometheus_server(
-    workdir: Path, targets: Sequence[str] = (), job: str = "fleetscope-exporter", file_sd: Path | None = None
+    workdir: Path, targets: Sequence[str], job: str = "fleetscope-exporter"
 ) -> Iterator[str]:
     """Run ``prometheus`` scraping ``targets`` every second; yields its base URL.
 
-    With ``file_sd``, the targets come from that file_sd JSON instead, and a target's ``node`` label
-    becomes its ``instance`` (relabelled, so series carry only ``instance`` and ``job``).
     Skips the test where the Debian ``prometheus`` package is not installed.
     """
     binary = shutil.which("prometheus")
@@ -38,14 +36,11 @@ def prometheus_server(
         pytest.skip("prometheus not installed (Debian package prometheus)")
     port = free_port()
     config = workdir / "prometheus.yml"
-    discovery = (
-        f"    file_sd_configs:\n      - files: [{json.dumps(str(file_sd))}]\n        refresh_interval: 1s\n"
-        "    relabel_configs:\n      - source_labels: [node]\n        target_label: instance\n"
-        "      - regex: node\n        action: labeldrop\n"
-        if file_sd is not None
-        else f"    static_configs:\n      - targets: {json.dumps(list(targets))}\n"
+    config.write_text(
+        "global:\n  scrape_interval: 1s\n"
+        f"scrape_configs:\n  - job_name: {job}\n"
+        f"    static_configs:\n      - targets: {json.dumps(list(targets))}\n"
     )
-    config.write_text(f"global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: {job}\n{discovery}")
     process = subprocess.Popen(
         [
             binary,

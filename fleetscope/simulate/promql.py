@@ -6,7 +6,8 @@ either part optional) and an optional ``offset`` (``300s``, ``5m``, ``1h``), and
 or RFC 3339; default now). The answer has Prometheus's shape (``{"status": "success", "data":
 {"resultType": "vector", "result": [{"metric": {...}, "value": [time, "text"]}]}}``), values written as
 Prometheus writes them (shortest decimal, no exponent). Every series carries the target labels a
-Prometheus scraping the simulated exporters would add (``instance`` = the node's name, ``job``), and
+Prometheus scraping the simulated exporters would add (``instance``: the node's name unless given,
+``job``), and
 ``up`` is 1 for a node that answers and 0 for a dead one, whose other series are absent (stale).
 
 Anything else (functions, operators, range vectors) is answered ``400`` with ``errorType: bad_data``, so
@@ -19,7 +20,7 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from decimal import Decimal
 
@@ -131,8 +132,15 @@ def format_value(value: float) -> str:
     return format(Decimal(repr(value)), "f")
 
 
-def evaluate(cluster: SimulatedCluster, query: str, at: float, job: str) -> Iterator[dict[str, object]]:
+def evaluate(
+    cluster: SimulatedCluster, query: str, at: float, job: str, instances: Mapping[str, str] | None = None
+) -> Iterator[dict[str, object]]:
     """The result vector of ``query`` at Unix time ``at`` (module docstring).
+
+    Args:
+        cluster, query, at, job: as named; ``job`` is the ``job`` label of every series.
+        instances: each node's ``instance`` label by node name (e.g. its ``host:port``, as a Prometheus
+            with static targets names it); a node not in it is named by its name.
 
     Raises:
         BadQuery: the query is not an instant vector selector.
@@ -146,7 +154,7 @@ def evaluate(cluster: SimulatedCluster, query: str, at: float, job: str) -> Iter
     # Per sample name: whether it passes the matchers on __name__ (most series fail there, cheaply).
     names: dict[str, bool] = {}
     for node, name in enumerate(cluster.names):
-        target = {"instance": name, "job": job}
+        target = {"instance": (instances or {}).get(name, name), "job": job}
         alive = cluster.alive(node, t)
         up = {"__name__": "up", **target}
         if selector.matches(up):

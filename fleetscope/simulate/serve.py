@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -201,7 +201,9 @@ def write_file_sd(path: Path, targets: dict[str, str]) -> None:
     staging.replace(path)
 
 
-def _query_handler(cluster: SimulatedCluster, job: str) -> type[BaseHTTPRequestHandler]:
+def _query_handler(
+    cluster: SimulatedCluster, job: str, instances: Mapping[str, str] | None
+) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         timeout = 30
 
@@ -221,7 +223,7 @@ def _query_handler(cluster: SimulatedCluster, job: str) -> type[BaseHTTPRequestH
             elif path == "/api/v1/query":
                 try:
                     at = promql.parse_time(params.get("time", [""])[0], cluster.clock())
-                    result = list(promql.evaluate(cluster, params.get("query", [""])[0], at, job))
+                    result = list(promql.evaluate(cluster, params.get("query", [""])[0], at, job, instances))
                 except promql.BadQuery as exc:
                     self._json(400, {"status": "error", "errorType": "bad_data", "error": str(exc)})
                     return
@@ -245,6 +247,7 @@ class QueryAPI:
         cluster: the simulated cluster.
         host, port: where to listen (port 0: a free one).
         job: the ``job`` label its series carry.
+        instances: each node's ``instance`` label by node name (default: the node's name).
 
     Raises:
         OSError: the port cannot be bound.
@@ -256,8 +259,9 @@ class QueryAPI:
         host: str = "127.0.0.1",
         port: int = 0,
         job: str = "fleetscope-exporter",
+        instances: Mapping[str, str] | None = None,
     ) -> None:
-        self._server = _Server((host, port), _query_handler(cluster, job))
+        self._server = _Server((host, port), _query_handler(cluster, job, instances))
         self.url = f"http://{host}:{self._server.server_address[1]}"
         self._thread: threading.Thread | None = None
 

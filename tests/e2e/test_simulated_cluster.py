@@ -12,6 +12,7 @@ fail as XPASS) when a detector for them arrives.
 
 from __future__ import annotations
 
+import json
 import os
 import sqlite3
 import subprocess
@@ -175,12 +176,12 @@ def kinds(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Run]]:
         yield runs
 
 
-def _check_lifecycle(run: Run, layer: str | None, gpu: int | None) -> None:
+def _check_lifecycle(run: Run, layer: str | None, gpu: int | None, node: str = "sim-node-0003") -> None:
     log = (run.folder / "collect.log").read_text()
     incidents = run.incidents()
     assert len(incidents) == 1, [i.summary for i in incidents] or log[-3000:]
     (incident,) = incidents
-    assert incident.node == "sim-node-0003", incident.summary
+    assert incident.node == node, incident.summary
     assert incident.gpu == gpu, incident.summary
     if layer is not None:
         assert incident.layer == layer, incident.summary
@@ -210,11 +211,13 @@ def test_a_fault_becomes_one_incident_that_resolves_after_it_stops(kinds: dict[s
 def test_the_same_through_a_real_prometheus(tmp_path: Path) -> None:
     run = Run(tmp_path / "run", [f"xid79@3:2+{FAULT_AT:g}/{FAULT_FOR:g}"])
     with ExitStack() as cleanup:
-        targets = run.simulate(cleanup)
-        prometheus = cleanup.enter_context(prometheus_server(tmp_path, file_sd=targets))
+        groups = json.loads(run.simulate(cleanup).read_text())
+        addresses = [group["targets"][0] for group in groups]
+        prometheus = cleanup.enter_context(prometheus_server(tmp_path, addresses))
         run.collect(cleanup, "--prometheus-url", prometheus)
         _watch([run], run.started + FAULT_AT + FAULT_FOR + WINDOW + RESOLVE_AFTER + 5)
-    _check_lifecycle(run, "gpu_hardware", 2)
+    # Static targets on one host: Prometheus's instance, and so the node, is the address.
+    _check_lifecycle(run, "gpu_hardware", 2, node=addresses[2])
 
 
 def test_a_counter_that_rose_before_the_collector_started_opens_nothing(tmp_path: Path) -> None:
