@@ -11,6 +11,7 @@ import argparse
 
 from benchmarks import (
     bench_console,
+    bench_detection,
     bench_detection_pass,
     bench_exporter,
     bench_investigate,
@@ -37,6 +38,8 @@ def main() -> None:
     bench_lineage_durability.main(["--events", "10000" if quick else "100000"])
     print("\n== console: Incident and Cluster pages rendered by AppTest")
     bench_console.main(["--nodes", "16", "--nodes", "256" if quick else "2048"])
+    print("\n== detection on a simulated cluster: precision, recall, time to incident, cost at scale")
+    bench_detection.main(["--nodes", "64", "--reps", "1", "--healthy-cycles", "8"] if quick else [])
 
 
 if __name__ == "__main__":

@@ -924,6 +924,141 @@ def collect(
             collector.run_forever(interval)
 
 
+class SimulateMode(StrEnum):
+    """How `fleetscope simulate` serves its cluster."""
+
+    exporters = "exporters"
+    promql = "promql"
+
+
+@app.command()
+def simulate(
+    nodes: Annotated[
+        int | None, typer.Option(metavar="N", min=1, help="Nodes of 8 GPUs. (default 4, or the scenario's)")
+    ] = None,
+    fault: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--fault",
+            metavar="KIND@NODE[:WHERE]+SECONDS[/DURATION]",
+            help="Inject a fault, e.g. xid79@3:2+60 (GPU 2 of node 3 falls off the bus 60 s in) or "
+            "nvlink_crc@sim-node-0001:0.5+30/120; repeat for several. Kinds: "
+            "xid79, ecc_storm, thermal, nvlink_crc, efa_retransmit, straggler, dataloader_stall, "
+            "slow_checkpoint, dead_node.",
+        ),
+    ] = None,
+    scenario: Annotated[
+        Path | None,
+        typer.Option(metavar="FILE", help="YAML scenario: {name, nodes, faults: [FAULT, ...]}."),
+    ] = None,
+    mode: Annotated[
+        SimulateMode,
+        typer.Option(
+            help="exporters: one exporter endpoint per node; promql: one Prometheus-compatible query API "
+            "for the whole cluster (for thousands of nodes)."
+        ),
+    ] = SimulateMode.exporters,
+    host: Annotated[str, typer.Option(metavar="HOST", help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[
+        int,
+        typer.Option(
+            metavar="PORT",
+            min=0,
+            max=65535,
+            help="First port: node i listens on PORT+i (promql: the API's port); 0 picks free ports.",
+        ),
+    ] = 0,
+    file_sd: Annotated[
+        Path | None,
+        typer.Option(
+            "--file-sd",
+            metavar="FILE",
+            help="Write the nodes as a Prometheus file_sd JSON file, for fleetscope collect --targets-file "
+            "or Prometheus (exporters mode).",
+        ),
+    ] = None,
+    links: Annotated[int, typer.Option(metavar="N", min=1, max=18, help="NVLinks per GPU.")] = 18,
+    duration: Annotated[
+        float | None,
+        typer.Option(metavar="SECONDS", min=0.0, help="Stop after this long. (default: until Ctrl-C)"),
+    ] = None,
+) -> None:
+    """Serve a SIMULATED GPU cluster, with faults injected on a schedule (tests, benchmarks, demos).
+
+    Every node serves what `fleetscope exporter` would on an 8x H100 node running one data-parallel
+    job: the same series, labels and types, /events with kernel-log lines, step metrics per rank, and
+    `fleetscope_simulation_info` saying it is a simulation. Nothing reads it unless pointed at it.
+
+    Examples:
+
+      fleetscope simulate --nodes 4 --fault xid79@2:3+60 --file-sd /tmp/sim.json
+
+      fleetscope collect --targets-file /tmp/sim.json --interval 5 --window 30
+
+      fleetscope simulate --nodes 512 --mode promql --port 18400 --fault straggler@300:5+120
+
+      fleetscope collect --prometheus-url http://127.0.0.1:18400
+
+    Exit codes: 0 stopped; 1 a port could not be bound or a file written; 2 usage error (a bad fault
+    or scenario).
+    """
+    import time
+
+    from fleetscope.simulate import (
+        ExporterEndpoints,
+        QueryAPI,
+        SimulatedCluster,
+        load_scenario,
+        parse_fault,
+        write_file_sd,
+    )
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        if scenario is not None:
+            if nodes is not None:
+                raise ValueError("--nodes and --scenario both give the number of nodes; give one")
+            plan = load_scenario(scenario, links=links)
+            count, name, faults = plan.nodes, plan.name, list(plan.faults)
+        else:
+            count, name, faults = nodes or 4, "adhoc", []
+        faults += [parse_fault(text, count, links=links) for text in fault or []]
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from None
+    if port and mode is SimulateMode.exporters and port + count - 1 > 65535:
+        raise typer.BadParameter(f"--port {port} leaves no room for {count} nodes")
+    cluster = SimulatedCluster(count, faults, scenario=name, links=links)
+    typer.echo(f"SIMULATION: {count} simulated nodes x 8 GPUs (scenario {name}); not a real cluster")
+    for injected in faults:
+        typer.echo(f"  fault: {injected.describe(cluster.names[injected.node])}")
+    served: ExporterEndpoints | QueryAPI
+    if mode is SimulateMode.exporters:
+        ports = [port + i for i in range(count)] if port else None
+        served = ExporterEndpoints(cluster, host=host, ports=ports).start()
+        targets = served.targets()
+        for node_name, address in list(targets.items())[:8]:
+            typer.echo(f"  {node_name}: http://{address}/metrics")
+        if count > 8:
+            typer.echo(f"  ... {count - 8} more, up to http://{list(targets.values())[-1]}/metrics")
+        if file_sd is not None:
+            write_file_sd(file_sd, targets)
+            typer.echo(f"targets: {file_sd} (fleetscope collect --targets-file {file_sd})")
+    else:
+        served = QueryAPI(cluster, host=host, port=port).start()
+        typer.echo(f"Prometheus-compatible query API (simulated): {served.url}")
+        typer.echo(f"  fleetscope collect --prometheus-url {served.url}")
+    sys.stdout.flush()
+    _stop_on_sigterm()
+    try:
+        with contextlib.suppress(KeyboardInterrupt, SystemExit):
+            if duration is None:
+                while True:
+                    time.sleep(3600)
+            time.sleep(duration)
+    finally:
+        served.stop()
+
+
 incidents_app = typer.Typer(
     help="The incidents `fleetscope collect` recorded: list, show, resolve.", no_args_is_help=True
 )

@@ -1,0 +1,308 @@
+"""Detection on a simulated cluster: precision, recall and time to incident per fault kind; false
+incidents over a healthy run; the cost of one detection pass and the collector's memory at scale.
+
+Run: ``python -m benchmarks.bench_detection [--nodes 64 --nodes 512] [--reps 2] [--healthy-cycles 40]``
+
+The cluster is ``fleetscope simulate``'s (:mod:`fleetscope.simulate`): N nodes of 8 H100s, one
+data-parallel job over all of them, served through the simulator's Prometheus-compatible query API, and
+read by the live collector as in production at scale (``PromQLSource``: the series now and ``offset`` the
+window). Simulated time is stepped, not waited for: the collector runs a cycle every ``--interval``
+simulated seconds (15) over a ``--window`` (60), so a run takes the cycles' compute time only.
+
+* Quality, per kind and scale: ``--reps`` runs (a random node and GPU, link, device or rank each, from
+  a fixed seed), each a fresh collector and store. The fault starts 5 s after a cycle and lasts the
+  run; the collector's cycles come 10 s and 25 s after it (the query source keeps nothing between
+  cycles, so the healthy cycles before it, which the healthy run measures, are skipped). A fault is
+  *detected* when an incident names its node, GPU (where the kind has one) and layer (where one layer is
+  right); recall = detected / injected, precision = right incidents / all incidents opened in that
+  kind's runs (``-`` when none opened).
+  Time to incident = simulated seconds from the fault to the cycle that opened it, plus that whole
+  cycle's compute time (when the report exists); the goal is two scrape intervals. The cycle's fetch
+  includes the simulated API computing every series in Python (about a fifth of the fetch at 64 nodes,
+  profiled), which a real Prometheus answers from its index.
+* False incidents: a healthy cluster for ``--healthy-cycles`` cycles, incidents opened.
+* Cost, in a separate process (one core): the collector alone reading the whole cluster, two cycles;
+  *fetch* is the two queries and their parsing, *detection pass* the rest of the cycle (evidence,
+  detectors, correlator, store); peak RSS of that process (``ru_maxrss``).
+
+NVLinks per GPU default to 2 here (``--links``; a real H100 SXM has 18, which the tests and
+``fleetscope simulate`` serve) to fit the 2-core development machine: 18 would multiply the series by
+about 2.3. Repetitions are scaled down with the cluster (``--reps`` at 64 nodes, 1 above).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import random
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+from fleetscope.collectors.incidents import IncidentStore
+from fleetscope.collectors.live import LiveCollector, NodeSnapshot, PromQLSource
+from fleetscope.simulate import KINDS, Fault, QueryAPI, SimulatedCluster, node_name
+
+START = 1_800_000_000.0  # Unix time of simulation second 0
+QUERY_TIMEOUT = 1800.0  # seconds: a query over thousands of simulated nodes takes minutes on two cores
+#: The layer an incident must name for each kind (None where several are right), and whether it must
+#: name the GPU (kinds on a GPU, link or rank do; a rank's GPU is its local rank's).
+EXPECTED: dict[str, tuple[str | None, bool]] = {
+    "xid79": ("gpu_hardware", True),
+    "ecc_storm": ("gpu_memory", True),
+    "thermal": ("thermal_power", True),
+    "nvlink_crc": ("nvlink", True),
+    "efa_retransmit": ("network", False),
+    "straggler": (None, True),
+    "dataloader_stall": ("data_pipeline", True),
+    "slow_checkpoint": ("storage", False),
+    "dead_node": (None, False),
+}
+
+
+class _Clock:
+    """The simulated wall clock, stepped by the benchmark."""
+
+    def __init__(self) -> None:
+        self.now = START
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class _TimedSource:
+    """A source that remembers how long its last fetch took."""
+
+    def __init__(self, source: PromQLSource) -> None:
+        self.source = source
+        self.skipped: list[str] = []
+        self.seconds = 0.0
+
+    def fetch(self) -> dict[str, NodeSnapshot]:
+        started = time.perf_counter()
+        try:
+            return self.source.fetch()
+        finally:
+            self.seconds = time.perf_counter() - started
+            self.skipped = self.source.skipped
+
+
+@dataclass
+class KindResult:
+    """What the runs of one kind at one scale found."""
+
+    injected: int = 0
+    detected: int = 0
+    incidents: int = 0
+    right: int = 0
+    latencies: list[float] = field(default_factory=list)
+    intervals: list[float] = field(default_factory=list)
+
+
+def _fault(kind: str, nodes: int, links: int, rng: random.Random, at: float) -> Fault:
+    where = KINDS[kind][0]
+    return Fault(
+        kind,
+        rng.randrange(nodes),
+        rng.randrange(4) if where == "device" else 0 if where == "node" else rng.randrange(8),
+        rng.randrange(links) if kind == "nvlink_crc" else 0,
+        at,
+    )
+
+
+def _collector(api: QueryAPI, window: float, folder: Path) -> tuple[LiveCollector, _TimedSource]:
+    source = _TimedSource(PromQLSource(api.url, timeout=QUERY_TIMEOUT, window=timedelta(seconds=window)))
+    store = IncidentStore(folder / "incidents.db")
+    return LiveCollector([source], store, window_dir=folder / "window"), source
+
+
+def _is_right(incident: Any, fault: Fault) -> bool:
+    layer, has_gpu = EXPECTED[fault.kind]
+    return (
+        incident.node == node_name(fault.node)
+        and (not has_gpu or incident.gpu == fault.where)
+        and (layer is None or incident.layer == layer)
+    )
+
+
+def quality(
+    nodes: int, kind: str, reps: int, links: int, interval: float, window: float, seed: int
+) -> KindResult:
+    """Inject ``kind`` ``reps`` times into a cluster of ``nodes`` and score what the collector opened."""
+    result = KindResult()
+    rng = random.Random(f"{seed}-{nodes}-{kind}")
+    first = window + interval  # the first cycle that has a whole window of history before it
+    onset = first + 5.0
+    for _ in range(reps):
+        fault = _fault(kind, nodes, links, rng, onset)
+        clock = _Clock()
+        cluster = SimulatedCluster(nodes, [fault], scenario="bench", links=links, start=START, clock=clock)
+        api = QueryAPI(cluster).start()
+        try:
+            with tempfile.TemporaryDirectory() as folder:
+                collector, _ = _collector(api, window, Path(folder))
+                opened: dict[str, float] = {}
+                # The query source keeps nothing between cycles, so the healthy cycles before the fault
+                # (the healthy run measures those) are left out: the first cycle is the one after it.
+                for cycle in (first + interval, first + 2 * interval):
+                    clock.now = START + cycle
+                    started = time.perf_counter()
+                    collector.run_once()
+                    took = time.perf_counter() - started
+                    for incident in collector.store.recent(state=None):
+                        if incident.fingerprint not in opened:
+                            opened[incident.fingerprint] = cycle - onset + took
+                found = collector.store.recent(state=None)
+                collector.store.close()
+        finally:
+            api.stop()
+        result.injected += 1
+        result.incidents += len(found)
+        right = [i for i in found if _is_right(i, fault)]
+        result.right += len(right)
+        if right:
+            result.detected += 1
+            latency = min(opened[i.fingerprint] for i in right)
+            result.latencies.append(latency)
+            result.intervals.append(latency / interval)
+    return result
+
+
+def healthy(nodes: int, cycles: int, links: int, interval: float, window: float) -> tuple[int, float]:
+    """Run a healthy cluster for ``cycles`` cycles; returns (incidents opened, simulated minutes)."""
+    clock = _Clock()
+    cluster = SimulatedCluster(nodes, [], scenario="bench-healthy", links=links, start=START, clock=clock)
+    api = QueryAPI(cluster).start()
+    try:
+        with tempfile.TemporaryDirectory() as folder:
+            collector, _ = _collector(api, window, Path(folder))
+            for number in range(cycles):
+                clock.now = START + window + number * interval
+                collector.run_once()
+            opened = collector.store.count()
+            collector.store.close()
+    finally:
+        api.stop()
+    return opened, cycles * interval / 60
+
+
+def cost(nodes: int, links: int, window: float) -> dict[str, float]:
+    """The collector alone, in its own process, reading a healthy cluster of ``nodes``: two cycles."""
+    clock = _Clock()
+    clock.now = START + window + 30
+    cluster = SimulatedCluster(nodes, [], scenario="bench-cost", links=links, start=START, clock=clock)
+    api = QueryAPI(cluster).start()
+    try:
+        done = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "benchmarks.bench_detection",
+                "--collector-only",
+                api.url,
+                "--window",
+                str(window),
+            ],
+            capture_output=True,
+            text=True,
+            cwd=Path(__file__).resolve().parent.parent,
+        )
+    finally:
+        api.stop()
+    if done.returncode != 0:
+        raise SystemExit(f"the collector process failed: {done.stderr.strip()[-2000:]}")
+    figures: dict[str, float] = json.loads(done.stdout.splitlines()[-1])
+    return figures
+
+
+def _collector_only(url: str, window: float) -> None:
+    """The child of :func:`cost`: two cycles, then the figures as one JSON line."""
+    with tempfile.TemporaryDirectory() as folder:
+        source = _TimedSource(PromQLSource(url, timeout=QUERY_TIMEOUT, window=timedelta(seconds=window)))
+        collector = LiveCollector(
+            [source], IncidentStore(Path(folder) / "i.db"), window_dir=Path(folder) / "w"
+        )
+        passes, fetches = [], []
+        for _ in range(2):
+            started = time.perf_counter()
+            collector.run_once()
+            fetches.append(source.seconds)
+            passes.append(time.perf_counter() - started - source.seconds)
+        collector.store.close()
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+    print(json.dumps({"fetch_s": min(fetches), "pass_s": min(passes), "rss_mb": peak}))
+
+
+def _cell(values: Sequence[float], unit: str = "s") -> str:
+    if not values:
+        return "-"
+    return f"{statistics.median(values):.1f} {unit} (max {max(values):.1f})"
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--nodes", type=int, action="append", help="cluster sizes (default 64, 512, 2048)")
+    parser.add_argument("--reps", type=int, default=2, help="runs per kind at the smallest size (1 above)")
+    parser.add_argument(
+        "--healthy-cycles", type=int, default=40, help="cycles of the healthy run, smallest size"
+    )
+    parser.add_argument("--kinds", nargs="*", default=list(KINDS), help="fault kinds (default: all)")
+    parser.add_argument("--links", type=int, default=2, help="NVLinks per GPU (18 on H100 SXM)")
+    parser.add_argument("--interval", type=float, default=15.0, help="simulated seconds between cycles")
+    parser.add_argument("--window", type=float, default=60.0, help="the collector's window, seconds")
+    parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--no-quality", action="store_true", help="skip precision, recall and time")
+    parser.add_argument("--no-healthy", action="store_true", help="skip the healthy run")
+    parser.add_argument("--no-cost", action="store_true", help="skip the one-pass cost and RSS")
+    parser.add_argument("--collector-only", metavar="URL", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    logging.getLogger("fleetscope").setLevel(logging.ERROR)  # the collector's lines per incident and cycle
+    if args.collector_only:
+        _collector_only(args.collector_only, args.window)
+        return
+    sizes = sorted(args.nodes or [64, 512, 2048])
+    print(f"{args.interval:g} s between cycles, {args.window:g} s window, {args.links} NVLinks per GPU\n")
+    print(
+        "| nodes | kind | runs | recall | precision | time to incident (median, max) | in scrape intervals |"
+    )
+    print("|---|---|---|---|---|---|---|")
+    for nodes in [] if args.no_quality else sizes:
+        reps = args.reps if nodes == sizes[0] else 1
+        for kind in args.kinds:
+            r = quality(nodes, kind, reps, args.links, args.interval, args.window, args.seed)
+            precision = f"{r.right / r.incidents:.2f}" if r.incidents else "-"
+            print(
+                f"| {nodes:,} | {kind} | {r.injected} | {r.detected / r.injected:.2f} | {precision} | "
+                f"{_cell(r.latencies)} | {_cell(r.intervals, 'x')} |",
+                flush=True,
+            )
+    print("\n| nodes | healthy cycles | simulated minutes | false incidents |")
+    print("|---|---|---|---|")
+    for nodes in [] if args.no_healthy else sizes:
+        cycles = args.healthy_cycles if nodes == sizes[0] else max(4, args.healthy_cycles // 10)
+        opened, minutes = healthy(nodes, cycles, args.links, args.interval, args.window)
+        print(f"| {nodes:,} | {cycles} | {minutes:.0f} | {opened} |", flush=True)
+    if args.no_cost:
+        return
+    print("\n| nodes | GPUs | fetch (2 queries, parsed) | detection pass | collector peak RSS |")
+    print("|---|---|---|---|---|")
+    for nodes in sizes:
+        figures = cost(nodes, args.links, args.window)
+        print(
+            f"| {nodes:,} | {nodes * 8:,} | {figures['fetch_s']:.1f} s | {figures['pass_s']:.1f} s | "
+            f"{figures['rss_mb']:.0f} MB |",
+            flush=True,
+        )
+
+
+if __name__ == "__main__":
+    main()
