@@ -119,7 +119,10 @@ def fingerprint(report: dict[str, Any]) -> str:
     if not causes:
         raise ValueError("an incident report needs at least one root cause")
     top = causes[0]
-    key = json.dumps([top.get(k) for k in ("layer", "node", "gpu", "gpu_pci_bus_id")])
+    # Where the fault is, not what it is called: over successive windows the diagnosis of one fault
+    # sharpens (a GPU apart from its peers, then the same GPU's rank starved of input), and each report
+    # updates the one incident, its layer included.
+    key = json.dumps([top.get(k) for k in ("node", "gpu", "gpu_pci_bus_id")])
     return hashlib.sha256(key.encode()).hexdigest()[:16]
 
 
@@ -144,7 +147,12 @@ class IncidentStore:
         with self._transaction() as db:
             for name, declaration in _LIFECYCLE_COLUMNS.items():
                 if name not in have:
-                    db.execute(f"ALTER TABLE incidents ADD COLUMN {name} {declaration}")
+                    try:
+                        db.execute(f"ALTER TABLE incidents ADD COLUMN {name} {declaration}")
+                    except sqlite3.OperationalError as exc:
+                        # Another process opening the same new store added it between our look and now.
+                        if "duplicate column" not in str(exc):
+                            raise
 
     def close(self) -> None:
         """Close the database file."""
@@ -179,7 +187,7 @@ class IncidentStore:
                                        first_seen, last_seen, occurrences, report, state)
                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, 1, ?, 'open')
                 ON CONFLICT (fingerprint) DO UPDATE SET
-                    summary = excluded.summary, confidence = excluded.confidence,
+                    layer = excluded.layer, summary = excluded.summary, confidence = excluded.confidence,
                     last_seen = max(last_seen, excluded.last_seen), occurrences = occurrences + 1,
                     report = excluded.report, state = 'open',
                     reopened = reopened + (state = 'resolved')

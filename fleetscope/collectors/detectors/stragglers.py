@@ -152,6 +152,7 @@ class StragglerRankDetector(Detector):
                         "input (its data loader, its storage or its host)",
                         "cause",
                         gpu,
+                        weight=scoring("stragglers.starved_weight"),
                     )
             elif idle:
                 first = idle[0]
@@ -185,15 +186,18 @@ class StragglerRankDetector(Detector):
         role: str,
         gpu: int | None,
         every: list[_RankKey] | None = None,
+        weight: float | None = None,
     ) -> Finding:
         cause = role == "cause"
+        if weight is None:
+            weight = scoring("stragglers.stall_weight") if cause else scoring("stragglers.hang_weight")
         return Finding(
             explains="cluster",
             kind="progress_stall" if cause else "progress_hang",
             layer="data_pipeline" if cause else None,
             role="cause" if cause else "symptom",
             severity="error",
-            weight=scoring("stragglers.stall_weight") if cause else scoring("stragglers.hang_weight"),
+            weight=weight,
             summary=summary,
             action="read the stalled rank's log for data-loader errors or slow reads, and check the storage "
             "it reads (mount, throughput, errors)"
