@@ -121,8 +121,11 @@ def fingerprint(report: dict[str, Any]) -> str:
     top = causes[0]
     # Where the fault is, not what it is called: over successive windows the diagnosis of one fault
     # sharpens (a GPU apart from its peers, then the same GPU's rank starved of input), and each report
-    # updates the one incident, its layer included.
-    key = json.dumps([top.get(k) for k in ("node", "gpu", "gpu_pci_bus_id")])
+    # updates the one incident; a layer once named is kept when a later window's report names none.
+    # A GPU by its index where the finding has one, else by its PCI bus id (findings from the driver's
+    # log may know only that).
+    gpu = top.get("gpu") if top.get("gpu") is not None else top.get("gpu_pci_bus_id")
+    key = json.dumps([top.get("node"), gpu])
     return hashlib.sha256(key.encode()).hexdigest()[:16]
 
 
@@ -187,7 +190,8 @@ class IncidentStore:
                                        first_seen, last_seen, occurrences, report, state)
                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, 1, ?, 'open')
                 ON CONFLICT (fingerprint) DO UPDATE SET
-                    layer = excluded.layer, summary = excluded.summary, confidence = excluded.confidence,
+                    layer = coalesce(excluded.layer, layer), summary = excluded.summary,
+                    confidence = excluded.confidence,
                     last_seen = max(last_seen, excluded.last_seen), occurrences = occurrences + 1,
                     report = excluded.report, state = 'open',
                     reopened = reopened + (state = 'resolved')
