@@ -1344,6 +1344,15 @@ def up(
     console_app: Annotated[
         bool, typer.Option("--console/--no-console", help="Start the console (needs the console extra).")
     ] = True,
+    targets_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--targets-file",
+            metavar="FILE",
+            help="Also watch the exporters this Prometheus file_sd JSON lists (the one `fleetscope "
+            "simulate --file-sd` writes, say); the console then shows them.",
+        ),
+    ] = None,
 ) -> None:
     """Run the whole stack on this machine: exporter, collector and console, on embedded defaults.
 
@@ -1357,6 +1366,11 @@ def up(
     Exit codes: 0 stopped by Ctrl-C or SIGTERM; 1 a service failed to start or exited.
     """
     import importlib.util
+
+    if targets_file is not None and not targets_file.is_file():
+        typer.echo(f"fleetscope up: error: no targets file at {targets_file}", err=True)
+        raise typer.Exit(2)
+    watched = ["--targets-file", str(targets_file.resolve())] if targets_file else []
 
     from fleetscope.console.settings import default_data_dir
     from fleetscope.console.up import Service, Stack, StackError, fleetscope_argv
@@ -1377,6 +1391,7 @@ def up(
                 "collect",
                 "--target",
                 exporter_at,
+                *watched,
                 "--store",
                 str(store),
                 "--interval",
@@ -1404,8 +1419,8 @@ def up(
                     str(console_port),
                     "--store",
                     str(store),
-                    "--target",
-                    exporter_at,
+                    # The console reads one source: the cluster of the targets file when one is given.
+                    *(watched or ["--target", exporter_at]),
                 ),
                 f"http://{address}:{console_port}/_stcore/health",
                 f"http://{address}:{console_port}",

@@ -18,7 +18,7 @@ from tests.exporters.support import wait_for
 from tests.servers import free_port
 
 
-def _up(tmp_path: Path, *ports: int) -> subprocess.Popen[str]:
+def _up(tmp_path: Path, *ports: int, more: tuple[str, ...] = ()) -> subprocess.Popen[str]:
     exporter, collector, console = ports
     return subprocess.Popen(
         [
@@ -36,6 +36,7 @@ def _up(tmp_path: Path, *ports: int) -> subprocess.Popen[str]:
             str(console),
             "--interval",
             "1",
+            *more,
         ],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -48,11 +49,15 @@ def _get(url: str) -> str:
         return str(answer.read().decode())
 
 
-def _cycles(url: str) -> float:
+def _gauge(url: str, name: str) -> float:
     for family in text_string_to_metric_families(_get(url)):
-        if family.name == "fleetscope_collector_cycles":
+        if family.name == name:
             return float(family.samples[0].value)
     return 0.0
+
+
+def _cycles(url: str) -> float:
+    return _gauge(url, "fleetscope_collector_cycles")
 
 
 def _listening(port: int) -> bool:
@@ -122,3 +127,43 @@ def test_a_port_something_else_answers_on_is_refused_before_anything_starts(tmp_
     assert (up.returncode, out) == (1, "")
     url = f"http://127.0.0.1:{port}/metrics"
     assert err == f"fleetscope up: exporter: {url} already answers; is another one running?\n"
+
+
+@pytest.mark.integration
+def test_the_stack_also_watches_a_targets_file_such_as_a_simulated_cluster(tmp_path: Path) -> None:
+    targets = tmp_path / "sim.json"
+    simulate = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "fleetscope.console.cli",
+            *("simulate", "--nodes", "2", "--file-sd", str(targets)),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    ports = (free_port(), free_port(), free_port())
+    try:
+        wait_for(targets.exists, timeout=60)
+        up = _up(tmp_path, *ports, more=("--no-console", "--targets-file", str(targets)))
+        try:
+            assert up.stdout is not None
+            assert any(line.startswith("fleetscope is up") for line in up.stdout)  # False at its end
+            # This node's exporter and the two simulated ones answer every cycle.
+            nodes = f"http://127.0.0.1:{ports[1]}/metrics"
+            wait_for(lambda: _gauge(nodes, "fleetscope_collector_nodes") == 3, timeout=60)
+        finally:
+            up.send_signal(signal.SIGINT)
+            _, err = up.communicate(timeout=60)
+        assert up.returncode == 0, err
+    finally:
+        simulate.terminate()
+        simulate.wait(timeout=30)
+
+
+def test_a_missing_targets_file_is_a_usage_error(tmp_path: Path) -> None:
+    missing = ("--targets-file", str(tmp_path / "no.json"))
+    up = _up(tmp_path, free_port(), free_port(), free_port(), more=missing)
+    out, err = up.communicate(timeout=60)
+    assert (up.returncode, out) == (2, "")
+    assert err == f"fleetscope up: error: no targets file at {tmp_path / 'no.json'}\n"
