@@ -147,6 +147,24 @@ def lineage_service() -> Any:
     return _lineage(repr(config), config)
 
 
+def lineage_or_stop() -> Any:
+    """The lineage service for a page that needs one; without a configured store, or with one that
+    cannot be opened, the page says so and stops (``st.stop``)."""
+    from fleetscope.lineage import StoreError
+
+    if not lineage_configured():
+        st.info(
+            "No lineage store is configured (FLEETSCOPE_LINEAGE_URI); "
+            "record lineage with `fleetscope lineage`."
+        )
+        st.stop()
+    try:
+        return lineage_service()
+    except (StoreError, ValueError) as exc:
+        st.error(f"The lineage store cannot be opened: {exc}")
+        st.stop()
+
+
 def lineage_configured() -> bool:
     """Whether a lineage store is set up: a server URI, or an embedded store whose folder exists (so a
     console on a machine that never recorded lineage does not start a graph server for nothing)."""

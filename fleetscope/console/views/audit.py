@@ -10,17 +10,7 @@ from fleetscope.lineage import QUERIES, LineageError, StoreError
 
 ui.start()
 st.header("Audit")
-if not ui.lineage_configured():
-    st.info(
-        "No lineage store is configured (FLEETSCOPE_LINEAGE_URI); record lineage with `fleetscope lineage`."
-    )
-    st.stop()
-
-try:
-    lineage = ui.lineage_service()
-except (StoreError, ValueError) as exc:
-    st.error(f"The lineage store cannot be opened: {exc}")
-    st.stop()
+lineage = ui.lineage_or_stop()
 name = st.selectbox("Audit query", sorted(QUERIES))
 if name:
     query = QUERIES[name]

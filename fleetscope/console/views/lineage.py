@@ -24,17 +24,7 @@ def _move() -> None:
 
 ui.start()
 st.header("Lineage")
-if not ui.lineage_configured():
-    st.info(
-        "No lineage store is configured (FLEETSCOPE_LINEAGE_URI); record lineage with `fleetscope lineage`."
-    )
-    st.stop()
-
-try:
-    lineage = ui.lineage_service()
-except (StoreError, ValueError) as exc:
-    st.error(f"The lineage store cannot be opened: {exc}")
-    st.stop()
+lineage = ui.lineage_or_stop()
 left, middle, right = st.columns([3, 2, 1])
 entity = left.text_input("Entity id", key=ID_KEY, help="A model, run, dataset version, GPU ... by its id.")
 label = middle.selectbox("Label (when the id is used by more than one)", ["(any)", *ENTITIES])
