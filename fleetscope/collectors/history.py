@@ -21,8 +21,9 @@ above every peer's, :mod:`fleetscope.collectors.detectors.peer_deviation`) is ke
 have no history.
 
 Memory is bounded: per node a set of GPU indexes and ranks, and per (job, metric, GPU) a counter only
-while that GPU stands apart; a node, GPU or rank missing for ``window_history.forget_after_windows``
-windows is forgotten.
+while that GPU stands apart; a GPU or rank missing for ``window_history.forget_after_windows`` windows
+is forgotten, and a node as soon as no source names it any more (a node a source still names stays
+missing, bounded by the targets).
 """
 
 from __future__ import annotations
@@ -148,10 +149,9 @@ class WindowHistory:
         for node in sorted(set(down) - set(nodes)):
             if node not in self._answered and node not in self._down:
                 continue  # never seen answering: a target that is not up yet, not a loss
+            # No forgetting here: while a source names the node it is still missing (a dead node stays
+            # an incident until it answers or leaves the targets, which bound this memory).
             count = self._down.get(node, 0) + 1
-            if count > forget:
-                self._forget(node)
-                continue
             self._down[node] = count
             out.setdefault(node, []).append(
                 _gauge(TARGET_DOWN, "Windows in a row the node's exporter has not answered.", {}, count)

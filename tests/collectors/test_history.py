@@ -116,15 +116,16 @@ def test_a_gpu_whose_series_vanish_from_a_live_exporter_is_a_lost_gpu(
     assert (offline["kind"], offline["gpu"]) == ("absence:gpu", 7)
 
 
-def test_a_node_missing_long_enough_is_forgotten_so_memory_stays_bounded() -> None:
+def test_a_node_stays_missing_while_a_source_names_it_and_is_forgotten_once_none_does() -> None:
     history = WindowHistory()
     history.observe({"a": [], "b": []}, down=())
-    forget = int(scoring("window_history.forget_after_windows"))
+    windows = int(scoring("window_history.forget_after_windows")) + 2  # longer than a GPU is remembered
     counts = []
-    for _ in range(forget + 2):
+    for _ in range(windows):
         derived = history.observe({"a": []}, down={"b"})
         counts += [s.value for f in derived.get("b", []) for s in f.samples if s.name == TARGET_DOWN]
-    assert counts == [float(n) for n in range(1, forget + 1)]
+    assert counts == [float(n) for n in range(1, windows + 1)]  # still dead: never dropped while listed
+    history.observe({"a": []}, down=())  # taken out of the targets: memory goes with it
     assert "b" not in history._answered and "b" not in history._down
 
 

@@ -50,8 +50,6 @@ KINDS: dict[str, tuple[str, str | None, int | None]] = {
 NOT_YET = {
     "slow_checkpoint": "the engine reads no storage signal (iowait) for the layer, and names a node's "
     "first GPU for a fault on all of its GPUs",
-    "dead_node": "the other ranks' hang (a symptom naming no node) opens an incident of its own beside the "
-    "node's absence",
 }
 
 
