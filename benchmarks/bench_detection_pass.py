@@ -28,7 +28,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from fleetscope.collectors.history import WindowHistory
 from fleetscope.collectors.investigate import investigate_window
 from fleetscope.collectors.knowledge import scoring
-from fleetscope.collectors.live import NodeSnapshot, window_families
+from fleetscope.collectors.live import window_families
 from tests.exporters.fake_nvml import FakeNvml
 from tests.exporters.support import H100_X8, running_exporter
 
@@ -90,17 +90,14 @@ def run(nodes: int, base: list[Metric]) -> dict[str, float]:
     started = time.process_time()
     derived = history.observe(window, down=())
     observed = time.process_time()
-    samples = {
-        node: NodeSnapshot(families=families + derived.get(node, [])).samples()
-        for node, families in window.items()
-    }
+    families = {node: families + derived.get(node, []) for node, families in window.items()}
     sampled = time.process_time()
-    report = investigate_window(samples, {}).to_dict()
+    report = investigate_window(families, {}).to_dict()
     done = time.process_time()
     causes = {c["kind"] for c in report["root_causes"]}
     assert "straggler_rank" in causes and any(k.startswith("persistent_deviation") for k in causes), causes
     return {
-        "samples": sum(len(s) for s in samples.values()),
+        "samples": sum(len(f.samples) for fs in families.values() for f in fs),
         "observe": observed - started,
         "samples_s": sampled - observed,
         "engine": done - sampled,

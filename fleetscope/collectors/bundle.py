@@ -62,12 +62,15 @@ class ReadStats:
         truncated: Lines cut at :data:`MAX_LINE_BYTES`.
         bytes: Bytes read (decompressed, for gzip).
         on_read: Called with ``bytes`` after each chunk read, if set (a progress bar within one file).
+        recognised: Lines a document parser understood without making evidence of them
+            (:attr:`fleetscope.collectors.parsers.base.DocumentParser.recognised`).
     """
 
     lines: int = 0
     truncated: int = 0
     bytes: int = 0
     on_read: Callable[[int], None] | None = None
+    recognised: int = 0
 
 
 def iter_files(root: Path) -> Iterator[BundleFile]:

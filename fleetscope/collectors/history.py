@@ -30,13 +30,14 @@ from __future__ import annotations
 
 import math
 import statistics
-from collections.abc import Collection, Iterator, Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 
 from prometheus_client.core import GaugeMetricFamily, Metric
 
 from fleetscope.collectors.knowledge import scoring, scoring_list
+from fleetscope.collectors.topology import SERIES as TOPOLOGY_SERIES
 from fleetscope.collectors.topology import Topology
 
 WINDOW_SECONDS = "fleetscope_collector_window_seconds"
@@ -52,8 +53,6 @@ UTILIZATION = {"fleetscope_gpu_utilization_ratio": 1.0, "DCGM_FI_DEV_GPU_UTIL": 
 RANK_INFO = "fleetscope_training_rank_info"
 #: Factor that makes the MAD of normal data equal its standard deviation (1 / Phi^-1(3/4)).
 MAD_TO_SIGMA = 1.4826
-#: Each node's samples of the window: ``(name, labels, value)``.
-_Samples = dict[str, list[tuple[str, dict[str, str], float]]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -159,10 +158,20 @@ class WindowHistory:
         for node in nodes:
             self._down.pop(node, None)
         self._answered = (self._answered | set(nodes)) - set(self._down)
-        samples = {node: list(_samples(families)) for node, families in nodes.items()}
-        self._gpu_absence(samples, out, forget)
-        self._stalls(samples, out, forget)
-        self._deviations(samples, out)
+        metrics = peer_metrics()
+        used = {
+            COLLECTOR_SUCCESS,
+            RANK_INFO,
+            STEPS,
+            *UTILIZATION,
+            *(m.name for m in metrics),
+            *TOPOLOGY_SERIES,
+        }
+        holds: dict[str, bool] = {}
+        windows = {node: _Window.read(families, used, holds) for node, families in nodes.items()}
+        self._gpu_absence(windows, out, forget)
+        self._stalls(windows, out, forget)
+        self._deviations(windows, out, metrics)
         return {node: families for node, families in out.items() if families}
 
     def _forget(self, node: str) -> None:
@@ -172,19 +181,14 @@ class WindowHistory:
         self._missing.pop(node, None)
         self._stepping.pop(node, None)
 
-    def _gpu_absence(
-        self,
-        samples: dict[str, list[tuple[str, dict[str, str], float]]],
-        out: dict[str, list[Metric]],
-        forget: float,
-    ) -> None:
-        for node, node_samples in samples.items():
+    def _gpu_absence(self, windows: dict[str, _Window], out: dict[str, list[Metric]], forget: float) -> None:
+        for node, window in windows.items():
             if any(
-                name == COLLECTOR_SUCCESS and labels.get("collector") == "gpu" and value == 0
-                for name, labels, value in node_samples
+                labels.get("collector") == "gpu" and value == 0
+                for labels, value in window.series.get(COLLECTOR_SUCCESS, ())
             ):
                 continue  # the exporter's GPU collector failed (NVML down): its GPUs say nothing this time
-            now = {labels["gpu"] for _, labels, _ in node_samples if labels.get("gpu", "").isdigit()}
+            now = window.gpus
             known = self._gpus.setdefault(node, set())
             missing = self._missing.setdefault(node, {})
             for gpu in sorted(known - now, key=int):
@@ -206,19 +210,10 @@ class WindowHistory:
                 missing.pop(gpu, None)
             known |= now
 
-    def _stalls(
-        self,
-        samples: dict[str, list[tuple[str, dict[str, str], float]]],
-        out: dict[str, list[Metric]],
-        forget: float,
-    ) -> None:
-        for node, node_samples in samples.items():
-            ranks = {
-                labels["rank"] for name, labels, _ in node_samples if name == RANK_INFO and "rank" in labels
-            }
-            stepped = {
-                labels.get("rank", "") for name, labels, value in node_samples if name == STEPS and value > 0
-            }
+    def _stalls(self, windows: dict[str, _Window], out: dict[str, list[Metric]], forget: float) -> None:
+        for node, window in windows.items():
+            ranks = {labels["rank"] for labels, _ in window.series.get(RANK_INFO, ()) if "rank" in labels}
+            stepped = {labels.get("rank", "") for labels, value in window.series.get(STEPS, ()) if value > 0}
             stepping = self._stepping.setdefault(node, {})
             for rank in sorted(ranks):
                 if rank in stepped:
@@ -240,26 +235,27 @@ class WindowHistory:
             for rank in set(stepping) - ranks:
                 del stepping[rank]  # the rank left the node (job ended): not a stall
 
-    def _deviations(self, samples: _Samples, out: dict[str, list[Metric]]) -> None:
+    def _deviations(
+        self, windows: dict[str, _Window], out: dict[str, list[Metric]], metrics: list[PeerMetric]
+    ) -> None:
         topology = Topology.from_samples(
-            (node, name, labels, value) for node, items in samples.items() for name, labels, value in items
+            (node, name, labels, value)
+            for node, window in windows.items()
+            for name in TOPOLOGY_SERIES
+            for labels, value in window.series.get(name, ())
         )
         persist = scoring("persistent_deviation.persist_windows")
         threshold = scoring("persistent_deviation.z")
         min_peers = scoring("persistent_deviation.min_peers")
         min_utilization = scoring("persistent_deviation.min_utilization")
         apart: dict[tuple[str, str, str, str], int] = {}
-        metrics = peer_metrics()
-        wanted = {m.name for m in metrics} | set(UTILIZATION)
-        by_name: dict[str, dict[str, list[tuple[dict[str, str], float]]]] = {}
-        idle: set[tuple[str, str]] = set()
-        for node, items in samples.items():
-            table = by_name[node] = {}
-            for name, labels, value in items:
-                if name in wanted:
-                    table.setdefault(name, []).append((labels, value))
-                if name in UTILIZATION and value * UTILIZATION[name] < min_utilization:
-                    idle.add((node, labels.get("gpu", "")))
+        idle = {
+            (node, labels.get("gpu", ""))
+            for node, window in windows.items()
+            for name, factor in UTILIZATION.items()
+            for labels, value in window.series.get(name, ())
+            if value * factor < min_utilization
+        }
         held: dict[str, set[tuple[str, str]]] = {}
         for (node, index), jobs in topology.gpu_jobs.items():
             for job in jobs:
@@ -267,7 +263,7 @@ class WindowHistory:
         for rank in topology.ranks.values():
             if rank.job and rank.gpu is not None:
                 held.setdefault(rank.job, set()).add((rank.node, str(rank.gpu)))
-        for job, members in topology.groups(sorted(samples)).items():
+        for job, members in topology.groups(sorted(windows)).items():
             named: set[tuple[str, str]] = set()
             for metric in metrics:
                 if metric.jobs_only and not job:
@@ -275,7 +271,7 @@ class WindowHistory:
                 values = {
                     (node, labels["gpu"]): value
                     for node in members
-                    for labels, value in by_name[node].get(metric.name, ())
+                    for labels, value in windows[node].series.get(metric.name, ())
                     if labels.get("gpu", "").isdigit()
                     and math.isfinite(value)
                     and (not job or (node, labels["gpu"]) in held.get(job, ()))
@@ -320,7 +316,33 @@ def _beyond(z: float, side: str, threshold: float) -> bool:
     return abs(z) >= threshold
 
 
-def _samples(families: Sequence[Metric]) -> Iterator[tuple[str, dict[str, str], float]]:
-    for family in families:
-        for sample in family.samples:
-            yield sample.name, sample.labels, sample.value
+@dataclass(slots=True)
+class _Window:
+    """What the history reads of one node's window.
+
+    Attributes:
+        gpus: The GPU indexes any of its series names (a ``gpu`` label of digits).
+        series: ``name -> [(labels, value)]`` of the samples of the series the history uses, in order.
+    """
+
+    gpus: set[str]
+    series: dict[str, list[tuple[dict[str, str], float]]]
+
+    @classmethod
+    def read(cls, families: Sequence[Metric], used: set[str], holds: dict[str, bool]) -> _Window:
+        """Index one node's families: every sample once for its ``gpu`` label, and only the families
+        that may hold a ``used`` name (a used name starts with the family's; ``holds`` caches the answer
+        per family name) sample by sample."""
+        gpus: set[str] = set()
+        series: dict[str, list[tuple[dict[str, str], float]]] = {}
+        for family in families:
+            samples = family.samples
+            gpus |= {s.labels.get("gpu", "") for s in samples}
+            held = holds.get(family.name)
+            if held is None:
+                held = holds[family.name] = any(name.startswith(family.name) for name in used)
+            if held:
+                for s in samples:
+                    if s.name in used:
+                        series.setdefault(s.name, []).append((s.labels, s.value))
+        return cls({gpu for gpu in gpus if gpu.isdigit()}, series)

@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from prometheus_client.core import Metric
+
 from fleetscope.collectors.bundle import (
     READ_ERRORS,
     BundleFile,
@@ -28,7 +30,7 @@ from fleetscope.collectors.bundle import (
 from fleetscope.collectors.correlator import Correlation, correlate
 from fleetscope.collectors.detectors import DETECTORS, Detector
 from fleetscope.collectors.evidence import DRIVER_NUMBERING, SEVERITIES, Evidence, Finding
-from fleetscope.collectors.kinds import EvidenceError, check, reads
+from fleetscope.collectors.kinds import BY_NAME, KINDS, EvidenceError, check, series_readers
 from fleetscope.collectors.knowledge import scoring
 from fleetscope.collectors.parsers import (
     DOCUMENT_PARSERS,
@@ -37,8 +39,7 @@ from fleetscope.collectors.parsers import (
     FileContext,
     Line,
 )
-from fleetscope.collectors.parsers.prometheus import PrometheusParser, sample_evidence
-from fleetscope.collectors.parsers.prometheus import kept as kept_series
+from fleetscope.collectors.parsers.prometheus import window_evidence
 from fleetscope.collectors.prefilter import KeywordMatcher
 from fleetscope.collectors.prefixes import Prefixes
 from fleetscope.collectors.timestamps import split_timestamp, with_year
@@ -239,7 +240,8 @@ def investigate(bundle: Path, progress: Progress | None = None) -> Investigation
             found = _read_file(f, stats, unparsed)
             if found is not None:
                 files_read += 1
-                n_lines_with_evidence = kept.add_all(found)
+                # Lines understood: those that gave evidence, and those a parser recognised and skipped.
+                n_lines_with_evidence = kept.add_all(found) + stats.recognised
                 unparsed.lines += max(0, stats.lines - n_lines_with_evidence)
                 lines_read += stats.lines
                 lines_understood += n_lines_with_evidence
@@ -260,21 +262,23 @@ def investigate(bundle: Path, progress: Progress | None = None) -> Investigation
 
 
 def investigate_window(
-    samples: Mapping[str, Sequence[tuple[str, dict[str, str], float, str]]],
+    families: Mapping[str, Sequence[Metric]],
     logs: Mapping[str, Sequence[str]],
 ) -> Investigation:
-    """Investigate a live window handed over as samples and log lines, with no files in between.
+    """Investigate a live window handed over as metric families and log lines, with no files in between.
 
     The samples become evidence through the same mapping as a Prometheus file of a bundle
-    (:func:`fleetscope.collectors.parsers.prometheus.sample_evidence`), the log lines through the same
+    (:func:`fleetscope.collectors.parsers.prometheus.window_evidence`: only the series some detector
+    reads, and GPU identities; a family nobody reads is skipped whole), the log lines through the same
     line parsers and prefilter, and the rest (GPU identities, detectors, correlator) is
     :func:`investigate`'s. A window written out as a bundle (one folder per node, ``metrics.prom`` and
     ``kernel.log``) gives the same report to :func:`investigate`; only the ``source`` of evidence differs
-    (``NODE/metrics:N``, the N-th sample of the node, and ``NODE/events:N`` here).
+    (``NODE/metrics:N``, the N-th sample of the node, and ``NODE/events:N`` here). A sample's exposition
+    line is written only where a finding quotes it.
 
     Args:
-        samples: Per node, its samples as ``(name, labels, value, text)``: ``text`` is the sample as an
-            exposition line, quoted by findings.
+        families: Per node, its metric families in the window (counters as increases), as
+            prometheus-client reads them.
         logs: Per node, its kernel-log lines, oldest first.
 
     Returns:
@@ -284,37 +288,26 @@ def investigate_window(
     kept = _EvidenceStore()
     files_read = lines_read = lines_understood = 0
     # Nodes in name order, each node's log before its samples: the order a bundle's files are read in.
-    for node in sorted(set(samples) | set(logs)):
+    for node in sorted(set(families) | set(logs)):
         lines = logs.get(node) or []
-        node_samples = samples.get(node) or []
-        found: list[Iterator[Evidence]] = []
         if lines:
-            found.append(
+            understood = kept.add_all(
                 _parse_log(_candidates(lines), FileContext(rel=f"{node}/events", node=node), unparsed)
             )
-        if node_samples:
-            found.append(_sample_evidence(node, node_samples, unparsed))
-        for items, count in zip(found, [n for n in (len(lines), len(node_samples)) if n], strict=True):
-            understood = kept.add_all(items)
+            files_read += 1
+            lines_read += len(lines)
+            lines_understood += understood
+            unparsed.lines += len(lines) - understood
+        count = sum(len(family.samples) for family in families.get(node) or ())
+        if count:
+            # Made by the one sample mapping, whose items match their kinds' entries by construction.
+            evidence, understood = window_evidence(families[node], node=node, rel=f"{node}/metrics")
+            kept.add_all(evidence)
             files_read += 1
             lines_read += count
             lines_understood += understood
             unparsed.lines += count - understood
     return _conclude(kept, unparsed, files_read, lines_read, lines_understood)
-
-
-def _sample_evidence(
-    node: str, samples: Sequence[tuple[str, dict[str, str], float, str]], unparsed: Unparsed
-) -> Iterator[Evidence]:
-    ids: set[tuple[int, str]] = set()
-    rel = f"{node}/metrics"
-    for i, (name, labels, value, text) in enumerate(samples, 1):
-        if kept_series(name):
-            for e in sample_evidence(
-                name, labels, value, node=node, source=f"{rel}:{i}", text=text, seen=ids
-            ):
-                if _valid(e, PrometheusParser.name, rel, unparsed):
-                    yield e
 
 
 def _candidates(lines: Sequence[str]) -> Iterator[tuple[int, bytes, tuple[int, ...]]]:
@@ -334,10 +327,10 @@ def _conclude(
     evidence = kept.finish()
     _resolve_years(evidence)
     _resolve_gpus(evidence)
+    handed = _handoff(evidence)
     findings: list[Finding] = []
     for detector in DETECTORS:
-        wanted = reads(detector.name)
-        given = evidence if detector.sees_all else [e for e in evidence if e.kind in wanted]
+        given = evidence if detector.sees_all else handed[detector.name]
         findings.extend(run_detector(detector, given, unparsed))
     for finding in findings:
         # Evidence read without a layer (an Xid line) takes its finding's, for the timeline.
@@ -351,6 +344,28 @@ def _conclude(
         lines_read=lines_read,
         lines_understood=lines_understood,
     )
+
+
+def _handoff(evidence: list[Evidence]) -> dict[str, list[Evidence]]:
+    """What each detector that does not see everything is handed, in one pass, in the evidence's order:
+    the kinds whose entry names it in ``read_by``, and of ``metric`` evidence only the series its
+    ``series`` declares (:func:`fleetscope.collectors.kinds.series_readers`)."""
+    given: dict[str, list[Evidence]] = {d.name: [] for d in DETECTORS if not d.sees_all}
+    by_kind = {k.name: [given[d] for d in k.read_by if d in given] for k in KINDS if k.name != "metric"}
+    metric_readers = [d for d in BY_NAME["metric"].read_by if d in given]
+    by_series: dict[str, list[list[Evidence]]] = {}
+    for e in evidence:
+        if e.kind == "metric":
+            name = e.attrs["name"]
+            targets = by_series.get(name)
+            if targets is None:
+                readers = series_readers(name)
+                targets = by_series[name] = [given[d] for d in metric_readers if d in readers]
+        else:
+            targets = by_kind.get(e.kind, [])
+        for target in targets:
+            target.append(e)
+    return given
 
 
 def run_detector(detector: type[Detector], evidence: list[Evidence], unparsed: Unparsed) -> list[Finding]:
@@ -453,16 +468,19 @@ def _parse_document(
 
     source = lines()
     parser = doc(ctx)
-    for _ in range(MAX_DOCUMENT_RESTARTS):
-        try:
-            for e in parser.parse(source):
-                if _valid(e, doc.name, f.rel, unparsed):
-                    yield e
-            return
-        except READ_ERRORS:
-            raise
-        except Exception as exc:  # one odd line must not cost the rest of the document
-            unparsed.lost(f.rel, f"parser {doc.name}", exc, f"line {position[0]}")
+    try:
+        for _ in range(MAX_DOCUMENT_RESTARTS):
+            try:
+                for e in parser.parse(source):
+                    if _valid(e, doc.name, f.rel, unparsed):
+                        yield e
+                return
+            except READ_ERRORS:
+                raise
+            except Exception as exc:  # one odd line must not cost the rest of the document
+                unparsed.lost(f.rel, f"parser {doc.name}", exc, f"line {position[0]}")
+    finally:
+        stats.recognised = parser.recognised
 
 
 def _parse_log(
@@ -510,49 +528,41 @@ class _EvidenceStore:
 
     def __init__(self) -> None:
         self._kept: list[Evidence] = []
-        self._first: dict[tuple[Any, ...], Evidence] = {}
-        self._counts: Counter[tuple[Any, ...]] = Counter()
+        self._counts: dict[tuple[Any, ...], int] = {}
 
     def add_all(self, items: Iterable[Evidence]) -> int:
         """Add one file's evidence; return the number of distinct lines that gave evidence."""
         lines: set[str] = set()
+        kept, counts = self._kept, self._counts
         for e in items:
             lines.add(e.source)
             key = _key(e)
-            self._counts[key] += 1
-            if self._counts[key] <= MAX_EVIDENCE_PER_KEY:
-                self._kept.append(e)
-                self._first.setdefault(key, e)
+            count = counts[key] = counts.get(key, 0) + 1
+            if count <= MAX_EVIDENCE_PER_KEY:
+                kept.append(e)
         return len(lines)
 
     def finish(self) -> list[Evidence]:
-        for key, count in self._counts.items():
-            if count > MAX_EVIDENCE_PER_KEY:
-                self._first[key].attrs["repeats"] = count - MAX_EVIDENCE_PER_KEY + 1
+        """The evidence kept, the first item of each key that had more saying how many it stands for."""
+        over = {key: count for key, count in self._counts.items() if count > MAX_EVIDENCE_PER_KEY}
+        for e in self._kept if over else ():
+            count = over.pop(_key(e), None)
+            if count is not None:
+                e.attrs["repeats"] = count - MAX_EVIDENCE_PER_KEY + 1
         return self._kept
+
+
+#: The attribute that tells apart items of one kind on one GPU, first found first.
+_DETAIL = ("xid", "signature", "name", "status", "path", "link", "rank", "result", "package", "seq")
 
 
 def _key(e: Evidence) -> tuple[Any, ...]:
     a = e.attrs
-    detail = next(
-        (
-            a[k]
-            for k in (
-                "xid",
-                "signature",
-                "name",
-                "status",
-                "path",
-                "link",
-                "rank",
-                "result",
-                "package",
-                "seq",
-            )
-            if k in a
-        ),
-        None,
-    )
+    detail = None
+    for k in _DETAIL:
+        if k in a:
+            detail = a[k]
+            break
     labels = tuple(sorted(a["labels"].items())) if "labels" in a else ()
     return (e.node, e.kind, e.gpu, e.gpu_pci_bus_id, detail, labels)
 

@@ -6,17 +6,24 @@ named in the investigation's notes), and each detector is handed only the kinds 
 reader. Adding a kind is adding one :class:`Kind` to :data:`KINDS`; ``tests/collectors/test_kinds.py``
 fails on a kind made but never read, read but never made, or used without an entry.
 
+``metric`` evidence is read per series: each detector that reads it declares the sample names it reads in
+its ``series`` (:mod:`fleetscope.collectors.detectors.base`), :func:`series_readers` says who reads a
+name, and a sample nobody reads never becomes evidence.
+
 An attribute's type is a Python type or a union; an attribute whose type admits ``None`` may be left out.
 :data:`COMMON_ATTRS` may appear on any kind (the reader and the bundle store add them).
 """
 
 from __future__ import annotations
 
+import re
 import types
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any
 
+from fleetscope.collectors.detectors import DETECTORS
 from fleetscope.collectors.evidence import DRIVER_NUMBERING, LAYERS, SEVERITIES, Evidence
 
 #: An attribute's declared type: a class or a union of classes (``int | None``).
@@ -399,6 +406,22 @@ class EvidenceError(ValueError):
 def reads(detector: str) -> frozenset[str]:
     """The kinds a detector is handed (those whose entry names it in ``read_by``)."""
     return frozenset(k.name for k in KINDS if detector in k.read_by)
+
+
+#: Each detector's ``series`` as one pattern (a detector that declares none reads no sample).
+_SERIES: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
+    (d.name, re.compile("|".join(f"(?:{pattern})" for pattern in d.series))) for d in DETECTORS if d.series
+)
+
+
+@lru_cache(maxsize=65536)
+def series_readers(name: str) -> frozenset[str]:
+    """The detectors (by ``name``) that read ``metric`` samples named ``name``: those whose ``series``
+    declares it. Empty for a series no detector reads, which then never becomes evidence.
+
+    Names are few (an exporter serves a few hundred series names), so the answers are cached.
+    """
+    return frozenset(detector for detector, pattern in _SERIES if pattern.match(name))
 
 
 def check(e: Evidence, parser: str) -> None:

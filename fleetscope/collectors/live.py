@@ -59,7 +59,6 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 from prometheus_client.core import Metric
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.registry import Collector
-from prometheus_client.utils import floatToGoString
 
 from fleetscope.collectors.alerting import WebhookSender
 from fleetscope.collectors.history import WindowHistory
@@ -118,14 +117,6 @@ class NodeSnapshot:
 
     families: list[Metric] = field(default_factory=list)
     kernel_lines: list[str] = field(default_factory=list)
-
-    def samples(self) -> list[tuple[str, dict[str, str], float, str]]:
-        """Every sample as ``(name, labels, value, text)``, ``text`` its exposition line."""
-        return [
-            (s.name, s.labels, s.value, sample_line(s.name, s.labels, s.value))
-            for family in self.families
-            for s in family.samples
-        ]
 
 
 class Source(Protocol):
@@ -236,17 +227,6 @@ def exposition(families: Sequence[Metric]) -> str:
     registry = CollectorRegistry(auto_describe=False)
     registry.register(_Families(list(families)))
     return generate_latest(registry).decode()
-
-
-def sample_line(name: str, labels: dict[str, str], value: float) -> str:
-    """One sample as prometheus-client's writer puts it in an exposition (labels escaped, Go floats)."""
-    if not labels:
-        return f"{name} {floatToGoString(value)}"
-    pairs = ",".join(
-        '{}="{}"'.format(k, v.replace("\\", r"\\").replace("\n", r"\n").replace('"', r"\""))
-        for k, v in labels.items()
-    )
-    return f"{name}{{{pairs}}} {floatToGoString(value)}"
 
 
 def _get(url: str, timeout: float) -> bytes:
@@ -764,7 +744,7 @@ class LiveCollector:
         if self.window_dir is not None:
             self._write_window(self.window_dir, nodes)
         report = investigate_window(
-            {node: snapshot.samples() for node, snapshot in nodes.items()},
+            {node: snapshot.families for node, snapshot in nodes.items()},
             {node: self._kernel_lines(snapshot) for node, snapshot in nodes.items()},
         ).to_dict()
         report["notes"] = unread + report.get("notes", [])

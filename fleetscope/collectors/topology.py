@@ -31,6 +31,8 @@ GPU_JOB_INFO = "fleetscope_gpu_job_info"
 RANK_INFO = "fleetscope_training_rank_info"
 NVLINK_INFO = "fleetscope_nvlink_info"
 PORT_INFO = "fleetscope_infiniband_port_info"
+#: The series the map is built from (a detector that builds it reads them).
+SERIES = (GPU_JOB_INFO, RANK_INFO, NVLINK_INFO, PORT_INFO)
 
 
 @dataclass(frozen=True, slots=True)

@@ -29,7 +29,6 @@ from fleetscope.collectors.knowledge import scoring
 from fleetscope.collectors.live import (
     ExporterSource,
     LiveCollector,
-    NodeSnapshot,
     PromQLSource,
     exposition,
     window_families,
@@ -48,9 +47,7 @@ def _families(text: str) -> list[Metric]:
 
 def _report(window: dict[str, list[Metric]]) -> dict[str, Any]:
     """Investigate a window of families as the live collector hands it over."""
-    return investigate_window(
-        {node: NodeSnapshot(families=families).samples() for node, families in window.items()}, {}
-    ).to_dict()
+    return investigate_window(window, {}).to_dict()
 
 
 def _names(families: list[Metric]) -> set[str]:

@@ -23,6 +23,7 @@ class AbsenceDetector(Detector):
     """Nodes whose exporter stopped answering, GPUs whose series vanished."""
 
     name = "absence"
+    series = (TARGET_DOWN, GPU_MISSING)
 
     def detect(self, evidence: Sequence[Evidence]) -> Iterable[Finding]:
         for e in evidence:

@@ -9,6 +9,11 @@ the class in ``DETECTORS`` in :mod:`fleetscope.collectors.detectors`. A detector
   only the kinds whose entry in :mod:`fleetscope.collectors.kinds` names it in ``read_by``, or, where it
   sets ``sees_all``, every item, other kinds serving only as context (the bundle's node names, whether
   anything on a node suffered after a fault that recovered);
+* that reads ``metric`` evidence declares the Prometheus series it reads in ``series``: patterns (Python
+  regular expressions matched from the start of a sample's name, so a plain name or prefix is its own
+  pattern). It is handed only the samples they match, and a family no detector declares never becomes
+  evidence at all (the live window's ~300 samples per node are mostly series nobody reads). A pattern
+  may match more than the detector uses (it costs time, never an answer); a name it reads must match;
 * states what each finding ``explains`` (``gpu``, ``node`` or ``cluster``: there is no default) and, where
   its fact cannot name a cause however strong it is, caps its ``certainty`` at ``unsure``;
 * sets ``role``: ``cause`` for a fault that explains others, ``symptom`` for what needs a cause (a
@@ -37,6 +42,8 @@ class Detector:
     name: ClassVar[str] = ""
     #: Handed every item of the bundle, not only the kinds that name it in ``read_by`` (used as context).
     sees_all: ClassVar[bool] = False
+    #: Patterns of the ``metric`` sample names it reads (module docstring); ``()``: none.
+    series: ClassVar[tuple[str, ...]] = ()
 
     def detect(self, evidence: Sequence[Evidence]) -> Iterable[Finding]:
         """Return the findings in ``evidence``."""

@@ -34,6 +34,7 @@ class FabricDetector(Detector):
     """InfiniBand ports not ACTIVE; a node whose nccl-tests bandwidth lags the others'."""
 
     name = "fabric"
+    series = (_PORT_STATE, *_PORT_ERRORS)
 
     def detect(self, evidence: Sequence[Evidence]) -> Iterable[Finding]:
         errors: dict[tuple[Any, ...], list[Evidence]] = {}

@@ -136,6 +136,13 @@ class GpuHealthDetector(Detector):
     """Thermal slowdowns, uncorrectable ECC and remapping state, DCGM health incidents."""
 
     name = "gpu_health"
+    series = (
+        UP.name,
+        LOST.name,
+        _FLEETSCOPE_CLOCK_REASON,
+        *_DCGM_CLOCK_REASONS,
+        *(r[0] for r in MEMORY_SERIES),
+    )
 
     def detect(self, evidence: Sequence[Evidence]) -> Iterable[Finding]:
         remap: dict[tuple[Any, ...], dict[str, Evidence]] = {}

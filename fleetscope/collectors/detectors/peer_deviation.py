@@ -37,6 +37,11 @@ class PeerDeviationDetector(Detector):
     """Error-counter outliers among all GPUs of the bundle."""
 
     name = "peer_deviation"
+    #: The names ``_layer`` gives a layer: ECC, remapped rows, PCIe replays, violations; NVLink errors.
+    series = (
+        r"(?i:.*(ecc|remapped_rows|pcie_replay|thermal_violation|power_violation))",
+        r"(?i:(?=.*nvlink).*(crc|replay|recovery|error))",
+    )
 
     def detect(self, evidence: Sequence[Evidence]) -> Iterable[Finding]:
         series: dict[str, dict[tuple[Any, ...], Evidence]] = {}

@@ -26,6 +26,7 @@ class PersistentDeviationDetector(Detector):
     """GPUs whose metric stood apart from their job's peers for several windows."""
 
     name = "persistent_deviation"
+    series = (DEVIATION_WINDOWS, DEVIATION_SCORE)
 
     def detect(self, evidence: Sequence[Evidence]) -> Iterable[Finding]:
         metrics = {m.name: m for m in peer_metrics()}

@@ -23,6 +23,7 @@ from fleetscope.collectors.detectors.base import Detector, Template, where
 from fleetscope.collectors.evidence import Evidence, Finding
 from fleetscope.collectors.history import WINDOW_SECONDS
 from fleetscope.collectors.knowledge import scoring, scoring_list, scoring_text
+from fleetscope.collectors.topology import SERIES as TOPOLOGY_SERIES
 from fleetscope.collectors.topology import Topology
 
 THROTTLE = "fleetscope_gpu_clock_event_violation_seconds_total"
@@ -32,6 +33,12 @@ class RatesDetector(Detector):
     """Fault counters whose rise in the window passed its limit; throttle time by reason."""
 
     name = "rates"
+    series = (
+        WINDOW_SECONDS,
+        THROTTLE,
+        *TOPOLOGY_SERIES,
+        *(str(e["name"]) for e in scoring_list("rates.limits")),
+    )
 
     def detect(self, evidence: Sequence[Evidence]) -> Iterable[Finding]:
         evidence = [e for e in evidence if e.kind == "metric"]

@@ -41,6 +41,7 @@ class GpuRecoveryActionDetector(Detector):
     """A GPU whose recovery action is anything but None."""
 
     name = "gpu_recovery_action"
+    series = (DCGM_RECOVERY_ACTION,)
 
     def detect(self, evidence: Sequence[Evidence]) -> Iterable[Finding]:
         seen: set[tuple[Any, ...]] = set()

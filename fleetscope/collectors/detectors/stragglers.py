@@ -28,6 +28,7 @@ from fleetscope.collectors.detectors.base import Detector, where
 from fleetscope.collectors.evidence import Evidence, Finding
 from fleetscope.collectors.history import STALLED, UTILIZATION, robust_scores
 from fleetscope.collectors.knowledge import scoring
+from fleetscope.collectors.topology import SERIES as TOPOLOGY_SERIES
 from fleetscope.collectors.topology import Topology
 
 PHASES = "fleetscope_training_phase_seconds_total"
@@ -41,6 +42,7 @@ class StragglerRankDetector(Detector):
     """The rank the others wait for; ranks that stopped taking steps."""
 
     name = "stragglers"
+    series = (PHASES, STEPS, STEP_SUM, STALLED, *UTILIZATION, *TOPOLOGY_SERIES)
 
     def detect(self, evidence: Sequence[Evidence]) -> Iterable[Finding]:
         topology = Topology.from_evidence(evidence)

@@ -142,6 +142,7 @@ class XidDetector(Detector):
     """Xid lines, fallen-off-the-bus messages, DCGM's last-Xid gauge and fleetscope's Xid counters."""
 
     name = "xid"
+    series = ("DCGM_FI_DEV_XID_ERRORS", *_COUNTERS, LOST.name)
 
     def detect(self, evidence: Sequence[Evidence]) -> Iterable[Finding]:
         groups: dict[tuple[Any, ...], list[Evidence]] = {}

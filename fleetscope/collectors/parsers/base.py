@@ -126,6 +126,9 @@ class DocumentParser:
 
     def __init__(self, ctx: FileContext) -> None:
         self.ctx = ctx
+        #: Lines understood that gave no evidence (a recognised series no detector reads); the reader
+        #: counts them as understood.
+        self.recognised = 0
 
     @classmethod
     def sniff(cls, head: str) -> bool:
