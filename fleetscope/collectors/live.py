@@ -59,6 +59,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 from prometheus_client.core import Metric
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.registry import Collector
+from prometheus_client.samples import Sample
 
 from fleetscope.collectors.alerting import WebhookSender
 from fleetscope.collectors.history import WindowHistory
@@ -535,14 +536,50 @@ class PromQLSource:
 
     def fetch(self) -> dict[str, NodeSnapshot]:
         """The window of every node, split by the ``instance`` label (its host, or ``host:port`` where
-        several instances share a host).
+        several instances share a host): per node one untyped family per series name.
+
+        The answers are read series by series once, into the start's counter values and then the
+        window's families; the start's answer is let go before the window's is read, so at most one
+        whole answer is held at a time (at 2,048 nodes each is hundreds of MB of JSON).
 
         Raises:
             SourceError: the API is unreachable or answered with an error.
         """
         self.down = []
-        now = self._query(PROMQL_SELECTOR)
-        then = self._query(f"{PROMQL_SELECTOR} offset {self.window}s")
+        counters: dict[str, bool] = {}  # per series name: whether it only grows
+
+        def counter(name: str) -> bool:
+            known = counters.get(name)
+            if known is None:
+                known = counters[name] = is_counter_sample(name)
+            return known
+
+        start: dict[str, dict[frozenset[tuple[str, str]], float]] = {}
+        for result in self._query(f"{PROMQL_SELECTOR} offset {self.window}s"):
+            metric = result["metric"]
+            values = start.setdefault(metric.get("instance", "unknown"), {})
+            if counter(metric["__name__"]):  # gauges need no start value
+                values[_promql_key(metric)] = float(result["value"][1])
+        by_instance: dict[str, dict[str, Metric]] = {}
+        for result in self._query(PROMQL_SELECTOR):
+            metric = result["metric"]
+            instance = metric.get("instance", "unknown")
+            families = by_instance.get(instance)
+            if families is None:
+                families = by_instance[instance] = {}
+            name = metric["__name__"]
+            value = float(result["value"][1])
+            if counter(name):
+                if instance not in start:
+                    continue  # the target was not scraped at the window's start: a baseline only
+                value = increase(value, start[instance].get(_promql_key(metric)))
+                if value <= 0:
+                    continue
+            family = families.get(name)
+            if family is None:
+                family = families[name] = Metric(name, "read through the PromQL API", "untyped")
+            labels = {k: v for k, v in metric.items() if k not in _PROMQL_TARGET_LABELS}
+            family.samples.append(Sample(name, labels, value))
         # Prometheus's own verdict on each target's last scrape: 0 where it failed (a plain selector, which
         # every Prometheus-compatible API answers, filtered here).
         failing = {
@@ -550,41 +587,33 @@ class PromQLSource:
             for r in self._query("up")
             if "instance" in r["metric"] and float(r["value"][1]) == 0
         }
-        start: dict[str, dict[SeriesKey, float]] = {}
-        for result in then:
-            labels = dict(result["metric"])
-            instance = labels.pop("instance", "unknown")
-            labels.pop("job", None)
-            start.setdefault(instance, {})[_key(labels.pop("__name__"), labels)] = float(result["value"][1])
-        by_instance: dict[str, list[Metric]] = {}
-        answered: set[str] = set()
-        for result in now:
-            labels = dict(result["metric"])
-            instance = labels.pop("instance", "unknown")
-            answered.add(instance)
-            labels.pop("job", None)
-            name = labels.pop("__name__")
-            value = float(result["value"][1])
-            if is_counter_sample(name):
-                if instance not in start:
-                    continue  # the target was not scraped at the window's start: a baseline only
-                value = increase(value, start[instance].get(_key(name, labels)))
-                if value <= 0:
-                    continue
-            family = Metric(name, "read through the PromQL API", "untyped")
-            family.add_sample(name, labels, value)
-            by_instance.setdefault(instance, []).append(family)
         instances = set(by_instance) | set(start) | failing
-        hosts = [node_name(instance) for instance in instances]
+        hosts: dict[str, int] = {}
+        for instance in instances:
+            hosts[node_name(instance)] = hosts.get(node_name(instance), 0) + 1
 
         def node(instance: str) -> str:
             host = node_name(instance)
-            return host if hosts.count(host) == 1 else instance
+            return host if hosts[host] == 1 else instance
 
         # A target whose scrape fails (up 0), or with series at the window's start and none now (an API
         # without Prometheus's up series), stopped answering.
+        answered = set(by_instance)
         self.down = sorted(node(instance) for instance in (set(start) - answered) | (failing - answered))
-        return {node(instance): NodeSnapshot(families=families) for instance, families in by_instance.items()}
+        return {
+            node(instance): NodeSnapshot(families=list(families.values()))
+            for instance, families in by_instance.items()
+            if families  # an instance none of whose counters rose and with no gauges shows nothing
+        }
+
+
+#: Labels the PromQL API adds to a series that are not the exporter's: the target's and the name.
+_PROMQL_TARGET_LABELS = frozenset({"__name__", "instance", "job"})
+
+
+def _promql_key(metric: dict[str, str]) -> frozenset[tuple[str, str]]:
+    """A series' identity as the PromQL API names it: all its labels, ``__name__`` and the target's too."""
+    return frozenset(metric.items())
 
 
 class LiveCollector:

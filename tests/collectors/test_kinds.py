@@ -9,12 +9,19 @@ import inspect
 import json
 import sys
 from pathlib import Path
+from typing import Any
+
+from prometheus_client.parser import text_string_to_metric_families
 
 from fleetscope.collectors import investigate
 from fleetscope.collectors.correlator import correlate
-from fleetscope.collectors.detectors import DETECTORS
-from fleetscope.collectors.kinds import BY_NAME, KINDS, reads
+from fleetscope.collectors.detectors import DETECTORS, Detector
+from fleetscope.collectors.evidence import Evidence
+from fleetscope.collectors.history import WINDOW_SECONDS
+from fleetscope.collectors.investigate import investigate_window
+from fleetscope.collectors.kinds import BY_NAME, KINDS, check, reads, series_readers
 from fleetscope.collectors.parsers import DOCUMENT_PARSERS, LINE_PARSERS
+from fleetscope.collectors.parsers.prometheus import PrometheusParser, kept, sample_evidence
 from tests.collectors.judging import without_answer
 
 PARSERS = {p.name: p for p in (*LINE_PARSERS, *DOCUMENT_PARSERS)}
@@ -116,3 +123,104 @@ def test_an_lsmod_row_shows_the_module_is_there_for_the_running_kernel(tmp_path:
         "nvidia              56524800  12 nvidia_uvm,nvidia_modeset\n"
     )
     assert investigate(tmp_path).to_dict()["incident"] is False
+
+
+# ------------------------------------------------------------------ metric evidence, by series
+
+GOLDEN = Path(__file__).resolve().parents[1] / "golden"
+TUNED = Path(__file__).resolve().parent / "tuned"
+
+
+def _every_sample() -> list[tuple[str, str, dict[str, str], float]]:
+    """``(node, name, labels, value)`` of every recognised sample of the real expositions in this
+    repository: the exporter's golden files (one node each) and the bundles' metrics files."""
+    files = [(path.stem, path) for path in sorted(GOLDEN.glob("*.prom"))]
+    for bundles in (EXAMPLES, TUNED):
+        files += [(f"{p.parent.parent.name}/{p.parent.name}", p) for p in sorted(bundles.glob("*/*/*.prom"))]
+    found = []
+    for node, path in files:
+        for family in text_string_to_metric_families(path.read_text()):
+            found += [(node, s.name, s.labels, s.value) for s in family.samples if kept(s.name)]
+    return found
+
+
+def _metric_evidence(samples: list[tuple[str, str, dict[str, str], float]]) -> list[Evidence]:
+    """Every sample as ``metric`` evidence (no series left out), as the mapping makes it, plus each node's
+    window length (what the live collector adds) so that the rates detector reads the counters too."""
+    out: list[Evidence] = []
+    for i, (node, name, labels, value) in enumerate(samples):
+        out += sample_evidence(name, labels, value, node=node, source=f"{node}:{i}", seen=set())
+    for node in {s[0] for s in samples}:
+        out += sample_evidence(WINDOW_SECONDS, {}, 300.0, node=node, source=f"{node}:0", seen=set())
+    return [e for e in out if e.kind == "metric"]
+
+
+def _findings(detector: type[Detector], evidence: list[Evidence]) -> list[tuple[Any, ...]]:
+    return [(f.kind, f.node, f.gpu, f.summary) for f in detector().detect(evidence)]
+
+
+def test_metric_readers_declare_their_series_and_only_they_do() -> None:
+    for detector in DETECTORS:
+        assert bool(detector.series) == (detector.name in BY_NAME["metric"].read_by), detector.name
+
+
+def test_a_detector_handed_only_its_series_finds_what_it_finds_on_every_sample() -> None:
+    """The real samples, and the same with one H100's series far above the others' (so that the numeric
+    rules fire): the declared series alone give the same findings as all."""
+    samples = _every_sample()
+
+    def off(node: str, labels: dict[str, str]) -> bool:
+        return (node, labels.get("gpu")) == ("gpu_h100_sxm_x8", "3")
+
+    loud = [
+        (node, name, labels, value * 1000 + 1000 if off(node, labels) else value)
+        for node, name, labels, value in samples
+    ]
+    found_by = set()
+    for variant in (samples, loud):
+        every = _metric_evidence(variant)
+        for detector in DETECTORS:
+            if not detector.series:
+                continue
+            declared = [e for e in every if detector.name in series_readers(e.attrs["name"])]
+            assert len(declared) < len(every), f"{detector.name} declares every series"
+            findings = _findings(detector, declared)
+            assert findings == _findings(detector, every), detector.name
+            if findings:
+                found_by.add(detector.name)
+    # The comparison is not vacuous: the rules of these detectors fired on the samples.
+    assert {"gpu_health", "peer_deviation", "rates", "xid", "fabric"} <= found_by, found_by
+
+
+def test_sample_evidence_matches_its_kinds_entries_by_construction() -> None:
+    """The live path hands sample evidence over unchecked: every item the mapping makes passes the check."""
+    seen: set[tuple[int, str]] = set()
+    made = 0
+    for node, name, labels, value in _every_sample():
+        for e in sample_evidence(name, labels, value, node=node, source=f"{node}:1", seen=seen):
+            check(e, PrometheusParser.name)
+            made += 1
+    assert made > 1000
+
+
+def test_families_nobody_reads_are_understood_but_never_evidence(tmp_path: Path) -> None:
+    """A live window and the same window as a bundle file: temperatures (no detector reads them) are
+    understood lines without evidence; the GPU's ``up`` series is evidence, quoted as written."""
+    text = (
+        "# TYPE fleetscope_gpu_temperature_celsius gauge\n"
+        'fleetscope_gpu_temperature_celsius{gpu="0"} 41.0\n'
+        'fleetscope_gpu_temperature_celsius{gpu="1"} 43.0\n'
+        "# TYPE fleetscope_gpu_up gauge\n"
+        'fleetscope_gpu_up{gpu="0"} 1.0\n'
+        'fleetscope_gpu_up{gpu="1"} 0.0\n'
+    )
+    (tmp_path / "node-01").mkdir()
+    (tmp_path / "node-01" / "metrics.prom").write_text(text)
+    live = investigate_window({"node-01": list(text_string_to_metric_families(text))}, {})
+    offline = investigate(tmp_path)
+    for found in (live, offline):
+        assert [e.attrs["name"] for e in found.evidence] == ["fleetscope_gpu_up"] * 2
+        assert found.lines_understood == 4
+        top = found.to_dict()["root_causes"][0]
+        assert (top["node"], top["gpu"]) == ("node-01", 1)
+        assert top["evidence"][0]["text"] == 'fleetscope_gpu_up{gpu="1"} 0.0'
