@@ -1,21 +1,30 @@
-"""One live detection pass over N nodes of 8 GPUs: the collector's history and the engine on a window.
+"""One live detection pass over N nodes of 8 GPUs, and one PromQL fetch: the collector's CPU at scale.
 
-Each node's window is what a real exporter serves (the fake NVML with real H100 readings, the fixture
-``/proc`` and ``/sys``) scraped twice 300 s apart and turned into a window (counters as increases), plus
-eight training ranks' series; one GPU runs slow and one rank waits least, so the peer-deviation and
-straggler paths do real work. Per size the pass runs as many windows as a deviation needs to persist;
-the last window is timed: ``WindowHistory.observe`` (absence, peers, stalls), then
-``investigate_window`` (samples to evidence, detectors, correlator), on one core in this process.
-The table gives seconds per part, microseconds per sample (flat when the pass is linear in nodes) and
-the process's peak RSS.
+**The pass.** Each node's window is what a real exporter serves (the fake NVML with real H100 readings,
+the fixture ``/proc`` and ``/sys``) scraped twice 300 s apart and turned into a window (counters as
+increases), plus eight training ranks' series; one GPU runs slow and one rank waits least, so the
+peer-deviation and straggler paths do real work. Per size the pass runs as many windows as a deviation
+needs to persist; the last window is timed as the collector runs it (cyclic garbage collector paused,
+:func:`fleetscope.collectors.live.gc_paused`): ``WindowHistory.observe`` (absence, peers, stalls), then
+``investigate_window`` (evidence of the series detectors read, detectors, correlator), on one core in
+this process; then the same window again with the garbage collector left running, for comparison. The
+table gives seconds per part, microseconds per sample (flat when the pass is linear in nodes) and the
+process's peak RSS.
 
-    python -m benchmarks.bench_detection_pass --nodes 64 --nodes 512 --nodes 2048
+**The fetch.** ``PromQLSource.fetch`` of a healthy simulated cluster (``fleetscope.simulate``'s
+Prometheus-compatible API, served from this process) run in a process of its own, so that its CPU
+seconds and peak RSS are the collector's alone, whatever the simulator costs.
+
+    python -m benchmarks.bench_detection_pass --nodes 64 --nodes 512 --nodes 2048 --fetch-nodes 512
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import resource
+import subprocess
+import sys
 import tempfile
 import time
 import urllib.request
@@ -28,9 +37,13 @@ from prometheus_client.parser import text_string_to_metric_families
 from fleetscope.collectors.history import WindowHistory
 from fleetscope.collectors.investigate import investigate_window
 from fleetscope.collectors.knowledge import scoring
-from fleetscope.collectors.live import window_families
+from fleetscope.collectors.live import PromQLSource, gc_paused, window_families
+from fleetscope.simulate.cluster import SimulatedCluster
+from fleetscope.simulate.serve import QueryAPI
 from tests.exporters.fake_nvml import FakeNvml
 from tests.exporters.support import H100_X8, running_exporter
+
+START = 1_800_000_000.0  # Unix time of simulation second 0; the fetch is 330 s later (a full window)
 
 
 def node_window() -> list[Metric]:
@@ -84,46 +97,98 @@ def run(nodes: int, base: list[Metric]) -> dict[str, float]:
     window = {
         f"node-{n:05d}": (slow if n == 7 else normal) + training(n, slow_gpu=n == 11) for n in range(nodes)
     }
+    investigate_window({"warm-up": normal}, {})  # the knowledge files load once per process, not per pass
     history = WindowHistory(timedelta(minutes=5))
     for _ in range(int(scoring("persistent_deviation.persist_windows")) - 1):
         history.observe(window, down=())
-    started = time.process_time()
-    derived = history.observe(window, down=())
-    observed = time.process_time()
-    families = {node: families + derived.get(node, []) for node, families in window.items()}
-    sampled = time.process_time()
-    report = investigate_window(families, {}).to_dict()
-    done = time.process_time()
+    with gc_paused():
+        started = time.process_time()
+        derived = history.observe(window, down=())
+        observed = time.process_time()
+        families = {node: families + derived.get(node, []) for node, families in window.items()}
+        report = investigate_window(families, {}).to_dict()
+        done = time.process_time()
     causes = {c["kind"] for c in report["root_causes"]}
     assert "straggler_rank" in causes and any(k.startswith("persistent_deviation") for k in causes), causes
+    again = time.process_time()  # the same window, the garbage collector running
+    history.observe(window, down=())
+    assert {c["kind"] for c in investigate_window(families, {}).to_dict()["root_causes"]} == causes
     return {
         "samples": sum(len(f.samples) for fs in families.values() for f in fs),
         "observe": observed - started,
-        "samples_s": sampled - observed,
-        "engine": done - sampled,
+        "engine": done - observed,
         "total": done - started,
+        "gc": time.process_time() - again,
     }
+
+
+def fetch_cost(nodes: int) -> dict[str, float]:
+    """One ``PromQLSource.fetch`` of a healthy simulated cluster of ``nodes``, in a child process."""
+    cluster = SimulatedCluster(nodes, [], scenario="bench-fetch", start=START, clock=lambda: START + 330)
+    api = QueryAPI(cluster).start()
+    try:
+        done = subprocess.run(
+            [sys.executable, "-m", "benchmarks.bench_detection_pass", "--fetch-only", api.url],
+            capture_output=True,
+            text=True,
+            cwd=Path(__file__).resolve().parent.parent,
+        )
+    finally:
+        api.stop()
+    if done.returncode != 0:
+        raise SystemExit(f"the fetch process failed: {done.stderr.strip()[-2000:]}")
+    figures: dict[str, float] = json.loads(done.stdout.splitlines()[-1])
+    return figures
+
+
+def _fetch_only(url: str) -> None:
+    """The child of :func:`fetch_cost`: one fetch, then its figures as one JSON line."""
+    source = PromQLSource(url, timeout=3600, window=timedelta(seconds=300))
+    started = time.process_time()
+    nodes = source.fetch()
+    cpu = time.process_time() - started
+    samples = sum(len(f.samples) for snapshot in nodes.values() for f in snapshot.families)
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(json.dumps({"nodes": len(nodes), "samples": samples, "cpu": cpu, "rss": rss}))
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
-        "--nodes", type=int, action="append", help="cluster sizes (repeat); default 64 512 2048"
+        "--nodes", type=int, action="append", help="cluster sizes of the pass (repeat); default 64 512 2048"
     )
+    parser.add_argument(
+        "--fetch-nodes", type=int, action="append", help="cluster sizes of the fetch (repeat); default 512"
+    )
+    parser.add_argument("--fetch-only", metavar="URL", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.fetch_only:
+        _fetch_only(args.fetch_only)
+        return
     base = node_window()
     print(
-        "| nodes x 8 GPUs | samples | history (s) | samples out (s) | engine (s) | pass, CPU s "
-        "| µs per sample | peak RSS |"
+        "| nodes x 8 GPUs | samples | history (s) | engine (s) | pass, CPU s | µs per sample | peak RSS "
+        "| pass with the GC running, CPU s |"
     )
     print("|---:|---:|---:|---:|---:|---:|---:|---:|")
     for nodes in args.nodes or [64, 512, 2048]:
         row = run(nodes, base)
         rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         print(
-            f"| {nodes:,} | {row['samples']:,.0f} | {row['observe']:.2f} | {row['samples_s']:.2f} | "
-            f"{row['engine']:.2f} | {row['total']:.2f} | {1e6 * row['total'] / row['samples']:.1f} | "
-            f"{rss:.0f} MB |"
+            f"| {nodes:,} | {row['samples']:,.0f} | {row['observe']:.2f} | {row['engine']:.2f} | "
+            f"{row['total']:.2f} | {1e6 * row['total'] / row['samples']:.1f} | {rss:.0f} MB | "
+            f"{row['gc']:.2f} |"
+        )
+    print(
+        "\n| nodes x 8 GPUs | samples in the window | fetch, collector CPU s | µs per sample "
+        "| collector peak RSS |"
+    )
+    print("|---:|---:|---:|---:|---:|")
+    for nodes in args.fetch_nodes or [512]:
+        figures = fetch_cost(nodes)
+        print(
+            f"| {nodes:,} | {figures['samples']:,.0f} | {figures['cpu']:.2f} | "
+            f"{1e6 * figures['cpu'] / figures['samples']:.1f} | {figures['rss']:.0f} MB |"
         )
 
 

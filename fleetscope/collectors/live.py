@@ -40,13 +40,15 @@ every cycle names all of it in ``notes``; a cycle in which no source answered ra
 
 from __future__ import annotations
 
+import gc
 import json
 import logging
 import re
 import shutil
 import time
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -84,6 +86,25 @@ class CollectionError(Exception):
 
 #: File that marks a folder as a collector window, so the collector only ever replaces its own.
 WINDOW_MARKER = ".fleetscope-window"
+
+
+@contextmanager
+def gc_paused() -> Iterator[None]:
+    """Pause Python's cyclic garbage collector for one bulk step (a fetch, a detection pass).
+
+    Reference counting still frees every object; only the search for reference cycles waits. A step
+    that makes hundreds of thousands of objects (decoded JSON, evidence) while as many stay alive (the
+    window) otherwise triggers collection after collection, each walking every live object: half the CPU
+    time of a fetch or a pass at 512 to 2,048 nodes (benchmarks/README.md, "Live detection"). The
+    collector's own objects hold no cycles, so nothing waits long. Restores the previous state.
+    """
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
 
 
 def http_url(address: str) -> str:
@@ -545,6 +566,10 @@ class PromQLSource:
         Raises:
             SourceError: the API is unreachable or answered with an error.
         """
+        with gc_paused():
+            return self._fetch()
+
+    def _fetch(self) -> dict[str, NodeSnapshot]:
         self.down = []
         counters: dict[str, bool] = {}  # per series name: whether it only grows
 
@@ -765,17 +790,20 @@ class LiveCollector:
             CollectionError: no source could be read, or the window folder is not the collector's.
         """
         started = time.perf_counter()
-        nodes, unread, down = self._gather()
-        answered = len(nodes)
-        derived = self.history.observe({node: snapshot.families for node, snapshot in nodes.items()}, down)
-        for node, families in derived.items():
-            nodes.setdefault(node, NodeSnapshot()).families += families
-        if self.window_dir is not None:
-            self._write_window(self.window_dir, nodes)
-        report = investigate_window(
-            {node: snapshot.families for node, snapshot in nodes.items()},
-            {node: self._kernel_lines(snapshot) for node, snapshot in nodes.items()},
-        ).to_dict()
+        with gc_paused():
+            nodes, unread, down = self._gather()
+            answered = len(nodes)
+            derived = self.history.observe(
+                {node: snapshot.families for node, snapshot in nodes.items()}, down
+            )
+            for node, families in derived.items():
+                nodes.setdefault(node, NodeSnapshot()).families += families
+            if self.window_dir is not None:
+                self._write_window(self.window_dir, nodes)
+            report = investigate_window(
+                {node: snapshot.families for node, snapshot in nodes.items()},
+                {node: self._kernel_lines(snapshot) for node, snapshot in nodes.items()},
+            ).to_dict()
         report["notes"] = unread + report.get("notes", [])
         recorded = self.store.record(report)
         changes: list[Change] = [recorded] if recorded else []
