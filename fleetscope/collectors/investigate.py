@@ -563,7 +563,9 @@ def _key(e: Evidence) -> tuple[Any, ...]:
         if k in a:
             detail = a[k]
             break
-    labels = tuple(sorted(a["labels"].items())) if "labels" in a else ()
+    labels = tuple(a["labels"].items()) if "labels" in a else ()
+    if len(labels) > 1:
+        labels = tuple(sorted(labels))  # one series whatever order its labels came in
     return (e.node, e.kind, e.gpu, e.gpu_pci_bus_id, detail, labels)
 
 

@@ -158,8 +158,10 @@ def window_evidence(families: Iterable[Metric], *, node: str, rel: str) -> tuple
         understood += len(samples)
         if not family_used(family.name):
             continue
+        last, use = "", UNUSED
         for i, s in enumerate(samples, start + 1):
-            use = sample_use(s.name)
+            if s.name != last:  # a family's samples mostly share one name
+                last, use = s.name, sample_use(s.name)
             if use:
                 found += sample_evidence(
                     s.name, s.labels, s.value, node=node, source=f"{rel}:{i}", seen=seen, metric=use == READ
