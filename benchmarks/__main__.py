@@ -28,7 +28,9 @@ def main() -> None:
     bench_investigate.main(["--mb", "64"] if quick else ["--mb", "1024"])
     print("\n== live detection: one pass over N nodes of 8 GPUs")
     bench_detection_pass.main(
-        ["--nodes", "64"] if quick else ["--nodes", "64", "--nodes", "512", "--nodes", "2048"]
+        ["--nodes", "64", "--fetch-nodes", "64"]
+        if quick
+        else ["--nodes", "64", "--nodes", "512", "--nodes", "2048", "--fetch-nodes", "512"]
     )
     print("\n== exporter: scrape time against a static registry")
     bench_exporter.main([])
