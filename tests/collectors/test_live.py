@@ -16,6 +16,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from fleetscope.collectors.incidents import IncidentStore
 from fleetscope.collectors.investigate import investigate
 from fleetscope.collectors.live import (
+    PROMQL_SELECTOR,
     CollectionError,
     ExporterSource,
     FileSDSource,
@@ -24,10 +25,14 @@ from fleetscope.collectors.live import (
     SourceError,
     exposition,
     http_url,
+    is_counter_sample,
     target_nodes,
     window_families,
 )
 from fleetscope.exporters.server import Exporter
+from fleetscope.simulate.cluster import SimulatedCluster
+from fleetscope.simulate.faults import parse_fault
+from fleetscope.simulate.serve import QueryAPI
 from tests.exporters.fake_nvml import FakeNvml
 from tests.exporters.support import H100_X8, KERNEL_LOGS, running_exporter, wait_for
 from tests.servers import free_port, prometheus_server, promql
@@ -426,3 +431,47 @@ def test_a_target_that_answers_with_an_error_is_unread_not_missing() -> None:
         server.shutdown()
         server.server_close()
     assert source.down == ["b"]  # nothing answered on b's port; a answered, badly
+
+
+def test_a_promql_window_holds_one_family_per_series_name_and_every_sample_the_rule_keeps() -> None:
+    """Against the simulator's Prometheus-compatible API (an ECC storm on one GPU, so counters rise): the
+    window is, per node, gauges as they are and counters that rose as their rise, nothing else, one
+    family per series name; checked against the API's own two answers."""
+    start = 1_800_000_000.0
+    cluster = SimulatedCluster(
+        2, [parse_fault("ecc_storm@1:3+0", 2)], links=2, start=start, clock=lambda: start + 330
+    )
+    api = QueryAPI(cluster).start()
+    try:
+        window = PromQLSource(api.url, window=timedelta(seconds=300)).fetch()
+        now, then = promql(api.url, PROMQL_SELECTOR), promql(api.url, f"{PROMQL_SELECTOR} offset 300s")
+    finally:
+        api.stop()
+
+    def series(result: dict[str, Any]) -> tuple[str, str, tuple[tuple[str, str], ...]]:
+        labels = dict(result["metric"])
+        node, name = labels.pop("instance"), labels.pop("__name__")
+        labels.pop("job")
+        return node, name, tuple(sorted(labels.items()))
+
+    before = {series(r): float(r["value"][1]) for r in then}
+    expected = {}
+    for r in now:
+        key, value = series(r), float(r["value"][1])
+        if not is_counter_sample(key[1]):
+            expected[key] = value
+        else:  # a rise; a drop is a reset, after which all of the value is new
+            rise = value if value < before.get(key, 0.0) else value - before.get(key, 0.0)
+            if rise > 0:
+                expected[key] = rise
+    got = {}
+    for node, snapshot in window.items():
+        names = [family.name for family in snapshot.families]
+        assert len(names) == len(set(names)), node
+        for family in snapshot.families:
+            for s in family.samples:
+                assert s.name == family.name
+                got[(node, s.name, tuple(sorted(s.labels.items())))] = s.value
+    assert got == expected
+    risen = {(node, name) for node, name, _ in got if is_counter_sample(name)}
+    assert ("sim-node-0001", "fleetscope_gpu_ecc_volatile_corrected_errors_total") in risen
