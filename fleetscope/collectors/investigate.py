@@ -349,18 +349,25 @@ def _conclude(
 def _handoff(evidence: list[Evidence]) -> dict[str, list[Evidence]]:
     """What each detector that does not see everything is handed, in one pass, in the evidence's order:
     the kinds whose entry names it in ``read_by``, and of ``metric`` evidence only the series its
-    ``series`` declares (:func:`fleetscope.collectors.kinds.series_readers`)."""
+    ``series`` declares, at the values it reads (:func:`fleetscope.collectors.kinds.series_readers`)."""
     given: dict[str, list[Evidence]] = {d.name: [] for d in DETECTORS if not d.sees_all}
     by_kind = {k.name: [given[d] for d in k.read_by if d in given] for k in KINDS if k.name != "metric"}
     metric_readers = [d for d in BY_NAME["metric"].read_by if d in given]
-    by_series: dict[str, list[list[Evidence]]] = {}
+    # Per series name: the lists of the detectors that read its every sample, and of those that read its
+    # samples above zero.
+    by_series: dict[str, tuple[list[list[Evidence]], list[list[Evidence]]]] = {}
     for e in evidence:
         if e.kind == "metric":
             name = e.attrs["name"]
-            targets = by_series.get(name)
-            if targets is None:
+            found = by_series.get(name)
+            if found is None:
                 readers = series_readers(name)
-                targets = by_series[name] = [given[d] for d in metric_readers if d in readers]
+                found = by_series[name] = (
+                    [given[d] for d in metric_readers if d in readers.every],
+                    [given[d] for d in metric_readers if d in readers.above_zero],
+                )
+            every, above_zero = found
+            targets = every + above_zero if above_zero and e.attrs["value"] > 0 else every
         else:
             targets = by_kind.get(e.kind, [])
         for target in targets:

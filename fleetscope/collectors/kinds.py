@@ -408,20 +408,45 @@ def reads(detector: str) -> frozenset[str]:
     return frozenset(k.name for k in KINDS if detector in k.read_by)
 
 
-#: Each detector's ``series`` as one pattern (a detector that declares none reads no sample).
-_SERIES: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
-    (d.name, re.compile("|".join(f"(?:{pattern})" for pattern in d.series))) for d in DETECTORS if d.series
-)
+def _pattern(patterns: tuple[str, ...]) -> re.Pattern[str] | None:
+    return re.compile("|".join(f"(?:{p})" for p in patterns)) if patterns else None
+
+
+#: Each detector's ``series`` and ``above_zero`` as one pattern each (None: it declares none).
+_SERIES = tuple((d.name, _pattern(d.series), _pattern(d.above_zero)) for d in DETECTORS)
+
+
+@dataclass(frozen=True, slots=True)
+class SeriesReaders:
+    """Who reads the ``metric`` samples of one series name (the detectors' ``series`` declarations).
+
+    Attributes:
+        every: Detectors (by ``name``) that read its every sample.
+        above_zero: Detectors that read only its samples above zero (their ``above_zero``).
+    """
+
+    every: frozenset[str]
+    above_zero: frozenset[str]
+
+    def __bool__(self) -> bool:
+        return bool(self.every or self.above_zero)
+
+    def of(self, value: float) -> frozenset[str]:
+        """The detectors that read a sample of this value."""
+        return self.every | self.above_zero if value > 0 else self.every
 
 
 @lru_cache(maxsize=65536)
-def series_readers(name: str) -> frozenset[str]:
-    """The detectors (by ``name``) that read ``metric`` samples named ``name``: those whose ``series``
-    declares it. Empty for a series no detector reads, which then never becomes evidence.
-
-    Names are few (an exporter serves a few hundred series names), so the answers are cached.
+def series_readers(name: str) -> SeriesReaders:
+    """Who reads ``metric`` samples named ``name``. A sample nobody reads (at its value) never becomes
+    evidence. Names are few (an exporter serves a few hundred series names), so the answers are cached.
     """
-    return frozenset(detector for detector, pattern in _SERIES if pattern.match(name))
+    every: set[str] = set()
+    above_zero: set[str] = set()
+    for detector, series, positive in _SERIES:
+        if series is not None and series.match(name):
+            (above_zero if positive is not None and positive.match(name) else every).add(detector)
+    return SeriesReaders(frozenset(every), frozenset(above_zero))
 
 
 def check(e: Evidence, parser: str) -> None:

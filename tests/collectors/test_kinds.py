@@ -182,7 +182,9 @@ def test_a_detector_handed_only_its_series_finds_what_it_finds_on_every_sample()
         for detector in DETECTORS:
             if not detector.series:
                 continue
-            declared = [e for e in every if detector.name in series_readers(e.attrs["name"])]
+            declared = [
+                e for e in every if detector.name in series_readers(e.attrs["name"]).of(e.attrs["value"])
+            ]
             assert len(declared) < len(every), f"{detector.name} declares every series"
             findings = _findings(detector, declared)
             assert findings == _findings(detector, every), detector.name
@@ -224,3 +226,20 @@ def test_families_nobody_reads_are_understood_but_never_evidence(tmp_path: Path)
         top = found.to_dict()["root_causes"][0]
         assert (top["node"], top["gpu"]) == ("node-01", 1)
         assert top["evidence"][0]["text"] == 'fleetscope_gpu_up{gpu="1"} 0.0'
+
+
+def test_a_series_read_only_above_zero_is_evidence_only_above_zero() -> None:
+    """Clock-event reasons that are not active say nothing to the GPU-health detector (its
+    ``above_zero``): they are understood, not evidence; the active hardware slowdown is, and is found."""
+    for detector in DETECTORS:
+        assert set(detector.above_zero) <= set(detector.series), detector.name
+    text = "# TYPE fleetscope_gpu_clock_event_reason_active gauge\n" + "".join(
+        f'fleetscope_gpu_clock_event_reason_active{{gpu="{gpu}",reason="{reason}"}} {active}\n'
+        for gpu in range(4)
+        for reason, active in (("gpu_idle", 0.0), ("hw_slowdown", 1.0 if gpu == 2 else 0.0))
+    )
+    found = investigate_window({"node-01": list(text_string_to_metric_families(text))}, {})
+    assert [(e.gpu, e.attrs["labels"]["reason"]) for e in found.evidence] == [(2, "hw_slowdown")]
+    assert found.lines_understood == 8
+    top = found.to_dict()["root_causes"][0]
+    assert (top["layer"], top["gpu"]) == ("thermal_power", 2)

@@ -13,7 +13,11 @@ the class in ``DETECTORS`` in :mod:`fleetscope.collectors.detectors`. A detector
   regular expressions matched from the start of a sample's name, so a plain name or prefix is its own
   pattern). It is handed only the samples they match, and a family no detector declares never becomes
   evidence at all (the live window's ~300 samples per node are mostly series nobody reads). A pattern
-  may match more than the detector uses (it costs time, never an answer); a name it reads must match;
+  may match more than the detector uses (it costs time, never an answer); a name it reads must match.
+  The series of which it reads only samples above zero (a zero, negative or NaN sample tells it nothing:
+  a clock-event reason that is not active, an error counter that did not rise) it names again in
+  ``above_zero``: it is handed only their samples above zero, and a sample no other detector reads at
+  its value never becomes evidence;
 * states what each finding ``explains`` (``gpu``, ``node`` or ``cluster``: there is no default) and, where
   its fact cannot name a cause however strong it is, caps its ``certainty`` at ``unsure``;
 * sets ``role``: ``cause`` for a fault that explains others, ``symptom`` for what needs a cause (a
@@ -44,6 +48,8 @@ class Detector:
     sees_all: ClassVar[bool] = False
     #: Patterns of the ``metric`` sample names it reads (module docstring); ``()``: none.
     series: ClassVar[tuple[str, ...]] = ()
+    #: Patterns of its ``series`` of which it reads only samples above zero (module docstring).
+    above_zero: ClassVar[tuple[str, ...]] = ()
 
     def detect(self, evidence: Sequence[Evidence]) -> Iterable[Finding]:
         """Return the findings in ``evidence``."""

@@ -143,6 +143,7 @@ class GpuHealthDetector(Detector):
         *_DCGM_CLOCK_REASONS,
         *(r[0] for r in MEMORY_SERIES),
     )
+    above_zero = series[1:]  # all but fleetscope_gpu_up, whose 0 is the fault
 
     def detect(self, evidence: Sequence[Evidence]) -> Iterable[Finding]:
         remap: dict[tuple[Any, ...], dict[str, Evidence]] = {}

@@ -143,6 +143,7 @@ class XidDetector(Detector):
 
     name = "xid"
     series = ("DCGM_FI_DEV_XID_ERRORS", *_COUNTERS, LOST.name)
+    above_zero = series  # no Xid, no count, GPU not lost
 
     def detect(self, evidence: Sequence[Evidence]) -> Iterable[Finding]:
         groups: dict[tuple[Any, ...], list[Evidence]] = {}

@@ -7,12 +7,13 @@ fleetscope's ``fleetscope_gpu_info{gpu,pci_bus_id,uuid}`` does the same. fleetsc
 of an index, so a ``gpu`` label holding a bus id is read as one. Series read back through the PromQL API
 come back ``untyped`` under their full sample names; the evidence keeps the name as written either way.
 
-Only what is used becomes evidence: a ``metric`` for a sample some detector declares it reads
-(:func:`fleetscope.collectors.kinds.series_readers`), a ``gpu_identity`` where such a sample, or one of a
-series that states GPU identities (:data:`IDENTITY_SERIES`), maps an index to a bus id for the first
-time. Samples of the other recognised families (:func:`kept`) are understood and skipped before any
-per-sample work: a line of a bundle's file before the reference parser reads it, a family of a live
-window before its samples are looked at.
+Only what is used becomes evidence: a ``metric`` for a sample some detector declares it reads at its
+value (:func:`fleetscope.collectors.kinds.series_readers`; some series are read only above zero), a
+``gpu_identity`` where such a sample, or one of a series that states GPU identities
+(:data:`IDENTITY_SERIES`), maps an index to a bus id for the first time. Samples of the other recognised
+families (:func:`kept`) are understood and skipped before any per-sample work: a line of a bundle's file
+before the reference parser reads it, a family of a live window before its samples are looked at (and a
+zero sample of a series read only above zero, that maps no identity, with no more work than its value).
 """
 
 from __future__ import annotations
@@ -42,8 +43,9 @@ IDENTITY_SERIES = ("fleetscope_gpu_info", "DCGM_FI_", "nvidia_smi_", "accelerato
 #: The sample names a family may hold besides its own (prometheus-client's parser names families without
 #: them): counters, histograms, summaries, OpenMetrics gauge histograms and info.
 _SAMPLE_SUFFIXES = ("_total", "_created", "_sum", "_count", "_bucket", "_gsum", "_gcount", "_info")
-#: What a sample is used for (:func:`sample_use`): nothing, its GPU identity only, or a detector reads it.
-UNUSED, IDENTITY, READ = 0, 1, 2
+#: What a sample is used for (:func:`sample_use`): nothing, its GPU identity only, a detector reads it
+#: where it is above zero (and it may map a GPU identity), a detector reads it whatever its value.
+UNUSED, IDENTITY, READ_ABOVE_ZERO, READ = 0, 1, 2, 3
 
 
 class PrometheusParser(DocumentParser):
@@ -90,7 +92,7 @@ class PrometheusParser(DocumentParser):
             source=f"{self.ctx.rel}:{number}",
             seen=seen,
             text=text,
-            metric=use == READ,
+            metric=_metric(use, sample.value),
         )
 
     def _used_lines(self, lines: Iterable[Line], numbers: deque[tuple[int, str, int]]) -> Iterator[str]:
@@ -117,13 +119,26 @@ def kept(name: str) -> bool:
 
 @lru_cache(maxsize=65536)
 def sample_use(name: str) -> int:
-    """What a sample of this name is used for: :data:`READ` (a detector reads it), :data:`IDENTITY` (a
-    series that may map a GPU's index to its bus id), or :data:`UNUSED`. Cached: names are few."""
+    """What a sample of this name is used for: :data:`READ` (a detector reads its every sample),
+    :data:`READ_ABOVE_ZERO` (detectors read only its samples above zero), :data:`IDENTITY` (a series
+    that may map a GPU's index to its bus id), or :data:`UNUSED`. Cached: names are few."""
     if not kept(name):
         return UNUSED
-    if series_readers(name):
+    readers = series_readers(name)
+    if readers.every:
         return READ
+    if readers.above_zero:
+        return READ_ABOVE_ZERO
+    return _identity(name)
+
+
+def _identity(name: str) -> int:
     return IDENTITY if name.startswith(IDENTITY_SERIES) else UNUSED
+
+
+def _metric(use: int, value: float) -> bool:
+    """Whether a sample of this use and value is ``metric`` evidence."""
+    return use == READ or (use == READ_ABOVE_ZERO and value > 0)
 
 
 @lru_cache(maxsize=65536)
@@ -162,10 +177,20 @@ def window_evidence(families: Iterable[Metric], *, node: str, rel: str) -> tuple
         for i, s in enumerate(samples, start + 1):
             if s.name != last:  # a family's samples mostly share one name
                 last, use = s.name, sample_use(s.name)
-            if use:
-                found += sample_evidence(
-                    s.name, s.labels, s.value, node=node, source=f"{rel}:{i}", seen=seen, metric=use == READ
-                )
+            if use == READ_ABOVE_ZERO and not s.value > 0:
+                if _identity(s.name) == UNUSED:
+                    continue  # at this value nobody reads it: no per-sample work
+            elif not use:
+                continue
+            found += sample_evidence(
+                s.name,
+                s.labels,
+                s.value,
+                node=node,
+                source=f"{rel}:{i}",
+                seen=seen,
+                metric=_metric(use, s.value),
+            )
     return found, understood
 
 
