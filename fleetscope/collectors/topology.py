@@ -31,6 +31,8 @@ GPU_JOB_INFO = "fleetscope_gpu_job_info"
 RANK_INFO = "fleetscope_training_rank_info"
 NVLINK_INFO = "fleetscope_nvlink_info"
 PORT_INFO = "fleetscope_infiniband_port_info"
+#: The series the map is built from (every other series is passed over by name).
+INFO_SERIES = frozenset((GPU_JOB_INFO, RANK_INFO, NVLINK_INFO, PORT_INFO))
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,7 +113,7 @@ class Topology:
         return cls.from_samples(
             (e.node, e.attrs["name"], e.attrs["labels"], float(e.attrs["value"]))
             for e in evidence
-            if e.kind == "metric"
+            if e.kind == "metric" and e.attrs["name"] in INFO_SERIES
         )
 
     def _gpu_of(self, node: str, job: str, local_rank: int | None) -> int | None:

@@ -24,7 +24,15 @@ from fleetscope.formats import canonical_bus_id
 
 _SAMPLE = re.compile(r"^[a-zA-Z_:][a-zA-Z0-9_:]*(?:\{.*\})?\s+[-+0-9.eEnaNIif]+(?:\s+-?\d+)?\s*$")
 #: Families kept as evidence; other exporters' series are not used by any detector.
-_KEPT = ("DCGM_FI_", "fleetscope_", "node_infiniband_", "node_hwmon_", "nvidia_smi_", "accelerator_nvidia_")
+_KEPT = (
+    "DCGM_FI_",
+    "fleetscope_",
+    "node_infiniband_",
+    "node_hwmon_",
+    "nvidia_smi_",
+    "accelerator_nvidia_",
+    "node_cpu_seconds_total",
+)
 
 
 class PrometheusParser(DocumentParser):
