@@ -152,6 +152,10 @@ def test_node_exporters_cpu_counters_are_read_the_same_way() -> None:
     assert top["certainty"] == "unsure"
     assert "node-02's CPUs spent 20.3% of their time waiting on I/O" in top["summary"]
     assert "no training series of its ranks" in top["summary"]
+    # Quoted: the deviation's two series and the node's own I/O-wait samples, a few of its four CPUs'.
+    texts = [e["text"] for e in top["evidence"]]
+    assert texts[0].startswith("fleetscope_collector_peer_deviation_windows{")
+    assert len(texts) == 6 and all('mode="iowait"' in t for t in texts[2:])
 
 
 def test_a_wait_that_does_not_persist_or_has_no_job_is_nothing() -> None:

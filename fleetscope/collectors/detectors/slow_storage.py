@@ -38,7 +38,7 @@ from dataclasses import dataclass
 from fleetscope.collectors.detectors.base import Detector
 from fleetscope.collectors.detectors.stragglers import PHASES, STEP_SUM, STEPS
 from fleetscope.collectors.evidence import Evidence, Finding
-from fleetscope.collectors.history import DEVIATION_SCORE, DEVIATION_WINDOWS, PeerMetric, peer_metrics, share
+from fleetscope.collectors.history import DEVIATION_SCORE, DEVIATION_WINDOWS, peer_metrics, share
 from fleetscope.collectors.knowledge import scoring
 from fleetscope.collectors.topology import Topology
 
@@ -62,9 +62,11 @@ class SlowStorageDetector(Detector):
     name = "slow_storage"
 
     def detect(self, evidence: Sequence[Evidence]) -> Iterable[Finding]:
-        metrics = {m.name: m for m in peer_metrics() if m.per == "node" and m.layer == "storage"}
+        metrics = {
+            m.name: m.share for m in peer_metrics() if m.per == "node" and m.layer == "storage" and m.share
+        }
         apart: dict[tuple[str, str, str], dict[str, Evidence]] = {}
-        counters: dict[str, dict[str, list[tuple[dict[str, str], float]]]] = {}
+        counters: dict[str, dict[str, list[Evidence]]] = {}
         ranks: dict[tuple[str, str], _Rank] = {}
         for e in evidence:
             if e.kind != "metric" or e.node is None:
@@ -73,7 +75,7 @@ class SlowStorageDetector(Detector):
             if name in (DEVIATION_WINDOWS, DEVIATION_SCORE) and labels.get("metric") in metrics:
                 apart.setdefault((e.node, labels.get("job", ""), labels["metric"]), {})[name] = e
             elif name in metrics:
-                counters.setdefault(name, {}).setdefault(e.node, []).append((labels, value))
+                counters.setdefault(name, {}).setdefault(e.node, []).append(e)
             elif name in (STEPS, STEP_SUM, PHASES) and labels.get("rank"):
                 rank = ranks.setdefault((e.node, labels["rank"]), _Rank())
                 if name == STEPS:
@@ -97,21 +99,28 @@ class SlowStorageDetector(Detector):
     def _finding(
         node: str,
         job: str,
-        metric: PeerMetric,
+        of: tuple[str, str],
         windows: Evidence,
         score: Evidence,
-        counters: dict[str, list[tuple[dict[str, str], float]]],
+        counters: dict[str, list[Evidence]],
         ranks: dict[tuple[str, str], _Rank],
         topology: Topology,
     ) -> Finding:
+        """The finding for one node apart on the I/O-wait share ``of`` (``(label, value)``)."""
+        label, wanted = of
+
+        def node_share(where: str) -> float | None:
+            return share(
+                ((e.attrs["labels"], float(e.attrs["value"])) for e in counters[where]), label, wanted
+            )
+
         peers = f"job {job}" if job else "the cluster"
-        label, wanted = metric.share or ("mode", "iowait")
-        own = share(counters.get(node, ()), label, wanted)
+        own = node_share(node) if node in counters else None
         others = [
             s
-            for other, samples in counters.items()
+            for other in counters
             if other != node and (not job or job in topology.jobs_of(other))
-            for s in [share(samples, label, wanted)]
+            for s in [node_share(other)]
             if s is not None
         ]
         z, count = float(score.attrs["value"]), float(windows.attrs["value"])
@@ -123,7 +132,13 @@ class SlowStorageDetector(Detector):
         )
         waited += f" (robust z {z:+.1f}), for {count:.0f} windows in a row"
         held = _held_up(node, job, ranks, topology)
-        evidence = [windows, score]
+        # The deviation, then the node's own waiting samples (the lines an engineer can check; of
+        # node_exporter's one per CPU, the first few stand for the rest).
+        evidence = [
+            windows,
+            score,
+            *[e for e in counters.get(node, ()) if e.attrs["labels"].get(label) == wanted][:4],
+        ]
         if held is not None:
             rank, extra, median, step = held
             summary = (
