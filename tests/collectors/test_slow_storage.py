@@ -7,12 +7,14 @@ node_exporter's per-CPU counters, from written expositions."""
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
+from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import Metric
 
 from fleetscope.collectors.correlator import correlate
@@ -23,7 +25,10 @@ from fleetscope.collectors.investigate import investigate_window
 from fleetscope.collectors.knowledge import scoring
 from fleetscope.collectors.live import LiveCollector, NodeSnapshot, exposition, window_families
 from fleetscope.collectors.topology import Topology
+from fleetscope.exporters.host import HostCollector
 from fleetscope.simulate import SimulatedCluster, parse_fault
+
+FIXTURES = Path(__file__).parents[1] / "fixtures"
 
 NODES = 4
 WINDOW = 5.0
@@ -156,6 +161,46 @@ def test_node_exporters_cpu_counters_are_read_the_same_way() -> None:
     texts = [e["text"] for e in top["evidence"]]
     assert texts[0].startswith("fleetscope_collector_peer_deviation_windows{")
     assert len(texts) == 6 and all('mode="iowait"' in t for t in texts[2:])
+
+
+def test_the_exporters_own_cpu_counters_from_proc_stat(tmp_path: Path) -> None:
+    """Five nodes' host collectors read their ``/proc/stat`` (the recorded fixture's, advanced by a window
+    of ticks each look); node-03's CPUs spend a third of the window in iowait, the others 1%."""
+    recorded = (FIXTURES / "procfs" / "stat").read_text().splitlines()
+    base = [int(v) for v in recorded[0].split()[1:]]  # user nice system idle iowait irq softirq steal ...
+    job = '# TYPE fleetscope_gpu_job_info gauge\nfleetscope_gpu_job_info{gpu="0",job_id="j7"} 1\n'
+
+    def look(node: str, window: int) -> str:
+        """The node's exposition after ``window`` windows of 500 ticks (5 s at 100 Hz on one CPU)."""
+        waits = 166 if node == "node-03" else 5
+        ticks = [*base]
+        ticks[0] += 300 * window
+        ticks[3] += (200 - waits) * window
+        ticks[4] += waits * window
+        proc = tmp_path / node
+        if not proc.exists():
+            shutil.copytree(FIXTURES / "procfs", proc)
+        (proc / "stat").write_text("\n".join([f"cpu  {' '.join(map(str, ticks))}", *recorded[1:]]) + "\n")
+        registry = CollectorRegistry(auto_describe=False)
+        registry.register(HostCollector(proc, FIXTURES / "sysfs", ticks_per_second=100))
+        return "\n".join(ln for ln in generate_latest(registry).decode().splitlines() if "cpu_seconds" in ln)
+
+    nodes = [f"node-0{n}" for n in range(1, 6)]
+    history = WindowHistory(timedelta(seconds=5))
+    reports = []
+    for window in range(1, int(scoring("persistent_deviation.persist_windows")) + 1):
+        families = {}
+        for node in nodes:
+            _, start = window_families(look(node, window - 1) + "\n", None)
+            families[node] = window_families(look(node, window) + "\n" + job, start)[0]
+        reports.append(_observe(history, families))
+    assert not any(r["incident"] for r in reports[:-1])
+    top = reports[-1]["root_causes"][0]
+    assert (top["kind"], top["node"], top["gpu"]) == ("slow_storage", "node-03", None)
+    assert (
+        "node-03's CPUs spent 33.2% of their time waiting on I/O in the window while the other 4"
+        in top["summary"]
+    )
 
 
 def test_a_wait_that_does_not_persist_or_has_no_job_is_nothing() -> None:
