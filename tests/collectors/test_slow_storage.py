@@ -2,8 +2,9 @@
 held up outside compute; a fault on several GPUs of a node names the node; symptoms stay within a job.
 
 The windows come from ``fleetscope simulate``'s cluster read the way the live collector reads exporters
-(each node's exposition now, counters as increases since the same scrape one window earlier), or, for
-node_exporter's per-CPU counters, from written expositions."""
+(each node's exposition now, counters as increases since the same scrape one window earlier), from the
+exporter's own host collector over a recorded ``/proc/stat`` advanced per window, or, for node_exporter's
+per-CPU counters, from written expositions."""
 
 from __future__ import annotations
 
@@ -112,7 +113,7 @@ def test_a_straggler_on_one_gpu_is_no_storage_fault_and_keeps_its_gpu(tmp_path: 
 # ------------------------------------------------------------------ node_exporter's per-CPU counters
 
 
-def _node_exporter(node: str, iowait: float, job: str | None = "j7") -> list[Metric]:
+def _node_exporter(iowait: float, job: str | None = "j7") -> list[Metric]:
     """A window of node_exporter's ``node_cpu_seconds_total`` on 4 CPUs (each 5 s of CPU time, ``iowait``
     of it waiting on I/O), with the job that holds the node's GPUs where ``job`` is given."""
     lines = ["# TYPE node_cpu_seconds_total counter"]
@@ -141,7 +142,7 @@ def test_node_exporters_cpu_counters_are_read_the_same_way() -> None:
     reports = [
         _observe(
             history,
-            {f"node-0{n}": _node_exporter(f"node-0{n}", 1.0 if n == 2 else 0.02) for n in range(1, 6)},
+            {f"node-0{n}": _node_exporter(1.0 if n == 2 else 0.02) for n in range(1, 6)},
         )
         for _ in range(persist)
     ]
@@ -209,13 +210,13 @@ def test_a_wait_that_does_not_persist_or_has_no_job_is_nothing() -> None:
     for i in range(2 * persist):
         spike = i % persist == 0  # one window apart, then back with its peers: a checkpoint, not a fault
         report = _observe(
-            history, {f"n{n}": _node_exporter(f"n{n}", 1.0 if n == 2 and spike else 0.02) for n in range(5)}
+            history, {f"n{n}": _node_exporter(1.0 if n == 2 and spike else 0.02) for n in range(5)}
         )
         assert not report["incident"]
     # Nodes no job record names do different I/O by design: not compared (jobs_only).
     history = WindowHistory(timedelta(seconds=5))
     for _ in range(persist + 1):
-        window = {f"n{n}": _node_exporter(f"n{n}", 1.0 if n == 2 else 0.02, job=None) for n in range(5)}
+        window = {f"n{n}": _node_exporter(1.0 if n == 2 else 0.02, job=None) for n in range(5)}
         derived = history.observe(window, down=())
         assert not any(
             s.name == DEVIATION_WINDOWS for families in derived.values() for f in families for s in f.samples
