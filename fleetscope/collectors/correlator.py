@@ -47,6 +47,8 @@ from fleetscope.collectors.topology import Topology
 _EXPLAINABLE_ORIGINS = ("driver", "system", "consequence")
 #: Kind of the context finding that says the user stopped the run (rule 4).
 USER_STOP = "signature:user_interrupt"
+#: At most this many of the merged GPUs' own summaries are repeated in a merged cause's summary.
+_SUMMARIES_SHOWN = 3
 
 
 @dataclass(slots=True)
@@ -233,11 +235,15 @@ def _merge_gpus(causes: list[Finding]) -> list[Finding]:
         located.sort(key=lambda c: (c.gpu is None, c.gpu or 0, c.gpu_pci_bus_id or ""))
         gpus = "; ".join(where(None, c.gpu, c.gpu_pci_bus_id) for c in located)
         actions = list(dict.fromkeys(c.action for c in located if c.action))
+        said = list(dict.fromkeys(c.summary for c in located))
+        # A few GPUs' own words stand for the rest (eight ranks of one node say the same eight times).
+        more = f"; and {len(said) - _SUMMARIES_SHOWN} more like these" if len(said) > _SUMMARIES_SHOWN else ""
         out.append(
             replace(
                 best,
                 summary=f"The same fault on {len(located)} GPUs of {node} ({gpus}): "
-                + "; ".join(dict.fromkeys(c.summary for c in located)),
+                + "; ".join(said[:_SUMMARIES_SHOWN])
+                + more,
                 action=" | ".join(actions),
                 gpu=None,
                 gpu_pci_bus_id=None,

@@ -22,7 +22,7 @@ from fleetscope.collectors.correlator import correlate
 from fleetscope.collectors.evidence import Finding
 from fleetscope.collectors.history import DEVIATION_WINDOWS, WindowHistory, robust_scores, share
 from fleetscope.collectors.incidents import IncidentStore
-from fleetscope.collectors.investigate import investigate_window
+from fleetscope.collectors.investigate import investigate, investigate_window
 from fleetscope.collectors.knowledge import scoring
 from fleetscope.collectors.live import LiveCollector, NodeSnapshot, exposition, window_families
 from fleetscope.collectors.topology import Topology
@@ -54,11 +54,15 @@ class _SimulatedWindows:
 
 
 def _cycles(tmp_path: Path, faults: list[str], times: range) -> Iterator[tuple[float, dict[str, Any]]]:
-    """Run the live collector over the simulated cluster once per simulated second in ``times``."""
+    """Run the live collector over the simulated cluster once per simulated second in ``times``; each
+    window is also written to ``tmp_path / "window"``."""
     cluster = SimulatedCluster(NODES, [parse_fault(f, NODES) for f in faults], links=2, start=0.0)
     source = _SimulatedWindows(cluster)
     collector = LiveCollector(
-        [source], IncidentStore(tmp_path / "incidents.db"), window=timedelta(seconds=WINDOW)
+        [source],
+        IncidentStore(tmp_path / "incidents.db"),
+        window_dir=tmp_path / "window",
+        window=timedelta(seconds=WINDOW),
     )
     for t in times:
         source.t = float(t)
@@ -90,6 +94,16 @@ def test_a_node_whose_storage_holds_its_ranks_up_is_one_storage_incident_on_the_
     early = reports[min(storage) - 1]["root_causes"][0]
     assert (early["kind"], early["node"], early["gpu"]) == ("straggler_rank", "sim-node-0003", None)
     assert early["summary"].startswith("The same fault on 8 GPUs of sim-node-0003")
+    assert early["summary"].count("the straggler") == 3 and early["summary"].endswith(
+        "; and 5 more like these"
+    )
+    # The last window written out as a bundle gives the same answer (its history series went with it).
+    last = reports[max(reports)]["root_causes"]
+    assert last[0]["kind"] == "slow_storage"
+    offline = investigate(tmp_path / "window").to_dict()["root_causes"]
+    assert [(c["kind"], c["node"], c["summary"]) for c in offline] == [
+        (c["kind"], c["node"], c["summary"]) for c in last
+    ]
     store = IncidentStore(tmp_path / "incidents.db")
     try:
         (incident,) = store.recent(state=None)
