@@ -10,10 +10,14 @@ Rules, in order:
 2. **Symptoms need causes.** Watchdog timeouts, NCCL result codes, Xid 45/154, a driver nvidia-smi cannot
    reach: each is attached to the strongest cause whose scope covers it (the same GPU, node, or the
    whole job) and listed under ``symptoms``. A symptom that echoes a failure elsewhere (a peer closed
-   its socket) may be explained by a cause on any node.
+   its socket) may be explained by a cause on any node. Where the topology (the ``_info`` series of a
+   live window or a bundle: :class:`~fleetscope.collectors.topology.Topology`) names the jobs of both
+   nodes, a cause explains only symptoms on nodes of its own job: one job's fault does not hang
+   another's ranks. A node no job is known on (a bundle without job records, a dead node whose series
+   are gone) keeps the scope rule alone.
 3. **Ranking.** Causes rank by their prior weight (from reviewed knowledge), with small bonuses for
    corroboration from several sources and for explaining symptoms; several GPUs of one node with the same
-   fault are reported once for the node.
+   fault are reported once, for the node (no GPU named), listing the GPUs.
 4. **A user's stop is no fault.** Where the user stopped the run (Ctrl-C, SIGINT), the GPU channels
    the driver tears down under the killed processes (application Xids the catalogue rates a warning, e.g.
    Xid 43 "GPU stopped processing") on that node are the stop's trace, not an incident.
@@ -37,11 +41,14 @@ from fleetscope.collectors.detectors.base import gpu_key, where
 from fleetscope.collectors.detectors.host_software import KERNEL_STALL
 from fleetscope.collectors.evidence import CERTAINTIES, Certainty, Finding
 from fleetscope.collectors.knowledge import scoring
+from fleetscope.collectors.topology import Topology
 
 #: Origins whose faults a same-GPU application fault explains (rule 1).
 _EXPLAINABLE_ORIGINS = ("driver", "system", "consequence")
 #: Kind of the context finding that says the user stopped the run (rule 4).
 USER_STOP = "signature:user_interrupt"
+#: At most this many of the merged GPUs' own summaries are repeated in a merged cause's summary.
+_SUMMARIES_SHOWN = 3
 
 
 @dataclass(slots=True)
@@ -70,11 +77,12 @@ class Correlation:
     symptoms: list[tuple[Finding, int | None]]
 
 
-def correlate(findings: list[Finding]) -> Correlation:
+def correlate(findings: list[Finding], topology: Topology | None = None) -> Correlation:
     """Rank root causes and attach symptoms to them.
 
     Args:
         findings: Every detector's findings for one bundle or window (not modified).
+        topology: The cluster's map where known (rule 2: symptoms stay within a job), or None.
 
     Returns:
         The verdict; ``causes`` is empty only when ``incident`` is false.
@@ -99,7 +107,7 @@ def correlate(findings: list[Finding]) -> Correlation:
     ranked = [RankedCause(finding=c, score=_score(c)) for c in causes]
     owners: dict[int, RankedCause] = {}
     for s in symptoms:
-        covering = [r for r in ranked if _covers(r.finding, s)]
+        covering = [r for r in ranked if _covers(r.finding, s, topology)]
         if covering:
             owners[id(s)] = max(covering, key=lambda r: r.score)
             owners[id(s)].explains.append(s)
@@ -207,7 +215,13 @@ def _same_gpu_chains(
 
 
 def _merge_gpus(causes: list[Finding]) -> list[Finding]:
-    """Report one fault seen on several GPUs of one node once, for the node, naming every GPU."""
+    """Report one fault seen on several GPUs of one node once, for the node, naming every GPU.
+
+    The merged cause names no GPU: a fault on several GPUs of a node (every rank of the node held up by
+    its storage, thermal slowdown on the GPUs one failing fan cools, a power brake) points at what they
+    share, so the node is the place to look, and an incident kept by its place (node, GPU) must not move
+    with whichever GPU sorts first. A fault on one GPU keeps naming it.
+    """
     groups: dict[tuple[str, str | None, str | None], list[Finding]] = {}
     for c in causes:
         groups.setdefault((c.kind, c.node, c.layer), []).append(c)
@@ -221,15 +235,18 @@ def _merge_gpus(causes: list[Finding]) -> list[Finding]:
         located.sort(key=lambda c: (c.gpu is None, c.gpu or 0, c.gpu_pci_bus_id or ""))
         gpus = "; ".join(where(None, c.gpu, c.gpu_pci_bus_id) for c in located)
         actions = list(dict.fromkeys(c.action for c in located if c.action))
+        said = list(dict.fromkeys(c.summary for c in located))
+        # A few GPUs' own words stand for the rest (eight ranks of one node say the same eight times).
+        more = f"; and {len(said) - _SUMMARIES_SHOWN} more like these" if len(said) > _SUMMARIES_SHOWN else ""
         out.append(
             replace(
                 best,
                 summary=f"The same fault on {len(located)} GPUs of {node} ({gpus}): "
-                + "; ".join(dict.fromkeys(c.summary for c in located)),
+                + "; ".join(said[:_SUMMARIES_SHOWN])
+                + more,
                 action=" | ".join(actions),
-                # The first GPU (lowest index) stands for the group where one location is asked for.
-                gpu=located[0].gpu,
-                gpu_pci_bus_id=located[0].gpu_pci_bus_id,
+                gpu=None,
+                gpu_pci_bus_id=None,
                 evidence=[e for c in group for e in c.evidence],
                 count=sum(c.count for c in group),
             )
@@ -237,12 +254,23 @@ def _merge_gpus(causes: list[Finding]) -> list[Finding]:
     return out
 
 
-def _covers(cause: Finding, symptom: Finding) -> bool:
+def _covers(cause: Finding, symptom: Finding, topology: Topology | None) -> bool:
+    if not _same_job(cause, symptom, topology):
+        return False
     if cause.explains == "cluster" or symptom.from_anywhere:
         return True
     if cause.explains == "node":
         return symptom.node is None or cause.node is None or symptom.node == cause.node
     return gpu_key(cause) == gpu_key(symptom)
+
+
+def _same_job(cause: Finding, symptom: Finding, topology: Topology | None) -> bool:
+    """Rule 2: whether the two nodes share a job, or the topology cannot tell (no map, a node unnamed or
+    on no known job)."""
+    if topology is None or cause.node is None or symptom.node is None:
+        return True
+    ours, theirs = topology.jobs_of(cause.node), topology.jobs_of(symptom.node)
+    return not ours or not theirs or bool(ours & theirs)
 
 
 def _score(f: Finding) -> float:

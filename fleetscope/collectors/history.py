@@ -6,11 +6,13 @@ One window shows what the cluster does now; some faults are only visible against
   whose series an exporter served before and serves no more while the exporter still answers and its
   GPU collector succeeded (a GPU the driver no longer enumerates: fallen off the bus, lost);
 - **persistent peer deviation**, after Minder (Deng et al., NSDI 2025): nodes of one data-parallel job
-  (:class:`~fleetscope.collectors.topology.Topology`) should look alike; each window every GPU is scored
-  per metric against its job's peers with a robust z-score (median and MAD), metrics in the priority
-  order of ``persistent_deviation.metrics`` in ``knowledge/scoring.yaml``, and a member becomes
-  evidence only after it stood apart on the same metric for ``persist_windows`` windows in a row; the
-  first metric that names a member is the one reported for it (Minder stops at the first);
+  (:class:`~fleetscope.collectors.topology.Topology`) should look alike; each window every GPU (or, for
+  a metric read ``per: node``, every node) is scored per metric against its job's peers with a robust
+  z-score (median and MAD), metrics in the priority order of ``persistent_deviation.metrics`` in
+  ``knowledge/scoring.yaml``, and a member becomes evidence only after it stood apart on the same metric
+  for ``persist_windows`` windows in a row; the first metric that names a member is the one reported for
+  it (Minder stops at the first). A node metric is a share of a counter's rise in the window (the CPU
+  time spent in I/O wait out of all CPU time: :func:`share`);
 - **stalled progress**: a rank that took steps in an earlier window and took none in this one.
 
 :meth:`WindowHistory.observe` turns each into series of the window (gauges named
@@ -30,7 +32,7 @@ from __future__ import annotations
 
 import math
 import statistics
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -65,35 +67,71 @@ class PeerMetric:
         layer: The layer a GPU that stands apart on it points at, or None.
         jobs_only: compared only among the GPUs of one job, never across a cluster without job records
             (utilisation: GPUs without work are idle by design).
+        per: ``gpu`` (each GPU's sample) or ``node`` (the node's :func:`share`, ``share`` below).
+        share: For a node metric, ``(label, value)`` (``share: [mode, iowait]`` in the file): the share of
+            the counter's rise in the window that its samples with that label value make.
+        spread_floor: The least spread the robust z-score divides by, in the metric's unit (a share
+            whose healthy value is near 0 would otherwise make a tiny difference look large).
     """
 
     name: str
     side: str
     layer: str | None
     jobs_only: bool = False
+    per: str = "gpu"
+    share: tuple[str, str] | None = None
+    spread_floor: float = 0.0
 
 
 def peer_metrics() -> list[PeerMetric]:
     """The metrics peers are compared on, most indicative first (``knowledge/scoring.yaml``)."""
     return [
-        PeerMetric(str(m["name"]), str(m["side"]), m.get("layer"), bool(m.get("jobs_only", False)))
+        PeerMetric(
+            str(m["name"]),
+            str(m["side"]),
+            m.get("layer"),
+            bool(m.get("jobs_only", False)),
+            str(m.get("per", "gpu")),
+            (str(m["share"][0]), str(m["share"][1])) if m.get("share") else None,
+            float(m.get("spread_floor", 0.0)),
+        )
         for m in scoring_list("persistent_deviation.metrics")
     ]
 
 
-def robust_scores(values: Sequence[float]) -> list[float]:
+def share(samples: Iterable[tuple[Mapping[str, str], float]], label: str, value: str) -> float | None:
+    """The share of a counter's rise that its samples with ``label`` = ``value`` make, 0-1.
+
+    Args:
+        samples: ``(labels, value)`` of one node's samples of one counter in the window (increases; a
+            series that did not rise is absent, which counts as 0): ``fleetscope_host_cpu_seconds_total
+            {mode}``, or node_exporter's ``node_cpu_seconds_total{cpu,mode}`` (summed over CPUs).
+
+    Returns:
+        The share, or None where nothing rose (a baseline window) or a value is not a number.
+    """
+    total = part = 0.0
+    for labels, amount in samples:
+        total += amount
+        if labels.get(label) == value:
+            part += amount
+    return part / total if total > 0 and math.isfinite(total) else None
+
+
+def robust_scores(values: Sequence[float], floor: float = 0.0) -> list[float]:
     """How far each value is from the median of ``values`` in robust standard deviations (in order).
 
     The spread is ``1.4826 * MAD`` (median absolute deviation), floored at
     ``persistent_deviation.relative_floor`` of the median's size so that peers that agree almost exactly
-    do not make a small difference look large; where both are 0, a value at the median scores 0 and any
-    other value infinitely far. One median and one MAD for all: linear in the values but for the sorts.
+    do not make a small difference look large, and at ``floor`` (in the values' unit); where all are 0, a
+    value at the median scores 0 and any other value infinitely far. One median and one MAD for all:
+    linear in the values but for the sorts.
     """
     if not values:
         return []
     median = statistics.median(values)
     mad = statistics.median(abs(v - median) for v in values)
-    spread = max(MAD_TO_SIGMA * mad, scoring("persistent_deviation.relative_floor") * abs(median))
+    spread = max(MAD_TO_SIGMA * mad, scoring("persistent_deviation.relative_floor") * abs(median), floor)
     if spread == 0:
         return [0.0 if v == median else math.copysign(math.inf, v - median) for v in values]
     return [(v - median) / spread for v in values]
@@ -268,20 +306,23 @@ class WindowHistory:
             for metric in metrics:
                 if metric.jobs_only and not job:
                     continue
-                values = {
-                    (node, labels["gpu"]): value
-                    for node in members
-                    for labels, value in windows[node].series.get(metric.name, ())
-                    if labels.get("gpu", "").isdigit()
-                    and math.isfinite(value)
-                    and (not job or (node, labels["gpu"]) in held.get(job, ()))
-                    and (metric.jobs_only or (node, labels["gpu"]) not in idle)
-                }
+                values = (
+                    _node_values(metric, members, windows)
+                    if metric.per == "node"
+                    else {
+                        (node, labels["gpu"]): value
+                        for node in members
+                        for labels, value in windows[node].series.get(metric.name, ())
+                        if labels.get("gpu", "").isdigit()
+                        and math.isfinite(value)
+                        and (not job or (node, labels["gpu"]) in held.get(job, ()))
+                        and (metric.jobs_only or (node, labels["gpu"]) not in idle)
+                    }
+                )
                 if len(values) < min_peers:
                     continue
-                for ((node, gpu), _value), z in zip(
-                    values.items(), robust_scores(list(values.values())), strict=True
-                ):
+                scores = robust_scores(list(values.values()), metric.spread_floor)
+                for ((node, gpu), _value), z in zip(values.items(), scores, strict=True):
                     if not _beyond(z, metric.side, threshold) or (node, gpu) in named:
                         continue
                     key = (job, metric.name, node, gpu)
@@ -290,22 +331,45 @@ class WindowHistory:
                     if count < persist:
                         continue
                     named.add((node, gpu))
-                    labels = {"gpu": gpu, "job": job, "metric": metric.name}
+                    labels = (
+                        {"gpu": gpu, "job": job, "metric": metric.name}
+                        if gpu
+                        else {
+                            "job": job,
+                            "metric": metric.name,
+                        }
+                    )
+                    member = "GPU" if gpu else "node"
                     out[node] += [
                         _gauge(
                             DEVIATION_WINDOWS,
-                            "Windows in a row the GPU's metric stood apart from its job's peers.",
+                            f"Windows in a row the {member}'s metric stood apart from its job's peers.",
                             labels,
                             count,
                         ),
                         _gauge(
                             DEVIATION_SCORE,
-                            "Robust z-score of the GPU's metric against its job's peers in this window.",
+                            f"Robust z-score of the {member}'s metric against its job's peers in the window.",
                             labels,
                             z,
                         ),
                     ]
         self._apart = apart  # only members apart in this window keep a count: bounded by the fleet
+
+
+def _node_values(
+    metric: PeerMetric, members: Sequence[str], windows: Mapping[str, _Window]
+) -> dict[tuple[str, str], float]:
+    """A node metric's value per member node, keyed ``(node, "")`` (no GPU): its :func:`share`."""
+    if metric.share is None:
+        return {}
+    label, wanted = metric.share
+    values = {}
+    for node in members:
+        value = share(windows[node].series.get(metric.name, ()), label, wanted)
+        if value is not None:
+            values[(node, "")] = value
+    return values
 
 
 def _beyond(z: float, side: str, threshold: float) -> bool:

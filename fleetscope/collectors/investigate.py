@@ -43,6 +43,7 @@ from fleetscope.collectors.parsers.prometheus import window_evidence
 from fleetscope.collectors.prefilter import KeywordMatcher
 from fleetscope.collectors.prefixes import Prefixes
 from fleetscope.collectors.timestamps import split_timestamp, with_year
+from fleetscope.collectors.topology import Topology
 
 #: Evidence kept per (node, kind, GPU, key); later repeats are counted, not kept, so memory stays bounded.
 MAX_EVIDENCE_PER_KEY = 20
@@ -337,7 +338,7 @@ def _conclude(
         for e in finding.evidence:
             e.layer = e.layer or finding.layer
     return Investigation(
-        correlation=correlate(findings),
+        correlation=correlate(findings, Topology.from_evidence(evidence)),
         evidence=evidence,
         unparsed=unparsed,
         files_read=files_read,

@@ -332,6 +332,7 @@ KINDS: tuple[Kind, ...] = (
             "persistent_deviation",
             "stragglers",
             "rates",
+            "slow_storage",
         ),
         attrs={"name": str, "value": float, "labels": dict},
     ),

@@ -113,7 +113,7 @@ class Topology:
         return cls.from_samples(
             (e.node, e.attrs["name"], e.attrs["labels"], float(e.attrs["value"]))
             for e in evidence
-            if e.kind == "metric"
+            if e.kind == "metric" and e.attrs["name"] in SERIES
         )
 
     def _gpu_of(self, node: str, job: str, local_rank: int | None) -> int | None:

@@ -220,9 +220,11 @@ def _ranks(
     wait: dict[int, float],
     steps: float = 100,
     busy: dict[int, float] | None = None,
+    step: float = 1.0,
 ) -> list[Metric]:
     """A node's training series in a window: ``ranks`` global rank -> local rank, ``wait`` collective
-    wait seconds per rank over ``steps`` steps of 1 s each; ``busy`` GPU utilisation by local rank."""
+    wait seconds per rank over ``steps`` steps of ``step`` s each; ``busy`` GPU utilisation by local
+    rank."""
     lines = [
         "# TYPE fleetscope_training_rank_info gauge",
         *(
@@ -239,7 +241,7 @@ def _ranks(
         ),
         "# TYPE fleetscope_training_step_duration_seconds histogram",
         *(
-            f'fleetscope_training_step_duration_seconds_sum{{rank="{r}"}} {steps * 1.0}'
+            f'fleetscope_training_step_duration_seconds_sum{{rank="{r}"}} {steps * step}'
             for r in ranks
             if steps
         ),
@@ -319,6 +321,47 @@ def test_ranks_stopped_with_busy_gpus_are_a_hang_symptom_that_a_cause_explains()
     top = report["root_causes"][0]
     assert top["kind"] == "progress_hang" and top["certainty"] == "unsure"
     assert "hung collective" in top["summary"]
+
+
+def test_a_node_read_over_another_stretch_of_time_names_no_straggler() -> None:
+    """node-02's exporter was scraped after the job sped up: its ranks' steps in the window are shorter
+    and wait less, which no synchronous rank can do while its peers' steps are long."""
+    wait = {r: 30.0 + r % 2 for r in range(12)}
+    wait.update({r: 0.8 for r in range(4, 8)})  # node-02: 0.008 s a step against the others' 0.3 s
+    nodes = {"node-01": range(0, 4), "node-02": range(4, 8), "node-03": range(8, 12)}
+
+    def window(node_02_step: float) -> dict[str, list[Metric]]:
+        return {
+            node: _ranks(
+                node, {r: r % 4 for r in ranks}, wait, step=node_02_step if node == "node-02" else 1.0
+            )
+            for node, ranks in nodes.items()
+        }
+
+    assert _report(window(0.7))["incident"] is False
+    # The same waits at the job's pace: node-02's ranks are the ones the others wait for.
+    assert {c["node"] for c in _report(window(1.0))["root_causes"]} == {"node-02"}
+
+
+def test_ranks_stopped_while_others_of_their_job_still_step_are_not_yet_a_hang() -> None:
+    """node-01's window began after the job stopped, node-02's before: node-02's ranks still took steps.
+    A synchronous job stops as a whole, so the hang waits for a window that says so."""
+    history = WindowHistory()
+    wait = {r: 10.0 for r in range(8)}
+    busy = {g: 0.9 for g in range(4)}
+    nodes = {"node-01": {0: 0, 1: 1, 2: 2, 3: 3}, "node-02": {4: 0, 5: 1, 6: 2, 7: 3}}
+    history.observe({n: _ranks(n, ranks, wait, busy=busy) for n, ranks in nodes.items()}, down=())
+    window = {
+        "node-01": _ranks("node-01", nodes["node-01"], wait, steps=0, busy=busy),
+        "node-02": _ranks("node-02", nodes["node-02"], wait, steps=3, busy=busy),
+    }
+    for node, families in history.observe(window, down=()).items():
+        window[node] += families
+    assert _report(window)["incident"] is False
+    window = {n: _ranks(n, ranks, wait, steps=0, busy=busy) for n, ranks in nodes.items()}
+    for node, families in history.observe(window, down=()).items():
+        window[node] += families
+    assert _report(window)["root_causes"][0]["kind"] == "progress_hang"
 
 
 def test_the_first_window_of_a_rank_is_no_stall() -> None:

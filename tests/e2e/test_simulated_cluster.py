@@ -6,8 +6,7 @@ same through a real Prometheus (Debian package) read over PromQL, and a counter 
 collector started must never open an incident.
 
 All kinds run at once, each in its own simulated cluster and collector, so the suite waits for the
-slowest rather than the sum. Kinds the engine does not detect yet are strict xfails: they flip (and
-fail as XPASS) when a detector for them arrives.
+slowest rather than the sum.
 """
 
 from __future__ import annotations
@@ -45,11 +44,6 @@ KINDS: dict[str, tuple[str, str | None, int | None]] = {
     "dataloader_stall": ("dataloader_stall@3:2", "data_pipeline", 2),
     "slow_checkpoint": ("slow_checkpoint@3", "storage", None),
     "dead_node": ("dead_node@3", None, None),
-}
-#: Kinds the engine on main does not detect yet, and what they wait for.
-NOT_YET = {
-    "slow_checkpoint": "the engine reads no storage signal (iowait) for the layer, and names a node's "
-    "first GPU for a fault on all of its GPUs",
 }
 
 
@@ -191,15 +185,7 @@ def _check_lifecycle(run: Run, layer: str | None, gpu: int | None, node: str = "
     assert incident.resolved_at.timestamp() >= incident.last_seen.timestamp() + RESOLVE_AFTER
 
 
-@pytest.mark.parametrize(
-    "kind",
-    [
-        pytest.param(kind, marks=pytest.mark.xfail(strict=True, reason=NOT_YET[kind]))
-        if kind in NOT_YET
-        else kind
-        for kind in KINDS
-    ],
-)
+@pytest.mark.parametrize("kind", KINDS)
 def test_a_fault_becomes_one_incident_that_resolves_after_it_stops(kinds: dict[str, Run], kind: str) -> None:
     _, layer, gpu = KINDS[kind]
     _check_lifecycle(kinds[kind], layer, gpu)

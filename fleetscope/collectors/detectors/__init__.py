@@ -22,6 +22,7 @@ from fleetscope.collectors.detectors.peer_deviation import PeerDeviationDetector
 from fleetscope.collectors.detectors.persistent_deviation import PersistentDeviationDetector
 from fleetscope.collectors.detectors.rates import RatesDetector
 from fleetscope.collectors.detectors.recovery_action import GpuRecoveryActionDetector
+from fleetscope.collectors.detectors.slow_storage import SlowStorageDetector
 from fleetscope.collectors.detectors.stragglers import StragglerRankDetector
 from fleetscope.collectors.detectors.transport import TransportDetector
 from fleetscope.collectors.detectors.xid import XidDetector
@@ -49,6 +50,7 @@ DETECTORS: tuple[type[Detector], ...] = (
     PersistentDeviationDetector,
     StragglerRankDetector,
     RatesDetector,
+    SlowStorageDetector,
 )
 
 __all__ = ["DETECTORS", "Detector"]

@@ -29,7 +29,7 @@ class PersistentDeviationDetector(Detector):
     series = (DEVIATION_WINDOWS, DEVIATION_SCORE)
 
     def detect(self, evidence: Sequence[Evidence]) -> Iterable[Finding]:
-        metrics = {m.name: m for m in peer_metrics()}
+        metrics = {m.name: m for m in peer_metrics() if m.per == "gpu"}  # node metrics: slow_storage's
         found: dict[tuple[str | None, int | None, str, str], dict[str, Evidence]] = {}
         for e in evidence:
             if e.kind != "metric":

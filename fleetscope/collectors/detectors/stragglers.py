@@ -8,7 +8,10 @@ is the straggler's extra compute). Per rank, the collective wait per step is
 (``exporters/training.py``); among the ranks of one job (:class:`~fleetscope.collectors.topology.Topology`)
 a rank whose wait per step is ``stragglers.z`` robust standard deviations below the median, while the
 ranks spend at least ``min_wait_share`` of their step time waiting, is the straggler. In a live window
-the series are increases over the window; in a bundle, totals since the ranks started.
+the series are increases over the window; in a bundle, totals since the ranks started. The same fact
+says every rank of the job takes its steps in the same time: a rank whose mean step in the window is
+more than ``step_tolerance`` away from the job's median step was read over another stretch of time
+(its exporter was scraped at another moment while the job's pace changed) and is not compared.
 
 **Stalled progress.** ``fleetscope_collector_training_stalled_windows{rank}`` (the live collector's
 history: a rank that took steps before took none in the window). Where the stalled rank's GPU is idle
@@ -16,7 +19,9 @@ history: a rank that took steps before took none in the window). Where the stall
 collective that waits for it), that rank starves for input and is the cause; where every stalled rank's
 GPU idles, the job waits for its input everywhere (data loading, shared storage) and the finding names
 no node; where every GPU stays busy, steps stopped in a hung collective or kernel, which is a symptom of
-a cause elsewhere. The rank's GPU is the topology's (its local rank on its node).
+a cause elsewhere, unless other ranks of the job still took steps in the window: a synchronous job stops
+as a whole, so those ranks' windows end at another moment (the job just stopped or resumed), and the
+next window says which. The rank's GPU is the topology's (its local rank on its node).
 """
 
 from __future__ import annotations
@@ -67,7 +72,8 @@ class StragglerRankDetector(Detector):
             elif name in UTILIZATION and e.gpu is not None and math.isfinite(value):
                 utilization[(e.node, e.gpu)] = value * UTILIZATION[name]
         yield from self._stragglers(topology, wait, steps, took)
-        yield from self._stalls(topology, stalled, utilization)
+        stepping = {self._job_and_gpu(topology, key)[0] for key, n in steps.items() if n > 0}
+        yield from self._stalls(topology, stalled, utilization, stepping)
 
     @staticmethod
     def _job_and_gpu(topology: Topology, key: _RankKey) -> tuple[str, int | None]:
@@ -92,7 +98,15 @@ class StragglerRankDetector(Detector):
                 per_step,
                 per_step * n / took[key],
             )
-        for job, ranks in jobs.items():
+        for job, timed in jobs.items():
+            # Synchronous ranks take their steps in the same time; one that did not was read over another
+            # stretch of time (module docstring) and is left out.
+            pace = sorted(took[key] / steps[key] for key in timed)[len(timed) // 2]
+            ranks = {
+                key: value
+                for key, value in timed.items()
+                if abs(took[key] / steps[key] - pace) <= scoring("stragglers.step_tolerance") * pace
+            }
             if len(ranks) < scoring("stragglers.min_ranks"):
                 continue
             shares = sorted(share for _, share in ranks.values())
@@ -131,6 +145,7 @@ class StragglerRankDetector(Detector):
         topology: Topology,
         stalled: dict[_RankKey, Evidence],
         utilization: dict[tuple[str | None, int], float],
+        stepping: set[str],
     ) -> Iterator[Finding]:
         jobs: dict[str, dict[_RankKey, float | None]] = {}
         for key in stalled:
@@ -168,7 +183,7 @@ class StragglerRankDetector(Detector):
                     None,
                     every=idle,
                 )
-            elif busy:
+            elif busy and job not in stepping:
                 first = busy[0]
                 yield self._stall(
                     first,

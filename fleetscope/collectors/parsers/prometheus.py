@@ -36,7 +36,15 @@ from fleetscope.formats import canonical_bus_id
 
 _SAMPLE = re.compile(r"^[a-zA-Z_:][a-zA-Z0-9_:]*(?:\{.*\})?\s+[-+0-9.eEnaNIif]+(?:\s+-?\d+)?\s*$")
 #: Families recognised (understood); other exporters' series are not used by any detector.
-_KEPT = ("DCGM_FI_", "fleetscope_", "node_infiniband_", "node_hwmon_", "nvidia_smi_", "accelerator_nvidia_")
+_KEPT = (
+    "DCGM_FI_",
+    "fleetscope_",
+    "node_infiniband_",
+    "node_hwmon_",
+    "nvidia_smi_",
+    "accelerator_nvidia_",
+    "node_cpu_seconds_total",
+)
 #: Series that map GPU indexes to bus ids and UUIDs whether or not a detector reads them: fleetscope's
 #: ``_info`` gauge, and every series of dcgm-exporter, nvidia_gpu_exporter and gpud (their GPU labels).
 IDENTITY_SERIES = ("fleetscope_gpu_info", "DCGM_FI_", "nvidia_smi_", "accelerator_nvidia_")
