@@ -145,9 +145,7 @@ def _node_exporter(iowait: float, job: str | None = "j7") -> list[Metric]:
 def _observe(history: WindowHistory, window: dict[str, list[Metric]]) -> dict[str, Any]:
     for node, families in history.observe(window, down=()).items():
         window[node] = window[node] + families
-    return investigate_window(
-        {node: NodeSnapshot(families=families).samples() for node, families in window.items()}, {}
-    ).to_dict()
+    return investigate_window(window, {}).to_dict()
 
 
 def test_node_exporters_cpu_counters_are_read_the_same_way() -> None:
@@ -310,9 +308,7 @@ def test_a_window_keeps_another_jobs_gpu_error_out_of_a_stragglers_incident() ->
         "node-02": _training("j7", {4: 0, 5: 1, 6: 2, 7: 3}, wait),
         "node-03": '# TYPE fleetscope_gpu_job_info gauge\nfleetscope_gpu_job_info{gpu="0",job_id="j8"} 1\n',
     }
-    samples = {
-        node: NodeSnapshot(families=window_families(text, {})[0]).samples() for node, text in lines.items()
-    }
+    samples = {node: window_families(text, {})[0] for node, text in lines.items()}
     xid45 = "[14370.688139] NVRM: Xid (PCI:0000:0a:00): 45, pid='<unknown>', name=<unknown>, Ch 00000008"
     report = investigate_window(samples, {"node-03": [xid45]}).to_dict()
     assert (report["root_causes"][0]["kind"], report["root_causes"][0]["node"]) == (

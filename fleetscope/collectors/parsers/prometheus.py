@@ -43,7 +43,7 @@ _KEPT = (
     "node_hwmon_",
     "nvidia_smi_",
     "accelerator_nvidia_",
-    "node_cpu_seconds_total",
+    "node_cpu_",
 )
 #: Series that map GPU indexes to bus ids and UUIDs whether or not a detector reads them: fleetscope's
 #: ``_info`` gauge, and every series of dcgm-exporter, nvidia_gpu_exporter and gpud (their GPU labels).
