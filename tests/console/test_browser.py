@@ -362,10 +362,17 @@ def test_an_uploaded_tar_gz_is_investigated_and_junk_is_nothing_readable(
     assert page.get_by_text("healthy", exact=False).count() == 0
 
 
-def test_the_lineage_page_draws_the_graph_around_a_run(page, console_url: str) -> None:
+def test_the_lineage_page_draws_the_graph_around_a_run_and_moves_on_a_click(page, console_url: str) -> None:
     page.goto(console_url + "/lineage?id=run-17")  # a link straight to a page gets the app's page list
     page.get_by_role("link", name="Incidents").wait_for(timeout=SHOWN_WITHIN)
-    graph = page.locator("[data-testid='stGraphVizChart'] svg")
+    graph = page.locator("[data-testid='stVegaLiteChart'] .marks")
     graph.wait_for(timeout=SHOWN_WITHIN)
     for name in ("web@v3", "chat:2", "ckpt-17-2000", "GPU-node02-3"):
-        graph.locator("g.node text", has_text=name).first.wait_for(timeout=SHOWN_WITHIN)
+        graph.locator("text", has_text=name).first.wait_for(timeout=SHOWN_WITHIN)
+    page.get_by_text("Run run-17").wait_for(timeout=SHOWN_WITHIN)
+    # Click the dataset version's square: it becomes the focus, its properties shown.
+    square = graph.locator("path[aria-roledescription='square'][aria-label*='id: web@v3']")
+    square.click()
+    page.get_by_text("DatasetVersion web@v3").wait_for(timeout=SHOWN_WITHIN)
+    page.get_by_text("contains_personal_data", exact=False).first.wait_for(timeout=SHOWN_WITHIN)
+    assert page.get_by_label("Entity id", exact=True).input_value() == "web@v3"

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pynvml
 import pytest
+from streamlit.dataframe_util import convert_arrow_bytes_to_pandas_df
 from streamlit.testing.v1 import AppTest
 
 from tests.console.conftest import JOB, OPEN_BUNDLE, Seeded, train
@@ -152,21 +153,49 @@ def _steps_in_window(app: AppTest) -> list[float]:
     return list(tables(app)[0]["steps in the window"])
 
 
-def test_lineage_page_draws_the_neighbourhood_and_moves(app: AppTest) -> None:
+def _graph_nodes(app: AppTest) -> dict[str, dict]:
+    """The nodes the lineage page's graph draws, by ``label|id``, from the chart's Vega-Lite spec."""
+    (graph,) = app.get("vega_lite_chart")
+    # Streamlit sends each of the chart's data sets as Arrow bytes beside the spec.
+    frames = [convert_arrow_bytes_to_pandas_df(d.data.data) for d in graph.proto.datasets]
+    (nodes,) = [frame for frame in frames if "key" in frame]
+    return {row["key"]: row for row in nodes.to_dict("records")}
+
+
+def test_lineage_page_draws_the_neighbourhood_and_moves_on_a_click(app: AppTest) -> None:
     app.switch_page("views/lineage.py")
     app.query_params["id"] = "run-17"
     app.run()
     assert not app.exception
-    (graph,) = app.get("graphviz_chart")
-    dot = graph.proto.spec
-    for name in ("DatasetVersion|web@v3", "Model|chat:2", "Checkpoint|ckpt-17-2000", "GPU|GPU-node02-3"):
-        assert name in dot
+    nodes = _graph_nodes(app)
+    assert [key for key, node in nodes.items() if node["focus"]] == ["Run|run-17"]
+    # Upstream to the left of the run, downstream to the right.
+    assert nodes["DatasetVersion|web@v3"]["x"] < nodes["Run|run-17"]["x"]
+    for name in ("Model|chat:2", "Checkpoint|ckpt-17-2000"):
+        assert nodes[name]["x"] > nodes["Run|run-17"]["x"]
+    assert "GPU|GPU-node02-3" in nodes
     assert "Run run-17" in texts(app)
-    move = next(s for s in app.selectbox if s.label == "Move to")
-    move.set_value("DatasetVersion:web@v3").run()
+    # A click on the dataset version's square: the browser sends the chart's selection, which AppTest
+    # can only place in the session state the page reads.
+    app.session_state["lineage.graph:run-17"] = {
+        "selection": {"pick": [{"label": "DatasetVersion", "id": "web@v3"}]}
+    }
+    app.run()
+    assert not app.exception
     assert app.text_input(key="lineage.id").value == "web@v3"
+    assert app.selectbox(key="lineage.label").value == "DatasetVersion"
     assert "DatasetVersion web@v3" in texts(app)
     assert "contains_personal_data" in app.json[0].value
+    nodes = _graph_nodes(app)
+    assert [key for key, node in nodes.items() if node["focus"]] == ["DatasetVersion|web@v3"]
+    assert nodes["Run|run-17"]["x"] > nodes["DatasetVersion|web@v3"]["x"]  # now downstream of the focus
+    # The click around the last focus is not read again: a rerun stays where it moved.
+    app.run()
+    assert app.text_input(key="lineage.id").value == "web@v3"
+    move = next(s for s in app.selectbox if s.label == "Move to")
+    move.set_value("Run:run-17").run()
+    assert app.text_input(key="lineage.id").value == "run-17"
+    assert "Run run-17" in texts(app)
 
 
 def test_audit_page_runs_a_query_and_keeps_cypher_for_admins(app: AppTest) -> None:
