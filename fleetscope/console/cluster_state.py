@@ -310,7 +310,9 @@ def open_source(
 
 
 def _down(source: Source, error: str | None) -> dict[str, str]:
-    """Name the nodes a source could not read, by node where it knows them, else by what it said."""
+    """Name the nodes a source could not read, by node where it knows them, else by what it said. A
+    Prometheus API reads whole or not at all, so its down nodes are those it counts down itself: the
+    targets Prometheus cannot scrape (``up`` 0) or whose series stopped in the window."""
     lines = [error] if error else list(source.skipped)
     nodes = source.nodes if isinstance(source, ExporterSource) else {}
     down: dict[str, str] = {}
@@ -318,6 +320,9 @@ def _down(source: Source, error: str | None) -> dict[str, str]:
         # A source that read nothing raises one error naming every target it tried.
         named = [node for base, node in nodes.items() if base + "/" in line] or [line.split(": ", 1)[0]]
         down.update(dict.fromkeys(named, line))
+    if isinstance(source, PromQLSource):
+        why = f"{source.url}: its scrape fails (up is 0), or its series stopped within the window"
+        down.update(dict.fromkeys((node for node in source.down if node not in down), why))
     return down
 
 

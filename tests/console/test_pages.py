@@ -16,8 +16,11 @@ import pytest
 from streamlit.dataframe_util import convert_arrow_bytes_to_pandas_df
 from streamlit.testing.v1 import AppTest
 
+from fleetscope.console.charts import CULPRIT_RED
+from fleetscope.console.settings import ENV_CONSOLE_PROMETHEUS_URL, ENV_CONSOLE_TARGETS
 from tests.console.conftest import JOB, OPEN_BUNDLE, Seeded, train
 from tests.exporters.support import wait_for
+from tests.servers import prometheus_server, promql
 
 APP = Path(__file__).resolve().parents[2] / "fleetscope" / "console" / "app.py"
 
@@ -82,7 +85,7 @@ def test_incident_page_gives_the_answer_the_evidence_the_timeline_and_the_map(
     assert "Xid" in evidence["line"][0]
     assert "Cluster map**: culprit **node-02** outlined" in shown
     cluster, gpus, timeline = (json.loads(chart.proto.spec) for chart in app.get("vega_lite_chart"))
-    outlined = [layer for layer in cluster["layer"] if layer["mark"].get("stroke") == "#d62728"]
+    outlined = [layer for layer in cluster["layer"] if layer["mark"].get("stroke") == CULPRIT_RED]
     assert len(outlined) == 1  # the culprit's outline on the map
     assert "GPUs of node-02" in json.dumps(gpus)
     assert [layer["mark"]["type"] for layer in timeline["layer"]] == ["rule", "point"]  # symptom -> cause
@@ -114,6 +117,35 @@ def test_cluster_page_shows_the_lost_gpu_and_the_dead_exporter(app: AppTest, see
     rates = next(t for t in tables(app) if "errors_per_second" in t.columns)
     assert rates["errors_per_second"].iloc[0] == pytest.approx(120 / 300)
     assert len(app.get("vega_lite_chart")) == 2 + 1 + 4  # map, heatmap, link errors, four series of the node
+
+
+def test_cluster_page_names_a_target_prometheus_cannot_scrape(
+    seeded: Seeded, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    # A real Prometheus scrapes the seeded exporters and the dead target (--prometheus-url's source).
+    targets = dict(target.split("=", 1) for target in seeded.env[ENV_CONSOLE_TARGETS].split(","))
+    dead = targets[seeded.dead]
+    with prometheus_server(tmp_path, list(targets.values())) as url:
+
+        def scraped() -> bool:
+            up = {r["metric"]["instance"]: r["value"][1] for r in promql(url, "up")}
+            return len(up) == 3 and up[dead] == "0" and bool(promql(url, "fleetscope_gpu_up"))
+
+        wait_for(scraped, timeout=60)
+        for name, value in seeded.env.items():
+            monkeypatch.setenv(name, value)
+        monkeypatch.delenv(ENV_CONSOLE_TARGETS)
+        monkeypatch.setenv(ENV_CONSOLE_PROMETHEUS_URL, url)
+        app = AppTest.from_file(str(APP), default_timeout=120)
+        app.switch_page("views/cluster.py").run()
+        assert not app.exception
+        assert "Exporters down: 1" in texts(app)
+        down = tables(app)[0]
+        # Every target is on 127.0.0.1, so Prometheus's instance (host:port) names each node.
+        assert list(down["node"]) == [dead]
+        assert "up is 0" in down["why"][0]
+        node = next(s for s in app.selectbox if s.label == "Node")
+        assert len(node.options) == 3  # the two that answer and the one down
 
 
 def _link_errors(app: AppTest) -> list[tuple[str, str, float]]:
