@@ -224,6 +224,13 @@ def test_lineage_page_draws_the_neighbourhood_and_moves_on_a_click(app: AppTest)
     # The click around the last focus is not read again: a rerun stays where it moved.
     app.run()
     assert app.text_input(key="lineage.id").value == "web@v3"
+    # A click on the focus itself moves nothing, and leaves the label free to change.
+    app.session_state["lineage.graph:web@v3"] = {
+        "selection": {"pick": [{"label": "DatasetVersion", "id": "web@v3"}]}
+    }
+    app.selectbox(key="lineage.label").set_value("(any)").run()
+    assert app.selectbox(key="lineage.label").value == "(any)"
+    assert "DatasetVersion web@v3" in texts(app)  # the label, found again
     move = next(s for s in app.selectbox if s.label == "Move to")
     move.set_value("Run:run-17").run()
     assert app.text_input(key="lineage.id").value == "run-17"

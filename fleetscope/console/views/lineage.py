@@ -37,9 +37,10 @@ def _move() -> None:
 
 
 # A click on the graph reruns the page with the node it selected; move there before the fields are drawn.
+# A click on the focus itself stays selected on every rerun and moves nothing (the fields stay free).
 clicked = st.session_state.get(_graph_key(st.session_state[ID_KEY]))
 points = clicked.get("selection", {}).get(PICK) if clicked else None
-if points:
+if points and str(points[0]["id"]) != st.session_state[ID_KEY]:
     _focus(str(points[0]["label"]), str(points[0]["id"]))
 
 
