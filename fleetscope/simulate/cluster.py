@@ -136,37 +136,35 @@ _NVLINK_RATE = 5.0e9  # bytes per second each way on each link while the job run
 # autoparallel cost model fits on H100s, meta-pytorch/autoparallel pull request 146) for each copy, plus
 # the NVLink write itself, 1.8-2.3 us between NVLink peers in the CUDA sample p2pBandwidthLatencyTest
 # (its "P2P=Enabled Latency (P2P Writes)" matrix, NVIDIA/cuda-samples issue 230). Round trips are drawn
-# from a log-normal law around that 16 us; each pair's median is a few per cent off its peers'.
+# from a log-normal law around that 16 us; each pair's median is a few per cent off its peers' (the same
+# pair alike on every node: nodes of one model are).
 _PROBE_INTERVAL = 30.0
 _PROBE_REPEATS = 5
 _PROBE_MEDIAN = 16e-6
 _PROBE_SIGMA = 0.25
-_PROBE_PAIRS = list(itertools.permutations(range(GPUS), 2))
-# Each pair's bucket labels and its own labels, the same on every node: built once and shared by every
-# sample (nothing writes to a sample's labels), since building them is most of what a scrape of the
-# 56 pairs' histograms would cost.
-_PROBE_LABELS = [
-    (
-        [{"gpu": str(g), "peer": str(peer), "le": le} for le in [*map(repr, nvlink.PROBE_BUCKETS), "+Inf"]],
-        {"gpu": str(g), "peer": str(peer)},
-    )
-    for g, peer in _PROBE_PAIRS
-]
 
 
-@lru_cache(maxsize=8_192)
-def _probe_shapes(node: int) -> list[tuple[tuple[float, ...], float]]:
-    """Each GPU pair's round-trip law on ``node``, in :data:`_PROBE_PAIRS` order: the share of round
-    trips at or under each probe bucket bound (``+Inf`` last), and the mean round trip in seconds."""
-    shapes = []
-    for g, peer in _PROBE_PAIRS:
-        median = _PROBE_MEDIAN * (1 + 0.05 * _jitter("probe", node, g, peer))
-        shares = tuple(
+@lru_cache(maxsize=64)
+def _probe_samples(count: int) -> tuple[Sample, ...]:
+    """The probe histogram's samples, every ordered GPU pair's buckets, count and sum, after ``count``
+    round trips per pair. A node's probe has made as many as any other's, unless it stopped, so a
+    handful of counts serve the whole cluster: building the 728 samples for every node and read made
+    a node's series a quarter to a half dearer."""
+    name = nvlink.PROBE_LATENCY.name
+    bounds = [*map(repr, nvlink.PROBE_BUCKETS), "+Inf"]
+    samples: list[Sample] = []
+    for g, peer in itertools.permutations(range(GPUS), 2):
+        pair = {"gpu": str(g), "peer": str(peer)}
+        median = _PROBE_MEDIAN * (1 + 0.05 * _jitter("probe", g, peer))
+        shares = [
             0.5 * (1 + math.erf(math.log(bound / median) / (_PROBE_SIGMA * math.sqrt(2))))
             for bound in nvlink.PROBE_BUCKETS
-        )
-        shapes.append(((*shares, 1.0), median * math.exp(_PROBE_SIGMA**2 / 2)))
-    return shapes
+        ]
+        for le, share in zip(bounds, [*shares, 1.0], strict=True):
+            samples.append(Sample(f"{name}_bucket", {**pair, "le": le}, float(round(count * share))))
+        samples.append(Sample(f"{name}_count", pair, float(count)))
+        samples.append(Sample(f"{name}_sum", pair, count * median * math.exp(_PROBE_SIGMA**2 / 2)))
+    return tuple(samples)
 
 
 def _jitter(*keys: object) -> float:
@@ -474,17 +472,7 @@ class SimulatedCluster:
             (f.at for f in self._by_node.get(node, ()) if f.kind == "xid79" and f.active(t)), default=t
         )
         rounds = math.floor((since + min(t, failed)) / _PROBE_INTERVAL) + 1
-        count = rounds * _PROBE_REPEATS
-        name = nvlink.PROBE_LATENCY.name
-        for (bucket_labels, pair), (shares, mean) in zip(_PROBE_LABELS, _probe_shapes(node), strict=True):
-            latency.samples += [
-                Sample(f"{name}_bucket", le, float(round(count * share)))
-                for le, share in zip(bucket_labels, shares, strict=True)
-            ]
-            latency.samples += [
-                Sample(f"{name}_count", pair, float(count)),
-                Sample(f"{name}_sum", pair, count * mean),
-            ]
+        latency.samples.extend(_probe_samples(rounds * _PROBE_REPEATS))  # shared: nothing writes to them
         add(probe, [], 0.0 if lost else 1.0)
         return [up, speed, *errors.values(), tx, rx, fabric, latency, probe]
 
