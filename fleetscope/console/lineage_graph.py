@@ -55,8 +55,9 @@ def layout(
         downstream: the ``impact`` walk's rows.
 
     Returns:
-        ``(nodes, edges)``. ``nodes``: ``key`` (``label|id``), ``label``, ``id``, ``hop`` (negative
-        upstream, 0 the focus), ``focus`` (bool), ``x``, ``y``. ``edges``: ``x``, ``y``, ``x2``,
+        ``(nodes, edges)``. ``nodes``: ``key`` (``label|id``), ``label``, ``id``, ``shown`` (the id cut
+        to :data:`SHOWN_ID` characters), ``hop`` (negative upstream, 0 the focus), ``focus`` (bool),
+        ``x``, ``y``. ``edges``: ``x``, ``y``, ``x2``,
         ``y2`` (tail to head, in the direction data flows), ``mid_x``, ``mid_y``, ``relation``,
         ``direction`` (``upstream`` or ``downstream``).
     """
