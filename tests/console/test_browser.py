@@ -15,6 +15,7 @@ to put them elsewhere), one per test, so a CI run can keep them.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -179,9 +180,12 @@ class SimulatedStack:
     gpu: int
 
 
-def _wait_for_incident(store: Path, node: str, processes: list[subprocess.Popen[bytes]]) -> None:
-    """Until the collector has recorded an open incident on ``node`` (its first cycles need the
-    counters of two scrapes, then the engine's investigation; a loaded machine is slow)."""
+def _wait_for_incident(
+    store: Path, node: str, summary: str, processes: list[subprocess.Popen[bytes]]
+) -> None:
+    """Until the collector has recorded an open incident on ``node`` whose summary says ``summary`` (its
+    first cycles need the counters of two scrapes, then the engine's investigation; a loaded machine is
+    slow)."""
     deadline = time.monotonic() + INCIDENT_WITHIN
     while time.monotonic() < deadline:
         for process in processes:
@@ -190,12 +194,12 @@ def _wait_for_incident(store: Path, node: str, processes: list[subprocess.Popen[
         if store.is_file():
             incidents = IncidentStore(store)
             try:
-                if any(i.node == node for i in incidents.recent(state="open")):
+                if any(i.node == node and summary in i.summary for i in incidents.recent(state="open")):
                     return
             finally:
                 incidents.close()
         time.sleep(1)
-    pytest.fail(f"the collector recorded no open incident on {node} within {INCIDENT_WITHIN} s")
+    pytest.fail(f"the collector recorded no open {summary!r} incident on {node} within {INCIDENT_WITHIN} s")
 
 
 @pytest.fixture(scope="module")
@@ -236,7 +240,7 @@ def simulated_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Simula
         url = f"http://127.0.0.1:{console_port}"
         # up starts the exporter, then the collector, then the console, each once the last answers.
         _wait_for_url(url + "/_stcore/health", processes[1], "fleetscope up", within=240)
-        _wait_for_incident(state / "data" / "incidents.db", node, processes)
+        _wait_for_incident(state / "data" / "incidents.db", node, "Xid 79", processes)
         yield SimulatedStack(url, node, gpu)
     finally:
         for process in reversed(processes):
@@ -247,11 +251,14 @@ def test_a_fault_simulate_injects_shows_in_the_console_up_started(page, simulate
     node, gpu = simulated_stack.node, simulated_stack.gpu
     page.goto(simulated_stack.url)
     page.get_by_text("the most recently seen first").wait_for(timeout=SHOWN_WITHIN)
-    # Filter by the node, as on-call would: this machine's own exporter may report something too.
+    # Filter by the node, as on-call would (this machine's own exporter may report something too), and
+    # pick the Xid: the job's ranks stop with the GPU, which the collector may report on its own.
     page.get_by_label("Node").click()
     page.get_by_role("option", name=node).click()
     page.keyboard.press("Escape")
-    page.get_by_text("1 incident(s), the most recently seen first").wait_for(timeout=SHOWN_WITHIN)
+    page.get_by_text("incident(s), the most recently seen first").wait_for(timeout=SHOWN_WITHIN)
+    page.get_by_label("Incident", exact=True).click()
+    page.get_by_role("option", name=re.compile(f"{node} · Xid 79")).click()
     page.get_by_text("Open this incident").click()
     # The answer first: layer, then culprit node, GPU and the bus id the simulated driver logged.
     page.get_by_text("Root cause: GPU hardware").wait_for(timeout=SHOWN_WITHIN)
