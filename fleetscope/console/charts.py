@@ -43,6 +43,9 @@ LAYER_LABELS = {
     "job": "job",
 }
 
+#: The colour a culprit (node, GPU) is outlined and named in.
+CULPRIT_RED = "#d62728"
+
 _HEALTH_COLOURS = alt.Scale(
     domain=["ok", "needs action", "lost or silent", "exporter down", "not read"],
     range=["#59a14f", "#f28e2b", "#e15759", "#7f7f7f", "#d9d9d9"],
@@ -104,7 +107,11 @@ def timeline_chart(report: dict[str, Any]) -> AnyChart | None:
         return None
     timed = bool(frame["time"].notna().all())
     x_field = "time" if timed else "order"
-    x = alt.X("time:T", title="time (UTC)") if timed else alt.X("order:Q", title="event, in order")
+    x = (
+        alt.X("time:T", title="time (UTC)")
+        if timed
+        else alt.X("order:Q", title="event, in order", axis=alt.Axis(tickMinStep=1, format="d"))
+    )
     points = (
         alt.Chart(frame)
         .mark_point(filled=True, size=90)
@@ -188,7 +195,7 @@ def cluster_map(cells: pd.DataFrame, culprit: str | None = None) -> AnyChart:
         x=alt.X("x:O", axis=None), y=alt.Y("y:O", axis=None), tooltip=["node", "health", "gpus"]
     )
     squares = base.mark_square(size=size * size * 0.8).encode(
-        color=alt.Color("health:N", scale=_HEALTH_COLOURS, title="node")
+        color=alt.Color("health:N", scale=_HEALTH_COLOURS, title="node health")
     )
     layers: list[alt.Chart] = [squares]
     if culprit:
@@ -196,16 +203,20 @@ def cluster_map(cells: pd.DataFrame, culprit: str | None = None) -> AnyChart:
         if not marked.empty:
             outline = (
                 alt.Chart(marked)
-                .mark_square(size=size * size * 2.2, filled=False, stroke="#d62728", strokeWidth=3)
+                .mark_square(size=size * size * 2.2, filled=False, stroke=CULPRIT_RED, strokeWidth=3)
                 .encode(x="x:O", y="y:O", tooltip=["node", "health"])
             )
             label = (
                 alt.Chart(marked)
-                .mark_text(dy=-size, fontWeight="bold", color="#d62728")
+                .mark_text(dy=-size, fontWeight="bold", color=CULPRIT_RED)
                 .encode(x="x:O", y="y:O", text="node")
             )
             layers += [outline, label]
-    return alt.layer(*layers).properties(height=min(600, size * side + 40), width="container")
+    # Rows a little taller than a square, so the outline and the name above it clear the next row; at
+    # least tall enough for the legend's five entries.
+    rows = max(1, int(cells["y"].max()) + 1) if not cells.empty else 1
+    height = max(140, min(600, int(rows * size * 1.7) + 20))
+    return alt.layer(*layers).properties(height=height, width="container")
 
 
 def gpu_strip(gpus: pd.DataFrame, node: str, gpu: int | None) -> AnyChart | None:
@@ -222,10 +233,10 @@ def gpu_strip(gpus: pd.DataFrame, node: str, gpu: int | None) -> AnyChart | None
         tooltip=["gpu", "status", "temperature_celsius", "xid_errors", "ecc_errors", "throttle_reasons"],
     )
     cells = base.mark_rect(height=30).encode(
-        color=alt.Color("health_words:N", scale=_HEALTH_COLOURS, title="GPU")
+        color=alt.Color("health_words:N", scale=_HEALTH_COLOURS, title="GPU health")
     )
     outline = base.transform_filter("datum.culprit").mark_rect(
-        height=30, filled=False, stroke="#d62728", strokeWidth=3
+        height=30, filled=False, stroke=CULPRIT_RED, strokeWidth=3
     )
     return alt.layer(cells, outline).properties(height=90)
 

@@ -13,6 +13,7 @@ aggregate before they chart (a 2,048-node cluster is 16,384 GPU rows; a chart ge
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
 import threading
 import time
@@ -33,6 +34,7 @@ from fleetscope.collectors.live import (
     PromQLSource,
     Source,
     SourceError,
+    target_nodes,
 )
 
 #: Clock-event reasons that mean the GPU is held below the clocks it asked for by a limit (power,
@@ -310,14 +312,25 @@ def open_source(
 
 
 def _down(source: Source, error: str | None) -> dict[str, str]:
-    """Name the nodes a source could not read, by node where it knows them, else by what it said."""
+    """Name the nodes a source could not read, by node where it knows them, else by what it said. A
+    Prometheus API reads whole or not at all, so its down nodes are those it counts down itself: the
+    targets Prometheus cannot scrape (``up`` 0) or whose series stopped in the window."""
     lines = [error] if error else list(source.skipped)
-    nodes = source.nodes if isinstance(source, ExporterSource) else {}
+    nodes: dict[str, str] = {}  # base URL -> node
+    if isinstance(source, ExporterSource):
+        nodes = source.nodes
+    elif isinstance(source, FileSDSource):
+        # The file's node labels, read again as the source read them (a file it could not read names none).
+        with contextlib.suppress(SourceError, ValueError):
+            nodes = target_nodes(source.targets())
     down: dict[str, str] = {}
     for line in lines:
         # A source that read nothing raises one error naming every target it tried.
         named = [node for base, node in nodes.items() if base + "/" in line] or [line.split(": ", 1)[0]]
         down.update(dict.fromkeys(named, line))
+    if isinstance(source, PromQLSource):
+        why = f"{source.url}: its scrape fails (up is 0), or its series stopped within the window"
+        down.update(dict.fromkeys((node for node in source.down if node not in down), why))
     return down
 
 

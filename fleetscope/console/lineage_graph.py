@@ -1,12 +1,25 @@
-"""Lineage walks drawn as a Graphviz DOT graph for ``st.graphviz_chart`` (rendered in the browser).
+"""Lineage walks drawn as a clickable Altair graph: upstream to the left of the focus, downstream to the
+right, one column per hop.
 
 A walk is the rows of the audit queries ``provenance`` (upstream) and ``impact`` (downstream): one row
-per step, ``(depth, label, id, relation, from_label, from_id)`` (:mod:`fleetscope.lineage.queries`).
+per node reached, at its first discovery, ``(depth, label, id, relation, from_label, from_id)``
+(:mod:`fleetscope.lineage.queries`). Each direction is therefore a tree rooted at the focus; ordering
+every column by its parents' order draws it without crossing edges. The positions come from
+networkx's ``multipartite_layout`` (one column per hop, nodes spread evenly in each).
+
+A click on a node selects its ``label`` and ``id`` in the chart's :data:`PICK` selection, which the page
+reads to move the focus there.
 """
 
 from __future__ import annotations
 
 from typing import Any
+
+import altair as alt
+import networkx as nx
+import pandas as pd
+
+from fleetscope.console.charts import AnyChart
 
 #: Fill colour of each entity label in the drawing.
 COLOURS = {
@@ -20,52 +33,153 @@ COLOURS = {
     "GPU": "#fdd0a2",
     "Host": "#fdae6b",
 }
+#: Name of the chart's click selection; its points carry ``label`` and ``id``.
+PICK = "pick"
+#: Characters of an id written under its node (the tooltip has it whole).
+SHOWN_ID = 40
 
 
-def _quote(text: str) -> str:
-    """A DOT string literal (backslashes and quotes escaped; ids are any text)."""
-    return '"' + text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
+def _key(label: str, node_id: str) -> str:
+    return f"{label}|{node_id}"
 
 
-def dot(
+def layout(
     start: str, start_label: str | None, upstream: list[dict[str, Any]], downstream: list[dict[str, Any]]
-) -> str:
-    """The walked neighbourhood of ``start`` as DOT: upstream steps point into what they feed, downstream
-    steps out of it; the start node is drawn bold.
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Place the walked neighbourhood of ``start``.
+
+    Args:
+        start: the focus's id.
+        start_label: its label, or None when not established.
+        upstream: the ``provenance`` walk's rows.
+        downstream: the ``impact`` walk's rows.
 
     Returns:
-        DOT source text.
+        ``(nodes, edges)``. ``nodes``: ``key`` (``label|id``), ``label``, ``id``, ``shown`` (the id cut
+        to :data:`SHOWN_ID` characters), ``hop`` (negative upstream, 0 the focus), ``focus`` (bool),
+        ``x``, ``y``. ``edges``: ``x``, ``y``, ``x2``,
+        ``y2`` (tail to head, in the direction data flows), ``mid_x``, ``mid_y``, ``relation``,
+        ``direction`` (``upstream`` or ``downstream``).
     """
-    nodes: dict[tuple[str, str], None] = {}
-    edges: list[str] = []
-    start_key = (start_label or "", start)
-    nodes[start_key] = None
-    for row, direction in [(r, "up") for r in upstream] + [(r, "down") for r in downstream]:
-        here = (str(row["label"]), str(row["id"]))
-        there = (str(row["from_label"]), str(row["from_id"]))
-        nodes.setdefault(here, None)
-        nodes.setdefault(there, None)
-        tail, head = (here, there) if direction == "up" else (there, here)
-        style = ",style=dashed" if direction == "up" else ""
-        relation = _quote(str(row["relation"]))
-        edges.append(f"{_quote('|'.join(tail))} -> {_quote('|'.join(head))} [label={relation}{style}]")
-    lines = [
-        "digraph lineage {",
-        "rankdir=LR;",
-        'node [shape=box,style="rounded,filled",fontname=Helvetica];',
-    ]
-    for label, node_id in nodes:
-        shown = f"{label}\n{node_id[:60]}" if label else node_id[:60]
-        bold = (
-            ",penwidth=3" if (label, node_id) == start_key or (not start_label and node_id == start) else ""
+    focus = _key(start_label or "", start)
+    graph = nx.DiGraph()
+    graph.add_node(focus, label=start_label or "", id=start, hop=0)
+    order = {focus: 0.0}
+    for rows, sign in ((upstream, -1), (downstream, 1)):
+        # Rows come breadth first; within a column, children follow their parents' order.
+        by_depth: dict[int, list[dict[str, Any]]] = {}
+        for row in rows:
+            by_depth.setdefault(int(row.get("depth") or 1), []).append(row)
+        for depth in sorted(by_depth):
+            column = []
+            for row in by_depth[depth]:
+                here = _key(str(row["label"]), str(row["id"]))
+                there = _key(str(row["from_label"]), str(row["from_id"]))
+                if here == focus or here in graph:
+                    continue
+                if there not in graph:
+                    if str(row["from_id"]) != start:
+                        continue  # a walk names each parent before its children; never reached
+                    there = focus  # the start, whose label was not established
+                column.append((order.get(there, 0.0), here, there, row))
+            for rank, (_, here, there, row) in enumerate(sorted(column, key=lambda c: (c[0], c[1]))):
+                order[here] = float(rank)
+                graph.add_node(here, label=str(row["label"]), id=str(row["id"]), hop=sign * depth)
+                tail, head = (here, there) if sign < 0 else (there, here)
+                direction = "upstream" if sign < 0 else "downstream"
+                graph.add_edge(tail, head, relation=str(row["relation"]), direction=direction)
+    # multipartite_layout spreads each column's nodes in the order of its list (a node attribute would
+    # group them in sets, unordered); y grows upwards, so it is flipped to put the first on top.
+    columns: dict[int, list[str]] = {}
+    for key, hop in graph.nodes(data="hop"):
+        columns.setdefault(hop, []).append(key)
+    positions = nx.multipartite_layout(graph, subset_key=columns, align="vertical")
+    nodes = pd.DataFrame(
+        [
+            {
+                "key": key,
+                "label": data["label"],
+                "id": data["id"],
+                "shown": data["id"][:SHOWN_ID],
+                "hop": data["hop"],
+                "focus": key == focus,
+                "x": float(positions[key][0]),
+                "y": -float(positions[key][1]),
+            }
+            for key, data in graph.nodes(data=True)
+        ],
+        columns=["key", "label", "id", "shown", "hop", "focus", "x", "y"],
+    )
+    at = nodes.set_index("key")
+    edges = pd.DataFrame(
+        [
+            {
+                "x": at.at[tail, "x"],
+                "y": at.at[tail, "y"],
+                "x2": at.at[head, "x"],
+                "y2": at.at[head, "y"],
+                "mid_x": (at.at[tail, "x"] + at.at[head, "x"]) / 2,
+                "mid_y": (at.at[tail, "y"] + at.at[head, "y"]) / 2,
+                "relation": data["relation"],
+                "direction": data["direction"],
+            }
+            for tail, head, data in graph.edges(data=True)
+        ],
+        columns=["x", "y", "x2", "y2", "mid_x", "mid_y", "relation", "direction"],
+    )
+    return nodes, edges
+
+
+def lineage_chart(nodes: pd.DataFrame, edges: pd.DataFrame) -> AnyChart:
+    """The graph :func:`layout` placed: edges (dashed upstream) named by their relation, each node a
+    square coloured by its label and named by its id, the focus outlined; a click selects a node.
+
+    The chart's selection :data:`PICK` holds the clicked node's ``label`` and ``id``.
+    """
+    x = alt.X("x:Q", axis=None, scale=alt.Scale(padding=70))
+    y = alt.Y("y:Q", axis=None, scale=alt.Scale(padding=30))
+    links = (
+        alt.Chart(edges)
+        .mark_rule(color="#888", strokeWidth=1.5)
+        .encode(
+            x=x,
+            y=y,
+            x2="x2:Q",
+            y2="y2:Q",
+            strokeDash=alt.StrokeDash(
+                "direction:N",
+                scale=alt.Scale(domain=["upstream", "downstream"], range=[[5, 4], [1, 0]]),
+                title="walk",
+            ),
         )
-        lines.append(
-            f"{_quote(label + '|' + node_id)} [label={_quote(shown)},"
-            f"fillcolor={_quote(COLOURS.get(label, '#eeeeee'))}{bold}];"
+    )
+    relations = (
+        alt.Chart(edges)
+        .mark_text(fontSize=10, color="#666", dy=-6)
+        .encode(x=alt.X("mid_x:Q", axis=None), y=alt.Y("mid_y:Q", axis=None), text="relation:N")
+    )
+    shown = sorted(set(nodes["label"]))  # the legend lists only the labels drawn
+    pick = alt.selection_point(fields=["label", "id"], name=PICK, on="click")
+    squares = (
+        alt.Chart(nodes)
+        .mark_square(size=500, stroke="#333", cursor="pointer")
+        .encode(
+            x=x,
+            y=y,
+            color=alt.Color(
+                "label:N",
+                scale=alt.Scale(domain=shown, range=[COLOURS.get(name, "#eeeeee") for name in shown]),
+                title="entity",
+            ),
+            strokeWidth=alt.condition("datum.focus", alt.value(4), alt.value(1)),
+            opacity=alt.value(1),
+            tooltip=["label:N", "id:N", alt.Tooltip("hop:Q", title="hops (negative: upstream)")],
         )
-    lines += sorted(set(edges))
-    lines.append("}")
-    return "\n".join(lines)
+        .add_params(pick)
+    )
+    names = alt.Chart(nodes).mark_text(dy=22, fontSize=11).encode(x=x, y=y, text="shown:N")
+    tallest = int(nodes.groupby("hop").size().max()) if not nodes.empty else 1
+    return alt.layer(links, relations, squares, names).properties(height=max(260, 70 * tallest))
 
 
 def neighbours(start: str, steps: list[dict[str, Any]]) -> list[tuple[str, str]]:

@@ -13,7 +13,9 @@ nvidia_gpu_exporter's capture ``linux-x86_64__nvidia-h100-80gb-hbm3__590.48.01.t
 55 C HBM, 588.39 W of a 700 W limit, 100 % utilisation, 11 % memory utilisation, SM clock 1980 MHz, memory
 clock 2619 MHz, 81559 MiB of memory, T.Limit 26 C above the current temperature and slowdown at T.Limit
 -2 C (so slowdown at 87 C), no ECC errors and no rows remapped. NVLink: 18 links per GPU at
-26,562 MB/s (``nvidia-smi nvlink -s``, tests/golden/nvlink_h200.prom), fabric state 3 (NVSwitch systems).
+26,562 MB/s (``nvidia-smi nvlink -s``, tests/golden/nvlink_h200.prom), fabric state 3 (NVSwitch systems),
+and the peer-to-peer latency probe's round trips between every pair of GPUs (about 16 us; the sources
+are at ``_PROBE_MEDIAN``).
 EFA: four devices per node, as on p4d.24xlarge, with the counter files of the EFA driver. Each GPU,
 link and rank gets a small fixed offset, so peers look alike but not identical.
 
@@ -60,6 +62,7 @@ from functools import lru_cache
 from typing import Any, cast
 
 from prometheus_client.core import Metric
+from prometheus_client.samples import Sample
 
 from fleetscope.exporters import gpu, host, infiniband, nvlink, scrape, training, xid
 from fleetscope.exporters.metrics import MetricSpec, add
@@ -127,6 +130,41 @@ _EFA_RATES = {  # counter file -> per second per device while the job runs
 _EFA_NOISE = 0.25  # retransmitted packets per second on a healthy device
 FALLEN = "GPU has fallen off the bus."
 _NVLINK_RATE = 5.0e9  # bytes per second each way on each link while the job runs
+# The NVLink probe (exporters/nvlink.py, P2PLatencyProbe) at its defaults: a round every 30 s, five round
+# trips per ordered GPU pair. A round trip is two small torch copies and a synchronize timed on the host,
+# so it is launch-bound: about 7 us per operator on H100 (the kernel launch overhead PyTorch's
+# autoparallel cost model fits on H100s, meta-pytorch/autoparallel pull request 146) for each copy, plus
+# the NVLink write itself, 1.8-2.3 us between NVLink peers in the CUDA sample p2pBandwidthLatencyTest
+# (its "P2P=Enabled Latency (P2P Writes)" matrix, NVIDIA/cuda-samples issue 230). Round trips are drawn
+# from a log-normal law around that 16 us; each pair's median is a few per cent off its peers' (the same
+# pair alike on every node: nodes of one model are).
+_PROBE_INTERVAL = 30.0
+_PROBE_REPEATS = 5
+_PROBE_MEDIAN = 16e-6
+_PROBE_SIGMA = 0.25
+
+
+@lru_cache(maxsize=64)
+def _probe_samples(count: int) -> tuple[Sample, ...]:
+    """The probe histogram's samples, every ordered GPU pair's buckets, count and sum, after ``count``
+    round trips per pair. A node's probe has made as many as any other's, unless it stopped, so a
+    handful of counts serve the whole cluster: building the 728 samples for every node and read made
+    a node's series a quarter to a half dearer."""
+    name = nvlink.PROBE_LATENCY.name
+    bounds = [*map(repr, nvlink.PROBE_BUCKETS), "+Inf"]
+    samples: list[Sample] = []
+    for g, peer in itertools.permutations(range(GPUS), 2):
+        pair = {"gpu": str(g), "peer": str(peer)}
+        median = _PROBE_MEDIAN * (1 + 0.05 * _jitter("probe", g, peer))
+        shares = [
+            0.5 * (1 + math.erf(math.log(bound / median) / (_PROBE_SIGMA * math.sqrt(2))))
+            for bound in nvlink.PROBE_BUCKETS
+        ]
+        for le, share in zip(bounds, [*shares, 1.0], strict=True):
+            samples.append(Sample(f"{name}_bucket", {**pair, "le": le}, float(round(count * share))))
+        samples.append(Sample(f"{name}_count", pair, float(count)))
+        samples.append(Sample(f"{name}_sum", pair, count * median * math.exp(_PROBE_SIGMA**2 / 2)))
+    return tuple(samples)
 
 
 def _jitter(*keys: object) -> float:
@@ -402,7 +440,11 @@ class SimulatedCluster:
         up, speed = nvlink.UP.family(), nvlink.SPEED.family()
         errors = {name: spec.family() for name, spec in nvlink.ERROR_METRICS.items()}
         tx, rx = nvlink.THROUGHPUT["tx"].family(), nvlink.THROUGHPUT["rx"].family()
-        fabric, probe = nvlink.FABRIC.family(), nvlink.PROBE_UP.family()
+        fabric, probe, latency = (
+            nvlink.FABRIC.family(),
+            nvlink.PROBE_UP.family(),
+            nvlink.PROBE_LATENCY.family(),
+        )
         for g in range(GPUS):
             if g in lost:
                 continue
@@ -424,8 +466,15 @@ class SimulatedCluster:
                 add(tx, labels, math.floor(moved / 1024) * 1024.0)
                 add(rx, labels, math.floor(moved / 1024) * 1024.0)
             add(fabric, [str(g)], 3.0)
-        add(probe, [], 0.0)
-        return [up, speed, *errors.values(), tx, rx, fabric, probe]
+        # A lost GPU fails the probe's next copy: the probe stops, its histograms keep what they counted.
+        since = STEPS_BEFORE * sum(STEP_PHASES.values())  # the exporter has run about as long as the job
+        failed = min(
+            (f.at for f in self._by_node.get(node, ()) if f.kind == "xid79" and f.active(t)), default=t
+        )
+        rounds = math.floor((since + min(t, failed)) / _PROBE_INTERVAL) + 1
+        latency.samples.extend(_probe_samples(rounds * _PROBE_REPEATS))  # shared: nothing writes to them
+        add(probe, [], 0.0 if lost else 1.0)
+        return [up, speed, *errors.values(), tx, rx, fabric, latency, probe]
 
     def kernel_lines(self, node: int, t: float) -> list[tuple[float, str]]:
         """Kernel-log messages node ``node`` has logged by simulation time ``t``: (time, message)."""

@@ -1,6 +1,12 @@
-"""The console in a real browser: ``fleetscope console`` as its own process, fed by real exporter
-processes (the fake NVML, one GPU lost, one node down) and the seeded incident store and lineage graph
-(tests/console/conftest.py), driven by Playwright in Debian's Chromium.
+"""The console in a real browser, driven by Playwright in Debian's Chromium.
+
+Two set-ups, each a module fixture of real processes:
+
+- the whole flow a new user follows: ``fleetscope simulate`` serving a small cluster with a fault
+  injected and a file_sd list of its exporters, and ``fleetscope up --targets-file`` (exporter,
+  collector, console) watching it; the test waits for the collector to record the incident and opens it;
+- ``fleetscope console`` alone, fed by real exporter processes (the fake NVML, one GPU lost, one node
+  down) and the seeded incident store and lineage graph (tests/console/conftest.py), for every page.
 
 Screenshots go to ``test-artifacts/console/`` at the top of the clone (``FLEETSCOPE_TEST_ARTIFACTS``
 to put them elsewhere), one per test, so a CI run can keep them.
@@ -9,6 +15,7 @@ to put them elsewhere), one per test, so a CI run can keep them.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -16,11 +23,15 @@ import tarfile
 import time
 import urllib.request
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import psutil
 import pytest
 
+from fleetscope.collectors.incidents import IncidentStore
+from fleetscope.console.charts import CULPRIT_RED
+from fleetscope.simulate.cluster import BUS_IDS
 from tests.console.conftest import OPEN_BUNDLE, seed_lineage, seed_store
 from tests.servers import free_port
 
@@ -39,6 +50,8 @@ CHROMIUM_FLAGS = [
 ]
 #: Milliseconds a page gets to show what the test waits for (the first run reads every exporter).
 SHOWN_WITHIN = 60_000
+#: Seconds the collector gets to record the injected fault (two scrapes, then the investigation).
+INCIDENT_WITHIN = 180
 
 pytestmark = [
     pytest.mark.integration,
@@ -46,8 +59,8 @@ pytestmark = [
 ]
 
 
-def _wait_for_url(url: str, process: subprocess.Popen[bytes], what: str) -> None:
-    deadline = time.monotonic() + 60
+def _wait_for_url(url: str, process: subprocess.Popen[bytes], what: str, within: float = 60) -> None:
+    deadline = time.monotonic() + within
     while time.monotonic() < deadline:
         if process.poll() is not None:
             pytest.fail(f"{what} exited with status {process.returncode}")
@@ -57,7 +70,12 @@ def _wait_for_url(url: str, process: subprocess.Popen[bytes], what: str) -> None
                     return
         except OSError:
             time.sleep(0.2)
-    pytest.fail(f"{what} did not answer {url} within 60 s")
+    pytest.fail(f"{what} did not answer {url} within {within:.0f} s")
+
+
+def _artifact(name: str) -> Path:
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    return ARTIFACTS / name
 
 
 def _stop(process: subprocess.Popen[bytes]) -> None:
@@ -143,9 +161,135 @@ def page(request: pytest.FixtureRequest) -> Iterator:
         try:
             yield tab
         finally:
-            ARTIFACTS.mkdir(parents=True, exist_ok=True)
-            tab.screenshot(path=str(ARTIFACTS / f"{request.node.name}.png"), full_page=True)
+            tab.screenshot(path=str(_artifact(f"{request.node.name}.png")), full_page=True)
             browser.close()
+
+
+@dataclass
+class SimulatedStack:
+    """A running ``fleetscope up`` watching a simulated cluster with one fault injected.
+
+    Attributes:
+        url: the console.
+        node: the node the fault is on.
+        gpu: the GPU index.
+    """
+
+    url: str
+    node: str
+    gpu: int
+
+
+def _wait_for_incident(
+    store: Path, node: str, summary: str, processes: list[subprocess.Popen[bytes]]
+) -> None:
+    """Until the collector has recorded an open incident on ``node`` whose summary says ``summary`` (its
+    first cycles need the counters of two scrapes, then the engine's investigation; a loaded machine is
+    slow)."""
+    deadline = time.monotonic() + INCIDENT_WITHIN
+    while time.monotonic() < deadline:
+        for process in processes:
+            if process.poll() is not None:
+                pytest.fail(f"{' '.join(map(str, process.args))} exited with status {process.returncode}")
+        if store.is_file():
+            incidents = IncidentStore(store)
+            try:
+                if any(i.node == node and summary in i.summary for i in incidents.recent(state="open")):
+                    return
+            finally:
+                incidents.close()
+        time.sleep(1)
+    pytest.fail(f"the collector recorded no open {summary!r} incident on {node} within {INCIDENT_WITHIN} s")
+
+
+@pytest.fixture(scope="module")
+def simulated_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SimulatedStack]:
+    state = tmp_path_factory.mktemp("simulated")
+    targets = state / "sim.json"
+    # No lineage store: the page must say so rather than fail.
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FLEETSCOPE_")}
+    env |= {"HOME": str(state), "PYTHONPATH": str(ROOT)}
+    node, gpu = "sim-node-0002", 3
+    simulate = [
+        *("simulate", "--nodes", "4", "--fault", f"xid79@{node}:{gpu}+5"),
+        *("--file-sd", str(targets)),
+    ]
+    console_port = free_port()
+    up = [
+        *("up", "--data-dir", str(state / "data"), "--interval", "2", "--targets-file", str(targets)),
+        *("--exporter-port", str(free_port()), "--collector-port", str(free_port())),
+        *("--console-port", str(console_port)),
+    ]
+    processes: list[subprocess.Popen[bytes]] = []
+    try:
+        for args in (simulate, up):
+            if args is up:
+                deadline = time.monotonic() + 60
+                while not targets.is_file() and time.monotonic() < deadline and processes[0].poll() is None:
+                    time.sleep(0.2)
+                assert targets.is_file(), "fleetscope simulate wrote no targets file"
+            processes.append(
+                subprocess.Popen(
+                    [sys.executable, "-m", "fleetscope.console.cli", *args],
+                    cwd=ROOT,
+                    env=env,
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL,
+                )
+            )
+        url = f"http://127.0.0.1:{console_port}"
+        # up starts the exporter, then the collector, then the console, each once the last answers.
+        _wait_for_url(url + "/_stcore/health", processes[1], "fleetscope up", within=240)
+        _wait_for_incident(state / "data" / "incidents.db", node, "Xid 79", processes)
+        yield SimulatedStack(url, node, gpu)
+    finally:
+        for process in reversed(processes):
+            _stop(process)
+
+
+def test_a_fault_simulate_injects_shows_in_the_console_up_started(page, simulated_stack) -> None:
+    node, gpu = simulated_stack.node, simulated_stack.gpu
+    page.goto(simulated_stack.url)
+    page.get_by_text("the most recently seen first").wait_for(timeout=SHOWN_WITHIN)
+    # Filter by the node, as on-call would (this machine's own exporter may report something too), and
+    # pick the Xid: the job's ranks stop with the GPU, which the collector may report on its own.
+    page.get_by_label("Node").click()
+    page.get_by_role("option", name=node).click()
+    page.keyboard.press("Escape")
+    page.get_by_text("incident(s), the most recently seen first").wait_for(timeout=SHOWN_WITHIN)
+    page.get_by_label("Incident", exact=True).click()
+    page.get_by_role("option", name=re.compile(f"{node} · Xid 79")).click()
+    page.get_by_text("Open this incident").click()
+    # The answer first: layer, then culprit node, GPU and the bus id the simulated driver logged.
+    page.get_by_text("Root cause: GPU hardware").wait_for(timeout=SHOWN_WITHIN)
+    page.get_by_text(f"{node} · GPU {gpu} · {BUS_IDS[gpu]}").wait_for(timeout=SHOWN_WITHIN)
+    page.get_by_text(f"Xid 79 (GPU has fallen off the bus) on GPU {gpu}", exact=False).first.wait_for(
+        timeout=SHOWN_WITHIN
+    )
+    # The evidence: the kernel-log line from the node's /events, with its source (the data grid draws
+    # its cells on a canvas and keeps them in the DOM, hidden).
+    page.get_by_text("Evidence", exact=True).wait_for(timeout=SHOWN_WITHIN)
+    page.get_by_text(f"{node}/events:", exact=False).first.wait_for(state="attached", timeout=SHOWN_WITHIN)
+    page.get_by_text("GPU has fallen off the bus.", exact=False).first.wait_for(
+        state="attached", timeout=SHOWN_WITHIN
+    )
+    # The map: every simulated node a square, the culprit outlined in red and named above it.
+    page.get_by_text(f"Cluster map: culprit {node} outlined").wait_for(timeout=SHOWN_WITHIN)
+    charts = page.locator("[data-testid='stVegaLiteChart']")
+    cluster_map = charts.filter(has=page.locator("text", has_text=node)).first
+    outline = cluster_map.locator(f"path[stroke='{CULPRIT_RED}'][aria-label*='node: {node}']")
+    outline.wait_for(timeout=SHOWN_WITHIN)
+    assert cluster_map.locator("path[aria-roledescription='square']").count() == 4 + 1  # + the outline
+    cluster_map.screenshot(path=str(_artifact("simulated_cluster_map.png")))
+    # Under it, the culprit node's GPUs, the culprit GPU outlined.
+    strip = charts.filter(has=page.locator("text", has_text=f"GPUs of {node}")).first
+    strip.locator(f"path[stroke='{CULPRIT_RED}'][aria-label*='gpu: {gpu}']").wait_for(timeout=SHOWN_WITHIN)
+    # The timeline: a lane for the GPU hardware layer holding the cause's events.
+    page.get_by_text("Timeline", exact=True).wait_for(timeout=SHOWN_WITHIN)
+    timeline = charts.filter(has=page.locator("text", has_text="GPU hardware")).first
+    timeline.locator("[aria-label*='role: cause 1']").first.wait_for(timeout=SHOWN_WITHIN)
+    timeline.screenshot(path=str(_artifact("simulated_timeline.png")))
+    page.get_by_text("No lineage store is configured", exact=False).wait_for(timeout=SHOWN_WITHIN)
 
 
 def test_an_incident_opened_from_the_list_shows_its_culprit_on_the_map(page, console_url: str) -> None:
@@ -225,10 +369,17 @@ def test_an_uploaded_tar_gz_is_investigated_and_junk_is_nothing_readable(
     assert page.get_by_text("healthy", exact=False).count() == 0
 
 
-def test_the_lineage_page_draws_the_graph_around_a_run(page, console_url: str) -> None:
+def test_the_lineage_page_draws_the_graph_around_a_run_and_moves_on_a_click(page, console_url: str) -> None:
     page.goto(console_url + "/lineage?id=run-17")  # a link straight to a page gets the app's page list
     page.get_by_role("link", name="Incidents").wait_for(timeout=SHOWN_WITHIN)
-    graph = page.locator("[data-testid='stGraphVizChart'] svg")
+    graph = page.locator("[data-testid='stVegaLiteChart'] .marks")
     graph.wait_for(timeout=SHOWN_WITHIN)
     for name in ("web@v3", "chat:2", "ckpt-17-2000", "GPU-node02-3"):
-        graph.locator("g.node text", has_text=name).first.wait_for(timeout=SHOWN_WITHIN)
+        graph.locator("text", has_text=name).first.wait_for(timeout=SHOWN_WITHIN)
+    page.get_by_text("Run run-17").wait_for(timeout=SHOWN_WITHIN)
+    # Click the dataset version's square: it becomes the focus, its properties shown.
+    square = graph.locator("path[aria-roledescription='square'][aria-label*='id: web@v3']")
+    square.click()
+    page.get_by_text("DatasetVersion web@v3").wait_for(timeout=SHOWN_WITHIN)
+    page.get_by_text("contains_personal_data", exact=False).first.wait_for(timeout=SHOWN_WITHIN)
+    assert page.get_by_label("Entity id", exact=True).input_value() == "web@v3"

@@ -4,15 +4,17 @@ metric names (parsed as the collector's sources parse them) and on the engine's 
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from fleetscope.collectors import investigate
-from fleetscope.collectors.live import NodeSnapshot
+from fleetscope.collectors.live import FileSDSource, NodeSnapshot
 from fleetscope.console.charts import timeline_chart, timeline_frame
-from fleetscope.console.cluster_state import read_state
+from fleetscope.console.cluster_state import look, read_state
+from tests.servers import free_port
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "fleetscope" / "examples" / "incidents"
 
@@ -102,3 +104,12 @@ def test_an_untimed_timeline_is_drawn_in_the_engines_order() -> None:
     report = investigate(EXAMPLES / "50-multinode-xid119-gsp-timeout-collective-hang").to_dict()
     spec = timeline_chart(report).to_dict()  # type: ignore[union-attr]
     assert spec["layer"][-1]["encoding"]["x"]["field"] == "order"
+
+
+def test_a_dead_target_of_a_targets_file_is_named_by_its_node_label(tmp_path: Path) -> None:
+    dead = f"127.0.0.1:{free_port()}"  # nothing listens: connection refused
+    targets = tmp_path / "targets.json"
+    targets.write_text(json.dumps([{"targets": [dead], "labels": {"node": "sim-node-0003"}}]))
+    state = look(FileSDSource(targets), 300.0)
+    assert list(state.down) == ["sim-node-0003"]
+    assert f"http://{dead}/metrics" in state.down["sim-node-0003"]  # why: the request that failed

@@ -13,10 +13,14 @@ from pathlib import Path
 
 import pynvml
 import pytest
+from streamlit.dataframe_util import convert_arrow_bytes_to_pandas_df
 from streamlit.testing.v1 import AppTest
 
+from fleetscope.console.charts import CULPRIT_RED
+from fleetscope.console.settings import ENV_CONSOLE_PROMETHEUS_URL, ENV_CONSOLE_TARGETS
 from tests.console.conftest import JOB, OPEN_BUNDLE, Seeded, train
 from tests.exporters.support import wait_for
+from tests.servers import prometheus_server, promql
 
 APP = Path(__file__).resolve().parents[2] / "fleetscope" / "console" / "app.py"
 
@@ -81,7 +85,7 @@ def test_incident_page_gives_the_answer_the_evidence_the_timeline_and_the_map(
     assert "Xid" in evidence["line"][0]
     assert "Cluster map**: culprit **node-02** outlined" in shown
     cluster, gpus, timeline = (json.loads(chart.proto.spec) for chart in app.get("vega_lite_chart"))
-    outlined = [layer for layer in cluster["layer"] if layer["mark"].get("stroke") == "#d62728"]
+    outlined = [layer for layer in cluster["layer"] if layer["mark"].get("stroke") == CULPRIT_RED]
     assert len(outlined) == 1  # the culprit's outline on the map
     assert "GPUs of node-02" in json.dumps(gpus)
     assert [layer["mark"]["type"] for layer in timeline["layer"]] == ["rule", "point"]  # symptom -> cause
@@ -113,6 +117,35 @@ def test_cluster_page_shows_the_lost_gpu_and_the_dead_exporter(app: AppTest, see
     rates = next(t for t in tables(app) if "errors_per_second" in t.columns)
     assert rates["errors_per_second"].iloc[0] == pytest.approx(120 / 300)
     assert len(app.get("vega_lite_chart")) == 2 + 1 + 4  # map, heatmap, link errors, four series of the node
+
+
+def test_cluster_page_names_a_target_prometheus_cannot_scrape(
+    seeded: Seeded, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    # A real Prometheus scrapes the seeded exporters and the dead target (--prometheus-url's source).
+    targets = dict(target.split("=", 1) for target in seeded.env[ENV_CONSOLE_TARGETS].split(","))
+    dead = targets[seeded.dead]
+    with prometheus_server(tmp_path, list(targets.values())) as url:
+
+        def scraped() -> bool:
+            up = {r["metric"]["instance"]: r["value"][1] for r in promql(url, "up")}
+            return len(up) == 3 and up[dead] == "0" and bool(promql(url, "fleetscope_gpu_up"))
+
+        wait_for(scraped, timeout=60)
+        for name, value in seeded.env.items():
+            monkeypatch.setenv(name, value)
+        monkeypatch.delenv(ENV_CONSOLE_TARGETS)
+        monkeypatch.setenv(ENV_CONSOLE_PROMETHEUS_URL, url)
+        app = AppTest.from_file(str(APP), default_timeout=120)
+        app.switch_page("views/cluster.py").run()
+        assert not app.exception
+        assert "Exporters down: 1" in texts(app)
+        down = tables(app)[0]
+        # Every target is on 127.0.0.1, so Prometheus's instance (host:port) names each node.
+        assert list(down["node"]) == [dead]
+        assert "up is 0" in down["why"][0]
+        node = next(s for s in app.selectbox if s.label == "Node")
+        assert len(node.options) == 3  # the two that answer and the one down
 
 
 def _link_errors(app: AppTest) -> list[tuple[str, str, float]]:
@@ -152,21 +185,56 @@ def _steps_in_window(app: AppTest) -> list[float]:
     return list(tables(app)[0]["steps in the window"])
 
 
-def test_lineage_page_draws_the_neighbourhood_and_moves(app: AppTest) -> None:
+def _graph_nodes(app: AppTest) -> dict[str, dict]:
+    """The nodes the lineage page's graph draws, by ``label|id``, from the chart's Vega-Lite spec."""
+    (graph,) = app.get("vega_lite_chart")
+    # Streamlit sends each of the chart's data sets as Arrow bytes beside the spec.
+    frames = [convert_arrow_bytes_to_pandas_df(d.data.data) for d in graph.proto.datasets]
+    (nodes,) = [frame for frame in frames if "key" in frame]
+    return {row["key"]: row for row in nodes.to_dict("records")}
+
+
+def test_lineage_page_draws_the_neighbourhood_and_moves_on_a_click(app: AppTest) -> None:
     app.switch_page("views/lineage.py")
     app.query_params["id"] = "run-17"
     app.run()
     assert not app.exception
-    (graph,) = app.get("graphviz_chart")
-    dot = graph.proto.spec
-    for name in ("DatasetVersion|web@v3", "Model|chat:2", "Checkpoint|ckpt-17-2000", "GPU|GPU-node02-3"):
-        assert name in dot
+    nodes = _graph_nodes(app)
+    assert [key for key, node in nodes.items() if node["focus"]] == ["Run|run-17"]
+    # Upstream to the left of the run, downstream to the right.
+    assert nodes["DatasetVersion|web@v3"]["x"] < nodes["Run|run-17"]["x"]
+    for name in ("Model|chat:2", "Checkpoint|ckpt-17-2000"):
+        assert nodes[name]["x"] > nodes["Run|run-17"]["x"]
+    assert "GPU|GPU-node02-3" in nodes
     assert "Run run-17" in texts(app)
-    move = next(s for s in app.selectbox if s.label == "Move to")
-    move.set_value("DatasetVersion:web@v3").run()
+    # A click on the dataset version's square: the browser sends the chart's selection, which AppTest
+    # can only place in the session state the page reads.
+    app.session_state["lineage.graph:run-17"] = {
+        "selection": {"pick": [{"label": "DatasetVersion", "id": "web@v3"}]}
+    }
+    app.run()
+    assert not app.exception
     assert app.text_input(key="lineage.id").value == "web@v3"
+    assert app.selectbox(key="lineage.label").value == "DatasetVersion"
     assert "DatasetVersion web@v3" in texts(app)
     assert "contains_personal_data" in app.json[0].value
+    nodes = _graph_nodes(app)
+    assert [key for key, node in nodes.items() if node["focus"]] == ["DatasetVersion|web@v3"]
+    assert nodes["Run|run-17"]["x"] > nodes["DatasetVersion|web@v3"]["x"]  # now downstream of the focus
+    # The click around the last focus is not read again: a rerun stays where it moved.
+    app.run()
+    assert app.text_input(key="lineage.id").value == "web@v3"
+    # A click on the focus itself moves nothing, and leaves the label free to change.
+    app.session_state["lineage.graph:web@v3"] = {
+        "selection": {"pick": [{"label": "DatasetVersion", "id": "web@v3"}]}
+    }
+    app.selectbox(key="lineage.label").set_value("(any)").run()
+    assert app.selectbox(key="lineage.label").value == "(any)"
+    assert "DatasetVersion web@v3" in texts(app)  # the label, found again
+    move = next(s for s in app.selectbox if s.label == "Move to")
+    move.set_value("Run:run-17").run()
+    assert app.text_input(key="lineage.id").value == "run-17"
+    assert "Run run-17" in texts(app)
 
 
 def test_audit_page_runs_a_query_and_keeps_cypher_for_admins(app: AppTest) -> None:
