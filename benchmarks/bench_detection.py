@@ -13,7 +13,8 @@ simulated seconds (15) over a ``--window`` (60), so a run takes the cycles' comp
   a fixed seed), each a fresh collector and store. The collector first runs ``--warmup`` cycles (3) on
   the healthy cluster, as a running collector has (its history of each node, rank and GPU: what the
   absence, stall and persistent peer-deviation detectors compare against); the fault starts 5 s after
-  the last of them and lasts the run, which goes on for ``--after`` cycles (6). A fault is *detected*
+  the last of them and lasts the run, which goes on for ``--after`` cycles (6; with ``--until-found``,
+  for large clusters, only until one cycle after the fault's incident opened). A fault is *detected*
   when an incident names its node, GPU (where the kind has one) and layer (where one layer is right);
   recall = detected / injected, precision = right incidents / all incidents opened in that kind's runs,
   warm-up included (``-`` when none opened); every wrong incident is printed on stderr. Time to
@@ -107,6 +108,7 @@ class Timing:
     window: float
     warmup: int
     after: int
+    until_found: bool = False  # end a run one cycle after the fault's incident opened
 
 
 @dataclass
@@ -165,14 +167,20 @@ def quality(nodes: int, kind: str, reps: int, links: int, timing: Timing, seed: 
             with tempfile.TemporaryDirectory() as folder:
                 collector, _ = _collector(api.url, timing.window, Path(folder))
                 opened: dict[str, float] = {}
+                spare = 1  # cycles to run after the fault's incident opened, with timing.until_found
                 for cycle in cycles:
                     clock.now = START + cycle
                     started = time.perf_counter()
                     collector.run_once()
                     took = time.perf_counter() - started
-                    for incident in collector.store.recent(state=None):
+                    incidents = collector.store.recent(state=None)
+                    for incident in incidents:
                         if incident.fingerprint not in opened:
                             opened[incident.fingerprint] = cycle - onset + took
+                    if timing.until_found and any(_is_right(i, fault) for i in incidents):
+                        if spare == 0:
+                            break
+                        spare -= 1
                 found = collector.store.recent(state=None)
                 collector.store.close()
         finally:
@@ -272,6 +280,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--window", type=float, default=60.0, help="the collector's window, seconds")
     parser.add_argument("--warmup", type=int, default=3, help="healthy cycles before each fault")
     parser.add_argument("--after", type=int, default=6, help="cycles from each fault's start")
+    parser.add_argument(
+        "--until-found",
+        action="store_true",
+        help="end a run one cycle after the fault's incident opened (large clusters; precision then "
+        "covers fewer cycles)",
+    )
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--no-quality", action="store_true", help="skip precision, recall and time")
     parser.add_argument("--no-healthy", action="store_true", help="skip the healthy run")
@@ -284,11 +298,13 @@ def main(argv: list[str] | None = None) -> None:
         return
     if args.warmup < 0 or args.after < 1 or args.interval <= 0 or args.window <= 0:
         parser.error("--warmup must be 0 or more, --after 1 or more, --interval and --window above 0")
-    timing = Timing(args.interval, args.window, args.warmup, args.after)
+    timing = Timing(args.interval, args.window, args.warmup, args.after, args.until_found)
     sizes = sorted(args.nodes or [64, 512, 2048])
     print(
         f"{args.interval:g} s between cycles, {args.window:g} s window, {args.links} NVLinks per GPU, "
-        f"{args.warmup} healthy cycles before each fault and {args.after} from its start\n"
+        f"{args.warmup} healthy cycles before each fault and {args.after} from its start"
+        + (", a run ending one cycle after its incident opened" if args.until_found else "")
+        + "\n"
     )
     print(
         "| nodes | kind | runs | recall | precision | time to incident (median, max) | in scrape intervals |"
