@@ -18,8 +18,9 @@ simulated seconds (15) over a ``--window`` (60), so a run takes the cycles' comp
   when an incident names its node, GPU (where the kind has one) and layer (where one layer is right);
   recall = detected / injected, precision = right incidents / all incidents opened in that kind's runs,
   warm-up included (``-`` when none opened); every wrong incident is printed on stderr. Time to
-  incident = simulated seconds from the fault to the cycle that opened it, plus that whole cycle's
-  compute time; the goal is two scrape intervals.
+  incident = simulated seconds from the fault to the cycle after which an incident first named it
+  rightly (node, GPU and layer: an incident opened on the right GPU gets its layer when a later finding
+  names one), plus that whole cycle's compute time; the goal is two scrape intervals.
 * False incidents: a healthy cluster for ``--healthy-cycles`` cycles, incidents opened.
 * Cost, in a separate process (one core): the collector alone reading the whole cluster, two cycles;
   *fetch* is the three queries and their parsing, *detection pass* the rest of the cycle (history,
@@ -166,18 +167,19 @@ def quality(nodes: int, kind: str, reps: int, links: int, timing: Timing, seed: 
         try:
             with tempfile.TemporaryDirectory() as folder:
                 collector, _ = _collector(api.url, timing.window, Path(folder))
-                opened: dict[str, float] = {}
+                # When each incident first named the fault rightly (one incident may name its node and
+                # GPU a cycle or two before a later finding adds the layer).
+                right_at: dict[str, float] = {}
                 spare = 1  # cycles to run after the fault's incident opened, with timing.until_found
                 for cycle in cycles:
                     clock.now = START + cycle
                     started = time.perf_counter()
                     collector.run_once()
                     took = time.perf_counter() - started
-                    incidents = collector.store.recent(state=None)
-                    for incident in incidents:
-                        if incident.fingerprint not in opened:
-                            opened[incident.fingerprint] = cycle - onset + took
-                    if timing.until_found and any(_is_right(i, fault) for i in incidents):
+                    for incident in collector.store.recent(state=None):
+                        if incident.fingerprint not in right_at and _is_right(incident, fault):
+                            right_at[incident.fingerprint] = cycle - onset + took
+                    if timing.until_found and right_at:
                         if spare == 0:
                             break
                         spare -= 1
@@ -192,7 +194,7 @@ def quality(nodes: int, kind: str, reps: int, links: int, timing: Timing, seed: 
         result.wrong.extend(i.summary for i in found if not _is_right(i, fault))
         if right:
             result.detected += 1
-            latency = min(opened[i.fingerprint] for i in right)
+            latency = min(right_at.values())
             result.latencies.append(latency)
             result.intervals.append(latency / timing.interval)
     return result
