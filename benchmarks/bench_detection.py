@@ -191,7 +191,7 @@ def quality(nodes: int, kind: str, reps: int, links: int, timing: Timing, seed: 
         result.incidents += len(found)
         right = [i for i in found if _is_right(i, fault)]
         result.right += len(right)
-        result.wrong.extend(i.summary for i in found if not _is_right(i, fault))
+        result.wrong.extend(i.summary[:300] for i in found if not _is_right(i, fault))
         if right:
             result.detected += 1
             latency = min(right_at.values())
@@ -216,7 +216,7 @@ def healthy(nodes: int, cycles: int, links: int, timing: Timing) -> tuple[int, f
             collector.store.close()
     finally:
         api.stop()
-    return len(opened), cycles * timing.interval / 60, [i.summary for i in opened]
+    return len(opened), cycles * timing.interval / 60, [i.summary[:300] for i in opened]
 
 
 def cost(nodes: int, links: int, window: float) -> dict[str, float]:
