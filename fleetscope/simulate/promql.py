@@ -45,6 +45,7 @@ _SELECTOR = re.compile(
     r"\s*(?:offset\s+(?P<offset>\d+)(?P<unit>ms|s|m|h|d))?\s*"
 )
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+_COMPACT = (",", ":")  # JSON separators without spaces, as Prometheus writes its answers
 
 
 class BadQuery(ValueError):
@@ -198,7 +199,7 @@ class SeriesIndex:
         self._targets = [
             {"instance": (instances or {}).get(name, name), "job": job} for name in cluster.names
         ]
-        self._target_json = [json.dumps(target)[1:-1] for target in self._targets]
+        self._target_json = [json.dumps(target, separators=_COMPACT)[1:-1] for target in self._targets]
         self._fragments: dict[tuple[str, tuple[tuple[str, str], ...]], str] = {}
         self._shapes: list[_Shape | None] = [None] * cluster.nodes
 
@@ -276,7 +277,8 @@ class SeriesIndex:
                 key = (sample.name, tuple(sample.labels.items()))
                 fragment = known.get(key)
                 if fragment is None:
-                    fragment = known[key] = json.dumps({"__name__": sample.name, **sample.labels})[1:-1]
+                    labels = {"__name__": sample.name, **sample.labels}
+                    fragment = known[key] = json.dumps(labels, separators=_COMPACT)[1:-1]
                 names.append(sample.name)
                 fragments.append(fragment)
                 values.append(sample.value)
