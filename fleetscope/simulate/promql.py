@@ -156,7 +156,8 @@ def format_value(value: float) -> str:
 class _Shape:
     """The series one node serves at one step, without their values: names, and labels as JSON.
 
-    Compared by identity: a node keeps its shape from step to step while its series stay the same.
+    A node keeps its shape from step to step while its layout (which of its faults have started and
+    are on) stays the same.
     """
 
     __slots__ = ("fragments", "layout", "names", "selected")

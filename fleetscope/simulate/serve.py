@@ -262,8 +262,8 @@ class QueryAPI:
         job: str = "fleetscope-exporter",
         instances: Mapping[str, str] | None = None,
     ) -> None:
-        self.index = promql.SeriesIndex(cluster, job, instances)
-        self._server = _Server((host, port), _query_handler(cluster, self.index))
+        index = promql.SeriesIndex(cluster, job, instances)
+        self._server = _Server((host, port), _query_handler(cluster, index))
         self.url = f"http://{host}:{self._server.server_address[1]}"
         self._thread: threading.Thread | None = None
 
