@@ -14,7 +14,7 @@ simulated seconds (15) over a ``--window`` (60), so a run takes the cycles' comp
   the healthy cluster, as a running collector has (its history of each node, rank and GPU: what the
   absence, stall and persistent peer-deviation detectors compare against); the fault starts 5 s after
   the last of them and lasts the run, which goes on for ``--after`` cycles (6; with ``--until-found``,
-  for large clusters, only until one cycle after the fault's incident opened). A fault is *detected*
+  for large clusters, only until one cycle after an incident named it rightly). A fault is *detected*
   when an incident names its node, GPU (where the kind has one) and layer (where one layer is right);
   recall = detected / injected, precision = right incidents / all incidents opened in that kind's runs,
   warm-up included (``-`` when none opened); every wrong incident is printed on stderr. Time to
@@ -56,7 +56,7 @@ from fleetscope.collectors.live import LiveCollector, NodeSnapshot, PromQLSource
 from fleetscope.simulate import KINDS, Fault, QueryAPI, SimulatedCluster, node_name
 
 START = 1_800_000_000.0  # Unix time of simulation second 0
-QUERY_TIMEOUT = 1800.0  # seconds: a query over thousands of simulated nodes takes minutes on two cores
+QUERY_TIMEOUT = 1800.0  # seconds: a query over thousands of simulated nodes takes minutes on a loaded machine
 #: The layer an incident must name for each kind (None where several are right), and whether it must
 #: name the GPU (kinds on a GPU, link or rank do; a rank's GPU is its local rank's).
 EXPECTED: dict[str, tuple[str | None, bool]] = {
@@ -113,7 +113,7 @@ class Timing:
     window: float
     warmup: int
     after: int
-    until_found: bool = False  # end a run one cycle after the fault's incident opened
+    until_found: bool = False  # end a run one cycle after an incident named the fault rightly
 
 
 @dataclass
@@ -175,7 +175,7 @@ def quality(nodes: int, kind: str, reps: int, links: int, timing: Timing, seed: 
                 # When each incident first named the fault rightly (one incident may name its node and
                 # GPU a cycle or two before a later finding adds the layer).
                 right_at: dict[str, tuple[float, float]] = {}  # (simulated wait, the cycle's compute)
-                spare = 1  # cycles to run after the fault's incident opened, with timing.until_found
+                spare = 1  # cycles to run after that, with timing.until_found
                 for cycle in cycles:
                     clock.now = START + cycle
                     started = time.perf_counter()
@@ -295,7 +295,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--until-found",
         action="store_true",
-        help="end a run one cycle after the fault's incident opened (large clusters; precision then "
+        help="end a run one cycle after an incident named the fault rightly (large clusters; precision then "
         "covers fewer cycles)",
     )
     parser.add_argument("--seed", type=int, default=7)
@@ -315,7 +315,7 @@ def main(argv: list[str] | None = None) -> None:
     print(
         f"{args.interval:g} s between cycles, {args.window:g} s window, {args.links} NVLinks per GPU, "
         f"{args.warmup} healthy cycles before each fault and {args.after} from its start"
-        + (", a run ending one cycle after its incident opened" if args.until_found else "")
+        + (", a run ending one cycle after an incident named the fault" if args.until_found else "")
         + "\n"
     )
     print(
