@@ -245,6 +245,13 @@ class SimulatedCluster:
         """Whether the node's exporter answers at simulation time ``t``."""
         return not any(f.kind == "dead_node" and f.active(t) for f in self._by_node.get(node, ()))
 
+    def layout(self, node: int, t: float) -> tuple[tuple[bool, bool], ...]:
+        """What decides which series node ``node`` serves at ``t`` (not their values): for each of its
+        faults, whether it has started and whether it is on. Equal layouts, equal series in the same
+        order (a lost GPU drops its series; an Xid counter appears once logged; nothing else changes
+        them)."""
+        return tuple((f.at <= t, f.active(t)) for f in self._by_node.get(node, ()))
+
     def _on(self, node: int, kind: str, t: float, where: int) -> Fault | None:
         for fault in self._by_node.get(node, ()):
             if fault.kind == kind and fault.active(t) and fault.where == where:

@@ -33,6 +33,7 @@ from fleetscope.simulate.cluster import SimulatedCluster
 log = logging.getLogger(__name__)
 
 _BANNER = "fleetscope simulate: a SIMULATED cluster, not real hardware"
+_VECTOR = '{"status":"success","data":{"resultType":"vector","result":['
 
 
 class _Server(ThreadingHTTPServer):
@@ -201,9 +202,7 @@ def write_file_sd(path: Path, targets: dict[str, str]) -> None:
     staging.replace(path)
 
 
-def _query_handler(
-    cluster: SimulatedCluster, job: str, instances: Mapping[str, str] | None
-) -> type[BaseHTTPRequestHandler]:
+def _query_handler(cluster: SimulatedCluster, index: promql.SeriesIndex) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         timeout = 30
 
@@ -223,11 +222,13 @@ def _query_handler(
             elif path == "/api/v1/query":
                 try:
                     at = promql.parse_time(params.get("time", [""])[0], cluster.clock())
-                    result = list(promql.evaluate(cluster, params.get("query", [""])[0], at, job, instances))
+                    result = index.query(params.get("query", [""])[0], at)
                 except promql.BadQuery as exc:
                     self._json(400, {"status": "error", "errorType": "bad_data", "error": str(exc)})
                     return
-                self._json(200, {"status": "success", "data": {"resultType": "vector", "result": result}})
+                # The series come rendered (promql.SeriesIndex): joined, not encoded again.
+                body = f"{_VECTOR}{','.join(result)}]}}}}"
+                _reply(self, 200, "application/json", body.encode())
             else:
                 self._json(404, {"status": "error", "errorType": "not_found", "error": f"{path}: {_BANNER}"})
 
@@ -261,7 +262,8 @@ class QueryAPI:
         job: str = "fleetscope-exporter",
         instances: Mapping[str, str] | None = None,
     ) -> None:
-        self._server = _Server((host, port), _query_handler(cluster, job, instances))
+        index = promql.SeriesIndex(cluster, job, instances)
+        self._server = _Server((host, port), _query_handler(cluster, index))
         self.url = f"http://{host}:{self._server.server_address[1]}"
         self._thread: threading.Thread | None = None
 

@@ -14,7 +14,7 @@ import pytest
 
 from fleetscope.collectors.live import PROMQL_SELECTOR
 from fleetscope.simulate import ExporterEndpoints, QueryAPI, SimulatedCluster, parse_fault
-from fleetscope.simulate.promql import BadQuery, format_value, parse_selector
+from fleetscope.simulate.promql import BadQuery, SeriesIndex, format_value, parse_selector
 from tests.servers import prometheus_server, promql
 
 #: The collector's queries (PromQLSource), and selectors of the other shapes the API takes.
@@ -102,10 +102,29 @@ def test_a_dead_node_is_up_0_with_no_series_and_older_times_see_older_values() -
         api.stop()
 
 
+def test_steps_kept_and_shapes_reused_answer_as_a_fresh_index() -> None:
+    # Faults that add series (an Xid counter), drop them (a lost GPU, a dead node) and change values
+    # only, starting and ending between the steps read; the index reuses each node's shape while its
+    # series stay the same and keeps the last few steps.
+    start = 1_800_000_000.0
+    faults = [
+        parse_fault(text, 4)
+        for text in ("xid79@2:1+30/20", "dead_node@3+40/10", "ecc_storm@4:2+10", "straggler@1:3+25")
+    ]
+    cluster = SimulatedCluster(4, faults, links=2, start=start, clock=lambda: start + 90)
+    kept = SeriesIndex(cluster, "fleetscope-exporter", steps=3)
+    for query in QUERIES:
+        for t in (90, 5, 29, 31, 90, 45, 51, 60, 31, 90):
+            fresh = SeriesIndex(cluster, "fleetscope-exporter").query(query, start + t)
+            assert sorted(kept.query(query, start + t)) == sorted(fresh), (query, t)
+            assert [json.loads(series) for series in fresh], (query, t)  # each one JSON object
+
+
 @pytest.mark.parametrize(
     ("value", "text"),
     [(1.0, "1"), (0.0, "0"), (85520809984.0, "85520809984"), (0.11, "0.11"), (1e21, "1000000000000000000000"),
-     (588.39, "588.39"), (float("nan"), "NaN"), (float("inf"), "+Inf")],
+     (588.39, "588.39"), (float("nan"), "NaN"), (float("inf"), "+Inf"), (-0.0, "-0"), (1e-7, "0.0000001"),
+     (2.5e16, "25000000000000000")],
 )  # fmt: skip
 def test_values_are_written_as_prometheus_writes_them(value: float, text: str) -> None:
     assert format_value(value) == text
