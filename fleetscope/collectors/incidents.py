@@ -129,6 +129,29 @@ def fingerprint(report: dict[str, Any]) -> str:
     return hashlib.sha256(key.encode()).hexdigest()[:16]
 
 
+def _gpu_of(cause: dict[str, Any]) -> object:
+    return cause.get("gpu") if cause.get("gpu") is not None else cause.get("gpu_pci_bus_id")
+
+
+def _open_around(db: sqlite3.Connection, top: dict[str, Any]) -> str | None:
+    """The fingerprint of the open incident on ``top``'s node, most recently seen first, whose place
+    holds ``top``'s or is held by it (one of the two names no GPU), or None."""
+    if top.get("node") is None:
+        return None
+    gpu = _gpu_of(top)
+    for row in db.execute(
+        "SELECT fingerprint, gpu, report FROM incidents WHERE state = 'open' AND node = ? "
+        "ORDER BY last_seen DESC",
+        (top["node"],),
+    ):
+        theirs = (
+            row["gpu"] if row["gpu"] is not None else _gpu_of(json.loads(row["report"])["root_causes"][0])
+        )
+        if gpu is None or theirs is None:
+            return str(row["fingerprint"])
+    return None
+
+
 class IncidentStore:
     """Incidents in a SQLite file.
 
@@ -173,6 +196,13 @@ class IncidentStore:
             report: an investigation report (docs/design.md JSON contract).
             now: the time of the report (UTC); defaults to the current time.
 
+        A report is folded into the incident of its place (:func:`fingerprint`); where that incident is
+        not open, into an open incident on the same node whose place holds the report's or is held by
+        it (the node without a GPU, and one GPU of it): one fault read at the node's grain in one
+        window and at a GPU's in another (all of a node's ranks apart from their peers while the
+        job's pace changes, then the one slow GPU) is one incident, which takes the GPU once one is
+        named.
+
         Returns:
             What happened (``opened``, ``updated`` or ``reopened``) with the stored incident, or None
             when the report says the system is healthy.
@@ -184,13 +214,18 @@ class IncidentStore:
         seen = (now or datetime.now(UTC)).isoformat()
         with self._transaction() as db:
             before = db.execute("SELECT state FROM incidents WHERE fingerprint = ?", (key,)).fetchone()
+            if before is None or before["state"] == RESOLVED:
+                around = _open_around(db, top)
+                if around is not None:
+                    key, before = around, {"state": "open"}
             db.execute(
                 """
                 INSERT INTO incidents (fingerprint, layer, node, gpu, summary, confidence,
                                        first_seen, last_seen, occurrences, report, state)
                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, 1, ?, 'open')
                 ON CONFLICT (fingerprint) DO UPDATE SET
-                    layer = coalesce(excluded.layer, layer), summary = excluded.summary,
+                    layer = coalesce(excluded.layer, layer), gpu = coalesce(gpu, excluded.gpu),
+                    summary = excluded.summary,
                     confidence = excluded.confidence,
                     last_seen = max(last_seen, excluded.last_seen), occurrences = occurrences + 1,
                     report = excluded.report, state = 'open',

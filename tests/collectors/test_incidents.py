@@ -147,3 +147,34 @@ def test_a_store_written_before_the_lifecycle_opens_with_every_incident_open(tmp
     assert (incident.state, incident.occurrences, incident.reopened) == (OPEN, 4, 0)
     change = store.record(report, now=datetime(2026, 1, 1, 0, 6, tzinfo=UTC))
     assert change is not None and change.kind == UPDATED and change.incident.occurrences == 5
+
+
+def test_a_node_and_one_of_its_gpus_open_one_incident_that_takes_the_gpu(tmp_path: Path) -> None:
+    store = IncidentStore(tmp_path / "incidents.db")
+    t0 = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
+    # A window reads the fault at the node's grain (all its ranks apart), the next names its GPU.
+    assert store.record(_report("node-01", None), now=t0).kind == "opened"
+    assert store.record(_report("node-01", 2), now=t0 + timedelta(seconds=15)).kind == "updated"
+    assert store.record(_report("node-01", None), now=t0 + timedelta(seconds=30)).kind == "updated"
+    (incident,) = store.recent()
+    assert (incident.node, incident.gpu, incident.occurrences) == ("node-01", 2, 3)
+    # The other way round: the GPU first, then the node.
+    assert store.record(_report("node-02", 5), now=t0).kind == "opened"
+    assert store.record(_report("node-02", None), now=t0 + timedelta(seconds=15)).kind == "updated"
+    # Two GPUs of one node are two places; another node is another place.
+    assert store.record(_report("node-02", 6), now=t0 + timedelta(seconds=20)).kind == "opened"
+    assert store.record(_report("node-03", None), now=t0 + timedelta(seconds=20)).kind == "opened"
+    assert sorted((i.node, -1 if i.gpu is None else i.gpu) for i in store.recent()) == [
+        ("node-01", 2),
+        ("node-02", 5),
+        ("node-02", 6),
+        ("node-03", -1),
+    ]
+
+
+def test_a_node_report_opens_anew_once_the_gpus_incident_is_resolved(tmp_path: Path) -> None:
+    store = IncidentStore(tmp_path / "incidents.db")
+    t0 = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
+    store.record(_report("node-01", 2), now=t0)
+    store.resolve_quiet(timedelta(minutes=10), now=t0 + timedelta(minutes=11))
+    assert store.record(_report("node-01", None), now=t0 + timedelta(minutes=12)).kind == "opened"
