@@ -41,7 +41,6 @@ import logging
 import random
 import resource
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -51,6 +50,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+from benchmarks.bench_detection_pass import figures_of_child
 from fleetscope.collectors.incidents import IncidentStore
 from fleetscope.collectors.live import LiveCollector, NodeSnapshot, PromQLSource
 from fleetscope.simulate import KINDS, Fault, QueryAPI, SimulatedCluster, node_name
@@ -230,28 +230,11 @@ def cost(nodes: int, links: int, window: float) -> dict[str, float]:
     clock = _Clock()
     clock.now = START + window + 30
     cluster = SimulatedCluster(nodes, [], scenario="bench-cost", links=links, start=START, clock=clock)
-    api = QueryAPI(cluster).start()
-    try:
-        done = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "benchmarks.bench_detection",
-                "--collector-only",
-                api.url,
-                "--window",
-                str(window),
-            ],
-            capture_output=True,
-            text=True,
-            cwd=Path(__file__).resolve().parent.parent,
-        )
-    finally:
-        api.stop()
-    if done.returncode != 0:
-        raise SystemExit(f"the collector process failed: {done.stderr.strip()[-2000:]}")
-    figures: dict[str, float] = json.loads(done.stdout.splitlines()[-1])
-    return figures
+    return figures_of_child(
+        cluster,
+        lambda url: ["benchmarks.bench_detection", "--collector-only", url, "--window", str(window)],
+        "collector",
+    )
 
 
 def _collector_only(url: str, window: float) -> None:

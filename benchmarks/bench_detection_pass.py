@@ -28,6 +28,7 @@ import sys
 import tempfile
 import time
 import urllib.request
+from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
 
@@ -125,10 +126,21 @@ def run(nodes: int, base: list[Metric]) -> dict[str, float]:
 def fetch_cost(nodes: int) -> dict[str, float]:
     """One ``PromQLSource.fetch`` of a healthy simulated cluster of ``nodes``, in a child process."""
     cluster = SimulatedCluster(nodes, [], scenario="bench-fetch", start=START, clock=lambda: START + 330)
+    return figures_of_child(
+        cluster, lambda url: ["benchmarks.bench_detection_pass", "--fetch-only", url], "fetch"
+    )
+
+
+def figures_of_child(
+    cluster: SimulatedCluster, argv: Callable[[str], list[str]], what: str
+) -> dict[str, float]:
+    """Serve ``cluster`` as a Prometheus-compatible API and run ``python -m *argv(url)`` against it in a
+    process of its own (so its CPU time and memory are its own); return the figures the child prints as
+    its last line (a JSON object). Raises SystemExit naming ``what`` when the child fails."""
     api = QueryAPI(cluster).start()
     try:
         done = subprocess.run(
-            [sys.executable, "-m", "benchmarks.bench_detection_pass", "--fetch-only", api.url],
+            [sys.executable, "-m", *argv(api.url)],
             capture_output=True,
             text=True,
             cwd=Path(__file__).resolve().parent.parent,
@@ -136,7 +148,7 @@ def fetch_cost(nodes: int) -> dict[str, float]:
     finally:
         api.stop()
     if done.returncode != 0:
-        raise SystemExit(f"the fetch process failed: {done.stderr.strip()[-2000:]}")
+        raise SystemExit(f"the {what} process failed: {done.stderr.strip()[-2000:]}")
     figures: dict[str, float] = json.loads(done.stdout.splitlines()[-1])
     return figures
 
