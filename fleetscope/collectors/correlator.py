@@ -17,7 +17,8 @@ Rules, in order:
    are gone) keeps the scope rule alone.
 3. **Ranking.** Causes rank by their prior weight (from reviewed knowledge), with small bonuses for
    corroboration from several sources and for explaining symptoms; several GPUs of one node with the same
-   fault are reported once, for the node (no GPU named), listing the GPUs.
+   fault are reported once, listing the GPUs: for the node (no GPU named) where they are all the GPUs the
+   topology knows there, else with the first GPU standing for them.
 4. **A user's stop is no fault.** Where the user stopped the run (Ctrl-C, SIGINT), the GPU channels
    the driver tears down under the killed processes (application Xids the catalogue rates a warning, e.g.
    Xid 43 "GPU stopped processing") on that node are the stop's trace, not an incident.
@@ -94,7 +95,7 @@ def correlate(findings: list[Finding], topology: Topology | None = None) -> Corr
     symptoms = [f for f in findings if f.role == "symptom"]
     causes, demoted, ambiguous = _same_gpu_chains(causes)
     symptoms = demoted + symptoms
-    causes = _merge_gpus(causes)
+    causes = _merge_gpus(causes, topology)
     if not causes and not symptoms:
         return Correlation(incident=False, causes=[], symptoms=[])
     if not causes:
@@ -214,13 +215,14 @@ def _same_gpu_chains(
     return [c for c in causes if c.role == "cause"], demoted, ambiguous
 
 
-def _merge_gpus(causes: list[Finding]) -> list[Finding]:
+def _merge_gpus(causes: list[Finding], topology: Topology | None) -> list[Finding]:
     """Report one fault seen on several GPUs of one node once, for the node, naming every GPU.
 
-    The merged cause names no GPU: a fault on several GPUs of a node (every rank of the node held up by
-    its storage, thermal slowdown on the GPUs one failing fan cools, a power brake) points at what they
-    share, so the node is the place to look, and an incident kept by its place (node, GPU) must not move
-    with whichever GPU sorts first. A fault on one GPU keeps naming it.
+    Where the fault is on every GPU the topology knows on the node (every rank of the node held up by
+    its storage, a node-wide power brake), the merged cause names no GPU: the node is the place to look,
+    and an incident kept by its place must not move with whichever GPU sorts first. On some of its GPUs,
+    or where the topology knows none (a bundle without ``_info`` series), the lowest-index GPU stands
+    for the group where one location is asked for.
     """
     groups: dict[tuple[str, str | None, str | None], list[Finding]] = {}
     for c in causes:
@@ -234,6 +236,8 @@ def _merge_gpus(causes: list[Finding]) -> list[Finding]:
         best = max(group, key=lambda c: c.weight)
         located.sort(key=lambda c: (c.gpu is None, c.gpu or 0, c.gpu_pci_bus_id or ""))
         gpus = "; ".join(where(None, c.gpu, c.gpu_pci_bus_id) for c in located)
+        known = topology.gpus_of(node) if topology is not None and node is not None else set()
+        whole = bool(known) and known <= {c.gpu for c in located}
         actions = list(dict.fromkeys(c.action for c in located if c.action))
         said = list(dict.fromkeys(c.summary for c in located))
         # A few GPUs' own words stand for the rest (eight ranks of one node say the same eight times).
@@ -245,8 +249,8 @@ def _merge_gpus(causes: list[Finding]) -> list[Finding]:
                 + "; ".join(said[:_SUMMARIES_SHOWN])
                 + more,
                 action=" | ".join(actions),
-                gpu=None,
-                gpu_pci_bus_id=None,
+                gpu=None if whole else located[0].gpu,
+                gpu_pci_bus_id=None if whole else located[0].gpu_pci_bus_id,
                 evidence=[e for c in group for e in c.evidence],
                 count=sum(c.count for c in group),
             )

@@ -116,6 +116,11 @@ class Topology:
             if e.kind == "metric" and e.attrs["name"] in SERIES
         )
 
+    def gpus_of(self, node: str) -> set[int]:
+        """The GPU indexes the map knows on ``node``: those a job holds and those its ranks use."""
+        held = {index for (where, index) in self.gpu_jobs if where == node}
+        return held | {r.gpu for r in self.ranks.values() if r.node == node and r.gpu is not None}
+
     def _gpu_of(self, node: str, job: str, local_rank: int | None) -> int | None:
         if local_rank is None:
             return None

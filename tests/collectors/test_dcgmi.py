@@ -79,8 +79,8 @@ def test_a_failed_diag_test_gives_its_layer_on_its_gpus(tmp_path: Path, test: st
     report = diagnose(tmp_path, {"gpu-b02/dcgmi.txt": text})
     located = {(r["kind"], r["layer"], r["node"], r["gpu"]) for r in report["root_causes"]}
     kind = f"dcgm_diag:{test.lower().replace(' ', '_')}"
-    # Two GPUs of one node failing the same test are reported once, for the node, naming both GPUs.
-    assert located == {(kind, layer, "gpu-b02", None)}
+    # Two GPUs of one node failing the same test are reported once, naming both; the first stands for them.
+    assert located == {(kind, layer, "gpu-b02", 3)}
     top = report["root_causes"][0]
     assert top["summary"].startswith("The same fault on 2 GPUs of gpu-b02 (GPU 3; GPU 6): ")
 

@@ -1,5 +1,5 @@
 """Slow storage on one node: its CPUs' I/O wait apart from its job's peers for several windows, its ranks
-held up outside compute; a fault on several GPUs of a node names the node; symptoms stay within a job.
+held up outside compute; a fault on every GPU of a node names the node; symptoms stay within a job.
 
 The windows come from ``fleetscope simulate``'s cluster read the way the live collector reads exporters
 (each node's exposition now, counters as increases since the same scrape one window earlier), from the
@@ -272,10 +272,20 @@ def _symptom(node: str) -> Finding:
     )
 
 
-def test_a_fault_on_several_gpus_of_a_node_names_the_node_and_on_one_its_gpu() -> None:
-    (merged,) = correlate([_cause("n1", 3), _cause("n1", 6)]).causes
+def test_a_fault_on_every_gpu_of_a_node_names_the_node_and_on_some_the_first_gpu() -> None:
+    every = Topology.from_samples(
+        ("n1", "fleetscope_gpu_job_info", {"gpu": str(gpu), "job_id": "j"}, 1.0) for gpu in (3, 6)
+    )
+    (merged,) = correlate([_cause("n1", 3), _cause("n1", 6)], every).causes
     assert (merged.finding.node, merged.finding.gpu, merged.finding.gpu_pci_bus_id) == ("n1", None, None)
     assert merged.finding.summary.startswith("The same fault on 2 GPUs of n1 (GPU 3; GPU 6)")
+    # Two of the node's eight, or no topology at all: the first GPU stands for them.
+    eight = Topology.from_samples(
+        ("n1", "fleetscope_gpu_job_info", {"gpu": str(gpu), "job_id": "j"}, 1.0) for gpu in range(8)
+    )
+    for topology in (eight, None):
+        (merged,) = correlate([_cause("n1", 3), _cause("n1", 6)], topology).causes
+        assert merged.finding.gpu == 3
     (one,) = correlate([_cause("n1", 3)]).causes
     assert one.finding.gpu == 3
 
