@@ -194,6 +194,7 @@ class TrainingHook:
         # The record with this hook's job id as its tail, precompiled: one pack call per record.
         self._record = struct.Struct(f"{RECORD.format}{len(self._job)}s")
         self.sent = 0
+        self._queued = 0  # records appended to the queue, counted on the training thread
         self._dropped_full = 0  # counted on the training thread
         self._dropped_send = 0  # counted on the sender thread
         self._step = 0
@@ -216,9 +217,13 @@ class TrainingHook:
         return self._dropped_full + self._dropped_send
 
     def flush(self, timeout: float = 1.0) -> None:
-        """Wait up to ``timeout`` seconds for the queued records to be sent (or dropped)."""
+        """Wait up to ``timeout`` seconds for the queued records to be sent (or dropped).
+
+        A record the sender has taken off the queue but not yet sent still counts as queued, so
+        :attr:`sent` and :attr:`dropped` are final for every record queued before the call.
+        """
         deadline = time.monotonic() + timeout
-        while self._queue and time.monotonic() < deadline:
+        while self.sent + self._dropped_send < self._queued and time.monotonic() < deadline:
             time.sleep(0.001)
 
     def close(self) -> None:
@@ -288,6 +293,7 @@ class TrainingHook:
         else:
             p0, p1, p2, p3, p4 = phases
             self._queue.append((step, duration, p0, p1, p2, p3, p4, samples, tokens, loss))
+            self._queued += 1
             if self._sender is None:
                 self._start_sender()
         if self._tracer is not None:

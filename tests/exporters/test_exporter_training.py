@@ -78,7 +78,7 @@ def test_with_the_exporter_down_records_are_dropped_and_counted(tmp_path: Path) 
     assert hook.sent == 0
     collector = TrainingCollector(tmp_path / "up.sock").start()
     try:
-        wait_for(lambda: (tmp_path / "up.sock").is_socket())
+        wait_for(lambda: collector.error is None)  # bound and receiving, not just the file made
 
         def one_arrives() -> bool:  # the hook retries the socket a second after a refused send
             hook.record(0.25, [0.0, 0.1, 0.1], samples=8, loss=1.5)
