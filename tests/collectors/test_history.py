@@ -221,10 +221,11 @@ def _ranks(
     steps: float = 100,
     busy: dict[int, float] | None = None,
     step: float = 1.0,
+    last: float | None = None,
 ) -> list[Metric]:
     """A node's training series in a window: ``ranks`` global rank -> local rank, ``wait`` collective
-    wait seconds per rank over ``steps`` steps of ``step`` s each; ``busy`` GPU utilisation by local
-    rank."""
+    wait seconds per rank over ``steps`` steps of ``step`` s each, the last of them numbered ``last``;
+    ``busy`` GPU utilisation by local rank."""
     lines = [
         "# TYPE fleetscope_training_rank_info gauge",
         *(
@@ -247,6 +248,9 @@ def _ranks(
         ),
         *(f'fleetscope_training_step_duration_seconds_count{{rank="{r}"}} {steps}' for r in ranks if steps),
     ]
+    if last is not None:
+        lines += ["# TYPE fleetscope_training_step gauge"]
+        lines += [f'fleetscope_training_step{{rank="{r}"}} {last}' for r in ranks]
     if busy is not None:
         lines += ["# TYPE fleetscope_gpu_utilization_ratio gauge"]
         lines += [f'fleetscope_gpu_utilization_ratio{{gpu="{g}"}} {u}' for g, u in busy.items()]
@@ -341,6 +345,30 @@ def test_a_node_read_over_another_stretch_of_time_names_no_straggler() -> None:
     assert _report(window(0.7))["incident"] is False
     # The same waits at the job's pace: node-02's ranks are the ones the others wait for.
     assert {c["node"] for c in _report(window(1.0))["root_causes"]} == {"node-02"}
+
+
+def test_a_node_whose_window_covers_other_steps_names_no_straggler() -> None:
+    """node-02's exporter was scraped 30 steps after the others' (a busy collector host): its window
+    holds steps 131-230 where its peers' hold 101-200. The pace is the same, but the job slowed in the
+    window, so its ranks waited less per step than their peers did over the earlier steps."""
+    wait = {r: 30.0 + r % 2 for r in range(12)}
+    wait.update({r: 2.0 for r in range(4, 8)})
+    nodes = {"node-01": range(0, 4), "node-02": range(4, 8), "node-03": range(8, 12)}
+
+    def window(node_02_last: float) -> dict[str, list[Metric]]:
+        return {
+            node: _ranks(
+                node, {r: r % 4 for r in ranks}, wait, last=node_02_last if node == "node-02" else 200
+            )
+            for node, ranks in nodes.items()
+        }
+
+    assert _report(window(230))["incident"] is False
+    # Read at the same moments, its ranks are compared, and named.
+    assert {c["node"] for c in _report(window(200))["root_causes"]} == {"node-02"}
+    # A window a tenth of its steps apart is still compared; more is not.
+    assert {c["node"] for c in _report(window(210))["root_causes"]} == {"node-02"}
+    assert _report(window(211))["incident"] is False
 
 
 def test_ranks_stopped_while_others_of_their_job_still_step_are_not_yet_a_hang() -> None:

@@ -190,23 +190,7 @@ def _check_lifecycle(run: Run, layer: str | None, gpu: int | None, node: str = "
     assert incident.resolved_at.timestamp() >= incident.last_seen.timestamp() + RESOLVE_AFTER
 
 
-#: Kinds whose single incident is not yet assured on a loaded machine, with why (not strict: they pass
-#: on a quiet one, and are reported as XPASS there).
-UNSTEADY = {
-    "straggler": "when the slow rank changes the job's pace, a node whose window ends a second or two "
-    "apart from the others' (a busy machine) can read as eight stragglers and open a second incident",
-}
-
-
-@pytest.mark.parametrize(
-    "kind",
-    [
-        pytest.param(kind, marks=pytest.mark.xfail(strict=False, reason=UNSTEADY[kind]))
-        if kind in UNSTEADY
-        else kind
-        for kind in KINDS
-    ],
-)
+@pytest.mark.parametrize("kind", list(KINDS))
 def test_a_fault_becomes_one_incident_that_resolves_after_it_stops(kinds: dict[str, Run], kind: str) -> None:
     _, layer, gpu = KINDS[kind]
     _check_lifecycle(kinds[kind], layer, gpu)

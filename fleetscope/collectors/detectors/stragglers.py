@@ -11,7 +11,16 @@ ranks spend at least ``min_wait_share`` of their step time waiting, is the strag
 the series are increases over the window; in a bundle, totals since the ranks started. The same fact
 says every rank of the job takes its steps in the same time: a rank whose mean step in the window is
 more than ``step_tolerance`` away from the job's median step was read over another stretch of time
-(its exporter was scraped at another moment while the job's pace changed) and is not compared.
+(its exporter was scraped at another moment while the job's pace changed) and is not compared. The
+step number says the same more directly: synchronous ranks finish the same step together, so ranks
+read at the same moment show the same ``fleetscope_training_step``. A window covers the steps
+``(step - steps_in_window, step]``; a rank whose first or last step of the window lies more than
+``align_share`` of the job's median steps in the window from the job's median was read at other
+moments, however steady the pace, and is not compared either. Each node's exporter is scraped at its
+own moments, so this aligns the nodes' windows by the training's own clock. It matters most in short
+windows: in a window of eight steps, one step more at the start of a node's window, taken while a
+straggler held the job, raises its ranks' wait per step by a sixth, and the node whose window lacks
+that step reads as eight ranks that wait less than their peers.
 
 **Stalled progress.** ``fleetscope_collector_training_stalled_windows{rank}`` (the live collector's
 history: a rank that took steps before took none in the window). Where the stalled rank's GPU is idle
@@ -39,6 +48,7 @@ from fleetscope.collectors.topology import Topology
 PHASES = "fleetscope_training_phase_seconds_total"
 STEPS = "fleetscope_training_steps_total"
 STEP_SUM = "fleetscope_training_step_duration_seconds_sum"
+STEP_NUMBER = "fleetscope_training_step"
 
 _RankKey = tuple[str | None, str]
 
@@ -47,13 +57,14 @@ class StragglerRankDetector(Detector):
     """The rank the others wait for; ranks that stopped taking steps."""
 
     name = "stragglers"
-    series = (PHASES, STEPS, STEP_SUM, STALLED, *UTILIZATION, *TOPOLOGY_SERIES)
+    series = (PHASES, STEPS, STEP_SUM, f"{STEP_NUMBER}$", STALLED, *UTILIZATION, *TOPOLOGY_SERIES)
 
     def detect(self, evidence: Sequence[Evidence]) -> Iterable[Finding]:
         topology = Topology.from_evidence(evidence)
         wait: dict[_RankKey, Evidence] = {}
         steps: dict[_RankKey, float] = {}
         took: dict[_RankKey, float] = {}
+        last: dict[_RankKey, float] = {}
         stalled: dict[_RankKey, Evidence] = {}
         utilization: dict[tuple[str | None, int], float] = {}
         for e in evidence:
@@ -67,11 +78,13 @@ class StragglerRankDetector(Detector):
                 steps[(e.node, rank)] = value
             elif name == STEP_SUM and rank:
                 took[(e.node, rank)] = value
+            elif name == STEP_NUMBER and rank and math.isfinite(value):
+                last[(e.node, rank)] = value
             elif name == STALLED and rank:
                 stalled[(e.node, rank)] = e
             elif name in UTILIZATION and e.gpu is not None and math.isfinite(value):
                 utilization[(e.node, e.gpu)] = value * UTILIZATION[name]
-        yield from self._stragglers(topology, wait, steps, took)
+        yield from self._stragglers(topology, wait, steps, took, last)
         stepping = {self._job_and_gpu(topology, key)[0] for key, n in steps.items() if n > 0}
         yield from self._stalls(topology, stalled, utilization, stepping)
 
@@ -87,6 +100,7 @@ class StragglerRankDetector(Detector):
         wait: dict[_RankKey, Evidence],
         steps: dict[_RankKey, float],
         took: dict[_RankKey, float],
+        last: dict[_RankKey, float],
     ) -> Iterator[Finding]:
         jobs: dict[str, dict[_RankKey, tuple[float, float]]] = {}
         for key, e in wait.items():
@@ -107,6 +121,7 @@ class StragglerRankDetector(Detector):
                 for key, value in timed.items()
                 if abs(took[key] / steps[key] - pace) <= scoring("stragglers.step_tolerance") * pace
             }
+            ranks = {key: ranks[key] for key in _aligned(ranks, steps, last)}
             if len(ranks) < scoring("stragglers.min_ranks"):
                 continue
             shares = sorted(share for _, share in ranks.values())
@@ -226,3 +241,34 @@ class StragglerRankDetector(Detector):
             evidence=[stalled[k] for k in (every or [key])],
             certainty="unsure",
         )
+
+
+def _aligned(
+    ranks: Iterable[_RankKey], steps: dict[_RankKey, float], last: dict[_RankKey, float]
+) -> list[_RankKey]:
+    """The ranks whose window covers the same steps as the job's median rank's (module docstring).
+
+    Args:
+        ranks: The ranks of one job that took steps in the window.
+        steps: Steps per rank in the window (the increase of ``fleetscope_training_steps_total``).
+        last: Each rank's last step number (``fleetscope_training_step``); a rank without one is kept,
+            as only its pace can be checked.
+
+    Returns:
+        The ranks, in order, less those whose first or last step of the window lies more than
+        ``stragglers.align_share`` of the median steps from the median's.
+    """
+    ranks = list(ranks)
+    numbered = [key for key in ranks if key in last]
+    if not numbered:
+        return ranks
+    ends = sorted(last[key] for key in numbered)
+    starts = sorted(last[key] - steps[key] for key in numbered)
+    span = sorted(steps[key] for key in numbered)[len(numbered) // 2]
+    end, start = ends[len(ends) // 2], starts[len(starts) // 2]
+    bound = scoring("stragglers.align_share") * span
+    return [
+        key
+        for key in ranks
+        if key not in last or (abs(last[key] - end) <= bound and abs(last[key] - steps[key] - start) <= bound)
+    ]
