@@ -25,7 +25,9 @@ Sources (docs/design.md, "The shape"):
 **Time windows.** A window covers the last ``window`` seconds (default 5 minutes). Counters appear in it as
 their increase over the window, and a counter that did not rise is left out, so a fault counted weeks ago
 is not reported again every cycle: :class:`ExporterSource` keeps earlier scrapes of each target and
-subtracts the one from the window's start (the first scrape of a target is only a baseline), and
+subtracts the one from the window's start (the first scrape of a target is only a baseline; every
+scrape of one cycle is stamped with the cycle's start, so all targets' windows start at scrapes of the
+same earlier cycle and differ only by where a target falls in the cycle's order, never by a cycle), and
 :class:`PromQLSource` reads the same series ``offset`` the window and subtracts. Gauges appear with
 their latest value. Kernel-log events stay in the window while they are younger than it: by their own
 wall-clock time where the exporter has one (journald), else by when the collector first saw them; the
@@ -425,6 +427,9 @@ class ExporterSource:
         snapshots: dict[str, NodeSnapshot] = {}
         errors: list[str] = []
         down: list[str] = []
+        # One time for the whole cycle (module docstring): stamped per target, a slow cycle would start
+        # the windows of the targets read late in it at a later cycle's scrapes than the others'.
+        now = self.clock()
         for base in self.targets:
             try:
                 text = _get(base + "/metrics", self.timeout).decode("utf-8", "replace")
@@ -434,7 +439,6 @@ class ExporterSource:
                     if _status(exc) != 404:
                         raise
                     events = {}  # dcgm-exporter, node_exporter: metrics only, no kernel-log events
-                now = self.clock()
                 families, counters = window_families(text, self._window_start(base, now))
             except (SourceError, json.JSONDecodeError, ValueError) as exc:
                 errors.append(f"{base}: {exc}" if base not in str(exc) else str(exc))
