@@ -302,8 +302,8 @@ def investigate_window(
         count = sum(len(family.samples) for family in families.get(node) or ())
         if count:
             # Made by the one sample mapping, whose items match their kinds' entries by construction.
-            evidence, understood = window_evidence(families[node], node=node, rel=f"{node}/metrics")
-            kept.add_all(evidence)
+            evidence, understood, per_name = window_evidence(families[node], node=node, rel=f"{node}/metrics")
+            kept.add_samples(evidence, per_name)
             files_read += 1
             lines_read += count
             lines_understood += understood
@@ -329,16 +329,18 @@ def _conclude(
     _resolve_years(evidence)
     _resolve_gpus(evidence)
     handed = _handoff(evidence)
+    # One map of the cluster for every detector and the correlator, built once.
+    topology = Topology.from_evidence(evidence)
     findings: list[Finding] = []
     for detector in DETECTORS:
         given = evidence if detector.sees_all else handed[detector.name]
-        findings.extend(run_detector(detector, given, unparsed))
+        findings.extend(run_detector(detector, given, unparsed, topology))
     for finding in findings:
         # Evidence read without a layer (an Xid line) takes its finding's, for the timeline.
         for e in finding.evidence:
             e.layer = e.layer or finding.layer
     return Investigation(
-        correlation=correlate(findings, Topology.from_evidence(evidence)),
+        correlation=correlate(findings, topology),
         evidence=evidence,
         unparsed=unparsed,
         files_read=files_read,
@@ -376,7 +378,9 @@ def _handoff(evidence: list[Evidence]) -> dict[str, list[Evidence]]:
     return given
 
 
-def run_detector(detector: type[Detector], evidence: list[Evidence], unparsed: Unparsed) -> list[Finding]:
+def run_detector(
+    detector: type[Detector], evidence: list[Evidence], unparsed: Unparsed, topology: Topology | None = None
+) -> list[Finding]:
     """Run one detector; evidence it raises on is left out (counted and noted), never its whole output.
 
     A detector that raises is run again on ever shorter prefixes of its evidence (a binary search) to
@@ -387,6 +391,8 @@ def run_detector(detector: type[Detector], evidence: list[Evidence], unparsed: U
         detector: The detector class.
         evidence: The evidence of the kinds it reads.
         unparsed: Where losses are counted.
+        topology: The cluster's map of the whole bundle or window (built once for every detector), or
+            None: the detector builds it from ``evidence`` if it needs one.
 
     Returns:
         Its findings on the evidence it could read.
@@ -394,9 +400,9 @@ def run_detector(detector: type[Detector], evidence: list[Evidence], unparsed: U
     items = list(evidence)
     for _ in range(MAX_DETECTOR_RETRIES):
         try:
-            return list(detector().detect(items))
+            return list(detector(topology).detect(items))
         except Exception as exc:  # a detector bug must cost one item, not the detector's findings
-            bad = _first_failing(detector, items)
+            bad = _first_failing(detector, items, topology)
             if bad is None:
                 unparsed.lost("detectors", f"detector {detector.name}", exc, f"{len(items)} items")
                 return []
@@ -417,12 +423,12 @@ def _nested_bundle_hint(files: list[BundleFile]) -> str | None:
     )
 
 
-def _first_failing(detector: type[Detector], items: list[Evidence]) -> int | None:
+def _first_failing(detector: type[Detector], items: list[Evidence], topology: Topology | None) -> int | None:
     """Index of the item whose prefix first makes ``detector`` raise, or ``None`` if none does alone."""
 
     def fails(n: int) -> bool:
         try:
-            list(detector().detect(items[:n]))
+            list(detector(topology).detect(items[:n]))
         except Exception:  # the probe is the failure itself
             return True
         return False
@@ -549,6 +555,26 @@ class _EvidenceStore:
             if count <= MAX_EVIDENCE_PER_KEY:
                 kept.append(e)
         return len(lines)
+
+    def add_samples(self, items: list[Evidence], per_name: Mapping[str, int]) -> None:
+        """Add the evidence of one node's window samples (:func:`window_evidence`, with its count of
+        evidence per sample name).
+
+        A ``metric`` item's key is one series of the node (its name and labels); no log line and no other
+        node makes one, so the items of a name that gave at most :data:`MAX_EVIDENCE_PER_KEY` of them can
+        never pass the cap and are kept without building their keys. ``gpu_identity`` items, which a log
+        line can also give, are counted as :meth:`add_all` counts them.
+        """
+        kept, counts = self._kept, self._counts
+        crowded = {name for name, n in per_name.items() if n > MAX_EVIDENCE_PER_KEY}
+        for e in items:
+            if e.kind == "metric" and e.attrs["name"] not in crowded:
+                kept.append(e)
+                continue
+            key = _key(e)
+            count = counts[key] = counts.get(key, 0) + 1
+            if count <= MAX_EVIDENCE_PER_KEY:
+                kept.append(e)
 
     def finish(self) -> list[Evidence]:
         """The evidence kept, the first item of each key that had more saying how many it stands for."""
