@@ -202,8 +202,8 @@ class Investigation:
         """Warning-or-worse evidence and everything quoted by a finding, in time order (untimed last)."""
         quoted = {id(e) for r in self.correlation.causes for e in r.finding.evidence}
         quoted |= {id(e) for s, _ in self.correlation.symptoms for e in s.evidence}
-        rank = {s: i for i, s in enumerate(SEVERITIES)}
-        items = [e for e in self.evidence if id(e) in quoted or rank.get(e.severity, 3) <= rank["warning"]]
+        shown = set(SEVERITIES[: SEVERITIES.index("warning") + 1])
+        items = [e for e in self.evidence if e.severity in shown or id(e) in quoted]
         order = {id(e): i for i, e in enumerate(items)}
         items.sort(key=lambda e: (e.time is None, e.time.timestamp() if e.time else 0.0, order[id(e)]))
         return items[:MAX_TIMELINE]
@@ -299,15 +299,14 @@ def investigate_window(
             lines_read += len(lines)
             lines_understood += understood
             unparsed.lines += len(lines) - understood
-        count = sum(len(family.samples) for family in families.get(node) or ())
-        if count:
-            # Made by the one sample mapping, whose items match their kinds' entries by construction.
-            evidence, understood, per_name = window_evidence(families[node], node=node, rel=f"{node}/metrics")
-            kept.add_samples(evidence, per_name)
+        # Made by the one sample mapping, whose items match their kinds' entries by construction.
+        read = window_evidence(families.get(node) or (), node=node, rel=f"{node}/metrics")
+        if read.samples:
+            kept.add_samples(read.evidence, read.per_name)
             files_read += 1
-            lines_read += count
-            lines_understood += understood
-            unparsed.lines += count - understood
+            lines_read += read.samples
+            lines_understood += read.understood
+            unparsed.lines += read.samples - read.understood
     return _conclude(kept, unparsed, files_read, lines_read, lines_understood)
 
 
@@ -357,20 +356,20 @@ def _handoff(evidence: list[Evidence]) -> dict[str, list[Evidence]]:
     by_kind = {k.name: [given[d] for d in k.read_by if d in given] for k in KINDS if k.name != "metric"}
     metric_readers = [d for d in BY_NAME["metric"].read_by if d in given]
     # Per series name: the lists of the detectors that read its every sample, and of those that read its
-    # samples above zero.
+    # samples at a value above zero (these included).
     by_series: dict[str, tuple[list[list[Evidence]], list[list[Evidence]]]] = {}
     for e in evidence:
         if e.kind == "metric":
-            name = e.attrs["name"]
-            found = by_series.get(name)
+            attrs = e.attrs
+            found = by_series.get(attrs["name"])
             if found is None:
-                readers = series_readers(name)
-                found = by_series[name] = (
-                    [given[d] for d in metric_readers if d in readers.every],
-                    [given[d] for d in metric_readers if d in readers.above_zero],
+                readers = series_readers(attrs["name"])
+                every = [given[d] for d in metric_readers if d in readers.every]
+                found = by_series[attrs["name"]] = (
+                    every,
+                    every + [given[d] for d in metric_readers if d in readers.above_zero],
                 )
-            every, above_zero = found
-            targets = every + above_zero if above_zero and e.attrs["value"] > 0 else every
+            targets = found[1] if attrs["value"] > 0 else found[0]
         else:
             targets = by_kind.get(e.kind, [])
         for target in targets:
@@ -557,7 +556,7 @@ class _EvidenceStore:
         return len(lines)
 
     def add_samples(self, items: list[Evidence], per_name: Mapping[str, int]) -> None:
-        """Add the evidence of one node's window samples (:func:`window_evidence`, with its count of
+        """Add the evidence of one node's window samples (:func:`window_evidence`'s, with its count of
         evidence per sample name).
 
         A ``metric`` item's key is one series of the node (its name and labels); no log line and no other
@@ -628,21 +627,20 @@ def _resolve_gpus(evidence: list[Evidence]) -> None:
     NCCL, DCGM labels, UUIDs). Where none covers a bus id, the driver's instance number from an NVRM line
     (``attrs["driver_gpu"]``) stands in, and the evidence is marked with :data:`DRIVER_NUMBERING`.
     """
+    identities = [e for e in evidence if e.kind == "gpu_identity"]
     by_bus: dict[tuple[str | None, str], int] = {}
     by_index: dict[tuple[str | None, int], str] = {}
-    for e in evidence:
-        if e.kind == "gpu_identity" and e.gpu is not None and e.gpu_pci_bus_id:
+    for e in identities:
+        if e.gpu is not None and e.gpu_pci_bus_id:
             by_bus.setdefault((e.node, e.gpu_pci_bus_id), e.gpu)
             by_index.setdefault((e.node, e.gpu), e.gpu_pci_bus_id)
     uuid_index = {
-        (e.node, e.attrs["uuid"]): e.gpu
-        for e in evidence
-        if e.kind == "gpu_identity" and e.gpu is not None and e.attrs.get("uuid")
+        (e.node, e.attrs["uuid"]): e.gpu for e in identities if e.gpu is not None and e.attrs.get("uuid")
     }
     uuid_bus = {
         (e.node, e.attrs["uuid"]): e.gpu_pci_bus_id
-        for e in evidence
-        if e.kind == "gpu_identity" and e.gpu_pci_bus_id and e.attrs.get("uuid")
+        for e in identities
+        if e.gpu_pci_bus_id and e.attrs.get("uuid")
     }
     for (node, uuid), bus in uuid_bus.items():
         if (node, uuid) in uuid_index and bus:

@@ -227,7 +227,7 @@ def test_a_window_gives_the_evidence_its_exposition_gives_sample_by_sample() -> 
     compared = 0
     for path in files:
         families = list(text_string_to_metric_families(path.read_text()))
-        live, _, per_name = window_evidence(families, node="node-01", rel="node-01/metrics")
+        live, _, _, per_name = window_evidence(families, node="node-01", rel="node-01/metrics")
         one_by_one: list[Evidence] = []
         seen: set[tuple[int, str]] = set()
         position = 0

@@ -22,7 +22,7 @@ import re
 from collections import deque
 from collections.abc import Iterable, Iterator
 from functools import lru_cache
-from typing import Any, TextIO, cast
+from typing import Any, NamedTuple, TextIO, cast
 
 from prometheus_client.core import Metric
 from prometheus_client.parser import text_fd_to_metric_families
@@ -155,9 +155,38 @@ def family_used(name: str) -> bool:
     return any(sample_use(name + suffix) for suffix in ("", *_SAMPLE_SUFFIXES))
 
 
-def window_evidence(
-    families: Iterable[Metric], *, node: str, rel: str
-) -> tuple[list[Evidence], int, dict[str, int]]:
+@lru_cache(maxsize=65536)
+def _family_use(name: str) -> tuple[bool, bool]:
+    """Whether a family of this name is recognised (:func:`kept`), and whether any of its samples is used
+    (:func:`family_used`)."""
+    return kept(name), kept(name) and family_used(name)
+
+
+@lru_cache(maxsize=65536)
+def _name_use(name: str) -> tuple[int, bool]:
+    """:func:`sample_use` of a sample name, and whether its series states GPU identities."""
+    return sample_use(name), kept(name) and _identity(name) == IDENTITY
+
+
+class WindowEvidence(NamedTuple):
+    """What :func:`window_evidence` makes of one node's samples.
+
+    Attributes:
+        evidence: What :func:`sample_evidence` makes of the used samples, in their order.
+        samples: How many samples the node's families hold.
+        understood: How many of them are understood (those of recognised families, used or not).
+        per_name: How many pieces of evidence the samples of each name gave (counted once per run of
+            samples of one name), which tells the engine's store which names may repeat a series often
+            enough to be capped.
+    """
+
+    evidence: list[Evidence]
+    samples: int
+    understood: int
+    per_name: dict[str, int]
+
+
+def window_evidence(families: Iterable[Metric], *, node: str, rel: str) -> WindowEvidence:
     """The evidence of one node's samples as the live collector hands them over (no text round trip).
 
     The mapping is :func:`sample_evidence`'s, made in bulk: a family nobody reads is skipped whole, what a
@@ -172,11 +201,7 @@ def window_evidence(
             ``rel:N``, N its 1-based position among all the node's samples.
 
     Returns:
-        ``(evidence, understood, per_name)``: what :func:`sample_evidence` makes of the used samples, in
-        their order; how many samples were understood (those of recognised families, used or not); and
-        how many pieces of evidence the samples of each name gave (counted once per run of samples of
-        one name), which tells the engine's store which names may repeat a series often enough to be
-        capped.
+        The evidence, in the samples' order, and the counts of :class:`WindowEvidence`.
     """
     found: list[Evidence] = []
     add = found.append
@@ -187,10 +212,10 @@ def window_evidence(
         samples = family.samples
         start = position
         position += len(samples)
-        if not kept(family.name):
-            continue
-        understood += len(samples)
-        if not family_used(family.name):
+        recognised, used = _family_use(family.name)
+        if recognised:
+            understood += len(samples)
+        if not used:
             continue
         last, use, identity, mark = "", UNUSED, False, len(found)
         for at, sample in enumerate(samples, start + 1):
@@ -198,11 +223,14 @@ def window_evidence(
             if name != last:  # a family's samples mostly share one name
                 if use:
                     per_name[last] = per_name.get(last, 0) + len(found) - mark
-                last, use, mark = name, sample_use(name), len(found)
-                identity = _identity(name) == IDENTITY
-            metric = use == READ or (use == READ_ABOVE_ZERO and value > 0)
-            if not (metric or identity):
-                continue  # at this value nobody reads it: no per-sample work
+                last, mark = name, len(found)
+                use, identity = _name_use(name)
+            if not (use == READ or (use == READ_ABOVE_ZERO and value > 0)):
+                if not identity:
+                    continue  # at this value nobody reads it: no per-sample work
+                metric = False
+            else:
+                metric = True
             gpu = labels.get("gpu")
             bus = labels.get("pci_bus_id") or labels.get("PCI_BUS_ID")
             index, bus_id = gpu_ids(gpu, bus) if gpu is not None or bus else _NO_GPU
@@ -215,7 +243,7 @@ def window_evidence(
                 add(SampleEvidence(sample, "metric", rel, at, node, index, bus_id, attrs))
         if use:
             per_name[last] = per_name.get(last, 0) + len(found) - mark
-    return found, understood, per_name
+    return WindowEvidence(found, position, understood, per_name)
 
 
 def sample_line(name: str, labels: dict[str, str], value: float) -> str:
