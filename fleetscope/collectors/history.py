@@ -303,6 +303,7 @@ class WindowHistory:
                 held.setdefault(rank.job, set()).add((rank.node, str(rank.gpu)))
         for job, members in topology.groups(sorted(windows)).items():
             named: set[tuple[str, str]] = set()
+            ours = held.get(job, set())
             for metric in metrics:
                 if metric.jobs_only and not job:
                     continue
@@ -315,7 +316,7 @@ class WindowHistory:
                         for labels, value in windows[node].series.get(metric.name, ())
                         if labels.get("gpu", "").isdigit()
                         and math.isfinite(value)
-                        and (not job or (node, labels["gpu"]) in held.get(job, ()))
+                        and (not job or (node, labels["gpu"]) in ours)
                         and (metric.jobs_only or (node, labels["gpu"]) not in idle)
                     }
                 )
@@ -397,11 +398,10 @@ class _Window:
         """Index one node's families: every sample once for its ``gpu`` label, and only the families
         that may hold a ``used`` name (a used name starts with the family's; ``holds`` caches the answer
         per family name) sample by sample."""
-        gpus: set[str] = set()
+        gpus = {s.labels.get("gpu", "") for family in families for s in family.samples}
         series: dict[str, list[tuple[dict[str, str], float]]] = {}
         for family in families:
             samples = family.samples
-            gpus |= {s.labels.get("gpu", "") for s in samples}
             held = holds.get(family.name)
             if held is None:
                 held = holds[family.name] = any(name.startswith(family.name) for name in used)

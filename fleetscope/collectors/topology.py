@@ -21,6 +21,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from fleetscope.collectors.evidence import Evidence
 
@@ -35,9 +36,8 @@ PORT_INFO = "fleetscope_infiniband_port_info"
 SERIES = (GPU_JOB_INFO, RANK_INFO, NVLINK_INFO, PORT_INFO)
 
 
-@dataclass(frozen=True, slots=True)
-class Rank:
-    """Where one rank of a job runs.
+class Rank(NamedTuple):
+    """Where one rank of a job runs (a named tuple: a cluster has tens of thousands, made every window).
 
     Attributes:
         job: The job id (empty where the hook had none).
