@@ -51,12 +51,14 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from http.client import HTTPException
 from pathlib import Path
 from typing import Any, Protocol
 from urllib.error import HTTPError, URLError
 from urllib.parse import urlencode, urlsplit
 from urllib.request import urlopen
 
+import ijson
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.core import Metric
 from prometheus_client.parser import text_string_to_metric_families
@@ -546,22 +548,42 @@ class PromQLSource:
         self.timeout = timeout
         self.window = max(1, int(window.total_seconds()))
 
-    def _query(self, query: str) -> list[dict[str, Any]]:
+    def _query(self, query: str) -> Iterator[dict[str, Any]]:
+        """The series of one instant query's answer (``{"metric": labels, "value": [time, "value"]}``),
+        one at a time as ijson decodes them from the wire, so no whole answer (hundreds of MB of JSON at
+        2,048 nodes) is held. An answer whose ``status`` is not ``success`` raises once it is read to its
+        end; the caller keeps nothing of a query that raised.
+
+        Raises:
+            SourceError: the API is unreachable, answered with an HTTP error, with something that is not
+                JSON, or with a status other than ``success`` (``errorType`` and ``error`` quoted).
+        """
+        url = f"{self.url}/api/v1/query?{urlencode({'query': query})}"
         try:
-            answer = json.loads(_get(f"{self.url}/api/v1/query?{urlencode({'query': query})}", self.timeout))
-        except json.JSONDecodeError as exc:
-            raise SourceError(f"{self.url} answered with something that is not JSON: {exc}") from exc
-        if answer.get("status") != "success":
-            raise SourceError(f"{self.url}: {answer.get('errorType')}: {answer.get('error')}")
-        return list(answer["data"]["result"])
+            response = urlopen(url, timeout=self.timeout)
+        except (URLError, OSError, ValueError) as exc:
+            raise SourceError(f"GET {url}: {exc}") from exc
+        with response:
+            head = _Head(response)
+            try:
+                yield from ijson.items(head, "data.result.item", use_float=True)
+            except ijson.JSONError as exc:  # not JSON, or JSON cut off where the connection closed
+                first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+                raise SourceError(f"{self.url} answered with something that is not JSON: {first}") from exc
+            except (OSError, HTTPException) as exc:  # the connection broke or timed out inside the answer
+                raise SourceError(f"GET {url}: {exc}") from exc
+        status = _envelope(head.bytes)
+        if status.get("status") != "success":
+            raise SourceError(f"{self.url}: {status.get('errorType')}: {status.get('error')}")
 
     def fetch(self) -> dict[str, NodeSnapshot]:
         """The window of every node, split by the ``instance`` label (its host, or ``host:port`` where
         several instances share a host): per node one untyped family per series name.
 
-        The answers are read series by series once, into the start's counter values and then the
-        window's families; the start's answer is let go before the window's is read, so at most one
-        whole answer is held at a time (at 2,048 nodes each is hundreds of MB of JSON).
+        The answers are decoded series by series as they arrive (ijson), into the start's counter values
+        (one short key per counter: :func:`_promql_key`) and then the window's families (each label
+        name and value held once), so no whole answer is ever held (at 2,048 nodes each is hundreds of
+        MB of JSON, several GB decoded).
 
         Raises:
             SourceError: the API is unreachable or answered with an error.
@@ -579,13 +601,17 @@ class PromQLSource:
                 known = counters[name] = is_counter_sample(name)
             return known
 
-        start: dict[str, dict[frozenset[tuple[str, str]], float]] = {}
+        start: dict[str, dict[str | frozenset[tuple[str, str]], float]] = {}
         for result in self._query(f"{PROMQL_SELECTOR} offset {self.window}s"):
             metric = result["metric"]
             values = start.setdefault(metric.get("instance", "unknown"), {})
             if counter(metric["__name__"]):  # gauges need no start value
                 values[_promql_key(metric)] = float(result["value"][1])
         by_instance: dict[str, dict[str, Metric]] = {}
+        # One copy of each label name and value the window's samples hold (the decoder makes a string per
+        # occurrence: a GPU's "gpu" and "3" in each of its hundreds of series).
+        strings: dict[str, str] = {}
+        one = strings.setdefault
         for result in self._query(PROMQL_SELECTOR):
             metric = result["metric"]
             instance = metric.get("instance", "unknown")
@@ -603,8 +629,8 @@ class PromQLSource:
             family = families.get(name)
             if family is None:
                 family = families[name] = Metric(name, "read through the PromQL API", "untyped")
-            labels = {k: v for k, v in metric.items() if k not in _PROMQL_TARGET_LABELS}
-            family.samples.append(Sample(name, labels, value))
+            labels = {one(k, k): one(v, v) for k, v in metric.items() if k not in _PROMQL_TARGET_LABELS}
+            family.samples.append(Sample(family.name, labels, value))
         # Prometheus's own verdict on each target's last scrape: 0 where it failed (a plain selector, which
         # every Prometheus-compatible API answers, filtered here).
         failing = {
@@ -632,13 +658,54 @@ class PromQLSource:
         }
 
 
+#: How much of an answer's start :class:`_Head` keeps: the envelope (``status``, ``errorType``, ``error``)
+#: that Prometheus-compatible APIs write before the result, or the whole of a short (error) answer.
+_HEAD_BYTES = 64 * 1024
+
+
+class _Head:
+    """A readable answer that keeps its first :data:`_HEAD_BYTES` bytes as they are read through it."""
+
+    def __init__(self, stream: Any) -> None:
+        self._stream = stream
+        self.bytes = b""
+
+    def read(self, size: int = -1) -> bytes:
+        chunk: bytes = self._stream.read(size)
+        if len(self.bytes) < _HEAD_BYTES:
+            self.bytes += chunk[: _HEAD_BYTES - len(self.bytes)]
+        return chunk
+
+
+def _envelope(head: bytes) -> dict[str, Any]:
+    """The top-level strings of an answer (``status``, ``errorType``, ``error``) that its first bytes hold:
+    the envelope's members read up to the result or to where the bytes end."""
+    found: dict[str, Any] = {}
+    try:
+        for prefix, event, value in ijson.parse(head):
+            if event in ("string", "null") and prefix in ("status", "errorType", "error"):
+                found[prefix] = value
+    except ijson.JSONError:
+        pass  # the kept head ends inside the result: the envelope before it is read
+    return found
+
+
 #: Labels the PromQL API adds to a series that are not the exporter's: the target's and the name.
 _PROMQL_TARGET_LABELS = frozenset({"__name__", "instance", "job"})
 
 
-def _promql_key(metric: dict[str, str]) -> frozenset[tuple[str, str]]:
-    """A series' identity as the PromQL API names it: all its labels, ``__name__`` and the target's too."""
-    return frozenset(metric.items())
+def _promql_key(metric: dict[str, str]) -> str | frozenset[tuple[str, str]]:
+    """A series' identity as the PromQL API names it: all its labels, ``__name__`` and the target's too.
+
+    One string, the label pairs in name order joined by NUL, so that a window's start (a value per
+    counter of the cluster: millions at 2,048 nodes) costs one short string per counter rather than a set
+    of pairs of strings (a sixth of the memory). A series whose labels hold a NUL (the count of NULs
+    tells) would make the string ambiguous and is keyed by its set of pairs instead.
+    """
+    joined = "\x00".join([f"{name}\x00{metric[name]}" for name in sorted(metric)])
+    if joined.count("\x00") != 2 * len(metric) - 1:
+        return frozenset(metric.items())
+    return joined
 
 
 class LiveCollector:
