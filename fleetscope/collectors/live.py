@@ -605,8 +605,12 @@ class PromQLSource:
         for result in self._query(f"{PROMQL_SELECTOR} offset {self.window}s"):
             metric = result["metric"]
             values = start.setdefault(metric.get("instance", "unknown"), {})
-            if counter(metric["__name__"]):  # gauges need no start value
-                values[_promql_key(metric)] = float(result["value"][1])
+            # Gauges need no start value, nor does a counter at 0: its rise is its value now, as for a
+            # counter with no start (:func:`increase`), and most error counters of a cluster are 0.
+            if counter(metric["__name__"]):
+                value = float(result["value"][1])
+                if value != 0:
+                    values[_promql_key(metric)] = value
         by_instance: dict[str, dict[str, Metric]] = {}
         # One copy of each label name and value the window's samples hold (the decoder makes a string per
         # occurrence: a GPU's "gpu" and "3" in each of its hundreds of series).
