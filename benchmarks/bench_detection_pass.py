@@ -107,13 +107,14 @@ def run(nodes: int, base: list[Metric]) -> dict[str, float]:
         derived = history.observe(window, down=())
         observed = time.process_time()
         families = {node: families + derived.get(node, []) for node, families in window.items()}
-        report = investigate_window(families, {}).to_dict()
+        report = investigate_window(families, {}, history.topology).to_dict()
         done = time.process_time()
     causes = {c["kind"] for c in report["root_causes"]}
     assert "straggler_rank" in causes and any(k.startswith("persistent_deviation") for k in causes), causes
     again = time.process_time()  # the same window, the garbage collector running
     history.observe(window, down=())
-    assert {c["kind"] for c in investigate_window(families, {}).to_dict()["root_causes"]} == causes
+    again_report = investigate_window(families, {}, history.topology).to_dict()
+    assert {c["kind"] for c in again_report["root_causes"]} == causes
     return {
         "samples": sum(len(f.samples) for fs in families.values() for f in fs),
         "observe": observed - started,

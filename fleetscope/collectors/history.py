@@ -149,10 +149,16 @@ class WindowHistory:
     Args:
         window: How long a window is; given to the detectors as ``fleetscope_collector_window_seconds``
             so that counter increases can be read as rates.
+
+    Attributes:
+        topology: The cluster's map as the last window observed states it (its ``_info`` series), which
+            the engine is handed with that window (:func:`~fleetscope.collectors.investigate.
+            investigate_window`'s ``topology``) rather than build it again.
     """
 
     def __init__(self, window: timedelta = timedelta(minutes=5)) -> None:
         self.window = window.total_seconds()
+        self.topology = Topology()
         self._answered: set[str] = set()
         self._down: dict[str, int] = {}
         self._gpus: dict[str, set[str]] = {}
@@ -207,6 +213,12 @@ class WindowHistory:
         }
         holds: dict[str, bool] = {}
         windows = {node: _Window.read(families, used, holds) for node, families in nodes.items()}
+        self.topology = Topology.from_samples(
+            (node, name, labels, value)
+            for node, window in windows.items()
+            for name in TOPOLOGY_SERIES
+            for labels, value in window.series.get(name, ())
+        )
         self._gpu_absence(windows, out, forget)
         self._stalls(windows, out, forget)
         self._deviations(windows, out, metrics)
@@ -276,12 +288,7 @@ class WindowHistory:
     def _deviations(
         self, windows: dict[str, _Window], out: dict[str, list[Metric]], metrics: list[PeerMetric]
     ) -> None:
-        topology = Topology.from_samples(
-            (node, name, labels, value)
-            for node, window in windows.items()
-            for name in TOPOLOGY_SERIES
-            for labels, value in window.series.get(name, ())
-        )
+        topology = self.topology
         persist = scoring("persistent_deviation.persist_windows")
         threshold = scoring("persistent_deviation.z")
         min_peers = scoring("persistent_deviation.min_peers")

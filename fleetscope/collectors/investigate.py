@@ -265,6 +265,7 @@ def investigate(bundle: Path, progress: Progress | None = None) -> Investigation
 def investigate_window(
     families: Mapping[str, Sequence[Metric]],
     logs: Mapping[str, Sequence[str]],
+    topology: Topology | None = None,
 ) -> Investigation:
     """Investigate a live window handed over as metric families and log lines, with no files in between.
 
@@ -281,6 +282,10 @@ def investigate_window(
         families: Per node, its metric families in the window (counters as increases), as
             prometheus-client reads them.
         logs: Per node, its kernel-log lines, oldest first.
+        topology: The cluster's map of these families where the caller has it already (the live
+            collector's :attr:`~fleetscope.collectors.history.WindowHistory.topology` of the same window),
+            so that it is not built twice; None: built from the evidence. Either is made of the window's
+            ``_info`` series, all of which become evidence, so the map is the same.
 
     Returns:
         The investigation; see :meth:`Investigation.to_dict`.
@@ -307,7 +312,7 @@ def investigate_window(
             lines_read += read.samples
             lines_understood += read.understood
             unparsed.lines += read.samples - read.understood
-    return _conclude(kept, unparsed, files_read, lines_read, lines_understood)
+    return _conclude(kept, unparsed, files_read, lines_read, lines_understood, topology)
 
 
 def _candidates(lines: Sequence[str]) -> Iterator[tuple[int, bytes, tuple[int, ...]]]:
@@ -321,15 +326,22 @@ def _candidates(lines: Sequence[str]) -> Iterator[tuple[int, bytes, tuple[int, .
 
 
 def _conclude(
-    kept: _EvidenceStore, unparsed: Unparsed, files_read: int, lines_read: int, lines_understood: int
+    kept: _EvidenceStore,
+    unparsed: Unparsed,
+    files_read: int,
+    lines_read: int,
+    lines_understood: int,
+    topology: Topology | None = None,
 ) -> Investigation:
-    """Resolve years and GPU identities, run the detectors, correlate: the end of every investigation."""
+    """Resolve years and GPU identities, run the detectors, correlate: the end of every investigation.
+    One map of the cluster (``topology``, else built from the evidence) serves every detector and the
+    correlator."""
     evidence = kept.finish()
     _resolve_years(evidence)
     _resolve_gpus(evidence)
     handed = _handoff(evidence)
-    # One map of the cluster for every detector and the correlator, built once.
-    topology = Topology.from_evidence(evidence)
+    if topology is None:
+        topology = Topology.from_evidence(evidence)
     findings: list[Finding] = []
     for detector in DETECTORS:
         given = evidence if detector.sees_all else handed[detector.name]

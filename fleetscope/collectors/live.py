@@ -874,6 +874,7 @@ class LiveCollector:
             report = investigate_window(
                 {node: snapshot.families for node, snapshot in nodes.items()},
                 {node: self._kernel_lines(snapshot) for node, snapshot in nodes.items()},
+                self.history.topology,
             ).to_dict()
         report["notes"] = unread + report.get("notes", [])
         recorded = self.store.record(report)
