@@ -45,6 +45,7 @@ import json
 import logging
 import re
 import shutil
+import tempfile
 import time
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
@@ -550,40 +551,48 @@ class PromQLSource:
 
     def _query(self, query: str) -> Iterator[dict[str, Any]]:
         """The series of one instant query's answer (``{"metric": labels, "value": [time, "value"]}``),
-        one at a time as ijson decodes them from the wire, so no whole answer (hundreds of MB of JSON at
-        2,048 nodes) is held. An answer whose ``status`` is not ``success`` raises once it is read to its
-        end; the caller keeps nothing of a query that raised.
+        one at a time as ijson decodes them, so no whole answer (hundreds of MB of JSON at 2,048 nodes,
+        several GB decoded) is held in memory.
+
+        The answer is first copied to a temporary file (in ``TMPDIR``, deleted when read) at the speed
+        of the network, then decoded from it: a server that bounds how long it takes to send an answer
+        (the simulator's API allows 30 s; proxies in front of Thanos or Mimir do the same) is never held
+        up by the decoding. Its envelope (``status``, ``errorType``, ``error``), which
+        Prometheus-compatible APIs write before the result, is checked from the file's first bytes
+        before any series is read.
 
         Raises:
             SourceError: the API is unreachable, answered with an HTTP error, with something that is not
                 JSON, or with a status other than ``success`` (``errorType`` and ``error`` quoted).
         """
         url = f"{self.url}/api/v1/query?{urlencode({'query': query})}"
-        try:
-            response = urlopen(url, timeout=self.timeout)
-        except (URLError, OSError, ValueError) as exc:
-            raise SourceError(f"GET {url}: {exc}") from exc
-        with response:
-            head = _Head(response)
+        with tempfile.TemporaryFile() as answer:
             try:
-                yield from ijson.items(head, "data.result.item", use_float=True)
-            except ijson.JSONError as exc:  # not JSON, or JSON cut off where the connection closed
+                with urlopen(url, timeout=self.timeout) as response:
+                    shutil.copyfileobj(response, answer, _COPY_BYTES)
+            except (URLError, OSError, ValueError, HTTPException) as exc:
+                raise SourceError(f"GET {url}: {exc}") from exc
+            answer.seek(0)
+            envelope = _envelope(answer.read(_HEAD_BYTES))
+            if envelope is None:
+                raise SourceError(f"{self.url} answered with something that is not JSON")
+            if envelope.get("status") != "success":
+                raise SourceError(f"{self.url}: {envelope.get('errorType')}: {envelope.get('error')}")
+            answer.seek(0)
+            try:
+                yield from ijson.items(answer, "data.result.item", use_float=True)
+            except ijson.JSONError as exc:  # JSON cut off where the connection closed, or broken inside
                 first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
                 raise SourceError(f"{self.url} answered with something that is not JSON: {first}") from exc
-            except (OSError, HTTPException) as exc:  # the connection broke or timed out inside the answer
-                raise SourceError(f"GET {url}: {exc}") from exc
-        status = _envelope(head.bytes)
-        if status.get("status") != "success":
-            raise SourceError(f"{self.url}: {status.get('errorType')}: {status.get('error')}")
 
     def fetch(self) -> dict[str, NodeSnapshot]:
         """The window of every node, split by the ``instance`` label (its host, or ``host:port`` where
         several instances share a host): per node one untyped family per series name.
 
-        The answers are decoded series by series as they arrive (ijson), into the start's counter values
-        (one short key per counter: :func:`_promql_key`) and then the window's families (each label
-        name and value held once), so no whole answer is ever held (at 2,048 nodes each is hundreds of
-        MB of JSON, several GB decoded).
+        Each answer is decoded series by series (ijson, from a temporary copy: :meth:`_query`) into the
+        start's counter values (one short key per counter that is not 0: :func:`_promql_key`) and then
+        the window's families (each label name and value held once), so no whole answer is ever held in
+        memory (at 2,048 nodes each is hundreds of MB of JSON, several GB decoded).
 
         Raises:
             SourceError: the API is unreachable or answered with an error.
@@ -662,35 +671,26 @@ class PromQLSource:
         }
 
 
-#: How much of an answer's start :class:`_Head` keeps: the envelope (``status``, ``errorType``, ``error``)
-#: that Prometheus-compatible APIs write before the result, or the whole of a short (error) answer.
+#: How much of an answer's start is read for its envelope (``status``, ``errorType``, ``error``), which
+#: Prometheus-compatible APIs write before the result; a short (error) answer is read whole.
 _HEAD_BYTES = 64 * 1024
+#: The chunk an answer is copied to its temporary file in.
+_COPY_BYTES = 1024 * 1024
 
 
-class _Head:
-    """A readable answer that keeps its first :data:`_HEAD_BYTES` bytes as they are read through it."""
-
-    def __init__(self, stream: Any) -> None:
-        self._stream = stream
-        self.bytes = b""
-
-    def read(self, size: int = -1) -> bytes:
-        chunk: bytes = self._stream.read(size)
-        if len(self.bytes) < _HEAD_BYTES:
-            self.bytes += chunk[: _HEAD_BYTES - len(self.bytes)]
-        return chunk
-
-
-def _envelope(head: bytes) -> dict[str, Any]:
-    """The top-level strings of an answer (``status``, ``errorType``, ``error``) that its first bytes hold:
-    the envelope's members read up to the result or to where the bytes end."""
+def _envelope(head: bytes) -> dict[str, Any] | None:
+    """The top-level strings (``status``, ``errorType``, ``error``) that an answer's first bytes hold, read
+    up to the result or to where the bytes end; None where the bytes do not start as JSON."""
     found: dict[str, Any] = {}
+    events = 0
     try:
         for prefix, event, value in ijson.parse(head):
+            events += 1
             if event in ("string", "null") and prefix in ("status", "errorType", "error"):
                 found[prefix] = value
     except ijson.JSONError:
-        pass  # the kept head ends inside the result: the envelope before it is read
+        if events == 0:
+            return None
     return found
 
 
