@@ -611,15 +611,19 @@ class PromQLSource:
             return known
 
         start: dict[str, dict[str | frozenset[tuple[str, str]], float]] = {}
+        started: dict[str, set[str]] = {}  # per instance, the names of the counters with a start value
         for result in self._query(f"{PROMQL_SELECTOR} offset {self.window}s"):
             metric = result["metric"]
-            values = start.setdefault(metric.get("instance", "unknown"), {})
+            instance = metric.get("instance", "unknown")
+            values = start.setdefault(instance, {})
+            names = started.setdefault(instance, set())
             # Gauges need no start value, nor does a counter at 0: its rise is its value now, as for a
             # counter with no start (:func:`increase`), and most error counters of a cluster are 0.
             if counter(metric["__name__"]):
                 value = float(result["value"][1])
                 if value != 0:
                     values[_promql_key(metric)] = value
+                    names.add(metric["__name__"])
         by_instance: dict[str, dict[str, Metric]] = {}
         # One copy of each label name and value the window's samples hold (the decoder makes a string per
         # occurrence: a GPU's "gpu" and "3" in each of its hundreds of series).
@@ -636,7 +640,9 @@ class PromQLSource:
             if counter(name):
                 if instance not in start:
                     continue  # the target was not scraped at the window's start: a baseline only
-                value = increase(value, start[instance].get(_promql_key(metric)))
+                # A name with no start value on the instance needs no key to know it has none.
+                then = start[instance].get(_promql_key(metric)) if name in started[instance] else None
+                value = increase(value, then)
                 if value <= 0:
                     continue
             family = families.get(name)
