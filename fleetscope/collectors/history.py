@@ -415,5 +415,8 @@ class _Window:
             if held:
                 for s in samples:
                     if s.name in used:
-                        series.setdefault(s.name, []).append((s.labels, s.value))
+                        found = series.get(s.name)
+                        if found is None:
+                            found = series[s.name] = []
+                        found.append((s.labels, s.value))
         return cls({gpu for gpu in gpus if gpu.isdigit()}, series)
