@@ -6,14 +6,15 @@ increases), plus eight training ranks' series; one GPU runs slow and one rank wa
 peer-deviation and straggler paths do real work. Per size the pass runs as many windows as a deviation
 needs to persist; the last window is timed as the collector runs it (cyclic garbage collector paused,
 :func:`fleetscope.collectors.live.gc_paused`): ``WindowHistory.observe`` (absence, peers, stalls), then
-``investigate_window`` (evidence of the series detectors read, detectors, correlator), on one core in
-this process; then the same window again with the garbage collector left running, for comparison. The
-table gives seconds per part, microseconds per sample (flat when the pass is linear in nodes) and the
-process's peak RSS.
+``investigate_window`` (evidence of the series detectors read, detectors, correlator; handed the map of
+the cluster the history built, as the collector hands it), on one core in this process; then the same
+window again with the garbage collector left running, for comparison. The table gives seconds per part,
+microseconds per sample (flat when the pass is linear in nodes) and the process's peak RSS.
 
 **The fetch.** ``PromQLSource.fetch`` of a healthy simulated cluster (``fleetscope.simulate``'s
 Prometheus-compatible API, served from this process) run in a process of its own, so that its CPU
-seconds and peak RSS are the collector's alone, whatever the simulator costs.
+seconds and peak RSS are the collector's alone, whatever the simulator costs (its answers pass through
+a temporary file, whose pages are the kernel's cache, not the process's RSS).
 
     python -m benchmarks.bench_detection_pass --nodes 64 --nodes 512 --nodes 2048 --fetch-nodes 512
 """
@@ -107,13 +108,14 @@ def run(nodes: int, base: list[Metric]) -> dict[str, float]:
         derived = history.observe(window, down=())
         observed = time.process_time()
         families = {node: families + derived.get(node, []) for node, families in window.items()}
-        report = investigate_window(families, {}).to_dict()
+        report = investigate_window(families, {}, history.topology).to_dict()
         done = time.process_time()
     causes = {c["kind"] for c in report["root_causes"]}
     assert "straggler_rank" in causes and any(k.startswith("persistent_deviation") for k in causes), causes
     again = time.process_time()  # the same window, the garbage collector running
     history.observe(window, down=())
-    assert {c["kind"] for c in investigate_window(families, {}).to_dict()["root_causes"]} == causes
+    again_report = investigate_window(families, {}, history.topology).to_dict()
+    assert {c["kind"] for c in again_report["root_causes"]} == causes
     return {
         "samples": sum(len(f.samples) for fs in families.values() for f in fs),
         "observe": observed - started,

@@ -149,10 +149,16 @@ class WindowHistory:
     Args:
         window: How long a window is; given to the detectors as ``fleetscope_collector_window_seconds``
             so that counter increases can be read as rates.
+
+    Attributes:
+        topology: The cluster's map as the last window observed states it (its ``_info`` series), which
+            the engine is handed with that window (:func:`~fleetscope.collectors.investigate.
+            investigate_window`'s ``topology``) rather than build it again.
     """
 
     def __init__(self, window: timedelta = timedelta(minutes=5)) -> None:
         self.window = window.total_seconds()
+        self.topology = Topology()
         self._answered: set[str] = set()
         self._down: dict[str, int] = {}
         self._gpus: dict[str, set[str]] = {}
@@ -207,6 +213,12 @@ class WindowHistory:
         }
         holds: dict[str, bool] = {}
         windows = {node: _Window.read(families, used, holds) for node, families in nodes.items()}
+        self.topology = Topology.from_samples(
+            (node, name, labels, value)
+            for node, window in windows.items()
+            for name in TOPOLOGY_SERIES
+            for labels, value in window.series.get(name, ())
+        )
         self._gpu_absence(windows, out, forget)
         self._stalls(windows, out, forget)
         self._deviations(windows, out, metrics)
@@ -276,12 +288,7 @@ class WindowHistory:
     def _deviations(
         self, windows: dict[str, _Window], out: dict[str, list[Metric]], metrics: list[PeerMetric]
     ) -> None:
-        topology = Topology.from_samples(
-            (node, name, labels, value)
-            for node, window in windows.items()
-            for name in TOPOLOGY_SERIES
-            for labels, value in window.series.get(name, ())
-        )
+        topology = self.topology
         persist = scoring("persistent_deviation.persist_windows")
         threshold = scoring("persistent_deviation.z")
         min_peers = scoring("persistent_deviation.min_peers")
@@ -303,6 +310,7 @@ class WindowHistory:
                 held.setdefault(rank.job, set()).add((rank.node, str(rank.gpu)))
         for job, members in topology.groups(sorted(windows)).items():
             named: set[tuple[str, str]] = set()
+            ours = held.get(job, set())
             for metric in metrics:
                 if metric.jobs_only and not job:
                     continue
@@ -315,7 +323,7 @@ class WindowHistory:
                         for labels, value in windows[node].series.get(metric.name, ())
                         if labels.get("gpu", "").isdigit()
                         and math.isfinite(value)
-                        and (not job or (node, labels["gpu"]) in held.get(job, ()))
+                        and (not job or (node, labels["gpu"]) in ours)
                         and (metric.jobs_only or (node, labels["gpu"]) not in idle)
                     }
                 )
@@ -397,16 +405,18 @@ class _Window:
         """Index one node's families: every sample once for its ``gpu`` label, and only the families
         that may hold a ``used`` name (a used name starts with the family's; ``holds`` caches the answer
         per family name) sample by sample."""
-        gpus: set[str] = set()
+        gpus = {s.labels.get("gpu", "") for family in families for s in family.samples}
         series: dict[str, list[tuple[dict[str, str], float]]] = {}
         for family in families:
             samples = family.samples
-            gpus |= {s.labels.get("gpu", "") for s in samples}
             held = holds.get(family.name)
             if held is None:
                 held = holds[family.name] = any(name.startswith(family.name) for name in used)
             if held:
                 for s in samples:
                     if s.name in used:
-                        series.setdefault(s.name, []).append((s.labels, s.value))
+                        found = series.get(s.name)
+                        if found is None:
+                            found = series[s.name] = []
+                        found.append((s.labels, s.value))
         return cls({gpu for gpu in gpus if gpu.isdigit()}, series)

@@ -202,8 +202,8 @@ class Investigation:
         """Warning-or-worse evidence and everything quoted by a finding, in time order (untimed last)."""
         quoted = {id(e) for r in self.correlation.causes for e in r.finding.evidence}
         quoted |= {id(e) for s, _ in self.correlation.symptoms for e in s.evidence}
-        rank = {s: i for i, s in enumerate(SEVERITIES)}
-        items = [e for e in self.evidence if id(e) in quoted or rank.get(e.severity, 3) <= rank["warning"]]
+        shown = set(SEVERITIES[: SEVERITIES.index("warning") + 1])
+        items = [e for e in self.evidence if e.severity in shown or id(e) in quoted]
         order = {id(e): i for i, e in enumerate(items)}
         items.sort(key=lambda e: (e.time is None, e.time.timestamp() if e.time else 0.0, order[id(e)]))
         return items[:MAX_TIMELINE]
@@ -265,6 +265,7 @@ def investigate(bundle: Path, progress: Progress | None = None) -> Investigation
 def investigate_window(
     families: Mapping[str, Sequence[Metric]],
     logs: Mapping[str, Sequence[str]],
+    topology: Topology | None = None,
 ) -> Investigation:
     """Investigate a live window handed over as metric families and log lines, with no files in between.
 
@@ -281,6 +282,10 @@ def investigate_window(
         families: Per node, its metric families in the window (counters as increases), as
             prometheus-client reads them.
         logs: Per node, its kernel-log lines, oldest first.
+        topology: The cluster's map of these families where the caller has it already (the live
+            collector's :attr:`~fleetscope.collectors.history.WindowHistory.topology` of the same window),
+            so that it is not built twice; None: built from the evidence. Either is made of the window's
+            ``_info`` series, all of which become evidence, so the map is the same.
 
     Returns:
         The investigation; see :meth:`Investigation.to_dict`.
@@ -299,16 +304,15 @@ def investigate_window(
             lines_read += len(lines)
             lines_understood += understood
             unparsed.lines += len(lines) - understood
-        count = sum(len(family.samples) for family in families.get(node) or ())
-        if count:
-            # Made by the one sample mapping, whose items match their kinds' entries by construction.
-            evidence, understood = window_evidence(families[node], node=node, rel=f"{node}/metrics")
-            kept.add_all(evidence)
+        # Made by the one sample mapping, whose items match their kinds' entries by construction.
+        read = window_evidence(families.get(node) or (), node=node, rel=f"{node}/metrics")
+        if read.samples:
+            kept.add_samples(read.evidence, read.per_name)
             files_read += 1
-            lines_read += count
-            lines_understood += understood
-            unparsed.lines += count - understood
-    return _conclude(kept, unparsed, files_read, lines_read, lines_understood)
+            lines_read += read.samples
+            lines_understood += read.understood
+            unparsed.lines += read.samples - read.understood
+    return _conclude(kept, unparsed, files_read, lines_read, lines_understood, topology)
 
 
 def _candidates(lines: Sequence[str]) -> Iterator[tuple[int, bytes, tuple[int, ...]]]:
@@ -322,23 +326,32 @@ def _candidates(lines: Sequence[str]) -> Iterator[tuple[int, bytes, tuple[int, .
 
 
 def _conclude(
-    kept: _EvidenceStore, unparsed: Unparsed, files_read: int, lines_read: int, lines_understood: int
+    kept: _EvidenceStore,
+    unparsed: Unparsed,
+    files_read: int,
+    lines_read: int,
+    lines_understood: int,
+    topology: Topology | None = None,
 ) -> Investigation:
-    """Resolve years and GPU identities, run the detectors, correlate: the end of every investigation."""
+    """Resolve years and GPU identities, run the detectors, correlate: the end of every investigation.
+    One map of the cluster (``topology``, else built from the evidence) serves every detector and the
+    correlator."""
     evidence = kept.finish()
     _resolve_years(evidence)
     _resolve_gpus(evidence)
     handed = _handoff(evidence)
+    if topology is None:
+        topology = Topology.from_evidence(evidence)
     findings: list[Finding] = []
     for detector in DETECTORS:
         given = evidence if detector.sees_all else handed[detector.name]
-        findings.extend(run_detector(detector, given, unparsed))
+        findings.extend(run_detector(detector, given, unparsed, topology))
     for finding in findings:
         # Evidence read without a layer (an Xid line) takes its finding's, for the timeline.
         for e in finding.evidence:
             e.layer = e.layer or finding.layer
     return Investigation(
-        correlation=correlate(findings, Topology.from_evidence(evidence)),
+        correlation=correlate(findings, topology),
         evidence=evidence,
         unparsed=unparsed,
         files_read=files_read,
@@ -355,20 +368,20 @@ def _handoff(evidence: list[Evidence]) -> dict[str, list[Evidence]]:
     by_kind = {k.name: [given[d] for d in k.read_by if d in given] for k in KINDS if k.name != "metric"}
     metric_readers = [d for d in BY_NAME["metric"].read_by if d in given]
     # Per series name: the lists of the detectors that read its every sample, and of those that read its
-    # samples above zero.
+    # samples at a value above zero (these included).
     by_series: dict[str, tuple[list[list[Evidence]], list[list[Evidence]]]] = {}
     for e in evidence:
         if e.kind == "metric":
-            name = e.attrs["name"]
-            found = by_series.get(name)
+            attrs = e.attrs
+            found = by_series.get(attrs["name"])
             if found is None:
-                readers = series_readers(name)
-                found = by_series[name] = (
-                    [given[d] for d in metric_readers if d in readers.every],
-                    [given[d] for d in metric_readers if d in readers.above_zero],
+                readers = series_readers(attrs["name"])
+                every = [given[d] for d in metric_readers if d in readers.every]
+                found = by_series[attrs["name"]] = (
+                    every,
+                    every + [given[d] for d in metric_readers if d in readers.above_zero],
                 )
-            every, above_zero = found
-            targets = every + above_zero if above_zero and e.attrs["value"] > 0 else every
+            targets = found[1] if attrs["value"] > 0 else found[0]
         else:
             targets = by_kind.get(e.kind, [])
         for target in targets:
@@ -376,7 +389,9 @@ def _handoff(evidence: list[Evidence]) -> dict[str, list[Evidence]]:
     return given
 
 
-def run_detector(detector: type[Detector], evidence: list[Evidence], unparsed: Unparsed) -> list[Finding]:
+def run_detector(
+    detector: type[Detector], evidence: list[Evidence], unparsed: Unparsed, topology: Topology | None = None
+) -> list[Finding]:
     """Run one detector; evidence it raises on is left out (counted and noted), never its whole output.
 
     A detector that raises is run again on ever shorter prefixes of its evidence (a binary search) to
@@ -387,6 +402,8 @@ def run_detector(detector: type[Detector], evidence: list[Evidence], unparsed: U
         detector: The detector class.
         evidence: The evidence of the kinds it reads.
         unparsed: Where losses are counted.
+        topology: The cluster's map of the whole bundle or window (built once for every detector), or
+            None: the detector builds it from ``evidence`` if it needs one.
 
     Returns:
         Its findings on the evidence it could read.
@@ -394,9 +411,9 @@ def run_detector(detector: type[Detector], evidence: list[Evidence], unparsed: U
     items = list(evidence)
     for _ in range(MAX_DETECTOR_RETRIES):
         try:
-            return list(detector().detect(items))
+            return list(detector(topology).detect(items))
         except Exception as exc:  # a detector bug must cost one item, not the detector's findings
-            bad = _first_failing(detector, items)
+            bad = _first_failing(detector, items, topology)
             if bad is None:
                 unparsed.lost("detectors", f"detector {detector.name}", exc, f"{len(items)} items")
                 return []
@@ -417,12 +434,12 @@ def _nested_bundle_hint(files: list[BundleFile]) -> str | None:
     )
 
 
-def _first_failing(detector: type[Detector], items: list[Evidence]) -> int | None:
+def _first_failing(detector: type[Detector], items: list[Evidence], topology: Topology | None) -> int | None:
     """Index of the item whose prefix first makes ``detector`` raise, or ``None`` if none does alone."""
 
     def fails(n: int) -> bool:
         try:
-            list(detector().detect(items[:n]))
+            list(detector(topology).detect(items[:n]))
         except Exception:  # the probe is the failure itself
             return True
         return False
@@ -550,6 +567,26 @@ class _EvidenceStore:
                 kept.append(e)
         return len(lines)
 
+    def add_samples(self, items: list[Evidence], per_name: Mapping[str, int]) -> None:
+        """Add the evidence of one node's window samples (:func:`window_evidence`'s, with its count of
+        evidence per sample name).
+
+        A ``metric`` item's key is one series of the node (its name and labels); no log line and no other
+        node makes one, so the items of a name that gave at most :data:`MAX_EVIDENCE_PER_KEY` of them can
+        never pass the cap and are kept without building their keys. ``gpu_identity`` items, which a log
+        line can also give, are counted as :meth:`add_all` counts them.
+        """
+        kept, counts = self._kept, self._counts
+        crowded = {name for name, n in per_name.items() if n > MAX_EVIDENCE_PER_KEY}
+        for e in items:
+            if e.kind == "metric" and e.attrs["name"] not in crowded:
+                kept.append(e)
+                continue
+            key = _key(e)
+            count = counts[key] = counts.get(key, 0) + 1
+            if count <= MAX_EVIDENCE_PER_KEY:
+                kept.append(e)
+
     def finish(self) -> list[Evidence]:
         """The evidence kept, the first item of each key that had more saying how many it stands for."""
         over = {key: count for key, count in self._counts.items() if count > MAX_EVIDENCE_PER_KEY}
@@ -602,21 +639,20 @@ def _resolve_gpus(evidence: list[Evidence]) -> None:
     NCCL, DCGM labels, UUIDs). Where none covers a bus id, the driver's instance number from an NVRM line
     (``attrs["driver_gpu"]``) stands in, and the evidence is marked with :data:`DRIVER_NUMBERING`.
     """
+    identities = [e for e in evidence if e.kind == "gpu_identity"]
     by_bus: dict[tuple[str | None, str], int] = {}
     by_index: dict[tuple[str | None, int], str] = {}
-    for e in evidence:
-        if e.kind == "gpu_identity" and e.gpu is not None and e.gpu_pci_bus_id:
+    for e in identities:
+        if e.gpu is not None and e.gpu_pci_bus_id:
             by_bus.setdefault((e.node, e.gpu_pci_bus_id), e.gpu)
             by_index.setdefault((e.node, e.gpu), e.gpu_pci_bus_id)
     uuid_index = {
-        (e.node, e.attrs["uuid"]): e.gpu
-        for e in evidence
-        if e.kind == "gpu_identity" and e.gpu is not None and e.attrs.get("uuid")
+        (e.node, e.attrs["uuid"]): e.gpu for e in identities if e.gpu is not None and e.attrs.get("uuid")
     }
     uuid_bus = {
         (e.node, e.attrs["uuid"]): e.gpu_pci_bus_id
-        for e in evidence
-        if e.kind == "gpu_identity" and e.gpu_pci_bus_id and e.attrs.get("uuid")
+        for e in identities
+        if e.gpu_pci_bus_id and e.attrs.get("uuid")
     }
     for (node, uuid), bus in uuid_bus.items():
         if (node, uuid) in uuid_index and bus:

@@ -47,18 +47,21 @@ import json
 import logging
 import re
 import shutil
+import tempfile
 import time
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from http.client import HTTPException
 from pathlib import Path
 from typing import Any, Protocol
 from urllib.error import HTTPError, URLError
 from urllib.parse import urlencode, urlsplit
 from urllib.request import urlopen
 
+import ijson
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.core import Metric
 from prometheus_client.parser import text_string_to_metric_families
@@ -550,22 +553,50 @@ class PromQLSource:
         self.timeout = timeout
         self.window = max(1, int(window.total_seconds()))
 
-    def _query(self, query: str) -> list[dict[str, Any]]:
-        try:
-            answer = json.loads(_get(f"{self.url}/api/v1/query?{urlencode({'query': query})}", self.timeout))
-        except json.JSONDecodeError as exc:
-            raise SourceError(f"{self.url} answered with something that is not JSON: {exc}") from exc
-        if answer.get("status") != "success":
-            raise SourceError(f"{self.url}: {answer.get('errorType')}: {answer.get('error')}")
-        return list(answer["data"]["result"])
+    def _query(self, query: str) -> Iterator[dict[str, Any]]:
+        """The series of one instant query's answer (``{"metric": labels, "value": [time, "value"]}``),
+        one at a time as ijson decodes them, so no whole answer (hundreds of MB of JSON at 2,048 nodes,
+        several GB decoded) is held in memory.
+
+        The answer is first copied to a temporary file (in ``TMPDIR``, deleted when read) at the speed
+        of the network, then decoded from it: a server that bounds how long it takes to send an answer
+        (the simulator's API allows 30 s; proxies in front of Thanos or Mimir do the same) is never held
+        up by the decoding. Its envelope (``status``, ``errorType``, ``error``), which
+        Prometheus-compatible APIs write before the result, is checked from the file's first bytes
+        before any series is read.
+
+        Raises:
+            SourceError: the API is unreachable, answered with an HTTP error, with something that is not
+                JSON, or with a status other than ``success`` (``errorType`` and ``error`` quoted).
+        """
+        url = f"{self.url}/api/v1/query?{urlencode({'query': query})}"
+        with tempfile.TemporaryFile() as answer:
+            try:
+                with urlopen(url, timeout=self.timeout) as response:
+                    shutil.copyfileobj(response, answer, _COPY_BYTES)
+            except (URLError, OSError, ValueError, HTTPException) as exc:
+                raise SourceError(f"GET {url}: {exc}") from exc
+            answer.seek(0)
+            envelope = _envelope(answer.read(_HEAD_BYTES))
+            if envelope is None:
+                raise SourceError(f"{self.url} answered with something that is not JSON")
+            if envelope.get("status") != "success":
+                raise SourceError(f"{self.url}: {envelope.get('errorType')}: {envelope.get('error')}")
+            answer.seek(0)
+            try:
+                yield from ijson.items(answer, "data.result.item", use_float=True)
+            except ijson.JSONError as exc:  # JSON cut off where the connection closed, or broken inside
+                first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+                raise SourceError(f"{self.url} answered with something that is not JSON: {first}") from exc
 
     def fetch(self) -> dict[str, NodeSnapshot]:
         """The window of every node, split by the ``instance`` label (its host, or ``host:port`` where
         several instances share a host): per node one untyped family per series name.
 
-        The answers are read series by series once, into the start's counter values and then the
-        window's families; the start's answer is let go before the window's is read, so at most one
-        whole answer is held at a time (at 2,048 nodes each is hundreds of MB of JSON).
+        Each answer is decoded series by series (ijson, from a temporary copy: :meth:`_query`) into the
+        start's counter values (one short key per counter that is not 0: :func:`_promql_key`) and then
+        the window's families (each label name and value held once), so no whole answer is ever held in
+        memory (at 2,048 nodes each is hundreds of MB of JSON, several GB decoded).
 
         Raises:
             SourceError: the API is unreachable or answered with an error.
@@ -583,13 +614,25 @@ class PromQLSource:
                 known = counters[name] = is_counter_sample(name)
             return known
 
-        start: dict[str, dict[frozenset[tuple[str, str]], float]] = {}
+        start: dict[str, dict[str | frozenset[tuple[str, str]], float]] = {}
+        started: dict[str, set[str]] = {}  # per instance, the names of the counters with a start value
         for result in self._query(f"{PROMQL_SELECTOR} offset {self.window}s"):
             metric = result["metric"]
-            values = start.setdefault(metric.get("instance", "unknown"), {})
-            if counter(metric["__name__"]):  # gauges need no start value
-                values[_promql_key(metric)] = float(result["value"][1])
+            instance = metric.get("instance", "unknown")
+            values = start.setdefault(instance, {})
+            names = started.setdefault(instance, set())
+            # Gauges need no start value, nor does a counter at 0: its rise is its value now, as for a
+            # counter with no start (:func:`increase`), and most error counters of a cluster are 0.
+            if counter(metric["__name__"]):
+                value = float(result["value"][1])
+                if value != 0:
+                    values[_promql_key(metric)] = value
+                    names.add(metric["__name__"])
         by_instance: dict[str, dict[str, Metric]] = {}
+        # One copy of each label name and value the window's samples hold (the decoder makes a string per
+        # occurrence: a GPU's "gpu" and "3" in each of its hundreds of series).
+        strings: dict[str, str] = {}
+        one = strings.setdefault
         for result in self._query(PROMQL_SELECTOR):
             metric = result["metric"]
             instance = metric.get("instance", "unknown")
@@ -601,14 +644,16 @@ class PromQLSource:
             if counter(name):
                 if instance not in start:
                     continue  # the target was not scraped at the window's start: a baseline only
-                value = increase(value, start[instance].get(_promql_key(metric)))
+                # A name with no start value on the instance needs no key to know it has none.
+                then = start[instance].get(_promql_key(metric)) if name in started[instance] else None
+                value = increase(value, then)
                 if value <= 0:
                     continue
             family = families.get(name)
             if family is None:
                 family = families[name] = Metric(name, "read through the PromQL API", "untyped")
-            labels = {k: v for k, v in metric.items() if k not in _PROMQL_TARGET_LABELS}
-            family.samples.append(Sample(name, labels, value))
+            labels = {one(k, k): one(v, v) for k, v in metric.items() if k not in _PROMQL_TARGET_LABELS}
+            family.samples.append(Sample(family.name, labels, value))
         # Prometheus's own verdict on each target's last scrape: 0 where it failed (a plain selector, which
         # every Prometheus-compatible API answers, filtered here).
         failing = {
@@ -636,13 +681,45 @@ class PromQLSource:
         }
 
 
+#: How much of an answer's start is read for its envelope (``status``, ``errorType``, ``error``), which
+#: Prometheus-compatible APIs write before the result; a short (error) answer is read whole.
+_HEAD_BYTES = 64 * 1024
+#: The chunk an answer is copied to its temporary file in.
+_COPY_BYTES = 1024 * 1024
+
+
+def _envelope(head: bytes) -> dict[str, Any] | None:
+    """The top-level strings (``status``, ``errorType``, ``error``) that an answer's first bytes hold, read
+    up to the result or to where the bytes end; None where the bytes do not start as JSON."""
+    found: dict[str, Any] = {}
+    events = 0
+    try:
+        for prefix, event, value in ijson.parse(head):
+            events += 1
+            if event in ("string", "null") and prefix in ("status", "errorType", "error"):
+                found[prefix] = value
+    except ijson.JSONError:
+        if events == 0:
+            return None
+    return found
+
+
 #: Labels the PromQL API adds to a series that are not the exporter's: the target's and the name.
 _PROMQL_TARGET_LABELS = frozenset({"__name__", "instance", "job"})
 
 
-def _promql_key(metric: dict[str, str]) -> frozenset[tuple[str, str]]:
-    """A series' identity as the PromQL API names it: all its labels, ``__name__`` and the target's too."""
-    return frozenset(metric.items())
+def _promql_key(metric: dict[str, str]) -> str | frozenset[tuple[str, str]]:
+    """A series' identity as the PromQL API names it: all its labels, ``__name__`` and the target's too.
+
+    One string, the label pairs in name order joined by NUL, so that a window's start (a value per
+    counter of the cluster: millions at 2,048 nodes) costs one short string per counter rather than a set
+    of pairs of strings (a sixth of the memory). A series whose labels hold a NUL (the count of NULs
+    tells) would make the string ambiguous and is keyed by its set of pairs instead.
+    """
+    joined = "\x00".join([f"{name}\x00{metric[name]}" for name in sorted(metric)])
+    if joined.count("\x00") != 2 * len(metric) - 1:
+        return frozenset(metric.items())
+    return joined
 
 
 class LiveCollector:
@@ -807,6 +884,7 @@ class LiveCollector:
             report = investigate_window(
                 {node: snapshot.families for node, snapshot in nodes.items()},
                 {node: self._kernel_lines(snapshot) for node, snapshot in nodes.items()},
+                self.history.topology,
             ).to_dict()
         report["notes"] = unread + report.get("notes", [])
         recorded = self.store.record(report)

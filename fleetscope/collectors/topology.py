@@ -21,6 +21,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from fleetscope.collectors.evidence import Evidence
 
@@ -35,9 +36,8 @@ PORT_INFO = "fleetscope_infiniband_port_info"
 SERIES = (GPU_JOB_INFO, RANK_INFO, NVLINK_INFO, PORT_INFO)
 
 
-@dataclass(frozen=True, slots=True)
-class Rank:
-    """Where one rank of a job runs.
+class Rank(NamedTuple):
+    """Where one rank of a job runs (a named tuple: a cluster has tens of thousands, made every window).
 
     Attributes:
         job: The job id (empty where the hook had none).
@@ -80,31 +80,39 @@ class Topology:
     def from_samples(cls, samples: Iterable[NodeSample]) -> Topology:
         """Build the map from ``(node, name, labels, value)`` samples; other series are ignored."""
         topology = cls()
+        gpu_jobs, links, nics, held = topology.gpu_jobs, topology.links, topology.nics, topology._held
         rank_info: list[tuple[str, dict[str, str]]] = []
         for node, name, labels, value in samples:
-            if node is None or value != 1:
+            if name not in SERIES or node is None or value != 1:
                 continue
             gpu = labels.get("gpu", "")
-            if name == GPU_JOB_INFO and gpu.isdigit() and labels.get("job_id"):
-                topology.gpu_jobs.setdefault((node, int(gpu)), set()).add(labels["job_id"])
-                topology._held.setdefault(node, {}).setdefault(labels["job_id"], []).append(int(gpu))
-            elif name == RANK_INFO and labels.get("rank", "").isdigit():
-                rank_info.append((node, labels))
+            if name == RANK_INFO:
+                if labels.get("rank", "").isdigit():
+                    rank_info.append((node, labels))
+            elif name == GPU_JOB_INFO and gpu.isdigit() and labels.get("job_id"):
+                gpu_jobs.setdefault((node, int(gpu)), set()).add(labels["job_id"])
+                held.setdefault(node, {}).setdefault(labels["job_id"], []).append(int(gpu))
             elif name == NVLINK_INFO and gpu.isdigit() and labels.get("link", "").isdigit():
                 remote = labels.get("remote_pci_bus_id") or None
-                topology.links.setdefault((node, int(gpu)), {})[int(labels["link"])] = remote
+                links.setdefault((node, int(gpu)), {})[int(labels["link"])] = remote
             elif name == PORT_INFO and labels.get("device"):
                 port = (labels["device"], labels.get("port", ""))
-                topology.nics.setdefault(node, {})[port] = labels.get("link_layer", "")
+                nics.setdefault(node, {})[port] = labels.get("link_layer", "")
+        # Each (node, job)'s GPUs in index order, once, for the ranks' GPUs.
+        ordered = {
+            (node, job): sorted(set(gpus)) for node, jobs in held.items() for job, gpus in jobs.items()
+        }
+        ranks, rank_jobs = topology.ranks, topology._rank_jobs
         for node, labels in rank_info:
             local = labels.get("local_rank", "")
             local_rank = int(local) if local.isdigit() else None
             job = labels.get("job_id", "")
-            topology.ranks[(node, int(labels["rank"]))] = Rank(
-                job, int(labels["rank"]), node, local_rank, topology._gpu_of(node, job, local_rank)
+            rank = int(labels["rank"])
+            ranks[(node, rank)] = Rank(
+                job, rank, node, local_rank, _gpu_of(ordered.get((node, job)), local_rank)
             )
             if job:
-                topology._rank_jobs.setdefault(node, set()).add(job)
+                rank_jobs.setdefault(node, set()).add(job)
         return topology
 
     @classmethod
@@ -121,14 +129,6 @@ class Topology:
         held = {index for (where, index) in self.gpu_jobs if where == node}
         return held | {r.gpu for r in self.ranks.values() if r.node == node and r.gpu is not None}
 
-    def _gpu_of(self, node: str, job: str, local_rank: int | None) -> int | None:
-        if local_rank is None:
-            return None
-        held = sorted(set(self._held.get(node, {}).get(job, ())))
-        if held:
-            return held[local_rank] if local_rank < len(held) else None
-        return local_rank
-
     def jobs_of(self, node: str) -> set[str]:
         """The jobs that hold a GPU of ``node`` or run a rank on it."""
         return set(self._held.get(node, {})) | self._rank_jobs.get(node, set())
@@ -141,3 +141,13 @@ class Topology:
             for job in sorted(self.jobs_of(node)) or [""]:
                 groups.setdefault(job, []).append(node)
         return groups
+
+
+def _gpu_of(held: list[int] | None, local_rank: int | None) -> int | None:
+    """A rank's GPU: its local rank indexes the GPUs its job holds on the node (in index order), or is
+    the device itself where no job record names them (module docstring)."""
+    if local_rank is None:
+        return None
+    if held:
+        return held[local_rank] if local_rank < len(held) else None
+    return local_rank

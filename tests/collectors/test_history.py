@@ -476,6 +476,32 @@ def test_a_rank_runs_on_the_gpu_its_local_rank_picks_among_its_jobs_gpus() -> No
     assert topology.links[("n1", 4)] == {0: None}
 
 
+def test_the_engine_reads_a_window_with_the_map_its_history_built() -> None:
+    """Nodes that serve the exporter's real ``_info`` series (GPU jobs, ranks, NVLinks, InfiniBand and
+    EFA ports): the map the history hands the engine is the map the engine builds from the window's
+    evidence, and the report is the same either way."""
+    golden = Path(__file__).resolve().parents[1] / "golden"
+    files = ("gpu_h200", "jobs", "training", "infiniband_efa_perftest113", "infiniband_node_exporter")
+    node = [f for name in files for f in _families((golden / f"{name}.prom").read_text())]
+    node += _families(  # as exporters/nvlink.py serves them on a node with NVLink
+        "# TYPE fleetscope_nvlink_info gauge\n"
+        + "".join(
+            f'fleetscope_nvlink_info{{gpu="{g}",link="{n}",remote_pci_bus_id="0000:{24 + g:02x}:00.0"}} 1\n'
+            for g in range(8)
+            for n in range(2)
+        )
+    )
+    window = {f"node-{n:02d}": node for n in range(1, 4)}
+    window["node-02"] = _gpus("node-02", {g: 1.98e9 - 1e9 * (g == 5) for g in range(8)}, "j1")
+    history = WindowHistory()
+    derived = history.observe(window, down=())
+    families = {name: fs + derived.get(name, []) for name, fs in window.items()}
+    built = investigate_window(families, {})
+    assert history.topology.ranks and history.topology.links and history.topology.nics
+    assert Topology.from_evidence(built.evidence) == history.topology
+    assert investigate_window(families, {}, history.topology).to_dict() == built.to_dict()
+
+
 def test_an_instance_whose_series_left_the_promql_api_is_down(tmp_path: Path) -> None:
     """A real HTTP server answering the Prometheus query API: node-b answered at the window's start and
     has no series now (Prometheus marks a failed scrape's series stale); node-c's scrape fails (up 0)."""

@@ -21,7 +21,14 @@ from fleetscope.collectors.history import WINDOW_SECONDS
 from fleetscope.collectors.investigate import investigate_window
 from fleetscope.collectors.kinds import BY_NAME, KINDS, check, reads, series_readers
 from fleetscope.collectors.parsers import DOCUMENT_PARSERS, LINE_PARSERS
-from fleetscope.collectors.parsers.prometheus import PrometheusParser, kept, sample_evidence
+from fleetscope.collectors.parsers.prometheus import (
+    IDENTITY_SERIES,
+    PrometheusParser,
+    kept,
+    sample_evidence,
+    sample_line,
+    window_evidence,
+)
 from tests.collectors.judging import without_answer
 
 PARSERS = {p.name: p for p in (*LINE_PARSERS, *DOCUMENT_PARSERS)}
@@ -149,9 +156,13 @@ def _metric_evidence(samples: list[tuple[str, str, dict[str, str], float]]) -> l
     window length (what the live collector adds) so that the rates detector reads the counters too."""
     out: list[Evidence] = []
     for i, (node, name, labels, value) in enumerate(samples):
-        out += sample_evidence(name, labels, value, node=node, source=f"{node}:{i}", seen=set())
+        text = sample_line(name, labels, value)
+        out += sample_evidence(name, labels, value, node=node, source=f"{node}:{i}", seen=set(), text=text)
     for node in {s[0] for s in samples}:
-        out += sample_evidence(WINDOW_SECONDS, {}, 300.0, node=node, source=f"{node}:0", seen=set())
+        text = sample_line(WINDOW_SECONDS, {}, 300.0)
+        out += sample_evidence(
+            WINDOW_SECONDS, {}, 300.0, node=node, source=f"{node}:0", seen=set(), text=text
+        )
     return [e for e in out if e.kind == "metric"]
 
 
@@ -199,10 +210,53 @@ def test_sample_evidence_matches_its_kinds_entries_by_construction() -> None:
     seen: set[tuple[int, str]] = set()
     made = 0
     for node, name, labels, value in _every_sample():
-        for e in sample_evidence(name, labels, value, node=node, source=f"{node}:1", seen=seen):
+        text = sample_line(name, labels, value)
+        for e in sample_evidence(name, labels, value, node=node, source=f"{node}:1", seen=seen, text=text):
             check(e, PrometheusParser.name)
             made += 1
     assert made > 1000
+
+
+def test_a_window_gives_the_evidence_its_exposition_gives_sample_by_sample() -> None:
+    """:func:`window_evidence` (the live window, in bulk, its text and source written when read) and
+    :func:`sample_evidence` (a bundle's file, one sample at a time) make the same evidence of every real
+    exposition in this repository, and each live item passes its kind's check."""
+    files = (
+        sorted(GOLDEN.glob("*.prom")) + sorted(EXAMPLES.glob("*/*/*.prom")) + sorted(TUNED.glob("*/*/*.prom"))
+    )
+    compared = 0
+    for path in files:
+        families = list(text_string_to_metric_families(path.read_text()))
+        live, _, _, per_name = window_evidence(families, node="node-01", rel="node-01/metrics")
+        one_by_one: list[Evidence] = []
+        seen: set[tuple[int, str]] = set()
+        position = 0
+        for family in families:
+            for s in family.samples:
+                position += 1
+                read = kept(s.name) and bool(series_readers(s.name).of(s.value))
+                if not (read or (kept(s.name) and s.name.startswith(IDENTITY_SERIES))):
+                    continue
+                one_by_one += sample_evidence(
+                    s.name,
+                    s.labels,
+                    s.value,
+                    node="node-01",
+                    source=f"node-01/metrics:{position}",
+                    seen=seen,
+                    text=sample_line(s.name, s.labels, s.value),
+                    metric=read,
+                )
+        assert [_fields(e) for e in live] == [_fields(e) for e in one_by_one], path
+        for e in live:
+            check(e, PrometheusParser.name)
+        assert sum(per_name.values()) == len(live)
+        compared += len(live)
+    assert compared > 500
+
+
+def _fields(e: Evidence) -> tuple[Any, ...]:
+    return (e.kind, e.text, e.source, e.node, e.gpu, e.gpu_pci_bus_id, e.layer, e.severity, e.attrs)
 
 
 def test_families_nobody_reads_are_understood_but_never_evidence(tmp_path: Path) -> None:

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import http.server
 import json
+import threading
 import time
 import urllib.request
 from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
@@ -475,3 +479,69 @@ def test_a_promql_window_holds_one_family_per_series_name_and_every_sample_the_r
     assert got == expected
     risen = {(node, name) for node, name, _ in got if is_counter_sample(name)}
     assert ("sim-node-0001", "fleetscope_gpu_ecc_volatile_corrected_errors_total") in risen
+
+
+@contextmanager
+def _answering(bodies: dict[str, bytes]) -> Iterator[str]:
+    """A real HTTP server on 127.0.0.1 answering the query API with a fixed body per query (status 200);
+    a body cut short is sent with the length of the whole, so the connection closes inside it."""
+
+    class Api(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            query = parse_qs(urlsplit(self.path).query)["query"][0]
+            body = bodies.get(query, bodies.get("*", b""))
+            whole = bodies.get(f"length of {query}")
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(int(whole) if whole else len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Api)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def _answer(instances: int, per_instance: int) -> bytes:
+    results = [
+        {
+            "metric": {"__name__": "fleetscope_gpu_up", "gpu": str(g), "instance": f"n{i}:9847", "job": "x"},
+            "value": [1800000000.0, "1"],
+        }
+        for i in range(instances)
+        for g in range(per_instance)
+    ]
+    return json.dumps({"status": "success", "data": {"resultType": "vector", "result": results}}).encode()
+
+
+def test_a_promql_answer_is_read_series_by_series_and_its_status_checked() -> None:
+    """A success answer far longer than the envelope's kept head (64 KiB) is read whole; an answer with
+    status ``error``, one that is not JSON, and one cut off inside its result are source errors that keep
+    nothing of the cycle."""
+    long = _answer(300, 8)  # 2,400 series, about 250 KB
+    assert len(long) > 200_000
+    with _answering({"*": long}) as url:
+        window = PromQLSource(url).fetch()
+    assert len(window) == 300 and {len(s.families[0].samples) for s in window.values()} == {8}
+
+    error = (
+        b'{"status":"error","errorType":"execution","error":"query processing would load too many samples"}'
+    )
+    cut = long[: len(long) // 2]
+    for bodies, message in (
+        ({"*": error}, "execution: query processing would load too many samples"),
+        ({"*": b"<html><body>502 Bad Gateway</body></html>"}, "not JSON"),
+        (
+            {"*": long, PROMQL_SELECTOR: cut, f"length of {PROMQL_SELECTOR}": str(len(long)).encode()},
+            "not JSON",
+        ),
+    ):
+        with _answering(bodies) as url, pytest.raises(SourceError, match=message):
+            PromQLSource(url, timeout=10).fetch()

@@ -26,6 +26,10 @@ the class in ``DETECTORS`` in :mod:`fleetscope.collectors.detectors`. A detector
   never from how often a keyword occurs;
 * must not raise on odd evidence: skip what it cannot read (an optional attribute may be absent or
   ``None``). If it raises anyway, the item it failed on is left out and counted, not its whole output;
+* that needs the cluster's map (job, rank, node, GPU, links) reads it from :meth:`Detector.topology`: the
+  engine builds it once per bundle or window and hands the same map to every detector and the
+  correlator, so no detector walks the ``_info`` series again (a detector constructed without one, as a
+  test may, builds it from the evidence it is handed, which holds those series where it declares them);
 * keeps no state between calls: what needs earlier windows (a node that stopped answering, a deviation
   that persists, a rank that stopped stepping) is kept by the live collector's
   :class:`~fleetscope.collectors.history.WindowHistory` and reaches the detector as ``metric`` evidence
@@ -38,10 +42,16 @@ from collections.abc import Iterable, Sequence
 from typing import ClassVar
 
 from fleetscope.collectors.evidence import Evidence, Finding
+from fleetscope.collectors.topology import Topology
 
 
 class Detector:
-    """Base class of detectors (see the module docstring for the contract)."""
+    """Base class of detectors (see the module docstring for the contract).
+
+    Args:
+        topology: The cluster's map of the bundle or window, built once by the engine for every detector;
+            None: built from the evidence where a detector asks for it (:meth:`topology`).
+    """
 
     name: ClassVar[str] = ""
     #: Handed every item of the bundle, not only the kinds that name it in ``read_by`` (used as context).
@@ -51,9 +61,18 @@ class Detector:
     #: Patterns of its ``series`` of which it reads only samples above zero (module docstring).
     above_zero: ClassVar[tuple[str, ...]] = ()
 
+    def __init__(self, topology: Topology | None = None) -> None:
+        self._topology = topology
+
     def detect(self, evidence: Sequence[Evidence]) -> Iterable[Finding]:
         """Return the findings in ``evidence``."""
         raise NotImplementedError
+
+    def topology(self, evidence: Sequence[Evidence]) -> Topology:
+        """The cluster's map: the engine's, or, where none was handed over, the one ``evidence`` states."""
+        if self._topology is None:
+            self._topology = Topology.from_evidence(evidence)
+        return self._topology
 
 
 def occurrences(evidence: Iterable[Evidence]) -> int:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 from fleetscope.collectors.detectors.base import Detector, where
@@ -190,7 +191,7 @@ class GpuHealthDetector(Detector):
                     lost.add((e.node, e.gpu_pci_bus_id, e.gpu))
                 if not isinstance(value, int | float) or not value > 0:
                     continue
-                memory = next((row for row in MEMORY_SERIES if name.startswith(row[0])), None)
+                memory = _memory_row(name)
                 if memory is not None:
                     yield self._memory(e, memory[1].format(value=value), memory[2], action=memory[3])
                 elif name == _FLEETSCOPE_CLOCK_REASON:
@@ -308,3 +309,9 @@ class GpuHealthDetector(Detector):
             gpu_pci_bus_id=e.gpu_pci_bus_id,
             evidence=[e],
         )
+
+
+@lru_cache(maxsize=4096)
+def _memory_row(name: str) -> tuple[str, str, str, str] | None:
+    """The row of :data:`MEMORY_SERIES` a series of this name is read by, or None (names are few)."""
+    return next((row for row in MEMORY_SERIES if name.startswith(row[0])), None)

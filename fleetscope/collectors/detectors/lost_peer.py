@@ -41,6 +41,10 @@ _SOCKET_PEER = re.compile(
 )
 
 
+#: The kinds :func:`_peer` reads a peer from (the detector sees every item of a bundle or window).
+_NAMING_KINDS = frozenset({"nccl_warn", "transport_peer_error", "ib_completion_error"})
+
+
 def _peer(e: Evidence) -> str | None:
     if e.kind == "nccl_warn":
         m = _SOCKET_PEER.search(str(e.attrs.get("message", "")))
@@ -65,7 +69,7 @@ class LostPeerDetector(Detector):
     def detect(self, evidence: Sequence[Evidence]) -> Iterable[Finding]:
         peers: dict[str, list[Evidence]] = {}
         for e in evidence:
-            peer = _peer(e)
+            peer = _peer(e) if e.kind in _NAMING_KINDS else None
             if peer is not None:
                 peers.setdefault(peer, []).append(e)
         if not peers:

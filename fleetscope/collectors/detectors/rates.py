@@ -42,7 +42,7 @@ class RatesDetector(Detector):
 
     def detect(self, evidence: Sequence[Evidence]) -> Iterable[Finding]:
         evidence = [e for e in evidence if e.kind == "metric"]
-        topology = Topology.from_evidence(evidence)
+        topology = self.topology(evidence)
         windows = {e.node: float(e.attrs["value"]) for e in evidence if e.attrs["name"] == WINDOW_SECONDS}
         limits = {str(entry["name"]): entry for entry in scoring_list("rates.limits")}
         reasons = {str(r) for r in scoring_list("rates.throttle_reasons")}

@@ -96,7 +96,7 @@ class SlowStorageDetector(Detector):
                     rank.busy += value
         if not apart:
             return
-        topology = Topology.from_evidence(evidence)
+        topology = self.topology(evidence)
         for (node, job, metric), pair in sorted(apart.items()):
             windows, score = pair.get(DEVIATION_WINDOWS), pair.get(DEVIATION_SCORE)
             if windows is None or score is None:

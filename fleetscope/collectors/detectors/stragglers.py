@@ -60,7 +60,7 @@ class StragglerRankDetector(Detector):
     series = (PHASES, STEPS, STEP_SUM, f"{STEP_NUMBER}$", STALLED, *UTILIZATION, *TOPOLOGY_SERIES)
 
     def detect(self, evidence: Sequence[Evidence]) -> Iterable[Finding]:
-        topology = Topology.from_evidence(evidence)
+        topology = self.topology(evidence)
         wait: dict[_RankKey, Evidence] = {}
         steps: dict[_RankKey, float] = {}
         took: dict[_RankKey, float] = {}

@@ -82,8 +82,10 @@ def load(name: str) -> dict[str, Any]:
 
 
 @cache
+@cache
 def scoring(name: str) -> float:
-    """One weight or threshold of ``scoring.yaml``.
+    """One weight or threshold of ``scoring.yaml`` (cached per name, as the file is: detectors read
+    thresholds inside their loops over a cluster's GPUs and ranks).
 
     Args:
         name: ``"section.entry"``, e.g. ``"correlator.max_confidence"``.

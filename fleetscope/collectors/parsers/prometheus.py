@@ -22,7 +22,7 @@ import re
 from collections import deque
 from collections.abc import Iterable, Iterator
 from functools import lru_cache
-from typing import Any, TextIO, cast
+from typing import Any, NamedTuple, TextIO, cast
 
 from prometheus_client.core import Metric
 from prometheus_client.parser import text_fd_to_metric_families
@@ -155,8 +155,44 @@ def family_used(name: str) -> bool:
     return any(sample_use(name + suffix) for suffix in ("", *_SAMPLE_SUFFIXES))
 
 
-def window_evidence(families: Iterable[Metric], *, node: str, rel: str) -> tuple[list[Evidence], int]:
+@lru_cache(maxsize=65536)
+def _family_use(name: str) -> tuple[bool, bool]:
+    """Whether a family of this name is recognised (:func:`kept`), and whether any of its samples is used
+    (:func:`family_used`)."""
+    return kept(name), kept(name) and family_used(name)
+
+
+@lru_cache(maxsize=65536)
+def _name_use(name: str) -> tuple[int, bool]:
+    """:func:`sample_use` of a sample name, and whether its series states GPU identities."""
+    return sample_use(name), kept(name) and _identity(name) == IDENTITY
+
+
+class WindowEvidence(NamedTuple):
+    """What :func:`window_evidence` makes of one node's samples.
+
+    Attributes:
+        evidence: What :func:`sample_evidence` makes of the used samples, in their order.
+        samples: How many samples the node's families hold.
+        understood: How many of them are understood (those of recognised families, used or not).
+        per_name: How many pieces of evidence the samples of each name gave (counted once per run of
+            samples of one name), which tells the engine's store which names may repeat a series often
+            enough to be capped.
+    """
+
+    evidence: list[Evidence]
+    samples: int
+    understood: int
+    per_name: dict[str, int]
+
+
+def window_evidence(families: Iterable[Metric], *, node: str, rel: str) -> WindowEvidence:
     """The evidence of one node's samples as the live collector hands them over (no text round trip).
+
+    The mapping is :func:`sample_evidence`'s, made in bulk: a family nobody reads is skipped whole, what a
+    sample name is used for is looked up once per run of samples of that name, a GPU's labels are read
+    into its index and bus id once per distinct pair (:func:`gpu_ids`), and each piece of evidence is a
+    :class:`SampleEvidence` whose exposition line and source are written only if something reads them.
 
     Args:
         families: The node's metric families in the window.
@@ -165,41 +201,49 @@ def window_evidence(families: Iterable[Metric], *, node: str, rel: str) -> tuple
             ``rel:N``, N its 1-based position among all the node's samples.
 
     Returns:
-        ``(evidence, understood)``: what :func:`sample_evidence` makes of the used samples (families no
-        reader uses are skipped whole), and how many samples were understood (those of recognised
-        families, used or not).
+        The evidence, in the samples' order, and the counts of :class:`WindowEvidence`.
     """
     found: list[Evidence] = []
+    add = found.append
     seen: set[tuple[int, str]] = set()
+    per_name: dict[str, int] = {}
     understood = position = 0
     for family in families:
         samples = family.samples
         start = position
         position += len(samples)
-        if not kept(family.name):
+        recognised, used = _family_use(family.name)
+        if recognised:
+            understood += len(samples)
+        if not used:
             continue
-        understood += len(samples)
-        if not family_used(family.name):
-            continue
-        last, use = "", UNUSED
-        for i, s in enumerate(samples, start + 1):
-            if s.name != last:  # a family's samples mostly share one name
-                last, use = s.name, sample_use(s.name)
-            if use == READ_ABOVE_ZERO and not s.value > 0:
-                if _identity(s.name) == UNUSED:
+        last, use, identity, mark = "", UNUSED, False, len(found)
+        for at, sample in enumerate(samples, start + 1):
+            name, labels, value = sample.name, sample.labels, sample.value
+            if name != last:  # a family's samples mostly share one name
+                if use:
+                    per_name[last] = per_name.get(last, 0) + len(found) - mark
+                last, mark = name, len(found)
+                use, identity = _name_use(name)
+            if not (use == READ or (use == READ_ABOVE_ZERO and value > 0)):
+                if not identity:
                     continue  # at this value nobody reads it: no per-sample work
-            elif not use:
-                continue
-            found += sample_evidence(
-                s.name,
-                s.labels,
-                s.value,
-                node=node,
-                source=f"{rel}:{i}",
-                seen=seen,
-                metric=_metric(use, s.value),
-            )
-    return found, understood
+                metric = False
+            else:
+                metric = True
+            gpu = labels.get("gpu")
+            bus = labels.get("pci_bus_id") or labels.get("PCI_BUS_ID")
+            index, bus_id = gpu_ids(gpu, bus) if gpu is not None or bus else _NO_GPU
+            if index is not None and bus_id and (index, bus_id) not in seen:
+                seen.add((index, bus_id))
+                uuid = {"uuid": labels.get("UUID") or labels.get("uuid")}
+                add(SampleEvidence(sample, "gpu_identity", rel, at, node, index, bus_id, uuid))
+            if metric:
+                attrs = {"name": name, "value": value, "labels": labels}
+                add(SampleEvidence(sample, "metric", rel, at, node, index, bus_id, attrs))
+        if use:
+            per_name[last] = per_name.get(last, 0) + len(found) - mark
+    return WindowEvidence(found, position, understood, per_name)
 
 
 def sample_line(name: str, labels: dict[str, str], value: float) -> str:
@@ -213,30 +257,45 @@ def sample_line(name: str, labels: dict[str, str], value: float) -> str:
     return f"{name}{{{pairs}}} {floatToGoString(value)}"
 
 
-#: The slot that holds :attr:`Evidence.text`.
+#: The slots that hold :attr:`Evidence.text` and :attr:`Evidence.source`.
 _TEXT = Evidence.__dict__["text"]
+_SOURCE = Evidence.__dict__["source"]
+#: The index and bus id of a sample that names no GPU.
+_NO_GPU: tuple[None, None] = (None, None)
 
 
 class SampleEvidence(Evidence):
     """Evidence from a sample handed over without its text: its exposition line (:func:`sample_line`) is
-    written when something first reads :attr:`text` (a finding that quotes it), not for every sample."""
+    written when something first reads :attr:`text` (a finding that quotes it), and its source
+    (``rel:N``) when something first reads :attr:`source`, not for every sample.
 
-    __slots__ = ("_sample",)
+    Args:
+        sample: The sample: a ``(name, labels, value, ...)`` tuple (prometheus-client's ``Sample``).
+        kind: ``"metric"`` or ``"gpu_identity"``.
+        rel: Where the sample was read (``node-01/metrics``).
+        at: Its 1-based position there.
+        node, gpu, gpu_pci_bus_id, attrs: As :class:`~fleetscope.collectors.evidence.Evidence`'s.
+    """
+
+    __slots__ = ("_at", "_sample")
 
     def __init__(
         self,
-        sample: tuple[str, dict[str, str], float],
+        sample: tuple[Any, ...],
         kind: str,
-        source: str,
+        rel: str,
+        at: int,
         node: str | None,
         gpu: int | None,
         gpu_pci_bus_id: str | None,
         attrs: dict[str, Any],
     ) -> None:
-        # Every field but the text, which the first read of :attr:`text` writes.
-        self._sample: tuple[str, dict[str, str], float] | None = sample
+        # Every field but the text, which the first read of :attr:`text` writes; the source slot holds
+        # ``rel`` until the first read of :attr:`source` adds the position.
+        self._sample: tuple[Any, ...] | None = sample
+        self._at: int | None = at
         self.kind = kind
-        self.source = source
+        _SOURCE.__set__(self, rel)
         self.node = node
         self.time = None
         self.time_raw = None
@@ -248,8 +307,9 @@ class SampleEvidence(Evidence):
 
     @property
     def text(self) -> str:
-        if self._sample is not None:
-            _TEXT.__set__(self, sample_line(*self._sample)[:1000])
+        sample = self._sample
+        if sample is not None:
+            _TEXT.__set__(self, sample_line(sample[0], sample[1], sample[2])[:1000])
             self._sample = None
         line: str = _TEXT.__get__(self)
         return line
@@ -258,6 +318,37 @@ class SampleEvidence(Evidence):
     def text(self, value: str) -> None:
         _TEXT.__set__(self, value)
         self._sample = None
+
+    @property
+    def source(self) -> str:
+        if self._at is not None:
+            _SOURCE.__set__(self, f"{_SOURCE.__get__(self)}:{self._at}")
+            self._at = None
+        where: str = _SOURCE.__get__(self)
+        return where
+
+    @source.setter
+    def source(self, value: str) -> None:
+        _SOURCE.__set__(self, value)
+        self._at = None
+
+
+@lru_cache(maxsize=65536)
+def gpu_ids(gpu: str | None, bus: str | None) -> tuple[int | None, str | None]:
+    """A sample's GPU index and canonical bus id from its ``gpu`` and bus-id labels.
+
+    ``gpu`` is the NVML index, or a bus id where NVML could not map the GPU (fleetscope's kernel-log
+    series), read as one where no bus-id label says otherwise. Cached: a cluster's GPUs repeat the same
+    few label values.
+
+    Returns:
+        ``(index, bus id)``, each None where the labels do not state it.
+    """
+    index = int(gpu) if gpu is not None and gpu.isdigit() else None
+    bus_id = canonical_bus_id(bus) if bus else None
+    if gpu is not None and index is None and bus_id is None:
+        bus_id = canonical_bus_id(gpu)
+    return index, bus_id
 
 
 def sample_evidence(
@@ -268,12 +359,12 @@ def sample_evidence(
     node: str | None,
     source: str,
     seen: set[tuple[int, str]],
-    text: str | None = None,
+    text: str,
     metric: bool = True,
 ) -> list[Evidence]:
-    """The evidence one Prometheus sample gives: ``metric`` (where ``metric``), and ``gpu_identity`` where
-    it maps an index to a bus id for the first time. The one mapping from samples to evidence, for a
-    scraped exposition as for one read from a bundle file.
+    """The evidence one Prometheus sample of a file gives: ``metric`` (where ``metric``), and
+    ``gpu_identity`` where it maps an index to a bus id for the first time. :func:`window_evidence` makes
+    the same of a live window's samples, in bulk.
 
     Args:
         name: The sample's name as exposed (``DCGM_FI_DEV_XID_ERRORS``, ``fleetscope_gpu_up``).
@@ -281,43 +372,25 @@ def sample_evidence(
             ``pci_bus_id``/``PCI_BUS_ID`` the bus id, ``UUID``/``uuid`` the GPU's UUID.
         value: Its value.
         node: The node it belongs to, or None.
-        source: Where it was read (``node-01/metrics.prom:12``, a scraped URL).
+        source: Where it was read (``node-01/metrics.prom:12``).
         seen: ``(index, bus id)`` pairs already given as ``gpu_identity``; updated.
-        text: The sample as written (quoted by findings); None: written from the sample when quoted.
+        text: The sample as written (quoted by findings).
         metric: Whether to give its ``metric`` evidence (some detector reads it), or only its identity.
 
     Returns:
         The evidence, ``gpu_identity`` first; the types match :mod:`fleetscope.collectors.kinds`' entries by
         construction (``tests/collectors/test_kinds.py`` checks it), so callers need not check each item.
     """
-    gpu = labels.get("gpu")
-    bus = labels.get("pci_bus_id") or labels.get("PCI_BUS_ID")
-    gpu_index = int(gpu) if gpu is not None and gpu.isdigit() else None
-    bus_id = canonical_bus_id(bus) if bus else None
-    if gpu is not None and gpu_index is None and bus_id is None:
-        bus_id = canonical_bus_id(gpu)
-    sample = (name, labels, value)
+    index, bus_id = gpu_ids(labels.get("gpu"), labels.get("pci_bus_id") or labels.get("PCI_BUS_ID"))
+    text = text.strip()[:1000]
     found: list[Evidence] = []
-    if gpu_index is not None and bus_id and (gpu_index, bus_id) not in seen:
-        seen.add((gpu_index, bus_id))
+    if index is not None and bus_id and (index, bus_id) not in seen:
+        seen.add((index, bus_id))
         uuid = {"uuid": labels.get("UUID") or labels.get("uuid")}
-        found.append(_evidence(sample, text, "gpu_identity", source, node, gpu_index, bus_id, uuid))
+        found.append(
+            Evidence("gpu_identity", text, source, node, gpu=index, gpu_pci_bus_id=bus_id, attrs=uuid)
+        )
     if metric:
         attrs = {"name": name, "value": value, "labels": labels}
-        found.append(_evidence(sample, text, "metric", source, node, gpu_index, bus_id, attrs))
+        found.append(Evidence("metric", text, source, node, gpu=index, gpu_pci_bus_id=bus_id, attrs=attrs))
     return found
-
-
-def _evidence(
-    sample: tuple[str, dict[str, str], float],
-    text: str | None,
-    kind: str,
-    source: str,
-    node: str | None,
-    gpu: int | None,
-    bus_id: str | None,
-    attrs: dict[str, Any],
-) -> Evidence:
-    if text is None:
-        return SampleEvidence(sample, kind, source, node, gpu, bus_id, attrs)
-    return Evidence(kind, text.strip()[:1000], source, node, gpu=gpu, gpu_pci_bus_id=bus_id, attrs=attrs)
