@@ -97,7 +97,7 @@ def busy(families: list[Metric], slow: bool) -> list[Metric]:
 def run(nodes: int, base: list[Metric]) -> dict[str, float]:
     slow, normal = busy(base, slow=True), busy(base, slow=False)
     window = {
-        f"node-{n:05d}": (slow if n == 7 else normal) + training(n, slow_gpu=n == 11) for n in range(nodes)
+        f"node-{n:05d}": (slow if n == 7 else normal) + training(n, slow_gpu=n == 5) for n in range(nodes)
     }
     investigate_window({"warm-up": normal}, {})  # the knowledge files load once per process, not per pass
     history = WindowHistory(timedelta(minutes=5))
