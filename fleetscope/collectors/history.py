@@ -13,7 +13,12 @@ One window shows what the cluster does now; some faults are only visible against
   for ``persist_windows`` windows in a row; the first metric that names a member is the one reported for
   it (Minder stops at the first). A node metric is a share of a counter's rise in the window (the CPU
   time spent in I/O wait out of all CPU time: :func:`share`);
-- **stalled progress**: a rank that took steps in an earlier window and took none in this one.
+- **stalled progress**: a rank that took steps in an earlier window and took none in this one; and,
+  sooner, a rank whose last step (``fleetscope_training_last_step_timestamp_seconds``, the exporter's
+  clock) is older, at the source's own time of the window (the scrape or evaluation time the source
+  read it at, :attr:`~fleetscope.collectors.live.NodeSnapshot.time`), than a read's lag and several of
+  its steps explain: ``stragglers.stall_lag_share`` of the window plus ``stragglers.stall_steps`` times
+  its mean step in the window (or in the last window it stepped in).
 
 :meth:`WindowHistory.observe` turns each into series of the window (gauges named
 ``fleetscope_collector_*``, on the node they are about), so they reach the detectors as samples like any
@@ -48,7 +53,10 @@ GPU_MISSING = "fleetscope_collector_gpu_missing_windows"
 DEVIATION_WINDOWS = "fleetscope_collector_peer_deviation_windows"
 DEVIATION_SCORE = "fleetscope_collector_peer_deviation_score"
 STALLED = "fleetscope_collector_training_stalled_windows"
+STALLED_SECONDS = "fleetscope_collector_training_stalled_seconds"
 STEPS = "fleetscope_training_steps_total"
+STEP_SUM = "fleetscope_training_step_duration_seconds_sum"
+LAST_STEP = "fleetscope_training_last_step_timestamp_seconds"
 COLLECTOR_SUCCESS = "fleetscope_scrape_collector_success"
 #: GPU utilisation series and the factor to a 0-1 ratio (dcgm-exporter reports percent).
 UTILIZATION = {"fleetscope_gpu_utilization_ratio": 1.0, "DCGM_FI_DEV_GPU_UTIL": 0.01}
@@ -159,15 +167,21 @@ class WindowHistory:
         self._missing: dict[str, dict[str, int]] = {}
         self._apart: dict[tuple[str, str, str, str], int] = {}
         self._stepping: dict[str, dict[str, int]] = {}
+        self._pace: dict[str, dict[str, float]] = {}
 
     def observe(
-        self, nodes: Mapping[str, Sequence[Metric]], down: Collection[str]
+        self,
+        nodes: Mapping[str, Sequence[Metric]],
+        down: Collection[str],
+        times: Mapping[str, float] | None = None,
     ) -> dict[str, list[Metric]]:
         """Take one window in; return the series it adds, per node.
 
         Args:
             nodes: The families each node that answered showed in this window (counters as increases).
             down: Nodes a source should have read and could not.
+            times: Per node, the source's own time of its samples (Unix seconds: the scrape or evaluation
+                time); a node without one has its stalls found by whole windows only.
 
         Returns:
             ``{node: [gauge families]}``: ``fleetscope_collector_window_seconds`` for every node that
@@ -201,6 +215,8 @@ class WindowHistory:
             COLLECTOR_SUCCESS,
             RANK_INFO,
             STEPS,
+            STEP_SUM,
+            LAST_STEP,
             *UTILIZATION,
             *(m.name for m in metrics),
             *TOPOLOGY_SERIES,
@@ -208,7 +224,7 @@ class WindowHistory:
         holds: dict[str, bool] = {}
         windows = {node: _Window.read(families, used, holds) for node, families in nodes.items()}
         self._gpu_absence(windows, out, forget)
-        self._stalls(windows, out, forget)
+        self._stalls(windows, out, forget, times or {})
         self._deviations(windows, out, metrics)
         return {node: families for node, families in out.items() if families}
 
@@ -218,6 +234,7 @@ class WindowHistory:
         self._gpus.pop(node, None)
         self._missing.pop(node, None)
         self._stepping.pop(node, None)
+        self._pace.pop(node, None)
 
     def _gpu_absence(self, windows: dict[str, _Window], out: dict[str, list[Metric]], forget: float) -> None:
         for node, window in windows.items():
@@ -248,7 +265,15 @@ class WindowHistory:
                 missing.pop(gpu, None)
             known |= now
 
-    def _stalls(self, windows: dict[str, _Window], out: dict[str, list[Metric]], forget: float) -> None:
+    def _stalls(
+        self,
+        windows: dict[str, _Window],
+        out: dict[str, list[Metric]],
+        forget: float,
+        times: Mapping[str, float],
+    ) -> None:
+        lag = scoring("stragglers.stall_lag_share") * self.window
+        many = scoring("stragglers.stall_steps")
         for node, window in windows.items():
             ranks = {labels["rank"] for labels, _ in window.series.get(RANK_INFO, ()) if "rank" in labels}
             stepped = {labels.get("rank", "") for labels, value in window.series.get(STEPS, ()) if value > 0}
@@ -272,6 +297,33 @@ class WindowHistory:
                     )
             for rank in set(stepping) - ranks:
                 del stepping[rank]  # the rank left the node (job ended): not a stall
+            # A rank's pace: its mean step in the window, kept from the last window it stepped in.
+            pace = self._pace.setdefault(node, {})
+            steps = {labels.get("rank", ""): value for labels, value in window.series.get(STEPS, ())}
+            for labels, took in window.series.get(STEP_SUM, ()):
+                rank = labels.get("rank", "")
+                if steps.get(rank, 0) > 0 and took > 0 and math.isfinite(took):
+                    pace[rank] = took / steps[rank]
+            for rank in set(pace) - ranks:
+                del pace[rank]
+            now = times.get(node)
+            if now is None:
+                continue
+            for labels, last in window.series.get(LAST_STEP, ()):
+                rank = labels.get("rank", "")
+                if rank not in ranks or rank not in pace or last <= 0:
+                    continue  # a rank never seen stepping (or that never stepped) has no pace to be late on
+                age = now - last
+                if age > lag + many * pace[rank]:
+                    out[node].append(
+                        _gauge(
+                            STALLED_SECONDS,
+                            "Seconds since the rank's last step, at the source's time of the window, where "
+                            "that is longer than a read's lag and several of its steps explain.",
+                            {"rank": rank},
+                            age,
+                        )
+                    )
 
     def _deviations(
         self, windows: dict[str, _Window], out: dict[str, list[Metric]], metrics: list[PeerMetric]

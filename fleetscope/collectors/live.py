@@ -135,10 +135,15 @@ class NodeSnapshot:
         families: the node's metric families in the window (counters as increases), as
             prometheus-client reads them.
         kernel_lines: raw kernel-log lines (as the node printed them), oldest first.
+        time: the source's own time of the samples, Unix seconds: when the collector's scrape of the
+            exporter answered, or the evaluation time a PromQL API stamped on its answer (the simulator's
+            simulated clock included); None where unknown. Gauges that hold a Unix time (a rank's last
+            step) are read against it, never against the collector's clock at a later moment.
     """
 
     families: list[Metric] = field(default_factory=list)
     kernel_lines: list[str] = field(default_factory=list)
+    time: float | None = None
 
 
 class Source(Protocol):
@@ -434,7 +439,7 @@ class ExporterSource:
                     if _status(exc) != 404:
                         raise
                     events = {}  # dcgm-exporter, node_exporter: metrics only, no kernel-log events
-                now = self.clock()
+                now, scraped = self.clock(), time.time()
                 families, counters = window_families(text, self._window_start(base, now))
             except (SourceError, json.JSONDecodeError, ValueError) as exc:
                 errors.append(f"{base}: {exc}" if base not in str(exc) else str(exc))
@@ -445,7 +450,7 @@ class ExporterSource:
             lines = self._kernel_lines(
                 base, events.get("events", []) if isinstance(events, dict) else [], now
             )
-            snapshots[self.nodes[base]] = NodeSnapshot(families=families, kernel_lines=lines)
+            snapshots[self.nodes[base]] = NodeSnapshot(families=families, kernel_lines=lines, time=scraped)
         self.down = down
         if errors and not snapshots:
             raise SourceError("; ".join(errors))
@@ -586,12 +591,14 @@ class PromQLSource:
             if counter(metric["__name__"]):  # gauges need no start value
                 values[_promql_key(metric)] = float(result["value"][1])
         by_instance: dict[str, dict[str, Metric]] = {}
+        evaluated: dict[str, float] = {}  # per instance: the evaluation time the API stamped on its samples
         for result in self._query(PROMQL_SELECTOR):
             metric = result["metric"]
             instance = metric.get("instance", "unknown")
             families = by_instance.get(instance)
             if families is None:
                 families = by_instance[instance] = {}
+                evaluated[instance] = float(result["value"][0])
             name = metric["__name__"]
             value = float(result["value"][1])
             if counter(name):
@@ -626,7 +633,7 @@ class PromQLSource:
         answered = set(by_instance)
         self.down = sorted(node(instance) for instance in (set(start) - answered) | (failing - answered))
         return {
-            node(instance): NodeSnapshot(families=list(families.values()))
+            node(instance): NodeSnapshot(families=list(families.values()), time=evaluated[instance])
             for instance, families in by_instance.items()
             if families  # an instance none of whose counters rose and with no gauges shows nothing
         }
@@ -741,6 +748,7 @@ class LiveCollector:
                     merged = nodes.setdefault(node, NodeSnapshot())
                     merged.families += snapshot.families
                     merged.kernel_lines += snapshot.kernel_lines
+                    merged.time = snapshot.time if merged.time is None else merged.time
                 skipped += [f"not read this cycle: {problem}" for problem in source.skipped]
                 down.update(source.down)
             except SourceError as exc:
@@ -794,7 +802,9 @@ class LiveCollector:
             nodes, unread, down = self._gather()
             answered = len(nodes)
             derived = self.history.observe(
-                {node: snapshot.families for node, snapshot in nodes.items()}, down
+                {node: snapshot.families for node, snapshot in nodes.items()},
+                down,
+                {node: snapshot.time for node, snapshot in nodes.items() if snapshot.time is not None},
             )
             for node, families in derived.items():
                 nodes.setdefault(node, NodeSnapshot()).families += families
