@@ -136,7 +136,7 @@ class NodeSnapshot:
             prometheus-client reads them.
         kernel_lines: raw kernel-log lines (as the node printed them), oldest first.
         time: the source's own time of the samples, Unix seconds: when the collector's scrape of the
-            exporter answered, or the evaluation time a PromQL API stamped on its answer (the simulator's
+            exporter began, or the evaluation time a PromQL API stamped on its answer (the simulator's
             simulated clock included); None where unknown. Gauges that hold a Unix time (a rank's last
             step) are read against it, never against the collector's clock at a later moment.
     """
@@ -432,6 +432,7 @@ class ExporterSource:
         down: list[str] = []
         for base in self.targets:
             try:
+                scraped = time.time()  # a scrape's time is when it began, as Prometheus stamps one
                 text = _get(base + "/metrics", self.timeout).decode("utf-8", "replace")
                 try:
                     events = json.loads(_get(base + "/events", self.timeout))
@@ -439,7 +440,7 @@ class ExporterSource:
                     if _status(exc) != 404:
                         raise
                     events = {}  # dcgm-exporter, node_exporter: metrics only, no kernel-log events
-                now, scraped = self.clock(), time.time()
+                now = self.clock()
                 families, counters = window_families(text, self._window_start(base, now))
             except (SourceError, json.JSONDecodeError, ValueError) as exc:
                 errors.append(f"{base}: {exc}" if base not in str(exc) else str(exc))

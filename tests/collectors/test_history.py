@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import statistics
+import time
 import urllib.request
 from collections.abc import Iterator
 from datetime import timedelta
@@ -465,6 +466,47 @@ def test_a_stall_is_read_at_the_promql_apis_evaluation_time_not_the_collectors_c
     assert found[165] == found[180] == found[195] == []
     assert found[210] == []  # 10 s after the stall: a read's lag (15 s of a 60 s window) and five steps
     assert found[225][0] == ("sim-node-0003", 2, "data_pipeline")
+
+
+def test_a_real_exporters_ranks_that_stop_are_stalled_by_the_age_of_their_last_step(tmp_path: Path) -> None:
+    """Four ranks send 10 ms steps through the training hook to a real exporter, then stop. Read at each
+    scrape's time (the source's, written with the window), their last steps are young while they step
+    and old, by more than a quarter of the 12 s window and five steps, once they have stopped."""
+    log = tmp_path / "kern.log"
+    log.write_text("")
+    with running_exporter(log) as exporter:
+        wait_for(lambda: (tmp_path / "training.sock").is_socket())
+        hooks = [
+            TrainingHook(str(tmp_path / "training.sock"), rank=r, local_rank=r, world_size=4, job_id="j7")
+            for r in range(4)
+        ]
+
+        def steps(n: int) -> None:
+            for hook in hooks:
+                for _ in range(n):
+                    hook.record(0.01, [0.001, 0.003, 0.004, 0.001, 0.001])
+                hook.flush()
+
+        window = timedelta(seconds=12)
+        source = ExporterSource([f"node-01=127.0.0.1:{exporter.port}"], window=window)
+        collector = LiveCollector(
+            [source], IncidentStore(tmp_path / "i.db"), window_dir=tmp_path / "window", window=window
+        )
+        stalled = []
+        for pause in (0.0, 0.0, 4.5):
+            steps(5)
+            time.sleep(pause)
+            collector.run_once()
+            text = (tmp_path / "window" / "node-01" / "metrics.prom").read_text()
+            stalled.append(
+                {ln.split()[0] for ln in text.splitlines() if ln.startswith(STALLED_SECONDS + "{")}
+            )
+        for hook in hooks:
+            hook.close()
+    # The first read is a baseline for the counters (no pace yet); the second steps; the third, 4.5 s
+    # after the last step (more than 3 s + 5 x 10 ms), finds all four ranks stalled.
+    assert stalled[:2] == [set(), set()]
+    assert stalled[2] == {f'{STALLED_SECONDS}{{rank="{r}"}}' for r in range(4)}
 
 
 def test_the_first_window_of_a_rank_is_no_stall() -> None:
