@@ -311,8 +311,8 @@ class WindowHistory:
                 continue
             for labels, last in window.series.get(LAST_STEP, ()):
                 rank = labels.get("rank", "")
-                if rank not in ranks or rank not in pace or last <= 0:
-                    continue  # a rank never seen stepping (or that never stepped) has no pace to be late on
+                if rank not in stepping or rank not in pace or last <= 0:
+                    continue  # never seen stepping (no pace to be late on), or stalled long enough to forget
                 age = now - last
                 if age > lag + many * pace[rank]:
                     out[node].append(
