@@ -18,7 +18,7 @@ One window shows what the cluster does now; some faults are only visible against
   clock) is older, at the source's own time of the window (the scrape or evaluation time the source
   read it at, :attr:`~fleetscope.collectors.live.NodeSnapshot.time`), than a read's lag and several of
   its steps explain: ``stragglers.stall_lag_share`` of the window plus ``stragglers.stall_steps`` times
-  its mean step in the window (or in the last window it stepped in).
+  its mean step in the window (a rank that took no step in the window is the stall before).
 
 :meth:`WindowHistory.observe` turns each into series of the window (gauges named
 ``fleetscope_collector_*``, on the node they are about), so they reach the detectors as samples like any
@@ -167,7 +167,6 @@ class WindowHistory:
         self._missing: dict[str, dict[str, int]] = {}
         self._apart: dict[tuple[str, str, str, str], int] = {}
         self._stepping: dict[str, dict[str, int]] = {}
-        self._pace: dict[str, dict[str, float]] = {}
 
     def observe(
         self,
@@ -234,7 +233,6 @@ class WindowHistory:
         self._gpus.pop(node, None)
         self._missing.pop(node, None)
         self._stepping.pop(node, None)
-        self._pace.pop(node, None)
 
     def _gpu_absence(self, windows: dict[str, _Window], out: dict[str, list[Metric]], forget: float) -> None:
         for node, window in windows.items():
@@ -297,22 +295,21 @@ class WindowHistory:
                     )
             for rank in set(stepping) - ranks:
                 del stepping[rank]  # the rank left the node (job ended): not a stall
-            # A rank's pace: its mean step in the window, kept from the last window it stepped in.
-            pace = self._pace.setdefault(node, {})
-            steps = {labels.get("rank", ""): value for labels, value in window.series.get(STEPS, ())}
-            for labels, took in window.series.get(STEP_SUM, ()):
-                rank = labels.get("rank", "")
-                if steps.get(rank, 0) > 0 and took > 0 and math.isfinite(took):
-                    pace[rank] = took / steps[rank]
-            for rank in set(pace) - ranks:
-                del pace[rank]
             now = times.get(node)
             if now is None:
                 continue
+            # A rank's pace: its mean step in the window. One that took no step in it has no pace here and
+            # needs none: the whole window without a step is the stall above.
+            steps = {labels.get("rank", ""): value for labels, value in window.series.get(STEPS, ())}
+            pace = {
+                labels.get("rank", ""): took / steps[labels.get("rank", "")]
+                for labels, took in window.series.get(STEP_SUM, ())
+                if steps.get(labels.get("rank", ""), 0) > 0 and took > 0 and math.isfinite(took)
+            }
             for labels, last in window.series.get(LAST_STEP, ()):
                 rank = labels.get("rank", "")
-                if rank not in stepping or rank not in pace or last <= 0:
-                    continue  # never seen stepping (no pace to be late on), or stalled long enough to forget
+                if rank not in stepping or rank not in pace:
+                    continue
                 age = now - last
                 if age > lag + many * pace[rank]:
                     out[node].append(
