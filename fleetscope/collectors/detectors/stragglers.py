@@ -20,6 +20,10 @@ step is older, at the source's time of the window, than a read's lag and several
 Where a stalled rank's GPU is idle (utilisation under ``stall_utilization``) while other stalled ranks'
 GPUs stay busy (spinning in the collective that waits for it), that rank starves for input and is the
 cause; either kind of stall names it, since the two signals (its steps stopped, its GPU alone idle) agree.
+A rank that alone writes a checkpoint while the others wait for it in a barrier (``torch.save`` on rank 0
+only) reads the same once the save outlasts the bound of the stall by age (a quarter window and five
+steps by default); savers of sharded checkpoints (every rank writes) idle every GPU, which is no shape
+that names a rank.
 Where every stalled rank's GPU idles, the job waits for its input everywhere (data loading, shared
 storage) and the finding names no node; where every GPU stays busy, steps stopped in a hung collective or
 kernel, which is a symptom of a cause elsewhere, unless other ranks of the job still took steps in the
