@@ -272,28 +272,22 @@ class WindowHistory:
     ) -> None:
         lag = scoring("stragglers.stall_lag_share") * self.window
         many = scoring("stragglers.stall_steps")
+        stalled: list[tuple[str, str, str]] = []  # (job, node, rank) of the ranks without a step
         for node, window in windows.items():
-            ranks = {labels["rank"] for labels, _ in window.series.get(RANK_INFO, ()) if "rank" in labels}
+            jobs = {
+                labels["rank"]: labels.get("job_id", "")
+                for labels, _ in window.series.get(RANK_INFO, ())
+                if "rank" in labels
+            }
             stepped = {labels.get("rank", "") for labels, value in window.series.get(STEPS, ()) if value > 0}
             stepping = self._stepping.setdefault(node, {})
-            for rank in sorted(ranks):
+            for rank in sorted(jobs):
                 if rank in stepped:
                     stepping[rank] = 0
                 elif rank in stepping:
-                    count = stepping[rank] + 1
-                    if count > forget:
-                        del stepping[rank]
-                        continue
-                    stepping[rank] = count
-                    out[node].append(
-                        _gauge(
-                            STALLED,
-                            "Windows in a row a rank that took steps before has taken none.",
-                            {"rank": rank},
-                            count,
-                        )
-                    )
-            for rank in set(stepping) - ranks:
+                    stepping[rank] += 1
+                    stalled.append((jobs[rank], node, rank))
+            for rank in set(stepping) - set(jobs):
                 del stepping[rank]  # the rank left the node (job ended): not a stall
             now = times.get(node)
             if now is None:
@@ -321,6 +315,22 @@ class WindowHistory:
                             age,
                         )
                     )
+        # A job stops as a whole, so its stalled ranks are forgotten together: ranks forgotten a window
+        # before the others (their windows began a moment apart) would leave those looking like a stall of
+        # another shape, a hang of the ranks left, where the rank that starved them is gone.
+        done = {job for job, node, rank in stalled if self._stepping[node][rank] > forget}
+        for job, node, rank in stalled:
+            if job in done:
+                del self._stepping[node][rank]
+                continue
+            out[node].append(
+                _gauge(
+                    STALLED,
+                    "Windows in a row a rank that took steps before has taken none.",
+                    {"rank": rank},
+                    self._stepping[node][rank],
+                )
+            )
 
     def _deviations(
         self, windows: dict[str, _Window], out: dict[str, list[Metric]], metrics: list[PeerMetric]

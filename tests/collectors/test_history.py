@@ -509,6 +509,38 @@ def test_a_real_exporters_ranks_that_stop_are_stalled_by_the_age_of_their_last_s
     assert stalled[2] == {f'{STALLED_SECONDS}{{rank="{r}"}}' for r in range(4)}
 
 
+def test_a_jobs_stalled_ranks_are_forgotten_together() -> None:
+    """Rank 1 starves its job; node-02's windows go stepless one window after node-01's (scraped a moment
+    apart). After forget_after_windows the job's stall is dropped on both nodes in one window: node-01's
+    ranks forgotten alone would leave node-02's busy ones looking like a hang."""
+    history = WindowHistory()
+    wait = {r: 10.0 for r in range(8)}
+    nodes = {"node-01": {0: 0, 1: 1, 2: 2, 3: 3}, "node-02": {4: 0, 5: 1, 6: 2, 7: 3}}
+    forget = int(scoring("window_history.forget_after_windows"))
+    seen = []
+    for number in range(forget + 4):
+        stopped = {n: number > (1 if n == "node-01" else 2) for n in nodes}
+        busy = {
+            n: {g: 0.0 if stopped[n] and (n, g) == ("node-01", 1) else 1.0 for g in range(4)} for n in nodes
+        }
+        window = {
+            n: _ranks(n, ranks, wait, steps=0 if stopped[n] else 100, busy=busy[n])
+            for n, ranks in nodes.items()
+        }
+        derived = history.observe(window, down=())
+        counted = {n for n, families in derived.items() if STALLED in _names(families)}
+        for node, families in derived.items():
+            window[node] += families
+        report = _report(window)
+        kinds = {c["kind"] for c in report["root_causes"]}
+        assert "progress_hang" not in json.dumps(report), number
+        seen.append((counted, kinds))
+    assert seen[2][0] == {"node-01"} and seen[3][0] == {"node-01", "node-02"}
+    assert "progress_stall" in seen[forget + 1][1]  # node-01 at the limit
+    # node-01 past the limit, node-02 one window short of it: both dropped at once.
+    assert seen[forget + 2][0] == set() and "progress_stall" not in seen[forget + 2][1]
+
+
 def test_the_first_window_of_a_rank_is_no_stall() -> None:
     history = WindowHistory()
     window = {"node-01": _ranks("node-01", {0: 0}, {0: 1.0}, steps=0)}
