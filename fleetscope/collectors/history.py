@@ -29,8 +29,9 @@ have no history.
 
 Memory is bounded: per node a set of GPU indexes and ranks, and per (job, metric, GPU) a counter only
 while that GPU stands apart; a GPU or rank missing for ``window_history.forget_after_windows`` windows
-is forgotten, and a node as soon as no source names it any more (a node a source still names stays
-missing, bounded by the targets).
+is forgotten (a job's stalled ranks all in one window, once one of them passes the limit), and a node
+as soon as no source names it any more (a node a source still names stays missing, bounded by the
+targets).
 """
 
 from __future__ import annotations
