@@ -13,7 +13,12 @@ One window shows what the cluster does now; some faults are only visible against
   for ``persist_windows`` windows in a row; the first metric that names a member is the one reported for
   it (Minder stops at the first). A node metric is a share of a counter's rise in the window (the CPU
   time spent in I/O wait out of all CPU time: :func:`share`);
-- **stalled progress**: a rank that took steps in an earlier window and took none in this one.
+- **stalled progress**: a rank that took steps in an earlier window and took none in this one; and,
+  sooner, a rank whose last step (``fleetscope_training_last_step_timestamp_seconds``, the exporter's
+  clock) is older, at the source's own time of the window (the scrape or evaluation time the source
+  read it at, :attr:`~fleetscope.collectors.live.NodeSnapshot.time`), than a read's lag and several of
+  its steps explain: ``stragglers.stall_lag_share`` of the window plus ``stragglers.stall_steps`` times
+  its mean step in the window (a rank that took no step in the window is the stall before).
 
 :meth:`WindowHistory.observe` turns each into series of the window (gauges named
 ``fleetscope_collector_*``, on the node they are about), so they reach the detectors as samples like any
@@ -24,8 +29,9 @@ have no history.
 
 Memory is bounded: per node a set of GPU indexes and ranks, and per (job, metric, GPU) a counter only
 while that GPU stands apart; a GPU or rank missing for ``window_history.forget_after_windows`` windows
-is forgotten, and a node as soon as no source names it any more (a node a source still names stays
-missing, bounded by the targets).
+is forgotten (a job's stalled ranks all in one window, once one of them passes the limit), and a node
+as soon as no source names it any more (a node a source still names stays missing, bounded by the
+targets).
 """
 
 from __future__ import annotations
@@ -48,7 +54,10 @@ GPU_MISSING = "fleetscope_collector_gpu_missing_windows"
 DEVIATION_WINDOWS = "fleetscope_collector_peer_deviation_windows"
 DEVIATION_SCORE = "fleetscope_collector_peer_deviation_score"
 STALLED = "fleetscope_collector_training_stalled_windows"
+STALLED_SECONDS = "fleetscope_collector_training_stalled_seconds"
 STEPS = "fleetscope_training_steps_total"
+STEP_SUM = "fleetscope_training_step_duration_seconds_sum"
+LAST_STEP = "fleetscope_training_last_step_timestamp_seconds"
 COLLECTOR_SUCCESS = "fleetscope_scrape_collector_success"
 #: GPU utilisation series and the factor to a 0-1 ratio (dcgm-exporter reports percent).
 UTILIZATION = {"fleetscope_gpu_utilization_ratio": 1.0, "DCGM_FI_DEV_GPU_UTIL": 0.01}
@@ -167,13 +176,18 @@ class WindowHistory:
         self._stepping: dict[str, dict[str, int]] = {}
 
     def observe(
-        self, nodes: Mapping[str, Sequence[Metric]], down: Collection[str]
+        self,
+        nodes: Mapping[str, Sequence[Metric]],
+        down: Collection[str],
+        times: Mapping[str, float] | None = None,
     ) -> dict[str, list[Metric]]:
         """Take one window in; return the series it adds, per node.
 
         Args:
             nodes: The families each node that answered showed in this window (counters as increases).
             down: Nodes a source should have read and could not.
+            times: Per node, the source's own time of its samples (Unix seconds: the scrape or evaluation
+                time); a node without one has its stalls found by whole windows only.
 
         Returns:
             ``{node: [gauge families]}``: ``fleetscope_collector_window_seconds`` for every node that
@@ -207,6 +221,8 @@ class WindowHistory:
             COLLECTOR_SUCCESS,
             RANK_INFO,
             STEPS,
+            STEP_SUM,
+            LAST_STEP,
             *UTILIZATION,
             *(m.name for m in metrics),
             *TOPOLOGY_SERIES,
@@ -220,7 +236,7 @@ class WindowHistory:
             for labels, value in window.series.get(name, ())
         )
         self._gpu_absence(windows, out, forget)
-        self._stalls(windows, out, forget)
+        self._stalls(windows, out, forget, times or {})
         self._deviations(windows, out, metrics)
         return {node: families for node, families in out.items() if families}
 
@@ -260,30 +276,74 @@ class WindowHistory:
                 missing.pop(gpu, None)
             known |= now
 
-    def _stalls(self, windows: dict[str, _Window], out: dict[str, list[Metric]], forget: float) -> None:
+    def _stalls(
+        self,
+        windows: dict[str, _Window],
+        out: dict[str, list[Metric]],
+        forget: float,
+        times: Mapping[str, float],
+    ) -> None:
+        lag = scoring("stragglers.stall_lag_share") * self.window
+        many = scoring("stragglers.stall_steps")
+        stalled: list[tuple[str, str, str]] = []  # (job, node, rank) of the ranks without a step
         for node, window in windows.items():
-            ranks = {labels["rank"] for labels, _ in window.series.get(RANK_INFO, ()) if "rank" in labels}
+            jobs = {
+                labels["rank"]: labels.get("job_id", "")
+                for labels, _ in window.series.get(RANK_INFO, ())
+                if "rank" in labels
+            }
             stepped = {labels.get("rank", "") for labels, value in window.series.get(STEPS, ()) if value > 0}
             stepping = self._stepping.setdefault(node, {})
-            for rank in sorted(ranks):
+            for rank in sorted(jobs):
                 if rank in stepped:
                     stepping[rank] = 0
                 elif rank in stepping:
-                    count = stepping[rank] + 1
-                    if count > forget:
-                        del stepping[rank]
-                        continue
-                    stepping[rank] = count
+                    stepping[rank] += 1
+                    stalled.append((jobs[rank], node, rank))
+            for rank in set(stepping) - set(jobs):
+                del stepping[rank]  # the rank left the node (job ended): not a stall
+            now = times.get(node)
+            if now is None:
+                continue
+            # A rank's pace: its mean step in the window. One that took no step in it has no pace here and
+            # needs none: the whole window without a step is the stall above.
+            steps = {labels.get("rank", ""): value for labels, value in window.series.get(STEPS, ())}
+            pace = {
+                labels.get("rank", ""): took / steps[labels.get("rank", "")]
+                for labels, took in window.series.get(STEP_SUM, ())
+                if steps.get(labels.get("rank", ""), 0) > 0 and took > 0 and math.isfinite(took)
+            }
+            for labels, last in window.series.get(LAST_STEP, ()):
+                rank = labels.get("rank", "")
+                if rank not in stepping or rank not in pace:
+                    continue
+                age = now - last
+                if age > lag + many * pace[rank]:
                     out[node].append(
                         _gauge(
-                            STALLED,
-                            "Windows in a row a rank that took steps before has taken none.",
+                            STALLED_SECONDS,
+                            "Seconds since the rank's last step, at the source's time of the window, where "
+                            "that is longer than a read's lag and several of its steps explain.",
                             {"rank": rank},
-                            count,
+                            age,
                         )
                     )
-            for rank in set(stepping) - ranks:
-                del stepping[rank]  # the rank left the node (job ended): not a stall
+        # A job stops as a whole, so its stalled ranks are forgotten together: ranks forgotten a window
+        # before the others (their windows began a moment apart) would leave those looking like a stall of
+        # another shape, a hang of the ranks left, where the rank that starved them is gone.
+        done = {job for job, node, rank in stalled if self._stepping[node][rank] > forget}
+        for job, node, rank in stalled:
+            if job in done:
+                del self._stepping[node][rank]
+                continue
+            out[node].append(
+                _gauge(
+                    STALLED,
+                    "Windows in a row a rank that took steps before has taken none.",
+                    {"rank": rank},
+                    self._stepping[node][rank],
+                )
+            )
 
     def _deviations(
         self, windows: dict[str, _Window], out: dict[str, list[Metric]], metrics: list[PeerMetric]

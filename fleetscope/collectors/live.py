@@ -140,10 +140,15 @@ class NodeSnapshot:
         families: the node's metric families in the window (counters as increases), as
             prometheus-client reads them.
         kernel_lines: raw kernel-log lines (as the node printed them), oldest first.
+        time: the source's own time of the samples, Unix seconds: when the collector's scrape of the
+            exporter began, or the evaluation time a PromQL API stamped on its answer (the simulator's
+            simulated clock included); None where unknown. Gauges that hold a Unix time (a rank's last
+            step) are read against it, never against the collector's clock at a later moment.
     """
 
     families: list[Metric] = field(default_factory=list)
     kernel_lines: list[str] = field(default_factory=list)
+    time: float | None = None
 
 
 class Source(Protocol):
@@ -435,6 +440,7 @@ class ExporterSource:
         now = self.clock()
         for base in self.targets:
             try:
+                scraped = time.time()  # a scrape's time is when it began, as Prometheus stamps one
                 text = _get(base + "/metrics", self.timeout).decode("utf-8", "replace")
                 try:
                     events = json.loads(_get(base + "/events", self.timeout))
@@ -452,7 +458,7 @@ class ExporterSource:
             lines = self._kernel_lines(
                 base, events.get("events", []) if isinstance(events, dict) else [], now
             )
-            snapshots[self.nodes[base]] = NodeSnapshot(families=families, kernel_lines=lines)
+            snapshots[self.nodes[base]] = NodeSnapshot(families=families, kernel_lines=lines, time=scraped)
         self.down = down
         if errors and not snapshots:
             raise SourceError("; ".join(errors))
@@ -633,12 +639,14 @@ class PromQLSource:
         # occurrence: a GPU's "gpu" and "3" in each of its hundreds of series).
         strings: dict[str, str] = {}
         one = strings.setdefault
+        evaluated: dict[str, float] = {}  # per instance: the evaluation time the API stamped on its samples
         for result in self._query(PROMQL_SELECTOR):
             metric = result["metric"]
             instance = metric.get("instance", "unknown")
             families = by_instance.get(instance)
             if families is None:
                 families = by_instance[instance] = {}
+                evaluated[instance] = float(result["value"][0])
             name = metric["__name__"]
             value = float(result["value"][1])
             if counter(name):
@@ -675,7 +683,7 @@ class PromQLSource:
         answered = set(by_instance)
         self.down = sorted(node(instance) for instance in (set(start) - answered) | (failing - answered))
         return {
-            node(instance): NodeSnapshot(families=list(families.values()))
+            node(instance): NodeSnapshot(families=list(families.values()), time=evaluated[instance])
             for instance, families in by_instance.items()
             if families  # an instance none of whose counters rose and with no gauges shows nothing
         }
@@ -822,6 +830,7 @@ class LiveCollector:
                     merged = nodes.setdefault(node, NodeSnapshot())
                     merged.families += snapshot.families
                     merged.kernel_lines += snapshot.kernel_lines
+                    merged.time = snapshot.time if merged.time is None else merged.time
                 skipped += [f"not read this cycle: {problem}" for problem in source.skipped]
                 down.update(source.down)
             except SourceError as exc:
@@ -875,7 +884,9 @@ class LiveCollector:
             nodes, unread, down = self._gather()
             answered = len(nodes)
             derived = self.history.observe(
-                {node: snapshot.families for node, snapshot in nodes.items()}, down
+                {node: snapshot.families for node, snapshot in nodes.items()},
+                down,
+                {node: snapshot.time for node, snapshot in nodes.items() if snapshot.time is not None},
             )
             for node, families in derived.items():
                 nodes.setdefault(node, NodeSnapshot()).families += families

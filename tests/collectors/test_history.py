@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import statistics
+import time
 import urllib.request
 from collections.abc import Iterator
 from datetime import timedelta
@@ -20,6 +21,7 @@ from fleetscope.collectors.history import (
     DEVIATION_WINDOWS,
     GPU_MISSING,
     STALLED,
+    STALLED_SECONDS,
     TARGET_DOWN,
     WindowHistory,
 )
@@ -35,6 +37,7 @@ from fleetscope.collectors.live import (
 )
 from fleetscope.collectors.topology import Topology
 from fleetscope.exporters.training import TrainingHook
+from fleetscope.simulate import QueryAPI, SimulatedCluster, parse_fault
 from tests.exporters.fake_nvml import FakeNvml
 from tests.exporters.support import H100_X8, running_exporter, samples, wait_for
 from tests.servers import free_port
@@ -222,10 +225,11 @@ def _ranks(
     busy: dict[int, float] | None = None,
     step: float = 1.0,
     last: float | None = None,
+    number: float | None = None,
 ) -> list[Metric]:
     """A node's training series in a window: ``ranks`` global rank -> local rank, ``wait`` collective
-    wait seconds per rank over ``steps`` steps of ``step`` s each, the last of them numbered ``last``;
-    ``busy`` GPU utilisation by local rank."""
+    wait seconds per rank over ``steps`` steps of ``step`` s each, the last of them numbered ``number``;
+    ``busy`` GPU utilisation by local rank; ``last`` the Unix time of every rank's last step."""
     lines = [
         "# TYPE fleetscope_training_rank_info gauge",
         *(
@@ -248,9 +252,12 @@ def _ranks(
         ),
         *(f'fleetscope_training_step_duration_seconds_count{{rank="{r}"}} {steps}' for r in ranks if steps),
     ]
-    if last is not None:
+    if number is not None:
         lines += ["# TYPE fleetscope_training_step gauge"]
-        lines += [f'fleetscope_training_step{{rank="{r}"}} {last}' for r in ranks]
+        lines += [f'fleetscope_training_step{{rank="{r}"}} {number}' for r in ranks]
+    if last is not None:
+        lines += ["# TYPE fleetscope_training_last_step_timestamp_seconds gauge"]
+        lines += [f'fleetscope_training_last_step_timestamp_seconds{{rank="{r}"}} {last}' for r in ranks]
     if busy is not None:
         lines += ["# TYPE fleetscope_gpu_utilization_ratio gauge"]
         lines += [f'fleetscope_gpu_utilization_ratio{{gpu="{g}"}} {u}' for g, u in busy.items()]
@@ -358,7 +365,7 @@ def test_a_node_whose_window_covers_other_steps_names_no_straggler() -> None:
     def window(node_02_last: float) -> dict[str, list[Metric]]:
         return {
             node: _ranks(
-                node, {r: r % 4 for r in ranks}, wait, last=node_02_last if node == "node-02" else 200
+                node, {r: r % 4 for r in ranks}, wait, number=node_02_last if node == "node-02" else 200
             )
             for node, ranks in nodes.items()
         }
@@ -390,6 +397,176 @@ def test_ranks_stopped_while_others_of_their_job_still_step_are_not_yet_a_hang()
     for node, families in history.observe(window, down=()).items():
         window[node] += families
     assert _report(window)["root_causes"][0]["kind"] == "progress_hang"
+
+
+def test_a_rank_whose_last_step_is_far_older_than_its_steps_is_stalled_before_a_whole_window() -> None:
+    """Rank 5 starves 20 s before the end of a 5-minute window: every rank stops (they wait for it in the
+    all-reduce), all took steps earlier in the window, so no whole window is stepless yet; their last
+    steps are old at the source's time of the window, by more than a read's lag and five steps."""
+    history = WindowHistory(timedelta(minutes=5))
+    wait = {r: 10.0 for r in range(8)}
+    nodes = {"node-01": {0: 0, 1: 1, 2: 2, 3: 3}, "node-02": {4: 0, 5: 1, 6: 2, 7: 3}}
+    busy = {g: 0.9 for g in range(4)}
+    # A source on a clock of its own (a simulation's, or Prometheus's): nothing here reads this machine's.
+    t = 2_000_000_000.0
+    history.observe(
+        {n: _ranks(n, ranks, wait, busy=busy, last=t - 0.5) for n, ranks in nodes.items()},
+        down=(),
+        times=dict.fromkeys(nodes, t),
+    )
+    bound = scoring("stragglers.stall_lag_share") * 300 + scoring("stragglers.stall_steps") * 1.0
+
+    def window(age: float) -> dict[str, list[Metric]]:
+        """The next window, 300 s on, whose ranks' last steps are ``age`` s old; rank 5's GPU idles."""
+        utilization = {"node-01": {g: 1.0 for g in range(4)}, "node-02": {0: 1.0, 1: 0.0, 2: 1.0, 3: 1.0}}
+        out = {
+            n: _ranks(n, ranks, wait, steps=280, busy=utilization[n], last=t + 300 - age)
+            for n, ranks in nodes.items()
+        }
+        for node, families in history.observe(out, down=(), times=dict.fromkeys(nodes, t + 300)).items():
+            out[node] += families
+        return out
+
+    early = window(bound - 1)  # a read's lag and a few steps: no stall yet
+    assert STALLED_SECONDS not in {name for fs in early.values() for name in _names(fs)}
+    assert _report(early)["incident"] is False
+    late = window(bound + 1)
+    assert {name for fs in late.values() for name in _names(fs)} & {STALLED, STALLED_SECONDS} == {
+        STALLED_SECONDS
+    }
+    top = _report(late)["root_causes"][0]
+    assert (top["kind"], top["node"], top["gpu"], top["layer"]) == (
+        "progress_stall",
+        "node-02",
+        1,
+        "data_pipeline",
+    )
+    assert f"has taken no step for {bound + 1:.0f} s and its GPU is idle" in top["summary"]
+
+
+def test_every_rank_paused_alike_waits_for_a_whole_window() -> None:
+    """Every rank's GPU idle (a checkpoint written by every rank) or every one busy, steps a minute old:
+    a job pauses like this for a while, so only a whole window without a step says more."""
+    history = WindowHistory(timedelta(minutes=5))
+    wait = {r: 10.0 for r in range(4)}
+    t = 1_000_000_000.0
+    ranks = {0: 0, 1: 1, 2: 2, 3: 3}
+    history.observe(
+        {"node-01": _ranks("node-01", ranks, wait, busy={g: 0.9 for g in range(4)}, last=t)},
+        down=(),
+        times={"node-01": t},
+    )
+    for utilization in (0.0, 1.0):
+        window = {
+            "node-01": _ranks(
+                "node-01", ranks, wait, steps=200, busy={g: utilization for g in range(4)}, last=t + 240
+            )
+        }
+        derived = history.observe(window, down=(), times={"node-01": t + 400})
+        assert STALLED_SECONDS in _names(derived["node-01"])
+        window["node-01"] += derived["node-01"]
+        assert _report(window)["incident"] is False
+
+
+def test_a_stall_is_read_at_the_promql_apis_evaluation_time_not_the_collectors_clock(tmp_path: Path) -> None:
+    """The simulator's Prometheus-compatible API on a simulated clock years ahead of this machine's: a
+    data-loader stall on rank 2 of node 3 is named (node, GPU, layer) at the second cycle after it began,
+    15 s apart, within two scrape intervals; at the first its last step is not yet old enough."""
+    start = 2_100_000_000.0
+    now = {"t": start}
+    cluster = SimulatedCluster(
+        4, [parse_fault("dataloader_stall@3:2+200", 4)], links=2, start=start, clock=lambda: now["t"]
+    )
+    api = QueryAPI(cluster).start()
+    try:
+        source = PromQLSource(api.url, window=timedelta(seconds=60))
+        collector = LiveCollector([source], IncidentStore(tmp_path / "i.db"), window=timedelta(seconds=60))
+        found = {}
+        for cycle in (165, 180, 195, 210, 225):
+            now["t"] = start + cycle
+            report = collector.run_once()
+            found[cycle] = [(c["node"], c["gpu"], c["layer"]) for c in report["root_causes"]]
+        snapshot = source.fetch()["sim-node-0001"]
+        collector.store.close()
+    finally:
+        api.stop()
+    assert snapshot.time == start + 225  # the answer's evaluation time, the simulated clock's
+    assert found[165] == found[180] == found[195] == []
+    assert found[210] == []  # 10 s after the stall: a read's lag (15 s of a 60 s window) and five steps
+    assert found[225][0] == ("sim-node-0003", 2, "data_pipeline")
+
+
+def test_a_real_exporters_ranks_that_stop_are_stalled_by_the_age_of_their_last_step(tmp_path: Path) -> None:
+    """Four ranks send 10 ms steps through the training hook to a real exporter, then stop. Read at each
+    scrape's time (the source's, written with the window), their last steps are young while they step
+    and old, by more than a quarter of the 12 s window and five steps, once they have stopped."""
+    log = tmp_path / "kern.log"
+    log.write_text("")
+    with running_exporter(log) as exporter:
+        wait_for(lambda: (tmp_path / "training.sock").is_socket())
+        hooks = [
+            TrainingHook(str(tmp_path / "training.sock"), rank=r, local_rank=r, world_size=4, job_id="j7")
+            for r in range(4)
+        ]
+
+        def steps(n: int) -> None:
+            for hook in hooks:
+                for _ in range(n):
+                    hook.record(0.01, [0.001, 0.003, 0.004, 0.001, 0.001])
+                hook.flush()
+
+        window = timedelta(seconds=12)
+        source = ExporterSource([f"node-01=127.0.0.1:{exporter.port}"], window=window)
+        collector = LiveCollector(
+            [source], IncidentStore(tmp_path / "i.db"), window_dir=tmp_path / "window", window=window
+        )
+        stalled = []
+        for pause in (0.0, 0.0, 4.5):
+            steps(5)
+            time.sleep(pause)
+            collector.run_once()
+            text = (tmp_path / "window" / "node-01" / "metrics.prom").read_text()
+            stalled.append(
+                {ln.split()[0] for ln in text.splitlines() if ln.startswith(STALLED_SECONDS + "{")}
+            )
+        for hook in hooks:
+            hook.close()
+    # The first read is a baseline for the counters (no pace yet); the second steps; the third, 4.5 s
+    # after the last step (more than 3 s + 5 x 10 ms), finds all four ranks stalled.
+    assert stalled[:2] == [set(), set()]
+    assert stalled[2] == {f'{STALLED_SECONDS}{{rank="{r}"}}' for r in range(4)}
+
+
+def test_a_jobs_stalled_ranks_are_forgotten_together() -> None:
+    """Rank 1 starves its job; node-02's windows go stepless one window after node-01's (scraped a moment
+    apart). After forget_after_windows the job's stall is dropped on both nodes in one window: node-01's
+    ranks forgotten alone would leave node-02's busy ones looking like a hang."""
+    history = WindowHistory()
+    wait = {r: 10.0 for r in range(8)}
+    nodes = {"node-01": {0: 0, 1: 1, 2: 2, 3: 3}, "node-02": {4: 0, 5: 1, 6: 2, 7: 3}}
+    forget = int(scoring("window_history.forget_after_windows"))
+    seen = []
+    for number in range(forget + 4):
+        stopped = {n: number > (1 if n == "node-01" else 2) for n in nodes}
+        busy = {
+            n: {g: 0.0 if stopped[n] and (n, g) == ("node-01", 1) else 1.0 for g in range(4)} for n in nodes
+        }
+        window = {
+            n: _ranks(n, ranks, wait, steps=0 if stopped[n] else 100, busy=busy[n])
+            for n, ranks in nodes.items()
+        }
+        derived = history.observe(window, down=())
+        counted = {n for n, families in derived.items() if STALLED in _names(families)}
+        for node, families in derived.items():
+            window[node] += families
+        report = _report(window)
+        kinds = {c["kind"] for c in report["root_causes"]}
+        assert "progress_hang" not in json.dumps(report), number
+        seen.append((counted, kinds))
+    assert seen[2][0] == {"node-01"} and seen[3][0] == {"node-01", "node-02"}
+    assert "progress_stall" in seen[forget + 1][1]  # node-01 at the limit
+    # node-01 past the limit, node-02 one window short of it: both dropped at once.
+    assert seen[forget + 2][0] == set() and "progress_stall" not in seen[forget + 2][1]
 
 
 def test_the_first_window_of_a_rank_is_no_stall() -> None:

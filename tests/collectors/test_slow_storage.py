@@ -76,8 +76,11 @@ def test_a_node_whose_storage_holds_its_ranks_up_is_one_storage_incident_on_the_
     storage = [
         t for t, r in reports.items() if r["incident"] and r["root_causes"][0]["kind"] == "slow_storage"
     ]
-    # Persistence: the I/O wait must stand apart for persist_windows windows in a row before it counts.
-    assert storage and min(storage) >= 15 + scoring("persistent_deviation.persist_windows")
+    # Two signals agree (the node's I/O wait apart, its ranks held up outside compute): the window in which
+    # they do counts, before the I/O wait alone has persisted for persist_windows windows.
+    assert storage and min(storage) < 15 + scoring("persistent_deviation.persist_windows")
+    first = reports[min(storage)]["root_causes"][0]
+    assert first["certainty"] == "likely" and "in this one window); its rank" in first["summary"]
     top = reports[storage[0] + 4]["root_causes"][0]
     assert (top["layer"], top["node"], top["gpu"], top["certainty"]) == (
         "storage",
@@ -89,7 +92,8 @@ def test_a_node_whose_storage_holds_its_ranks_up_is_one_storage_incident_on_the_
         "of their time waiting on I/O in the window while the other 3 nodes of job sim-4242" in top["summary"]
     )
     assert "s per step outside compute and collectives" in top["summary"]
-    # Before the I/O wait persisted, the node's eight held-up ranks were stragglers: one cause for the
+    assert "windows in a row" in top["summary"]  # by then it has persisted too
+    # Before the I/O wait stood apart, the node's eight held-up ranks were stragglers: one cause for the
     # node, no GPU, so the store keeps one incident at one place that sharpens to storage.
     early = reports[min(storage) - 1]["root_causes"][0]
     assert (early["kind"], early["node"], early["gpu"]) == ("straggler_rank", "sim-node-0003", None)
@@ -233,6 +237,57 @@ def test_a_wait_that_does_not_persist_or_has_no_job_is_nothing() -> None:
         assert not any(
             s.name == DEVIATION_WINDOWS for families in derived.values() for f in families for s in f.samples
         )
+
+
+def _held(node: int, extra: float) -> list[Metric]:
+    """Rank ``node`` of job j7 on GPU 0 in a window: 50 steps of 1 s, 0.9 s of each computing or waiting in
+    collectives, ``extra`` s more of each outside them (a checkpoint write between steps)."""
+    lines = [
+        "# TYPE fleetscope_training_rank_info gauge",
+        f'fleetscope_training_rank_info{{job_id="j7",local_rank="0",rank="{node}",world_size="5"}} 1',
+        "# TYPE fleetscope_training_steps_total counter",
+        f'fleetscope_training_steps_total{{rank="{node}"}} 50',
+        "# TYPE fleetscope_training_step_duration_seconds histogram",
+        f'fleetscope_training_step_duration_seconds_sum{{rank="{node}"}} {50 * (1.0 + extra)}',
+        f'fleetscope_training_step_duration_seconds_count{{rank="{node}"}} 50',
+        "# TYPE fleetscope_training_phase_seconds_total counter",
+        f'fleetscope_training_phase_seconds_total{{phase="forward",rank="{node}"}} 15',
+        f'fleetscope_training_phase_seconds_total{{phase="backward",rank="{node}"}} 25',
+        f'fleetscope_training_phase_seconds_total{{phase="optimizer",rank="{node}"}} 2.5',
+        f'fleetscope_training_phase_seconds_total{{phase="collective_wait",rank="{node}"}} 2.5',
+    ]
+    return window_families("\n".join(lines) + "\n", {})[0]
+
+
+def test_two_signals_that_agree_need_no_persistence_and_one_alone_still_waits() -> None:
+    """node-02's CPUs wait on I/O apart from its peers' from the first window on. With its rank held up
+    0.3 s a step outside compute and collectives, the two agree and the first window names the node's
+    storage; with its rank at the job's pace, the I/O wait alone waits for persist_windows windows."""
+    persist = int(scoring("persistent_deviation.persist_windows"))
+    for extra, first in ((0.3, 1), (0.0, persist)):
+        history = WindowHistory(timedelta(seconds=50))
+        reports = [
+            _observe(
+                history,
+                {
+                    f"node-0{n}": _node_exporter(1.0 if n == 2 else 0.02) + _held(n, extra if n == 2 else 0.0)
+                    for n in range(1, 6)
+                },
+            )
+            for _ in range(persist)
+        ]
+        assert [r["incident"] for r in reports] == [i + 1 >= first for i in range(persist)], extra
+        top = reports[first - 1]["root_causes"][0]
+        assert (top["kind"], top["node"], top["layer"]) == ("slow_storage", "node-02", "storage")
+        if extra:
+            assert top["certainty"] == "likely"
+            assert ", in this one window); its rank 2 spends 0.4 s per step outside compute" in top["summary"]
+            assert "against 0.1 s for the job's median rank" in top["summary"]
+        else:
+            assert top["certainty"] == "unsure" and f"for {persist} windows in a row" in top["summary"]
+    # Ranks held up on a node whose CPUs wait like their peers': no storage fault (a slow GPU, a straggler).
+    window = {f"node-0{n}": _node_exporter(0.02) + _held(n, 0.3 if n == 2 else 0.0) for n in range(1, 6)}
+    assert not any(c["kind"] == "slow_storage" for c in _observe(WindowHistory(), window)["root_causes"])
 
 
 def test_the_share_and_its_floor() -> None:

@@ -22,15 +22,24 @@ windows: in a window of eight steps, one step more at the start of a node's wind
 straggler held the job, raises its ranks' wait per step by a sixth, and the node whose window lacks
 that step reads as eight ranks that wait less than their peers.
 
-**Stalled progress.** ``fleetscope_collector_training_stalled_windows{rank}`` (the live collector's
-history: a rank that took steps before took none in the window). Where the stalled rank's GPU is idle
-(utilisation under ``stall_utilization``) while other stalled ranks' GPUs stay busy (spinning in the
-collective that waits for it), that rank starves for input and is the cause; where every stalled rank's
-GPU idles, the job waits for its input everywhere (data loading, shared storage) and the finding names
-no node; where every GPU stays busy, steps stopped in a hung collective or kernel, which is a symptom of
-a cause elsewhere, unless other ranks of the job still took steps in the window: a synchronous job stops
-as a whole, so those ranks' windows end at another moment (the job just stopped or resumed), and the
-next window says which. The rank's GPU is the topology's (its local rank on its node).
+**Stalled progress.** The live collector's history states two kinds of stall:
+``fleetscope_collector_training_stalled_windows{rank}`` (a rank that took steps before took none in the
+whole window) and, sooner, ``fleetscope_collector_training_stalled_seconds{rank}`` (a rank whose last
+step is older, at the source's time of the window, than a read's lag and several of its steps explain).
+Where a stalled rank's GPU is idle (utilisation under ``stall_utilization``) while other stalled ranks'
+GPUs stay busy (spinning in the collective that waits for it), that rank starves for input and is the
+cause; either kind of stall names it, since the two signals (its steps stopped, its GPU alone idle) agree.
+A rank that alone writes a checkpoint while the others wait for it in a barrier (``torch.save`` on rank 0
+only) reads the same once the save outlasts the bound of the stall by age (a quarter window and five
+steps by default); savers of sharded checkpoints (every rank writes) idle every GPU, which is no shape
+that names a rank.
+Where every stalled rank's GPU idles, the job waits for its input everywhere (data loading, shared
+storage) and the finding names no node; where every GPU stays busy, steps stopped in a hung collective or
+kernel, which is a symptom of a cause elsewhere, unless other ranks of the job still took steps in the
+window: a synchronous job stops as a whole, so those ranks' windows end at another moment (the job just
+stopped or resumed), and the next window says which. These two need a whole window without a step: a job
+that pauses everywhere for a while (a checkpoint written by every rank, an evaluation) looks the same
+for a minute or two. The rank's GPU is the topology's (its local rank on its node).
 """
 
 from __future__ import annotations
@@ -40,14 +49,19 @@ from collections.abc import Iterable, Iterator, Sequence
 
 from fleetscope.collectors.detectors.base import Detector, where
 from fleetscope.collectors.evidence import Evidence, Finding
-from fleetscope.collectors.history import STALLED, UTILIZATION, robust_scores
+from fleetscope.collectors.history import (
+    STALLED,
+    STALLED_SECONDS,
+    STEP_SUM,
+    STEPS,
+    UTILIZATION,
+    robust_scores,
+)
 from fleetscope.collectors.knowledge import scoring
 from fleetscope.collectors.topology import SERIES as TOPOLOGY_SERIES
 from fleetscope.collectors.topology import Topology
 
 PHASES = "fleetscope_training_phase_seconds_total"
-STEPS = "fleetscope_training_steps_total"
-STEP_SUM = "fleetscope_training_step_duration_seconds_sum"
 STEP_NUMBER = "fleetscope_training_step"
 
 _RankKey = tuple[str | None, str]
@@ -57,7 +71,16 @@ class StragglerRankDetector(Detector):
     """The rank the others wait for; ranks that stopped taking steps."""
 
     name = "stragglers"
-    series = (PHASES, STEPS, STEP_SUM, f"{STEP_NUMBER}$", STALLED, *UTILIZATION, *TOPOLOGY_SERIES)
+    series = (
+        PHASES,
+        STEPS,
+        STEP_SUM,
+        f"{STEP_NUMBER}$",
+        STALLED,
+        STALLED_SECONDS,
+        *UTILIZATION,
+        *TOPOLOGY_SERIES,
+    )
 
     def detect(self, evidence: Sequence[Evidence]) -> Iterable[Finding]:
         topology = self.topology(evidence)
@@ -80,8 +103,10 @@ class StragglerRankDetector(Detector):
                 took[(e.node, rank)] = value
             elif name == STEP_NUMBER and rank and math.isfinite(value):
                 last[(e.node, rank)] = value
-            elif name == STALLED and rank:
-                stalled[(e.node, rank)] = e
+            elif name in (STALLED, STALLED_SECONDS) and rank:
+                # Whole windows first: the stall that needs no read's timing and says the most.
+                if name == STALLED or (e.node, rank) not in stalled:
+                    stalled[(e.node, rank)] = e
             elif name in UTILIZATION and e.gpu is not None and math.isfinite(value):
                 utilization[(e.node, e.gpu)] = value * UTILIZATION[name]
         yield from self._stragglers(topology, wait, steps, took, last)
@@ -179,21 +204,25 @@ class StragglerRankDetector(Detector):
                         key,
                         stalled,
                         f"Rank {rank}{named} on {where(node, gpu, None)} has taken no step for "
-                        f"{stalled[key].attrs['value']:.0f} window(s) and its GPU is idle while the other "
-                        f"{len(ranks) - 1} stalled ranks' GPUs stay busy waiting for it: it is starved of "
-                        "input (its data loader, its storage or its host)",
+                        f"{_how_long(stalled[key])} and its GPU is idle while the other {len(ranks) - 1} "
+                        "stalled ranks' GPUs stay busy waiting for it: it is starved of input (its data "
+                        "loader, its storage or its host)",
                         "cause",
                         gpu,
                         weight=scoring("stragglers.starved_weight"),
                     )
-            elif idle:
+                continue
+            # A pause of every rank alike says nothing until it has lasted a whole window (module docstring).
+            idle = [k for k in idle if stalled[k].attrs["name"] == STALLED]
+            busy = [k for k in busy if stalled[k].attrs["name"] == STALLED]
+            if idle:
                 first = idle[0]
                 yield self._stall(
                     first,
                     stalled,
-                    f"All {len(idle)} ranks{named} have taken no step for "
-                    f"{stalled[first].attrs['value']:.0f} window(s) and their GPUs are idle: the job waits "
-                    "for its input everywhere (shared storage, the data pipeline)",
+                    f"All {len(idle)} ranks{named} have taken no step for {_how_long(stalled[first])} and "
+                    "their GPUs are idle: the job waits for its input everywhere (shared storage, the data "
+                    "pipeline)",
                     "cause",
                     None,
                     every=idle,
@@ -203,8 +232,8 @@ class StragglerRankDetector(Detector):
                 yield self._stall(
                     first,
                     stalled,
-                    f"{len(busy)} rank(s){named} have taken no step for {stalled[first].attrs['value']:.0f} "
-                    "window(s) while their GPUs stay busy: a hung collective or kernel",
+                    f"{len(busy)} rank(s){named} have taken no step for {_how_long(stalled[first])} while "
+                    "their GPUs stay busy: a hung collective or kernel",
                     "symptom",
                     None,
                     every=busy,
@@ -272,3 +301,9 @@ def _aligned(
         for key in ranks
         if key not in last or (abs(last[key] - end) <= bound and abs(last[key] - steps[key] - start) <= bound)
     ]
+
+
+def _how_long(stall: Evidence) -> str:
+    """How long a stall has lasted, in the unit of its series (windows, or seconds by the source's time)."""
+    value = float(stall.attrs["value"])
+    return f"{value:.0f} window(s)" if stall.attrs["name"] == STALLED else f"{value:.0f} s"
