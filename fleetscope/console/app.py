@@ -33,5 +33,9 @@ PAGES = [
     ("views/investigate.py", "Investigate"),
 ]
 
-st.set_page_config(page_title="fleetscope", layout="wide")
-st.navigation([st.Page(path, title=title, default=i == 0) for i, (path, title) in enumerate(PAGES)]).run()
+# Streamlit runs this script as the module ``__main__``. The Cluster page's reader is a process started
+# with multiprocessing's spawn, which imports the main script again as ``__mp_main__``: there the pages
+# must not run (Streamlit would warn "missing ScriptRunContext" for every call and read the stores).
+if __name__ == "__main__":
+    st.set_page_config(page_title="fleetscope", layout="wide")
+    st.navigation([st.Page(path, title=title, default=i == 0) for i, (path, title) in enumerate(PAGES)]).run()

@@ -5,6 +5,9 @@ metric names (parsed as the collector's sources parse them) and on the engine's 
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -16,7 +19,9 @@ from fleetscope.console.charts import timeline_chart, timeline_frame
 from fleetscope.console.cluster_state import look, read_state
 from tests.servers import free_port
 
-EXAMPLES = Path(__file__).resolve().parents[2] / "fleetscope" / "examples" / "incidents"
+ROOT = Path(__file__).resolve().parents[2]
+EXAMPLES = ROOT / "fleetscope" / "examples" / "incidents"
+APP = ROOT / "fleetscope" / "console" / "app.py"
 
 WINDOW = """\
 # TYPE fleetscope_gpu_temperature_celsius gauge
@@ -113,3 +118,25 @@ def test_a_dead_target_of_a_targets_file_is_named_by_its_node_label(tmp_path: Pa
     state = look(FileSDSource(targets), 300.0)
     assert list(state.down) == ["sim-node-0003"]
     assert f"http://{dead}/metrics" in state.down["sim-node-0003"]  # why: the request that failed
+
+
+def test_the_consoles_reader_process_does_not_run_the_pages(tmp_path: Path) -> None:
+    """The reader is spawned from inside Streamlit, whose ``__main__`` is the console script: the child
+    imports that script again and must get the look without running a page."""
+    dead = f"127.0.0.1:{free_port()}"
+    script = f"""
+import sys, types
+main = types.ModuleType("__main__")  # what Streamlit's ScriptRunner installs while the app runs
+main.__file__ = {str(APP)!r}
+sys.modules["__main__"] = main
+from fleetscope.console.cluster_state import Sampler
+sampler = Sampler.in_process_of_its_own(["node-07={dead}"], None, None, 300.0)
+print(sorted(sampler.latest().down))
+"""
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120, cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "['node-07']"  # the child read the dead target
+    assert "ScriptRunContext" not in done.stderr  # and ran no Streamlit command
