@@ -927,7 +927,7 @@ class LiveCollector:
         self._open.set(still_open)
         self._export_open(self.store.recent(limit=100, state="open"))
         self._duration.observe(time.perf_counter() - started)
-        log.info("cycle: %d nodes read, %d not answering, %d incidents open", answered, len(down), still_open)
+        log.info("cycle: nodes read %d, not answering %d, incidents open %d", answered, len(down), still_open)
         return report
 
     def _export_open(self, incidents: list[Incident]) -> None:

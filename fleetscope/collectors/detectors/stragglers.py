@@ -154,6 +154,10 @@ class StragglerRankDetector(Detector):
                 continue
             waits = [per_step for per_step, _ in ranks.values()]
             median = sorted(waits)[len(waits) // 2]
+            apart = len(timed) - len(ranks)
+            peers = f"{len(ranks) - 1} peers" + (
+                f" (of {len(timed) - 1}; {apart} read over other steps are left out)" if apart else ""
+            )
             for (key, (per_step, _)), z in zip(ranks.items(), robust_scores(waits), strict=True):
                 if z > -scoring("stragglers.z"):
                     continue
@@ -167,7 +171,7 @@ class StragglerRankDetector(Detector):
                     severity="warning",
                     weight=scoring("stragglers.straggler_weight"),
                     summary=f"Rank {rank}{' of job ' + job if job else ''} on {where(node, gpu, None)} waits "
-                    f"{per_step:.3g} s per step in collectives while its {len(ranks) - 1} peers wait a "
+                    f"{per_step:.3g} s per step in collectives while its {peers} wait a "
                     f"median of {median:.3g} s (robust z {z:+.1f}): the others wait for it, so it is the "
                     "straggler",
                     action=f"look at {node}"
