@@ -278,7 +278,9 @@ def gpu_heatmap(gpus: pd.DataFrame, measure: str, nodes: list[str]) -> AnyChart:
             ],
         )
         .add_params(pick)
-        .properties(height=max(120, 18 * len(nodes)))
+        # Streamlit fits a stretched chart's height around its axes too: about 90 px go to the GPU axis,
+        # its labels and the padding, so each node row gets its 22 px on top of them.
+        .properties(height=90 + 22 * len(nodes))
     )
 
 

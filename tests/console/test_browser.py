@@ -318,7 +318,11 @@ def test_the_cluster_page_names_the_node_that_is_down(page, console_url: str) ->
     # Click node-01's row, level with its axis label, in the middle of the plot.
     box = heatmap.bounding_box()
     label = heatmap.locator("text", has_text="node-01").first.bounding_box()
-    assert box is not None and label is not None
+    above = heatmap.locator("text", has_text="node-02").first.bounding_box()
+    assert box is not None and label is not None and above is not None
+    # Each node's row is tall enough to read and to click (it was about 22 px here, and 11 px at four
+    # nodes, where every other node's label went missing).
+    assert label["y"] - above["y"] >= 25, (above, label)
     page.mouse.click(box["x"] + box["width"] / 2, label["y"] + label["height"] / 2)
     page.get_by_text("Node node-01").wait_for(timeout=SHOWN_WITHIN)
 
