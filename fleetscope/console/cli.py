@@ -208,6 +208,7 @@ def exporter_command(**values: Any) -> None:
     except OSError as exc:
         typer.echo(f"fleetscope exporter: cannot listen on {settings.listen_address}: {exc}", err=True)
         raise typer.Exit(1) from None
+    _stop_on_sigterm()  # stopped by systemd, Kubernetes or Slurm: close the collectors, remove the socket
     try:
         exporter.serve_forever()
     except KeyboardInterrupt:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import importlib.util
 import math
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -66,6 +67,26 @@ def test_train_ddp_example_feeds_per_rank_metrics_to_the_exporter(tmp_path: Path
         for phase in ("forward", "backward", "optimizer", "collective_wait"):
             # every phase took time on every rank, the gradient all-reduce included (DDP comm hook)
             assert found[("fleetscope_training_phase_seconds_total", (("phase", phase), ("rank", rank)))] > 0
+
+
+def test_an_exporter_stopped_with_sigterm_removes_its_training_socket(tmp_path: Path) -> None:
+    """systemd, the kubelet and Slurm stop the exporter with SIGTERM: it closes its collectors, and the
+    training socket file goes with it."""
+    sock = tmp_path / "training.sock"
+    (tmp_path / "kern.log").write_text("")
+    command = [sys.executable, "-m", "fleetscope.console.cli", "exporter", "--web.listen-address",
+               f"127.0.0.1:{free_port()}", "--no-collector.gpu", "--no-collector.nvlink",
+               "--collector.xid.kernel-log", str(tmp_path / "kern.log"), "--collector.training.socket",
+               str(sock)]  # fmt: skip
+    process = subprocess.Popen(command, cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)})
+    try:
+        wait_for(sock.is_socket)
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(30) == 0
+    finally:
+        process.kill()
+        process.wait()
+    assert not sock.exists()
 
 
 def test_with_the_exporter_down_records_are_dropped_and_counted(tmp_path: Path) -> None:
