@@ -37,8 +37,10 @@ filtered by the peers' median and by the two margins; the rest is the node's sto
 up, which is this fault, however briefly.
 
 The finding is on the node (layer ``storage``, no GPU) and explains the job's symptoms (``cluster``): in
-synchronous training every rank waits for the held-up ones. A single bundle has no history, so no
-finding; its stragglers are :mod:`fleetscope.collectors.detectors.stragglers`'.
+synchronous training every rank waits for the held-up ones. A single bundle has no history, so there
+only the two signals agreeing make a finding, read over the bundle's totals (CPU time since each node
+booted, the ranks' phases since they started) rather than a window; its stragglers are
+:mod:`fleetscope.collectors.detectors.stragglers`'.
 """
 
 from __future__ import annotations
