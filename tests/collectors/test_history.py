@@ -334,48 +334,42 @@ def test_ranks_stopped_with_busy_gpus_are_a_hang_symptom_that_a_cause_explains()
     assert "hung collective" in top["summary"]
 
 
+def _node_02_apart(wait: float, **node_02: float | None) -> dict[str, list[Metric]]:
+    """Three nodes of four ranks of job j7 over 100 steps of 1 s, the last numbered 200; node-02's ranks
+    wait ``wait`` s in collectives over the window (the others about 30 s) and take ``node_02``'s
+    keyword arguments of :func:`_ranks` (``step``, ``number``)."""
+    waits = {r: wait if 4 <= r < 8 else 30.0 + r % 2 for r in range(12)}
+    nodes = {"node-01": range(0, 4), "node-02": range(4, 8), "node-03": range(8, 12)}
+    return {
+        node: _ranks(
+            node,
+            {r: r % 4 for r in ranks},
+            waits,
+            **{"number": 200, **(node_02 if node == "node-02" else {})},
+        )
+        for node, ranks in nodes.items()
+    }
+
+
 def test_a_node_read_over_another_stretch_of_time_names_no_straggler() -> None:
     """node-02's exporter was scraped after the job sped up: its ranks' steps in the window are shorter
-    and wait less, which no synchronous rank can do while its peers' steps are long."""
-    wait = {r: 30.0 + r % 2 for r in range(12)}
-    wait.update({r: 0.8 for r in range(4, 8)})  # node-02: 0.008 s a step against the others' 0.3 s
-    nodes = {"node-01": range(0, 4), "node-02": range(4, 8), "node-03": range(8, 12)}
-
-    def window(node_02_step: float) -> dict[str, list[Metric]]:
-        return {
-            node: _ranks(
-                node, {r: r % 4 for r in ranks}, wait, step=node_02_step if node == "node-02" else 1.0
-            )
-            for node, ranks in nodes.items()
-        }
-
-    assert _report(window(0.7))["incident"] is False
+    and wait less (0.008 s a step against the others' 0.3 s), which no synchronous rank can do while its
+    peers' steps are long."""
+    assert _report(_node_02_apart(0.8, step=0.7, number=None))["incident"] is False
     # The same waits at the job's pace: node-02's ranks are the ones the others wait for.
-    assert {c["node"] for c in _report(window(1.0))["root_causes"]} == {"node-02"}
+    assert {c["node"] for c in _report(_node_02_apart(0.8, number=None))["root_causes"]} == {"node-02"}
 
 
 def test_a_node_whose_window_covers_other_steps_names_no_straggler() -> None:
     """node-02's exporter was scraped 30 steps after the others' (a busy collector host): its window
     holds steps 131-230 where its peers' hold 101-200. The pace is the same, but the job slowed in the
     window, so its ranks waited less per step than their peers did over the earlier steps."""
-    wait = {r: 30.0 + r % 2 for r in range(12)}
-    wait.update({r: 2.0 for r in range(4, 8)})
-    nodes = {"node-01": range(0, 4), "node-02": range(4, 8), "node-03": range(8, 12)}
-
-    def window(node_02_last: float) -> dict[str, list[Metric]]:
-        return {
-            node: _ranks(
-                node, {r: r % 4 for r in ranks}, wait, number=node_02_last if node == "node-02" else 200
-            )
-            for node, ranks in nodes.items()
-        }
-
-    assert _report(window(230))["incident"] is False
+    assert _report(_node_02_apart(2.0, number=230))["incident"] is False
     # Read at the same moments, its ranks are compared, and named.
-    assert {c["node"] for c in _report(window(200))["root_causes"]} == {"node-02"}
+    assert {c["node"] for c in _report(_node_02_apart(2.0))["root_causes"]} == {"node-02"}
     # A window a tenth of its steps apart is still compared; more is not.
-    assert {c["node"] for c in _report(window(210))["root_causes"]} == {"node-02"}
-    assert _report(window(211))["incident"] is False
+    assert {c["node"] for c in _report(_node_02_apart(2.0, number=210))["root_causes"]} == {"node-02"}
+    assert _report(_node_02_apart(2.0, number=211))["incident"] is False
 
 
 def test_ranks_stopped_while_others_of_their_job_still_step_are_not_yet_a_hang() -> None:
